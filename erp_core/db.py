@@ -1,0 +1,174 @@
+"""Engines, sessions, migrations and the schema revision the code supports."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import create_engine, event, inspect, select, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+STAGES = ("expand", "backfill", "contract")
+
+
+def normalise_url(url: str) -> str:
+    """Accept postgres:// and postgresql:// and use the psycopg 3 driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def make_engine(url: str, **kw) -> Engine:
+    url = normalise_url(url)
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite":
+        if u.database and u.database != ":memory:":
+            Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kw)
+        _sqlite_setup(engine)
+        return engine
+    kw.setdefault("pool_size", 10)
+    kw.setdefault("max_overflow", 30)
+    kw.setdefault("pool_pre_ping", True)
+    return create_engine(url, **kw)
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    """WAL, foreign keys, a busy timeout, and BEGIN IMMEDIATE for write transactions so two
+    writers queue on the lock instead of deadlocking on a read-to-write upgrade."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        write = conn.get_execution_options().get("erp_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+class Database:
+    """An engine and its session factories (write sessions take the write lock up front on SQLite)."""
+
+    def __init__(self, url: str, **kw):
+        self.url = normalise_url(url)
+        self.engine = make_engine(self.url, **kw)
+        self._read = sessionmaker(self.engine, expire_on_commit=False)
+        self._write = sessionmaker(self.engine.execution_options(erp_write=True), expire_on_commit=False)
+
+    @contextlib.contextmanager
+    def session(self, write: bool = True, actor: str = "system"):
+        """A transaction: commits on success, rolls back on any error."""
+        factory = self._write if write else self._read
+        with factory() as s:
+            s.info["actor"] = actor
+            try:
+                yield s
+                s.commit()
+            except BaseException:
+                s.rollback()
+                raise
+
+    def dispose(self):
+        self.engine.dispose()
+
+
+# ---- migrations -----------------------------------------------------------------------------
+
+def alembic_config(url: str):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", normalise_url(url).replace("%", "%%"))
+    return cfg
+
+
+def script_directory():
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory(str(MIGRATIONS_DIR))
+
+
+def code_head() -> str:
+    return script_directory().get_current_head()
+
+
+def known_migrations() -> list[dict]:
+    """The migrations this code ships, oldest first, with their declared stage."""
+    out = []
+    for script in reversed(list(script_directory().walk_revisions())):
+        out.append({"revision": script.revision, "down_revision": script.down_revision,
+                    "stage": getattr(script.module, "stage", None), "doc": script.doc})
+    return out
+
+
+def migrate(url: str, revision: str = "head") -> str:
+    from alembic import command
+
+    command.upgrade(alembic_config(url), revision)
+    return current_revision(make_engine(url))
+
+
+def current_revision(engine: Engine) -> str | None:
+    if not inspect(engine).has_table("alembic_version"):
+        return None
+    with engine.connect() as c:
+        return c.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+@dataclass
+class SchemaStatus:
+    current: str | None
+    code_head: str
+    supported: bool
+    reason: str
+    newer: list  # applied migrations this code does not know, with their stages
+
+    def as_dict(self):
+        return self.__dict__.copy()
+
+
+def schema_status(engine: Engine) -> SchemaStatus:
+    """Supported: at the code's head, or at a later revision whose newer migrations are all
+    expand or backfill stages (old code keeps working against an expanded schema)."""
+    from .models import SchemaMigration
+
+    head = code_head()
+    current = current_revision(engine)
+    known = {m["revision"] for m in known_migrations()}
+    if current is None:
+        return SchemaStatus(None, head, False, "database is not migrated: run 'erpctl erp migrate'", [])
+    if current == head:
+        return SchemaStatus(current, head, True, "schema at the code's revision", [])
+    if current in known:
+        return SchemaStatus(current, head, False,
+                            f"schema at {current} is older than the code's {head}: run 'erpctl erp migrate'", [])
+    with Session(engine) as s:
+        rows = s.execute(select(SchemaMigration).order_by(SchemaMigration.applied_at)).scalars().all()
+    newer = [{"revision": r.revision, "stage": r.stage} for r in rows if r.revision not in known]
+    contract = [m["revision"] for m in newer if m["stage"] not in ("expand", "backfill")]
+    if contract:
+        return SchemaStatus(current, head, False,
+                            f"schema has contract migrations this code predates: {', '.join(contract)}; "
+                            "upgrade the code", newer)
+    return SchemaStatus(current, head, True, "schema is ahead by expand/backfill migrations only", newer)
+
+
+def default_sqlite_url(data_dir: str | os.PathLike) -> str:
+    return f"sqlite:///{Path(data_dir).resolve() / 'erp.sqlite3'}"

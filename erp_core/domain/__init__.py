@@ -1,0 +1,1 @@
+"""Pure business rules: dataclasses and Decimal, no database, no request."""

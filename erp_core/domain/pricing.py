@@ -1,0 +1,76 @@
+"""Document lines and totals: price, discount, tax.
+
+Each line is rounded once (net and tax separately); the document total is the sum of its
+rounded lines, so totals always equal their lines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from .money import ZERO, D, round_money
+
+HUNDRED = Decimal("100")
+
+
+@dataclass(frozen=True)
+class LineInput:
+    quantity: Decimal
+    unit_price: Decimal
+    discount_percent: Decimal = ZERO
+    tax_rate_percent: Decimal = ZERO
+
+
+@dataclass(frozen=True)
+class LineAmounts:
+    net: Decimal
+    tax: Decimal
+
+    @property
+    def gross(self) -> Decimal:
+        return self.net + self.tax
+
+
+@dataclass(frozen=True)
+class Totals:
+    net: Decimal
+    tax: Decimal
+    gross: Decimal
+    tax_by_rate: dict
+
+
+def validate_line(line: LineInput) -> None:
+    if D(line.quantity) <= 0:
+        raise ValueError("quantity must be greater than zero")
+    if D(line.unit_price) < 0:
+        raise ValueError("unit_price must not be negative")
+    if not ZERO <= D(line.discount_percent) <= HUNDRED:
+        raise ValueError("discount_percent must be between 0 and 100")
+    if not ZERO <= D(line.tax_rate_percent) <= HUNDRED:
+        raise ValueError("tax_rate_percent must be between 0 and 100")
+
+
+def line_amounts(line: LineInput) -> LineAmounts:
+    validate_line(line)
+    gross_before_discount = D(line.quantity) * D(line.unit_price)
+    net = round_money(gross_before_discount * (HUNDRED - D(line.discount_percent)) / HUNDRED)
+    tax = round_money(net * D(line.tax_rate_percent) / HUNDRED)
+    return LineAmounts(net=net, tax=tax)
+
+
+def document_totals(lines: list[LineInput]) -> Totals:
+    net = tax = ZERO
+    by_rate: dict[Decimal, Decimal] = {}
+    for line in lines:
+        amounts = line_amounts(line)
+        net += amounts.net
+        tax += amounts.tax
+        rate = D(line.tax_rate_percent)
+        by_rate[rate] = by_rate.get(rate, ZERO) + amounts.tax
+    return Totals(net=net, tax=tax, gross=net + tax, tax_by_rate=by_rate)
+
+
+def pick_unit_price(list_price: Decimal, customer_price: Decimal | None) -> Decimal:
+    """A customer's price list wins over the product's sale price."""
+    return D(customer_price) if customer_price is not None else D(list_price)

@@ -1,0 +1,53 @@
+"""Alembic environment: online migrations only; every applied migration records its stage."""
+
+from alembic import context
+from sqlalchemy import inspect
+
+from erp_core.db import STAGES, make_engine
+from erp_core.models import Base, SchemaMigration
+from erp_core.models.base import utcnow
+
+config = context.config
+
+
+def _record_stage(ctx, step, heads, run_args):
+    script = step.up_revision if step.is_upgrade else None
+    conn = ctx.connection
+    if not inspect(conn).has_table("erp_schema_migrations"):
+        return
+    table = SchemaMigration.__table__
+    if step.is_upgrade:
+        stage = getattr(script.module, "stage", None)
+        if stage not in STAGES:
+            raise RuntimeError(f"migration {script.revision} declares no stage (one of {STAGES})")
+        conn.execute(table.insert().values(revision=script.revision, stage=stage, applied_at=utcnow()))
+    else:
+        conn.execute(table.delete().where(table.c.revision == step.up_revision_id))
+
+
+def run_migrations_online():
+    connectable = config.attributes.get("connection")
+    if connectable is not None:
+        _run(connectable)
+        return
+    engine = make_engine(config.get_main_option("sqlalchemy.url"))
+    with engine.connect() as connection:
+        _run(connection)
+    engine.dispose()
+
+
+def _run(connection):
+    context.configure(
+        connection=connection,
+        target_metadata=Base.metadata,
+        on_version_apply=_record_stage,
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+if context.is_offline_mode():
+    raise SystemExit("offline (SQL script) migrations are not supported; run against a database")
+run_migrations_online()

@@ -1,0 +1,66 @@
+"""Declarative base, column types shared by all models."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from sqlalchemy import DateTime, MetaData, Numeric, String, TypeDecorator
+from sqlalchemy.orm import DeclarativeBase
+
+from .. import crypto
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+Money = Numeric(18, 2, asdecimal=True)
+Qty = Numeric(18, 3, asdecimal=True)
+UnitCost = Numeric(18, 4, asdecimal=True)
+Percent = Numeric(5, 2, asdecimal=True)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every engine."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime")
+        return value.astimezone(dt.timezone.utc) if value is not None else None
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        return value
+
+
+class Encrypted(TypeDecorator):
+    """A string stored encrypted (AES-256-GCM) with the configured field key."""
+
+    impl = String(512)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        return crypto.encrypt(value)
+
+    def process_result_value(self, value, dialect):
+        return crypto.decrypt(value)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+__all__ = ["Base", "Money", "Qty", "UnitCost", "Percent", "UTCDateTime", "Encrypted", "utcnow", "Decimal"]
