@@ -122,7 +122,11 @@ def migrate(url: str, revision: str = "head") -> str:
     from alembic import command
 
     command.upgrade(alembic_config(url), revision)
-    return current_revision(make_engine(url))
+    engine = make_engine(url)
+    try:
+        return current_revision(engine)
+    finally:
+        engine.dispose()
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -68,7 +68,7 @@ class Invoice(Base):
     gross_total: Mapped[Decimal] = mapped_column(Money)
     amount_paid: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
     state: Mapped[str] = mapped_column(String(16), default="open")
-    journal_entry_id: Mapped[int] = mapped_column(ForeignKey("journal_entries.id"))
+    journal_entry_id: Mapped[int | None] = mapped_column(ForeignKey("journal_entries.id"))  # none if zero
     payments: Mapped[list["Payment"]] = relationship(order_by="Payment.id")
     __table_args__ = (
         CheckConstraint("kind IN ('customer','supplier')", name="kind"),

@@ -289,7 +289,7 @@ def upgrade():
     sa.Column('gross_total', sa.Numeric(precision=18, scale=2), nullable=False),
     sa.Column('amount_paid', sa.Numeric(precision=18, scale=2), nullable=False),
     sa.Column('state', sa.String(length=16), nullable=False),
-    sa.Column('journal_entry_id', sa.Integer(), nullable=False),
+    sa.Column('journal_entry_id', sa.Integer(), nullable=True),
     sa.CheckConstraint("(kind = 'customer' AND sales_order_id IS NOT NULL AND purchase_order_id IS NULL) OR (kind = 'supplier' AND purchase_order_id IS NOT NULL AND sales_order_id IS NULL)", name=op.f('ck_invoices_source')),
     sa.CheckConstraint("kind IN ('customer','supplier')", name=op.f('ck_invoices_kind')),
     sa.CheckConstraint("state IN ('open','partial','paid')", name=op.f('ck_invoices_state')),

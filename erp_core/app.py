@@ -1,0 +1,143 @@
+"""The ERP application factory."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from decimal import Decimal
+
+from flask import Flask, jsonify
+from flask.json.provider import DefaultJSONProvider
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from werkzeug.exceptions import HTTPException
+
+from . import __version__, crypto
+from .config import Settings
+from .db import Database, schema_status
+from .errors import ErpError
+from .metrics import instrument
+from .services import maintenance
+
+log = logging.getLogger("erp_core")
+
+
+class JSON(DefaultJSONProvider):
+    """Decimals as exact strings, dates in ISO 8601."""
+
+    sort_keys = False
+
+    @staticmethod
+    def default(o):
+        if isinstance(o, Decimal):
+            return str(o)
+        if isinstance(o, (dt.date, dt.datetime)):
+            return o.isoformat()
+        return DefaultJSONProvider.default(o)
+
+
+def _problem(status: int, title: str, detail: str, fix: str | None = None, headers=None, **extra):
+    body = {"type": f"https://erp-controlplane.dev/problems/{status}", "title": title, "status": status,
+            "detail": detail, **({"fix": fix} if fix else {}), **extra}
+    resp = jsonify(body)
+    resp.status_code = status
+    resp.mimetype = "application/problem+json"
+    for k, v in (headers or {}).items():
+        resp.headers[k] = v
+    return resp
+
+
+def _register_errors(app: Flask) -> None:
+    @app.errorhandler(ErpError)
+    def _erp(exc: ErpError):
+        resp = jsonify(exc.to_problem())
+        resp.status_code = exc.status
+        resp.mimetype = "application/problem+json"
+        for k, v in exc.headers.items():
+            resp.headers[k] = v
+        return resp
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException):
+        return _problem(exc.code or 500, exc.name, exc.description or exc.name,
+                        "See /api/v1/openapi.json for the routes and methods.")
+
+    @app.errorhandler(IntegrityError)
+    def _integrity(exc):
+        log.warning("integrity error: %s", exc.orig)
+        return _problem(409, "Conflict", "the change conflicts with data stored meanwhile (a uniqueness or "
+                        "consistency rule)", "Reload the record and retry.")
+
+    @app.errorhandler(DataError)
+    def _data(exc):
+        return _problem(422, "Invalid input", "a value does not fit its column", "Check lengths and number ranges.")
+
+    @app.errorhandler(OperationalError)
+    def _operational(exc):
+        log.error("database unavailable: %s", exc.orig)
+        return _problem(503, "Database unavailable", "the database did not answer in time",
+                        "Retry shortly; if it persists, check the database (see runbooks).",
+                        headers={"Retry-After": "5"})
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc):
+        log.exception("unexpected error")
+        return _problem(500, "Internal error", "an unexpected error occurred; it was logged",
+                        "Retry; if it persists, report the time of the request.")
+
+
+def _register_probes(app: Flask, db: Database, registry) -> None:
+    @app.get("/healthz")
+    def healthz():
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/readyz")
+    def readyz():
+        checks = {}
+        try:
+            with db.engine.connect() as c:
+                c.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+            status = schema_status(db.engine)
+            checks["schema"] = status.as_dict()
+            with db.session(write=False) as s:
+                mode = maintenance.state(s)
+            checks["maintenance"] = mode
+            ready = status.supported and not mode["enabled"]
+        except OperationalError as exc:
+            checks["database"] = f"unreachable: {exc.orig}"
+            ready = False
+        resp = jsonify({"ready": ready, "checks": checks})
+        resp.status_code = 200 if ready else 503
+        return resp
+
+    @app.get("/metrics")
+    def metrics():
+        return generate_latest(registry), 200, {"Content-Type": CONTENT_TYPE_LATEST}
+
+
+def create_app(settings: Settings, db: Database | None = None) -> Flask:
+    from .api import framework, openapi
+    from .api import finance, imports, masterdata, orders, stock, system, users  # noqa: F401 (registers routes)
+
+    crypto.configure(settings.field_key)
+    app = Flask(__name__)
+    app.json = JSON(app)
+    app.config["ERP_SETTINGS"] = settings
+    app.config["TESTING"] = settings.testing
+    db = db or Database(settings.database_url)
+    app.extensions["erp_db"] = db
+    registry = instrument(app, db)
+    app.register_blueprint(framework.api)
+    spec = openapi.build()
+
+    @app.get("/api/v1/openapi.json")
+    def openapi_json():
+        return jsonify(spec)
+
+    _register_errors(app)
+    _register_probes(app, db, registry)
+    from .web import pages
+    app.register_blueprint(pages.web)
+    return app

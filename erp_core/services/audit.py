@@ -1,0 +1,102 @@
+"""The audit log: every insert, update and delete, written in the same transaction.
+
+A flush hook records each change with who, when, what, before and after. Sensitive values
+are never written to the log (only that they changed)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from sqlalchemy import event, inspect
+from sqlalchemy.orm import Session
+
+from ..models import AuditLog, Base
+from ..models.base import Encrypted, utcnow
+
+SKIP = {"audit_log", "api_tokens", "login_attempts", "idempotency_keys", "stock_levels",
+        "doc_sequences", "erp_schema_migrations"}
+REDACT = {"password_hash"}
+
+
+def _json(value):
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    return value
+
+
+def _redacted(column) -> bool:
+    return column.key in REDACT or isinstance(column.type, Encrypted)
+
+
+def _snapshot(obj, which: str) -> dict:
+    state = inspect(obj)
+    out = {}
+    for attr in state.mapper.column_attrs:
+        col = attr.columns[0]
+        hist = state.attrs[attr.key].history
+        if which == "before":
+            value = hist.deleted[0] if hist.deleted else (hist.unchanged[0] if hist.unchanged else None)
+        else:
+            value = getattr(obj, attr.key)
+        out[attr.key] = "***" if _redacted(col) and value is not None else _json(value)
+    return out
+
+
+def _changed(obj) -> tuple[dict, dict]:
+    state = inspect(obj)
+    before, after = {}, {}
+    for attr in state.mapper.column_attrs:
+        hist = state.attrs[attr.key].history
+        if not hist.has_changes():
+            continue
+        col = attr.columns[0]
+        old = hist.deleted[0] if hist.deleted else None
+        new = hist.added[0] if hist.added else None
+        if _redacted(col):
+            old, new = "***", "*** (changed)"
+        before[attr.key], after[attr.key] = _json(old), _json(new)
+    return before, after
+
+
+def _ident(obj) -> str:
+    return ",".join(str(v) for v in inspect(obj).identity or ())
+
+
+def record(s: Session, action: str, entity: str, entity_id: str, before=None, after=None) -> None:
+    """An explicit entry (logins, logouts, failed logins)."""
+    s.add(AuditLog(actor=s.info.get("actor", "system"), action=action, entity=entity,
+                   entity_id=str(entity_id), before=before, after=after, at=utcnow()))
+
+
+@event.listens_for(Session, "before_flush")
+def _collect(session, _ctx, _instances):
+    """Capture updates and deletes before the flush (history is lost afterwards)."""
+    pending = session.info.setdefault("_audit_pending", [])
+    for obj in session.dirty:
+        if isinstance(obj, Base) and obj.__tablename__ not in SKIP and session.is_modified(obj):
+            before, after = _changed(obj)
+            if before or after:
+                pending.append(("update", obj, before, after))
+    for obj in session.deleted:
+        if isinstance(obj, Base) and obj.__tablename__ not in SKIP:
+            pending.append(("delete", obj, _snapshot(obj, "before"), None))
+    session.info["_audit_new"] = [o for o in session.new
+                                  if isinstance(o, Base) and o.__tablename__ not in SKIP]
+
+
+@event.listens_for(Session, "after_flush")
+def _write(session, _ctx):
+    rows = []
+    actor = session.info.get("actor", "system")
+    now = utcnow()
+    for obj in session.info.pop("_audit_new", []):
+        rows.append(dict(at=now, actor=actor, action="create", entity=obj.__tablename__,
+                         entity_id=_ident(obj), before=None, after=_snapshot(obj, "after")))
+    for action, obj, before, after in session.info.pop("_audit_pending", []):
+        rows.append(dict(at=now, actor=actor, action=action, entity=obj.__tablename__,
+                         entity_id=_ident(obj), before=before, after=after))
+    if rows:
+        session.connection().execute(AuditLog.__table__.insert(), rows)

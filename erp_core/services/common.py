@@ -1,0 +1,42 @@
+"""Helpers every service uses: loading by id, numbering, state transitions."""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from ..errors import InvalidTransition, NotFound
+from ..models import DocSequence
+
+
+def get_or_404(s: Session, model, ident, what: str | None = None, *, lock: bool = False):
+    stmt = select(model).where(model.__mapper__.primary_key[0] == ident)
+    if lock:
+        stmt = stmt.with_for_update()
+    obj = s.execute(stmt).scalar_one_or_none()
+    if obj is None:
+        name = what or model.__name__
+        raise NotFound(f"{name} {ident} does not exist.", fix=f"Use the id of an existing {name}.")
+    return obj
+
+
+def next_number(s: Session, series: str, width: int = 6) -> str:
+    """The next gapless number of a series, e.g. SO000042 (the row lock serialises writers)."""
+    row = s.execute(
+        update(DocSequence).where(DocSequence.name == series)
+        .values(last=DocSequence.last + 1).returning(DocSequence.last)
+    ).scalar_one_or_none()
+    if row is None:
+        s.add(DocSequence(name=series, last=1))
+        s.flush()
+        row = 1
+    return f"{series}{row:0{width}d}"
+
+
+def transition(machine, doc, action: str) -> None:
+    """Move a document through its state machine or raise a 409 naming the allowed actions."""
+    try:
+        doc.state = machine.next_state(doc.state, action)
+    except ValueError as exc:
+        raise InvalidTransition(str(exc), fix="Check the document's state before acting on it.",
+                                state=doc.state) from None

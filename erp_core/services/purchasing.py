@@ -1,0 +1,74 @@
+"""Purchase orders: draft -> confirmed -> received -> billed -> paid (or cancelled)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy.orm import Session
+
+from ..domain import journal
+from ..domain.money import ZERO, round_cost
+from ..domain.states import PURCHASE_ORDER
+from ..errors import ValidationFailed
+from ..models import Invoice, Product, PurchaseOrder, PurchaseOrderLine
+from . import billing, ledger, stock
+from .common import get_or_404, next_number, transition
+from .documents import build_lines, load_partner, load_warehouse, set_totals
+
+
+def _price_required(product, _qty):
+    raise ValidationFailed(f"no unit_price for {product.sku}", field="lines.unit_price",
+                           fix="Send the supplier's unit price on every purchase line.")
+
+
+def create(s: Session, data: dict) -> PurchaseOrder:
+    partner = load_partner(s, data["partner_id"], "supplier")
+    load_warehouse(s, data["warehouse_id"])
+    order = PurchaseOrder(number=next_number(s, "PO"), partner_id=partner.id, warehouse_id=data["warehouse_id"],
+                          state=PURCHASE_ORDER.initial, notes=data.get("notes") or "",
+                          created_by=s.info.get("actor", "system"))
+    order.lines = build_lines(s, PurchaseOrderLine, data["lines"], _price_required)
+    set_totals(order)
+    s.add(order)
+    s.flush()
+    return order
+
+
+def get(s: Session, order_id: int, lock: bool = False) -> PurchaseOrder:
+    return get_or_404(s, PurchaseOrder, order_id, "purchase order", lock=lock)
+
+
+def confirm(s: Session, order_id: int) -> PurchaseOrder:
+    order = get(s, order_id, lock=True)
+    transition(PURCHASE_ORDER, order, "confirm")
+    s.flush()
+    return order
+
+
+def cancel(s: Session, order_id: int) -> PurchaseOrder:
+    order = get(s, order_id, lock=True)
+    transition(PURCHASE_ORDER, order, "cancel")
+    s.flush()
+    return order
+
+
+def receive(s: Session, order_id: int, date: dt.date | None = None) -> PurchaseOrder:
+    """Move the goods in at their net unit cost (moving average) and book inventory."""
+    order = get(s, order_id, lock=True)
+    transition(PURCHASE_ORDER, order, "receive")
+    value = ZERO
+    for line in order.lines:
+        product = s.get(Product, line.product_id, with_for_update=True)
+        stock.receive(s, product, line.quantity, round_cost(line.net_amount / line.quantity),
+                      order.warehouse_id, order.number)
+        value += line.net_amount
+    ledger.post(s, f"receipt:{order.number}", f"Goods received {order.number}", journal.goods_received(value), date)
+    s.flush()
+    return order
+
+
+def bill(s: Session, order_id: int, supplier_reference: str | None = None, date: dt.date | None = None) -> Invoice:
+    """Book payable and input VAT against the goods received."""
+    order = get(s, order_id, lock=True)
+    transition(PURCHASE_ORDER, order, "bill")
+    return billing.issue(s, order, "supplier", date, supplier_reference)

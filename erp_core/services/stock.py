@@ -1,0 +1,112 @@
+"""Stock moves (append-only ledger) with the on-hand cache kept in the same transaction."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from ..domain import costing, journal
+from ..domain.money import ZERO, D, round_qty
+from ..errors import InsufficientStock, ValidationFailed
+from ..models import Product, ReorderRule, StockLevel, StockMove, Warehouse
+from . import ledger
+from .common import get_or_404
+
+
+def _add_on_hand(s: Session, product_id: int, warehouse_id: int, qty: Decimal) -> None:
+    done = s.execute(update(StockLevel)
+                     .where(StockLevel.product_id == product_id, StockLevel.warehouse_id == warehouse_id)
+                     .values(quantity=StockLevel.quantity + qty)).rowcount
+    if not done:
+        s.execute(insert(StockLevel).values(product_id=product_id, warehouse_id=warehouse_id, quantity=qty))
+
+
+def _take_on_hand(s: Session, product: Product, warehouse_id: int, qty: Decimal) -> None:
+    """Decrease on-hand only if enough is there: one conditional UPDATE, so two requests racing
+    for the last unit cannot both win (the row lock or the write lock serialises them)."""
+    done = s.execute(update(StockLevel)
+                     .where(StockLevel.product_id == product.id, StockLevel.warehouse_id == warehouse_id,
+                            StockLevel.quantity >= qty)
+                     .values(quantity=StockLevel.quantity - qty)).rowcount
+    if not done:
+        available = on_hand(s, product.id, warehouse_id)
+        raise InsufficientStock(
+            f"only {available} {product.unit} of {product.sku} on hand in warehouse {warehouse_id}, "
+            f"{qty} needed.",
+            fix="Receive or transfer stock into this warehouse first, or reduce the quantity.",
+            sku=product.sku, warehouse_id=warehouse_id, available=str(available), requested=str(qty))
+
+
+def on_hand(s: Session, product_id: int, warehouse_id: int | None = None) -> Decimal:
+    stmt = select(func.coalesce(func.sum(StockLevel.quantity), 0)).where(StockLevel.product_id == product_id)
+    if warehouse_id is not None:
+        stmt = stmt.where(StockLevel.warehouse_id == warehouse_id)
+    return round_qty(D(str(s.scalar(stmt))))
+
+
+def move(s: Session, product: Product, qty, *, kind: str, reference: str,
+         from_wh: int | None = None, to_wh: int | None = None, unit_cost=None) -> StockMove:
+    qty = round_qty(D(qty))
+    if qty <= 0:
+        raise ValidationFailed("quantity must be greater than zero", field="quantity",
+                               fix="Send a positive quantity.")
+    if from_wh is not None:
+        _take_on_hand(s, product, from_wh, qty)
+    if to_wh is not None:
+        _add_on_hand(s, product.id, to_wh, qty)
+    m = StockMove(product_id=product.id, from_warehouse_id=from_wh, to_warehouse_id=to_wh, quantity=qty,
+                  unit_cost=product.avg_cost if unit_cost is None else unit_cost, kind=kind,
+                  reference=reference)
+    s.add(m)
+    return m
+
+
+def receive(s: Session, product: Product, qty, unit_cost, warehouse_id: int, reference: str) -> StockMove:
+    """Stock in from a supplier; updates the product's moving-average cost."""
+    total = on_hand(s, product.id)
+    product.avg_cost = costing.moving_average(total, product.avg_cost, D(qty), D(unit_cost))
+    return move(s, product, qty, kind="receipt", reference=reference, to_wh=warehouse_id, unit_cost=unit_cost)
+
+
+def transfer(s: Session, product_id: int, qty, from_wh: int, to_wh: int, reference: str = "") -> StockMove:
+    if from_wh == to_wh:
+        raise ValidationFailed("a transfer needs two different warehouses", field="to_warehouse_id",
+                               fix="Pick a destination other than the source.")
+    product = get_or_404(s, Product, product_id, "product")
+    get_or_404(s, Warehouse, from_wh, "warehouse")
+    get_or_404(s, Warehouse, to_wh, "warehouse")
+    m = move(s, product, qty, kind="transfer", reference=reference or "transfer", from_wh=from_wh, to_wh=to_wh)
+    s.flush()
+    return m
+
+
+def adjust(s: Session, product: Product, warehouse_id: int, delta: Decimal, reference: str) -> Decimal:
+    """Post a count difference as an adjustment move; returns its value at average cost (signed)."""
+    if delta == 0:
+        return ZERO
+    if delta > 0:
+        move(s, product, delta, kind="adjustment", reference=reference, to_wh=warehouse_id)
+    else:
+        move(s, product, -delta, kind="adjustment", reference=reference, from_wh=warehouse_id)
+    value = costing.cost_of(abs(delta), product.avg_cost)
+    return value if delta > 0 else -value
+
+
+def set_reorder_rule(s: Session, product_id: int, warehouse_id: int, min_quantity, reorder_quantity) -> ReorderRule:
+    get_or_404(s, Product, product_id, "product")
+    get_or_404(s, Warehouse, warehouse_id, "warehouse")
+    rule = s.scalar(select(ReorderRule).where(ReorderRule.product_id == product_id,
+                                              ReorderRule.warehouse_id == warehouse_id))
+    if rule is None:
+        rule = ReorderRule(product_id=product_id, warehouse_id=warehouse_id)
+        s.add(rule)
+    rule.min_quantity, rule.reorder_quantity = D(min_quantity), D(reorder_quantity)
+    s.flush()
+    return rule
+
+
+def post_adjustment_entry(s: Session, value_delta: Decimal, reference: str) -> None:
+    if value_delta:
+        ledger.post(s, reference, f"Stock count difference {reference}", journal.stock_adjustment(value_delta))

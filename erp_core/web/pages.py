@@ -1,0 +1,5 @@
+"""Web pages for business users (placeholder blueprint, filled by the web module)."""
+
+from flask import Blueprint
+
+web = Blueprint("web", __name__)

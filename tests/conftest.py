@@ -1,0 +1,177 @@
+"""Test databases (SQLite and PostgreSQL, migrated once and cloned per test) and an ERP harness."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from erp_core import crypto
+from erp_core.app import create_app
+from erp_core.config import Settings
+from erp_core.db import Database, migrate
+from erp_core.domain.permissions import ROLES
+from erp_core.services import auth
+
+PG_ADMIN_URL = os.environ.get("ERPCTL_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REQUIRE = os.environ.get("ERPCTL_REQUIRE_INTEGRATION") == "1"
+FIELD_KEY = "test-field-key"
+PASSWORD = "correct horse battery"
+
+
+def need(reason: str):
+    """Skip for a missing external part; fail instead when integration is required (CI)."""
+    if REQUIRE:
+        pytest.fail(f"{reason} (ERPCTL_REQUIRE_INTEGRATION=1: integration parts must be present)")
+    pytest.skip(reason)
+
+
+def _pg_admin():
+    return create_engine(PG_ADMIN_URL.replace("postgresql://", "postgresql+psycopg://"),
+                         isolation_level="AUTOCOMMIT")
+
+
+def _pg_url(name: str) -> str:
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    return f"{base}/{name}"
+
+
+def _seed_users(url: str) -> None:
+    crypto.configure(FIELD_KEY)
+    db = Database(url)
+    with db.session() as s:
+        for role in ROLES:
+            auth.add_user(s, role, PASSWORD, role, full_name=f"Test {role}")
+    db.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory):
+    path = tmp_path_factory.mktemp("template") / "erp.sqlite3"
+    url = f"sqlite:///{path}"
+    migrate(url)
+    _seed_users(url)
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_template():
+    try:
+        admin = _pg_admin()
+        with admin.connect() as c:
+            c.execute(text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001 - any failure to reach the server means "not available"
+        need(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc}")
+    name = f"erp_tmpl_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    migrate(_pg_url(name))
+    _seed_users(_pg_url(name))
+    yield name
+    with admin.connect() as c:
+        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def fresh_database_url(backend: str, request, tmp_path) -> str:
+    """A migrated database with one user per role, private to the calling test."""
+    if backend == "sqlite":
+        path = tmp_path / "erp.sqlite3"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    template = request.getfixturevalue("pg_template")
+    name = f"erp_t_{uuid.uuid4().hex[:10]}"
+    admin = _pg_admin()
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+
+    def drop():
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    request.addfinalizer(drop)
+    return _pg_url(name)
+
+
+class Erp:
+    """The ERP app under test with a client per role."""
+
+    def __init__(self, url: str, backend: str):
+        self.backend = backend
+        self.url = url
+        self.db = Database(url)
+        self.app = create_app(Settings(url, field_key=FIELD_KEY, testing=True), self.db)
+        self.client = self.app.test_client()
+        self._tokens: dict[str, str] = {}
+
+    def token(self, role: str) -> str:
+        if role not in self._tokens:
+            r = self.client.post("/api/v1/auth/login", json={"username": role, "password": PASSWORD})
+            assert r.status_code == 200, r.json
+            self._tokens[role] = r.json["token"]
+        return self._tokens[role]
+
+    def req(self, method: str, path: str, *, role: str = "admin", json=None, expect: int | None = None,
+            headers=None, query=None):
+        h = {"Authorization": f"Bearer {self.token(role)}"} if role else {}
+        h.update(headers or {})
+        r = self.client.open("/api/v1" + path, method=method, json=json, headers=h, query_string=query)
+        if expect is not None:
+            assert r.status_code == expect, f"{method} {path}: {r.status_code} {r.get_data(as_text=True)}"
+        return r
+
+    def get(self, path, **kw):
+        kw.setdefault("expect", 200)
+        return self.req("GET", path, **kw).json
+
+    def post(self, path, json=None, **kw):
+        kw.setdefault("expect", 201)
+        return self.req("POST", path, json=json or {}, **kw).json
+
+    # ---- master data shortcuts (through the API, as a user would) ----
+    def warehouse(self, code="WH1"):
+        return self.post("/warehouses", {"code": code, "name": f"Warehouse {code}"})["id"]
+
+    def customer(self, code="C1", **kw):
+        return self.post("/partners", {"code": code, "name": f"Customer {code}", "is_customer": True, **kw})["id"]
+
+    def supplier(self, code="S1", **kw):
+        return self.post("/partners", {"code": code, "name": f"Supplier {code}", "is_supplier": True, **kw})["id"]
+
+    def product(self, sku="P1", price="100.00", tax="VAT13"):
+        return self.post("/products", {"sku": sku, "name": f"Product {sku}", "sale_price": price,
+                                       "tax_code": tax})["id"]
+
+    def stock_in(self, supplier, warehouse, lines):
+        """Buy and receive: lines are (product_id, quantity, unit_price)."""
+        po = self.post("/purchase-orders", {"partner_id": supplier, "warehouse_id": warehouse, "lines": [
+            {"product_id": p, "quantity": str(q), "unit_price": str(c)} for p, q, c in lines]}, role="purchasing")
+        self.post(f"/purchase-orders/{po['id']}/confirm", role="purchasing", expect=200)
+        self.post(f"/purchase-orders/{po['id']}/receive", role="warehouse", expect=200)
+        return po
+
+    def close(self):
+        self.db.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request):
+    return request.param
+
+
+@pytest.fixture
+def erp(backend, request, tmp_path):
+    e = Erp(fresh_database_url(backend, request, tmp_path), backend)
+    yield e
+    e.close()
+
+
+@pytest.fixture
+def sqlite_erp(request, tmp_path):
+    e = Erp(fresh_database_url("sqlite", request, tmp_path), "sqlite")
+    yield e
+    e.close()
