@@ -119,7 +119,6 @@ def _register_probes(app: Flask, db: Database, registry) -> None:
 
 def create_app(settings: Settings, db: Database | None = None) -> Flask:
     from .api import framework, openapi
-    from .api import finance, imports, masterdata, orders, stock, system, users  # noqa: F401 (registers routes)
 
     crypto.configure(settings.field_key)
     app = Flask(__name__)

@@ -166,6 +166,10 @@ def schema_status(engine: Engine) -> SchemaStatus:
     with Session(engine) as s:
         rows = s.execute(select(SchemaMigration).order_by(SchemaMigration.applied_at)).scalars().all()
     newer = [{"revision": r.revision, "stage": r.stage} for r in rows if r.revision not in known]
+    if current not in {m["revision"] for m in newer}:
+        return SchemaStatus(current, head, False,
+                            f"schema at unknown revision {current} with no recorded stage; "
+                            "run the code that migrated it", newer)
     contract = [m["revision"] for m in newer if m["stage"] not in ("expand", "backfill")]
     if contract:
         return SchemaStatus(current, head, False,
