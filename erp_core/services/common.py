@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from ..errors import InvalidTransition, NotFound
@@ -22,14 +24,13 @@ def get_or_404(s: Session, model, ident, what: str | None = None, *, lock: bool 
 
 def next_number(s: Session, series: str, width: int = 6) -> str:
     """The next gapless number of a series, e.g. SO000042 (the row lock serialises writers)."""
-    row = s.execute(
-        update(DocSequence).where(DocSequence.name == series)
-        .values(last=DocSequence.last + 1).returning(DocSequence.last)
-    ).scalar_one_or_none()
-    if row is None:
-        s.add(DocSequence(name=series, last=1))
-        s.flush()
-        row = 1
+    bump = (update(DocSequence).where(DocSequence.name == series)
+            .values(last=DocSequence.last + 1).returning(DocSequence.last))
+    row = s.execute(bump).scalar_one_or_none()
+    if row is None:  # first use of the series; concurrent first uses wait on the same key
+        insert = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
+        s.execute(insert(DocSequence).values(name=series, last=0).on_conflict_do_nothing())
+        row = s.execute(bump).scalar_one()
     return f"{series}{row:0{width}d}"
 
 
