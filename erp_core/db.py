@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,8 @@ def make_engine(url: str, **kw) -> Engine:
     if u.get_backend_name() == "sqlite":
         if u.database and u.database != ":memory:":
             Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+        kw.setdefault("pool_size", 20)
+        kw.setdefault("max_overflow", 20)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kw)
         _sqlite_setup(engine)
         return engine
@@ -70,12 +73,15 @@ class Database:
         self.engine = make_engine(self.url, **kw)
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(self.engine.execution_options(erp_write=True), expire_on_commit=False)
+        # SQLite has one writer at a time; queueing writers of this process on a lock wakes them in
+        # turn instead of leaving them to the busy handler's sleep-and-retry (long tail latency).
+        self._writer_queue = threading.Lock() if is_sqlite(self.engine) else contextlib.nullcontext()
 
     @contextlib.contextmanager
     def session(self, write: bool = True, actor: str = "system"):
         """A transaction: commits on success, rolls back on any error."""
         factory = self._write if write else self._read
-        with factory() as s:
+        with (self._writer_queue if write else contextlib.nullcontext()), factory() as s:
             s.info["actor"] = actor
             try:
                 yield s
