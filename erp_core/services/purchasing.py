@@ -57,7 +57,7 @@ def receive(s: Session, order_id: int, date: dt.date | None = None) -> PurchaseO
     order = get(s, order_id, lock=True)
     transition(PURCHASE_ORDER, order, "receive")
     value = ZERO
-    for line in order.lines:
+    for line in sorted(order.lines, key=lambda l: l.product_id):
         product = s.get(Product, line.product_id, with_for_update=True)
         stock.receive(s, product, line.quantity, round_cost(line.net_amount / line.quantity),
                       order.warehouse_id, order.number)

@@ -40,7 +40,7 @@ def post(s: Session, stocktake_id: int, date: dt.date | None = None) -> Stocktak
     st = get_or_404(s, Stocktake, stocktake_id, "stocktake", lock=True)
     transition(STOCKTAKE, st, "post")
     value_delta = ZERO
-    for line in st.lines:
+    for line in sorted(st.lines, key=lambda l: l.product_id):
         product = s.get(Product, line.product_id)
         expected = stock.on_hand(s, product.id, st.warehouse_id)
         line.expected_quantity = expected

@@ -1,5 +1,7 @@
-"""Web pages for business users (placeholder blueprint, filled by the web module)."""
+"""Web pages for business users: server-rendered (Jinja), no JavaScript, calling the same services
+as the REST API with the same permission strings. The blueprint `web` is registered by create_app."""
 
-from flask import Blueprint
+from . import finance_pages, home, purchase_pages, sales_pages, stock_pages  # noqa: F401 - registers the pages
+from .framework import web
 
-web = Blueprint("web", __name__)
+__all__ = ["web"]
