@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+from waitress import wasyncore
 from waitress.server import create_server
 
 
@@ -13,8 +14,11 @@ class Server:
     def __init__(self, app, host: str = "127.0.0.1", port: int = 0, threads: int = 16):
         self._server = create_server(app, host=host, port=port, threads=threads,
                                      connection_limit=1000, channel_timeout=60, ident="erp")
+        # one listening socket, or several when the host name resolves to several addresses
+        listen = getattr(self._server, "effective_listen", None)
+        self.port = int(listen[0][1] if listen else self._server.effective_port)
         self.host = host
-        self.port = self._server.effective_port
+        self._map = getattr(self._server, "map", None) or self._server._map
         self._thread: threading.Thread | None = None
 
     @property
@@ -29,7 +33,13 @@ class Server:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
-        self._server.close()
-        if self._thread:
-            self._thread.join(timeout=5)
+    def stop(self, timeout: float = 5) -> None:
+        """Close the listener and every connection from inside the loop, then stop the workers."""
+        if self._thread and self._thread.is_alive():
+            trigger = next((d for d in self._map.values() if hasattr(d, "pull_trigger")), None)
+            if trigger is not None:
+                trigger.pull_trigger(lambda: wasyncore.close_all(self._map))
+            self._thread.join(timeout=timeout)
+        else:
+            wasyncore.close_all(self._map)
+        self._server.task_dispatcher.shutdown(timeout=timeout)

@@ -107,6 +107,6 @@ def set_reorder_rule(s: Session, product_id: int, warehouse_id: int, min_quantit
     return rule
 
 
-def post_adjustment_entry(s: Session, value_delta: Decimal, reference: str) -> None:
+def post_adjustment_entry(s: Session, value_delta: Decimal, reference: str, date=None) -> None:
     if value_delta:
-        ledger.post(s, reference, f"Stock count difference {reference}", journal.stock_adjustment(value_delta))
+        ledger.post(s, reference, f"Stock count difference {reference}", journal.stock_adjustment(value_delta), date)

@@ -45,7 +45,7 @@ def post(s: Session, stocktake_id: int, date: dt.date | None = None) -> Stocktak
         expected = stock.on_hand(s, product.id, st.warehouse_id)
         line.expected_quantity = expected
         value_delta += stock.adjust(s, product, st.warehouse_id, line.counted_quantity - expected, st.number)
-    stock.post_adjustment_entry(s, value_delta, f"stocktake:{st.number}")
+    stock.post_adjustment_entry(s, value_delta, f"stocktake:{st.number}", date)
     st.posted_at = dt.datetime.now(dt.timezone.utc)
     s.flush()
     return st

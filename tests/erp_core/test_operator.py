@@ -29,7 +29,7 @@ def test_maintenance_makes_the_erp_read_only(erp):
     erp.req("PUT", "/system/maintenance", json={"enabled": True, "reason": "backup"}, expect=200)
     r = erp.req("POST", "/warehouses", json={"code": "W2", "name": "x"})
     assert r.status_code == 503 and r.headers["Retry-After"] and "backup" in r.json["detail"]
-    assert erp.get(f"/stock", query={"warehouse_id": wh})["total"] == 0  # reads still work
+    assert erp.get("/stock", query={"warehouse_id": wh})["total"] == 0  # reads still work
     erp.req("PUT", "/system/maintenance", json={"enabled": False}, expect=200)
     erp.post("/warehouses", {"code": "W2", "name": "x"})
 
@@ -71,7 +71,7 @@ def test_unmigrated_database_is_not_ready(sqlite_erp):
 
 def test_metrics_by_route_template_and_business_gauges(erp):
     wh = erp.warehouse()
-    erp.get(f"/stock", query={"warehouse_id": wh})
+    erp.get("/stock", query={"warehouse_id": wh})
     erp.req("GET", "/sales-orders/999", expect=404)
     r = erp.client.get("/metrics")
     assert r.status_code == 200

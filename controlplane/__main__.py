@@ -1,0 +1,5 @@
+"""`python -m controlplane` is `erpctl`."""
+
+from .cli.main import main
+
+main()

@@ -1,0 +1,34 @@
+"""erpctl erp check: run the ERP's business invariants."""
+
+from __future__ import annotations
+
+import click
+
+from .. import erp_admin
+from ..errors import InvariantsViolated
+from .options import emit, json_option, target, target_options
+
+
+def render(r: dict) -> str:
+    if r["ok"]:
+        return f"ok: no violations ({len(r['checks'])} checks in {r['seconds']} s)"
+    lines = [f"{len(r['violations'])} violation(s):"]
+    lines += [f"  [{v['check']}] {v['detail']}" for v in r["violations"]]
+    return "\n".join(lines)
+
+
+@click.command()
+@target_options
+@json_option
+def check(data_dir, database_url):
+    """Check the books, the stock and the documents (exit 0 when consistent).
+
+    Journal entries balance, the trial balance is zero, on-hand stock equals the done moves,
+    document totals equal their lines, no row points at a missing one.
+    """
+    result = erp_admin.check(target(data_dir, database_url))
+    emit(result, render(result))
+    if not result["ok"]:
+        raise InvariantsViolated(f"{len(result['violations'])} invariant violation(s) found (listed on stdout)",
+                                 fix="Find what wrote the bad rows (audit log), correct them through the ERP "
+                                     "(reversals, stocktakes) or restore a verified backup; then check again.")

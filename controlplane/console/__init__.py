@@ -1,0 +1,1 @@
+"""The ops console: the control plane's own HTTP endpoint (health now; metrics and pages later)."""

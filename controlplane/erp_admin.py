@@ -1,0 +1,145 @@
+"""Administering the ERP's database through erp_core's documented interfaces: migrations and
+their stages, users, demo data, the business invariants and the maintenance switch.
+
+Each function takes a Target (controlplane.config), does one job and returns plain data for the
+CLI or the console to render; failures are typed errors (erp_core.errors, controlplane.errors).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+
+from erp_core import crypto, invariants
+from erp_core import seed as erp_seed
+from erp_core.db import Database, current_revision, known_migrations, make_engine, migrate, schema_status
+from erp_core.errors import SchemaMismatch
+from erp_core.services import auth, maintenance
+
+from . import config
+from .config import Target
+
+log = logging.getLogger("controlplane.erp")
+
+
+def require_database(target: Target) -> None:
+    """An embedded database must exist before anything but `migrate` or `up` touches it
+    (otherwise SQLite would quietly create an empty file)."""
+    path = target.sqlite_path
+    if path is not None and not path.exists():
+        raise SchemaMismatch(f"there is no ERP database at {path}",
+                             fix="Create it with 'erpctl erp migrate' (or 'erpctl up') on the same --data-dir.")
+
+
+def check_schema(engine, target: Target):
+    status = schema_status(engine)
+    if not status.supported:
+        raise SchemaMismatch(f"the database schema is not supported: {status.reason}",
+                             fix="Run 'erpctl erp migrate' when the schema is older; upgrade erpctl when the "
+                                 "database was migrated by a newer version.", schema=status.as_dict())
+    return status
+
+
+@contextlib.contextmanager
+def open_database(target: Target):
+    """A Database on a migrated, supported schema, disposed afterwards."""
+    require_database(target)
+    db = Database(target.database_url)
+    try:
+        check_schema(db.engine, target)
+        yield db
+    finally:
+        db.dispose()
+
+
+# ---- migrations -------------------------------------------------------------------------------
+
+def migrate_database(target: Target) -> dict:
+    """Upgrade the schema to the code's head; report the revisions and every migration's stage."""
+    if target.sqlite_path is not None:
+        config.ensure_data_dir(target)
+    known = known_migrations()
+    order = [m["revision"] for m in known]
+    engine = make_engine(target.database_url)
+    try:
+        before = current_revision(engine)
+        if before is not None and before not in order:
+            status = schema_status(engine)  # the database is ahead of this code
+            if not status.supported:
+                check_schema(engine, target)
+            after = before
+            note = status.reason
+        else:
+            after, note = None, ""
+    finally:
+        engine.dispose()
+    if after is None:
+        t0 = time.perf_counter()
+        after = migrate(target.database_url)
+        note = "already at the code's revision" if after == before else "migrated"
+        log.info("migrated the database", extra={"database": target.display_url, "from_revision": before,
+                                                  "to_revision": after,
+                                                  "seconds": round(time.perf_counter() - t0, 3)})
+    if before is not None and before not in order:  # ahead of this code: all it knows is applied
+        start = end = len(order)
+    else:
+        start = order.index(before) + 1 if before in order else 0
+        end = order.index(after) + 1 if after in order else len(order)
+    migrations = []
+    for i, m in enumerate(known):
+        if start <= i < end:
+            state = "applied now"
+        elif i < start:
+            state = "already applied"
+        else:
+            state = "pending"
+        migrations.append({"revision": m["revision"], "stage": m["stage"], "doc": m["doc"], "state": state})
+    return {"database": target.display_url, "from_revision": before, "to_revision": after,
+            "code_head": order[-1] if order else None, "note": note, "migrations": migrations}
+
+
+# ---- users ------------------------------------------------------------------------------------
+
+def add_user(target: Target, username: str, password: str, role: str, full_name: str = "") -> dict:
+    with open_database(target) as db, db.session(actor="erpctl") as s:
+        user = auth.add_user(s, username, password, role, full_name=full_name)
+        return {"id": user.id, "username": user.username, "role": user.role, "full_name": user.full_name}
+
+
+# ---- demo data --------------------------------------------------------------------------------
+
+def seed(target: Target, scale: int, rng_seed: int = 1) -> dict:
+    """Demo data of the given scale (see erp_core.seed), encrypted with the installation's key."""
+    with open_database(target) as db:
+        crypto.configure(config.field_key(target, create=True))
+        t0 = time.perf_counter()
+        counts = erp_seed.seed(db, scale, rng_seed)
+        seconds = round(time.perf_counter() - t0, 2)
+    log.info("seeded demo data", extra={"scale": scale, "seconds": seconds})
+    return {"scale": scale, "seconds": seconds, "created": counts}
+
+
+# ---- invariants -------------------------------------------------------------------------------
+
+def check(target: Target) -> dict:
+    """Run every business invariant; `violations` is empty when the database is consistent."""
+    with open_database(target) as db, db.session(write=False, actor="erpctl") as s:
+        t0 = time.perf_counter()
+        found = invariants.check_all(s)
+        seconds = round(time.perf_counter() - t0, 3)
+    checks = [c.__name__ for c in getattr(invariants, "CHECKS", ())]
+    return {"ok": not found, "checks": checks, "seconds": seconds,
+            "violations": [v.as_dict() for v in found]}
+
+
+# ---- maintenance ------------------------------------------------------------------------------
+
+def set_maintenance(target: Target, enabled: bool | None, reason: str = "") -> dict:
+    """Switch the ERP's read-only mode on or off (None: only report it)."""
+    with open_database(target) as db, db.session(write=enabled is not None, actor="erpctl") as s:
+        if enabled is None:
+            return maintenance.state(s)
+        state = maintenance.set_state(s, enabled, reason)
+    log.info("maintenance mode switched", extra={"enabled": state["enabled"], "reason": state["reason"]})
+    return state

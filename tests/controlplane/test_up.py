@@ -1,0 +1,195 @@
+"""`erpctl up` as a real process: first start with demo data, serving, clean stop on signals,
+a second start on the same data directory, and refusals (taken port, unsupported schema)."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+
+from cli_helpers import env, erpctl, erpctl_path, free_ports, ok, port_is_free
+from controlplane import __version__
+
+START_TIMEOUT = 90  # first start migrates and seeds a year of demo data
+
+
+class Up:
+    """A running `erpctl up`, its stdout lines collected as they come."""
+
+    def __init__(self, *args, tmp_path):
+        self.stderr_path = tmp_path / f"up-{time.monotonic_ns()}.stderr"
+        self._stderr = open(self.stderr_path, "w")
+        self.proc = subprocess.Popen([erpctl_path(), *map(str, args)], stdout=subprocess.PIPE,
+                                     stderr=self._stderr, stdin=subprocess.DEVNULL, text=True, env=env())
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def stderr(self) -> str:
+        self._stderr.flush()
+        return self.stderr_path.read_text()
+
+    def wait_for_line(self, pattern: str, timeout: float = START_TIMEOUT) -> re.Match:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                m = re.search(pattern, line)
+                if m:
+                    return m
+            if self.proc.poll() is not None:
+                self._reader.join(timeout=2)
+                break
+            time.sleep(0.05)
+        for line in list(self.lines):
+            if m := re.search(pattern, line):
+                return m
+        pytest.fail(f"no line matching {pattern!r} (exit {self.proc.poll()}):\n"
+                    + "\n".join(self.lines) + "\n" + self.stderr)
+
+    def wait_ready(self, url: str, timeout: float = START_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"erpctl up exited with {self.proc.returncode}:\n" + "\n".join(self.lines)
+                            + "\n" + self.stderr)
+            try:
+                if requests.get(url, timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:  # refused, or queued while the first start seeds
+                pass
+            time.sleep(0.1)
+        pytest.fail(f"{url} not ready within {timeout}s:\n" + self.stderr)
+
+    def stop(self, sig=signal.SIGTERM, timeout: float = 10) -> tuple[int, float]:
+        t0 = time.monotonic()
+        self.proc.send_signal(sig)
+        rc = self.proc.wait(timeout=timeout)
+        return rc, time.monotonic() - t0
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._stderr.close()
+
+
+@pytest.fixture
+def up_factory(tmp_path):
+    started = []
+
+    def start(*args):
+        u = Up(*args, tmp_path=tmp_path)
+        started.append(u)
+        return u
+
+    yield start
+    for u in started:
+        u.close()
+
+
+def test_up_demo_serves_and_stops_cleanly(tmp_path, up_factory):
+    data = tmp_path / "data"
+    erp_port, ops_port = free_ports(2)
+    erp = f"http://127.0.0.1:{erp_port}"
+    ops = f"http://127.0.0.1:{ops_port}"
+    up = up_factory("up", "--demo", "--data-dir", data, "--erp-port", erp_port, "--ops-port", ops_port)
+
+    up.wait_ready(erp + "/readyz")
+    username, password = up.wait_for_line(r"Demo login: (\S+) / (\S+)").groups()
+    out = "\n".join(up.lines)
+    assert f"{erp}/" in out and f"{erp}/api/v1/openapi.json" in out and f"{ops}/" in out
+
+    token = requests.post(erp + "/api/v1/auth/login", json={"username": username, "password": password},
+                          timeout=10).json()["token"]
+    orders = requests.get(erp + "/api/v1/sales-orders", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert orders.status_code == 200 and orders.json()["total"] > 0 and orders.json()["items"]
+    assert requests.get(erp + "/api/v1/openapi.json", timeout=10).status_code == 200
+    health = requests.get(ops + "/healthz", timeout=10)
+    assert health.status_code == 200
+    assert health.json() == {"status": "ok", "component": "controlplane", "version": __version__}
+
+    # Secrets in the data directory are private; logs are JSON lines and carry no secret.
+    for name in ("field.key", "demo-login.json"):
+        assert (data / name).stat().st_mode & 0o777 == 0o600, name
+    logs = [json.loads(line) for line in up.stderr.splitlines() if line.startswith("{")]
+    assert any(rec["msg"] == "serving" for rec in logs)
+    assert password not in up.stderr and (data / "field.key").read_text().strip() not in up.stderr
+
+    rc, took = up.stop(signal.SIGTERM)
+    assert rc == 0, up.stderr
+    assert took < 5
+    assert port_is_free(erp_port) and port_is_free(ops_port)
+    assert "Traceback" not in up.stderr
+
+    # A second start reuses everything: same login, no new demo data; SIGINT stops it as well.
+    again = up_factory("--json", "up", "--demo", "--data-dir", data, "--erp-port", erp_port,
+                       "--ops-port", ops_port)
+    info = json.loads(again.wait_for_line(r"^\{.*\"event\": \"started\".*\}$").group(0))
+    assert info["demo"]["username"] == username and info["demo"]["password"] == password
+    assert info["demo"]["users_created"] == [] and info["demo"]["seeded"] is None
+    assert info["migrated"] is None and info["erp_port"] == erp_port
+    rc, took = again.stop(signal.SIGINT)
+    assert rc == 0 and took < 5, again.stderr
+    assert json.loads(again.lines[-1]) == {"event": "stopped", "signal": "SIGINT"}
+
+
+def test_up_refuses_a_taken_port(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        t0 = time.monotonic()
+        r = erpctl("up", "--data-dir", tmp_path / "data", "--erp-port", port, "--ops-port", 0, timeout=30)
+        assert time.monotonic() - t0 < 15
+    assert r.returncode == 11
+    assert f"cannot listen on 127.0.0.1:{port} for the ERP" in r.stderr
+    assert "--erp-port" in r.stderr  # the fix names the option
+    assert "Traceback" not in r.stderr
+
+
+def test_up_refuses_the_same_port_twice(tmp_path):
+    port, = free_ports(1)
+    r = erpctl("up", "--data-dir", tmp_path / "data", "--erp-port", port, "--ops-port", port, timeout=30)
+    assert r.returncode == 11 and "ops console" in r.stderr and "--ops-port" in r.stderr
+
+
+def test_up_refuses_an_unsupported_schema(tmp_path):
+    data = tmp_path / "data"
+    ok("erp", "migrate", "--data-dir", data)
+    with sqlite3.connect(data / "erp.sqlite3") as c:  # as if a newer erpctl had contracted the schema
+        c.execute("UPDATE alembic_version SET version_num = '9999_future'")
+        c.execute("INSERT INTO erp_schema_migrations (revision, stage, applied_at) "
+                  "VALUES ('9999_future', 'contract', '2030-01-01 00:00:00.000000')")
+    r = erpctl("up", "--data-dir", data, "--erp-port", 0, "--ops-port", 0, timeout=30)
+    assert r.returncode == 8
+    assert "not supported" in r.stderr and "9999_future" in r.stderr and "fix:" in r.stderr
+
+
+def test_up_with_erp_field_key_from_the_environment(tmp_path, up_factory):
+    """ERP_FIELD_KEY overrides the key file: none is written."""
+    data = tmp_path / "data"
+    proc = subprocess.Popen([erpctl_path(), "--json", "up", "--data-dir", str(data), "--erp-port", "0",
+                             "--ops-port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env(ERP_FIELD_KEY="an operator's own key"))
+    try:
+        info = json.loads(proc.stdout.readline())
+        assert info["event"] == "started"
+        assert requests.get(f"http://127.0.0.1:{info['ops_port']}/healthz", timeout=10).status_code == 200
+        assert not (data / "field.key").exists()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
