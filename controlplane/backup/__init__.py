@@ -1,0 +1,1 @@
+"""Backups that are proven to restore: capture, store, verify, restore."""
