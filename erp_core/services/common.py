@@ -41,3 +41,10 @@ def transition(machine, doc, action: str) -> None:
     except ValueError as exc:
         raise InvalidTransition(str(exc), fix="Check the document's state before acting on it.",
                                 state=doc.state) from None
+
+
+def step(s: Session, doc, machine, action: str):
+    """A transition with nothing else to do (confirm, cancel)."""
+    transition(machine, doc, action)
+    s.flush()
+    return doc

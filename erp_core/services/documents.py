@@ -9,7 +9,6 @@ from ..domain import pricing
 from ..domain.money import D
 from ..errors import ValidationFailed
 from ..models import Partner, Product, TaxRate, Warehouse
-from .common import get_or_404
 
 
 def tax_rates(s: Session) -> dict[str, object]:

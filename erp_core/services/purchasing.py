@@ -12,7 +12,7 @@ from ..domain.states import PURCHASE_ORDER
 from ..errors import ValidationFailed
 from ..models import Invoice, Product, PurchaseOrder, PurchaseOrderLine
 from . import billing, ledger, stock
-from .common import get_or_404, next_number, transition
+from .common import get_or_404, next_number, step, transition
 from .documents import build_lines, load_partner, load_warehouse, set_totals
 
 
@@ -39,17 +39,11 @@ def get(s: Session, order_id: int, lock: bool = False) -> PurchaseOrder:
 
 
 def confirm(s: Session, order_id: int) -> PurchaseOrder:
-    order = get(s, order_id, lock=True)
-    transition(PURCHASE_ORDER, order, "confirm")
-    s.flush()
-    return order
+    return step(s, get(s, order_id, lock=True), PURCHASE_ORDER, "confirm")
 
 
 def cancel(s: Session, order_id: int) -> PurchaseOrder:
-    order = get(s, order_id, lock=True)
-    transition(PURCHASE_ORDER, order, "cancel")
-    s.flush()
-    return order
+    return step(s, get(s, order_id, lock=True), PURCHASE_ORDER, "cancel")
 
 
 def receive(s: Session, order_id: int, date: dt.date | None = None) -> PurchaseOrder:

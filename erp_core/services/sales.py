@@ -13,7 +13,7 @@ from ..domain.money import ZERO
 from ..domain.states import SALES_ORDER
 from ..models import Invoice, PriceList, PriceListItem, Product, SalesOrder, SalesOrderLine
 from . import billing, ledger, stock
-from .common import get_or_404, next_number, transition
+from .common import get_or_404, next_number, step, transition
 from .documents import build_lines, load_partner, load_warehouse, set_totals
 
 
@@ -48,17 +48,11 @@ def get(s: Session, order_id: int, lock: bool = False) -> SalesOrder:
 
 
 def confirm(s: Session, order_id: int) -> SalesOrder:
-    order = get(s, order_id, lock=True)
-    transition(SALES_ORDER, order, "confirm")
-    s.flush()
-    return order
+    return step(s, get(s, order_id, lock=True), SALES_ORDER, "confirm")
 
 
 def cancel(s: Session, order_id: int) -> SalesOrder:
-    order = get(s, order_id, lock=True)
-    transition(SALES_ORDER, order, "cancel")
-    s.flush()
-    return order
+    return step(s, get(s, order_id, lock=True), SALES_ORDER, "cancel")
 
 
 def deliver(s: Session, order_id: int, warehouse_id: int | None = None, date: dt.date | None = None) -> SalesOrder:

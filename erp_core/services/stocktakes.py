@@ -11,7 +11,7 @@ from ..domain.states import STOCKTAKE
 from ..errors import ValidationFailed
 from ..models import Product, Stocktake, StocktakeLine
 from . import stock
-from .common import get_or_404, next_number, transition
+from .common import get_or_404, next_number, step, transition
 from .documents import load_warehouse
 
 
@@ -52,7 +52,4 @@ def post(s: Session, stocktake_id: int, date: dt.date | None = None) -> Stocktak
 
 
 def cancel(s: Session, stocktake_id: int) -> Stocktake:
-    st = get_or_404(s, Stocktake, stocktake_id, "stocktake", lock=True)
-    transition(STOCKTAKE, st, "cancel")
-    s.flush()
-    return st
+    return step(s, get_or_404(s, Stocktake, stocktake_id, "stocktake", lock=True), STOCKTAKE, "cancel")
