@@ -12,7 +12,7 @@ import uuid
 import pytest
 from sqlalchemy import create_engine, text
 
-from cli_helpers import PASSWORD, PG_ADMIN_URL, erpctl, log_lines, need, ok, ok_json
+from tests.controlplane.cli_helpers import PASSWORD, PG_ADMIN_URL, erpctl, log_lines, need, ok, ok_json
 from controlplane import __version__
 from controlplane.errors import EXIT_CODES
 from erp_core import __version__ as erp_version

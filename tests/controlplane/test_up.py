@@ -15,7 +15,7 @@ import time
 import pytest
 import requests
 
-from cli_helpers import env, erpctl, erpctl_path, free_ports, ok, port_is_free
+from tests.controlplane.cli_helpers import env, erpctl, erpctl_path, free_ports, ok, port_is_free
 from controlplane import __version__
 
 START_TIMEOUT = 90  # first start migrates and seeds a year of demo data

@@ -1,0 +1,192 @@
+"""runbooks/: every alert's runbook_url resolves to a runbook that answers it, every runbook has the
+shape a runbook engine executes (runbooks/README.md), and every command in it exists."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+
+import click
+import pytest
+
+from .helpers import RUNBOOKS, SEVERITIES, alert_rules, parse_runbook, runbook_file, runbook_paths
+
+# Commands the runbooks may name before they exist, each with the issue that builds it. A planned
+# command is only checked for its path; once it lands it is parsed in full like every other one,
+# and its entry can go. `status` and `erp ...` are not here: they must exist.
+PLANNED = {
+    ("backup", "verify"),     # backup verification ladder (L1..L4)
+    ("backup", "restore"),    # fail-closed restore
+    ("evidence", "verify"),   # evidence log verification
+    ("upgrade", "status"),    # staged upgrades
+    ("upgrade", "resume"),
+    ("upgrade", "rollback"),
+}
+FRONT_MATTER_KEYS = {"id", "title", "alerts", "severity", "owner"}
+EXECUTED = {"erpctl", "sh"}
+FLAGS = {"confirm"}
+
+
+def _all_runbooks():
+    return [parse_runbook(p) for p in runbook_paths()]
+
+
+def _erpctl_lines():
+    for rb in _all_runbooks():
+        for block in rb.blocks:
+            if block.lang == "erpctl":
+                for line in block.commands:
+                    yield rb.path.name, line
+
+
+# ------------------------------------------------------------------------- alerts -> runbooks
+
+def test_every_runbook_url_resolves_to_a_runbook_answering_the_alert():
+    for rule in alert_rules():
+        name = rule["alert"]
+        path = runbook_file(rule["annotations"]["runbook_url"])
+        assert path is not None, f"{name}: runbook_url is not of the form <base>/<Name>.md"
+        assert path.is_file(), f"{name}: {path.relative_to(RUNBOOKS.parent)} does not exist"
+        rb = parse_runbook(path)
+        assert name in rb.meta["alerts"], f"{path.name} does not list {name} in its alerts"
+        assert rb.meta["severity"] == rule["labels"]["severity"], f"{path.name}: severity"
+        assert rb.meta["owner"] == rule["labels"]["team"], f"{path.name}: owner"
+
+
+def test_every_runbook_answers_an_alert():
+    alerts = {r["alert"] for r in alert_rules()}
+    for rb in _all_runbooks():
+        assert rb.meta["alerts"] and set(rb.meta["alerts"]) <= alerts, f"{rb.path.name}: {rb.meta['alerts']}"
+        assert rb.path.stem in rb.meta["alerts"], f"{rb.path.name}: its own alert is not among its alerts"
+
+
+# ---------------------------------------------------------------------------------- the shape
+
+def test_front_matter():
+    ids = set()
+    for rb in _all_runbooks():
+        m = rb.meta
+        assert set(m) == FRONT_MATTER_KEYS, f"{rb.path.name}: front matter keys {sorted(m)}"
+        assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", m["id"]), f"{rb.path.name}: id {m['id']!r}"
+        assert m["id"] not in ids, f"{rb.path.name}: id {m['id']!r} repeats"
+        ids.add(m["id"])
+        assert m["severity"] in SEVERITIES and m["owner"], rb.path.name
+        assert isinstance(m["alerts"], list), rb.path.name
+        assert rb.title == m["title"], f"{rb.path.name}: the # heading differs from the title"
+
+
+def test_steps_are_numbered_and_go_meaning_confirm_recover_check():
+    for rb in _all_runbooks():
+        name = rb.path.name
+        steps = rb.steps
+        assert [s.number for s in steps] == list(range(1, len(steps) + 1)), f"{name}: step numbers"
+        kinds = [s.kind for s in steps]
+        assert "" not in kinds, f"{name}: a step title starts with none of the kinds: {[s.title for s in steps]}"
+        assert kinds[0] == "What it means" and kinds.count("What it means") == 1, name
+        assert kinds[-1] == "Check recovery" and kinds.count("Check recovery") == 1, name
+        assert "Confirm" in kinds and "Recover" in kinds, name
+        assert kinds.index("Confirm") < kinds.index("Recover"), f"{name}: recover before confirming"
+        assert not steps[0].blocks, f"{name}: 'What it means' runs nothing"
+        for s in steps[1:]:
+            executed = [b for b in s.blocks if b.lang in EXECUTED]
+            if s.kind in ("Confirm", "Check recovery"):
+                assert executed, f"{name}: step {s.number} ({s.title}) has no command block"
+            for b in s.blocks:
+                assert set(b.flags) <= FLAGS, f"{name}: step {s.number}: fence flags {b.flags}"
+                assert b.code.strip(), f"{name}: step {s.number}: an empty block"
+
+
+def test_sh_blocks_are_valid_posix_shell_without_systemctl():
+    for rb in _all_runbooks():
+        for b in rb.blocks:
+            if b.lang != "sh":
+                continue
+            r = subprocess.run(["sh", "-n"], input=b.code, capture_output=True, text=True, check=False)
+            assert r.returncode == 0, f"{rb.path.name}: sh -n: {r.stderr}\n{b.code}"
+            assert "systemctl" not in b.code, f"{rb.path.name}: systemctl in a block"
+            assert not re.search(r"\b(pkill|killall)\b", b.code), f"{rb.path.name}: kill processes by pid"
+
+
+def test_blocks_that_change_things_ask_first():
+    changing = re.compile(r"^erpctl (erp maintenance (on|off)|backup (restore|create)|upgrade (resume|rollback)"
+                          r"|erp migrate)\b")
+    for rb in _all_runbooks():
+        for b in rb.blocks:
+            if b.lang == "erpctl" and any(changing.match(c) for c in b.commands):
+                assert "confirm" in b.flags, f"{rb.path.name}: {b.commands} changes things: ```erpctl confirm"
+            if b.lang == "sh" and re.search(r"\bkill\b|^\s*(nohup\s+)?erpctl\s+up\b", b.code, re.MULTILINE):
+                assert "confirm" in b.flags, f"{rb.path.name}: a block that (re)starts processes: ```sh confirm"
+
+
+# --------------------------------------------------------------------------- the commands exist
+
+def _planned(path: list[str], rest: list[str]) -> bool:
+    words = [w for w in rest if not w.startswith("-")]
+    return any(tuple(path + words[:len(p) - len(path)]) == p for p in PLANNED if len(p) > len(path))
+
+
+def check_command(argv: list[str]) -> str | None:
+    """Parse `erpctl ARGV` with the real click tree as erpctl would, without running it: None when
+    it parses (or names a planned command), else why not."""
+    from controlplane.cli.main import cli
+    from controlplane.cli.options import Options
+
+    path: list[str] = []
+    cmd, name, args, parent = cli, "erpctl", list(argv), None
+    try:
+        while True:
+            ctx = cmd.make_context(name, args, parent=parent, obj=Options())
+            if not isinstance(cmd, click.Group):
+                return None
+            rest = [*getattr(ctx, "_protected_args", []), *ctx.args]
+            if not rest:
+                return f"'erpctl {' '.join(path)}' needs a command"
+            sub = cmd.get_command(ctx, rest[0])
+            if sub is None:
+                if _planned(path, rest):
+                    return None
+                return f"no command 'erpctl {' '.join(path + [rest[0]])}'"
+            path.append(rest[0])
+            cmd, name, args, parent = sub, rest[0], rest[1:], ctx
+    except click.exceptions.Exit:
+        return None
+    except click.ClickException as exc:
+        return f"'erpctl {' '.join(argv)}': {exc.format_message()}"
+
+
+def test_erpctl_lines_name_real_commands():
+    problems = []
+    seen = set()
+    for name, line in _erpctl_lines():
+        argv = shlex.split(line)
+        if argv[0] != "erpctl":
+            problems.append(f"{name}: {line!r} does not start with 'erpctl'")
+            continue
+        seen.add(tuple(w for w in argv[1:3] if not w.startswith("-")))
+        why = check_command(argv[1:])
+        if why:
+            problems.append(f"{name}: {why}")
+    assert not problems, "\n".join(problems)
+    assert ("status",) in seen or any(s[:1] == ("status",) for s in seen)
+
+
+def test_status_and_erp_commands_exist():
+    """Not planned: the runbooks lean on them everywhere."""
+    for argv in (["status"], ["erp", "check"], ["erp", "maintenance", "status"], ["erp", "maintenance", "on"],
+                 ["erp", "migrate"]):
+        assert _planned([], argv) is False
+        assert check_command(argv) is None, check_command(argv)
+
+
+@pytest.mark.parametrize("argv, ok", [
+    (["erp", "check", "--json"], True),
+    (["erp", "maintenance", "on", "--reason", "x"], True),
+    (["erp", "maintenance", "sideways"], False),
+    (["erp", "check", "--no-such-option"], False),
+    (["erp", "frobnicate"], False),
+    (["upgrade", "rollback"], True),  # planned
+    (["upgrade", "explode"], False),
+])
+def test_the_command_check_itself(argv, ok):
+    assert (check_command(argv) is None) is ok, check_command(argv)
