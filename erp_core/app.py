@@ -12,12 +12,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from . import __version__, crypto
 from .config import Settings
 from .db import Database, schema_status
 from .errors import ErpError
-from .metrics import instrument
+from .metrics import instrument as instrument_app
+from .metrics import record_exception
 from .services import maintenance
 
 log = logging.getLogger("erp_core")
@@ -48,6 +50,13 @@ def _problem(status: int, title: str, detail: str, fix: str | None = None, heade
     return resp
 
 
+class BoundedInt(IntegerConverter):
+    """<int:...> with at most 19 digits: Python refuses to read a number of more than 4300 digits
+    (a ValueError inside routing, so a 500); a longer id matches no route and is a plain 404."""
+
+    regex = r"\d{1,19}"
+
+
 def _register_errors(app: Flask) -> None:
     @app.errorhandler(ErpError)
     def _erp(exc: ErpError):
@@ -60,8 +69,10 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
+        # Keep the exception's own headers (Allow on a 405, Retry-After, WWW-Authenticate...).
+        headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
         return _problem(exc.code or 500, exc.name, exc.description or exc.name,
-                        "See /api/v1/openapi.json for the routes and methods.")
+                        "See /api/v1/openapi.json for the routes and methods.", headers=headers)
 
     @app.errorhandler(IntegrityError)
     def _integrity(exc):
@@ -83,6 +94,7 @@ def _register_errors(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(exc):
         log.exception("unexpected error")
+        record_exception(app)
         return _problem(500, "Internal error", "an unexpected error occurred; it was logged",
                         "Retry; if it persists, report the time of the request.")
 
@@ -112,12 +124,15 @@ def _register_probes(app: Flask, db: Database, registry) -> None:
         resp.status_code = 200 if ready else 503
         return resp
 
-    @app.get("/metrics")
-    def metrics():
-        return generate_latest(registry), 200, {"Content-Type": CONTENT_TYPE_LATEST}
+    if registry is not None:
+        @app.get("/metrics")
+        def metrics():
+            return generate_latest(registry), 200, {"Content-Type": CONTENT_TYPE_LATEST}
 
 
-def create_app(settings: Settings, db: Database | None = None) -> Flask:
+def create_app(settings: Settings, db: Database | None = None, instrument: bool = True) -> Flask:
+    """The ERP app. instrument=False leaves out the metrics (no /metrics, no request or query
+    timing): bench/metrics.py compares the two."""
     from .api import framework, openapi
 
     crypto.configure(settings.field_key)
@@ -127,7 +142,8 @@ def create_app(settings: Settings, db: Database | None = None) -> Flask:
     app.config["TESTING"] = settings.testing
     db = db or Database(settings.database_url)
     app.extensions["erp_db"] = db
-    registry = instrument(app, db)
+    app.url_map.converters["int"] = BoundedInt  # before any route is added
+    registry = instrument_app(app, db) if instrument else None
     app.register_blueprint(framework.api)
     spec = openapi.build()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 from dataclasses import dataclass
@@ -105,7 +106,9 @@ def alembic_config(url: str):
     return cfg
 
 
+@functools.lru_cache(maxsize=1)
 def script_directory():
+    """The migrations this code ships (read once: they are code, /metrics and /readyz ask often)."""
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory(str(MIGRATIONS_DIR))

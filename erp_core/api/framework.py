@@ -24,6 +24,7 @@ from .schemas import MAX_ID, Page
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
 ANY_USER = "authenticated"  # a permission every logged-in role has
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,128}")  # documented in openapi.py
 OPERATIONS: list["Operation"] = []
 
 
@@ -64,9 +65,10 @@ def _validation_problem(exc: ValidationError, where: str) -> ValidationFailed:
                             errors=errors)
 
 
-def parse(model: type[BaseModel], data, where: str):
+def parse(model: type[BaseModel], data, where: str, strict: bool = False):
+    """Strict for JSON bodies (true is not 1, 5 is not "5"); query strings are text and read leniently."""
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, strict=strict)
     except ValidationError as exc:
         raise _validation_problem(exc, where) from None
 
@@ -81,6 +83,9 @@ def _json_body():
         return json.loads(request.data)
     except (ValueError, UnicodeDecodeError):
         raise ValidationFailed("request body is not valid JSON", field="body", fix="Send a valid JSON object.") from None
+    except RecursionError:  # the decoder recurses per level of nesting
+        raise ValidationFailed("request body is nested too deeply", field="body",
+                               fix="Send the documented object; no request needs more than a few levels.") from None
 
 
 def bearer_token() -> str:
@@ -138,8 +143,6 @@ def operation(rule: str, method: str = "GET", *, summary: str, tag: str, perm: s
             _check_path(kwargs)
             db = current_app.extensions["erp_db"]
             write = method != "GET"
-            parsed_query = parse(query, request.args.to_dict(), "query") if query else None
-            parsed_body = parse(body, _json_body(), "body") if body else None
             with db.session(write=write) as s:
                 user = None
                 if perm is not None:
@@ -149,6 +152,8 @@ def operation(rule: str, method: str = "GET", *, summary: str, tag: str, perm: s
                     if perm != ANY_USER and not permissions.has(user.role, perm):
                         raise PermissionDenied(f"role '{user.role}' may not {summary[0].lower()}{summary[1:]}.",
                                                fix=f"Ask an administrator for a role with '{perm}'.")
+                parsed_query = parse(query, request.args.to_dict(), "query") if query else None
+                parsed_body = parse(body, _json_body(), "body", strict=True) if body else None
                 if write and not writes_in_maintenance:
                     mode = maintenance.state(s)
                     if mode["enabled"]:
@@ -156,9 +161,9 @@ def operation(rule: str, method: str = "GET", *, summary: str, tag: str, perm: s
                         raise Maintenance(f"the ERP is read-only for maintenance{': ' + reason if reason else ''}.",
                                           fix="Retry after the maintenance window.", headers={"Retry-After": "60"})
                 key = request.headers.get("Idempotency-Key") if idempotent else None
-                if key:
-                    if len(key) > 128:
-                        raise ValidationFailed("Idempotency-Key is longer than 128 characters",
+                if key is not None:
+                    if not IDEMPOTENCY_KEY.fullmatch(key):
+                        raise ValidationFailed("Idempotency-Key must be 1 to 128 visible ASCII characters",
                                                field="Idempotency-Key", fix="Use a UUID.")
                     body_hash = hashlib.sha256(request.data or b"").hexdigest()
                     rec = _idempotent_replay(s, user, key, body_hash)
@@ -169,7 +174,7 @@ def operation(rule: str, method: str = "GET", *, summary: str, tag: str, perm: s
                         return resp
                 result = fn(Ctx(s, user, parsed_body, parsed_query), **kwargs)
                 out = _dump(response, result)
-                if key:
+                if key is not None:
                     s.add(IdempotencyRecord(key=key, user_id=user.id, request_hash=body_hash, status=status, body=out))
                     try:
                         s.flush()

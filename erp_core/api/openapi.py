@@ -44,7 +44,7 @@ def build() -> dict:
                 params.append({"name": name, "in": "query", "required": name in required, "schema": prop})
         if op.idempotent:
             params.append({"name": "Idempotency-Key", "in": "header", "required": False,
-                           "schema": {"type": "string", "maxLength": 128},
+                           "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,128}$"},
                            "description": "Retrying with the same key and body replays the first response"})
         responses = {str(op.status): {"description": "Success"}}
         if op.response is not None:
@@ -56,7 +56,7 @@ def build() -> dict:
         if op.method != "GET":
             codes.append("503")
         if op.rule == "/auth/login":
-            codes.append("429")
+            codes += ["401", "429"]  # wrong username or password; too many failures
         for code in codes:
             responses[code] = {"description": ERRORS[code], "content": problem}
         spec = {"operationId": op.endpoint, "summary": op.summary, "tags": [op.tag],
@@ -65,7 +65,10 @@ def build() -> dict:
             spec["security"] = [{"bearer": []}]
             spec["description"] = f"Requires permission `{op.perm}`."
         if op.body is not None:
-            spec["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref(op.body, "validation")}}}
+            # A body whose every field has a default may be left out (it reads as {}).
+            required = any(f.is_required() for f in op.body.model_fields.values())
+            spec["requestBody"] = {"required": required,
+                                   "content": {"application/json": {"schema": ref(op.body, "validation")}}}
         item[op.method.lower()] = spec
     return {
         "openapi": "3.1.0",

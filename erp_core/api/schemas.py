@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 from typing import Annotated, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 MAX_ID = 2**31 - 1
 
@@ -21,24 +22,121 @@ def _clean_text(value: str) -> str:
     return value
 
 
+def _not_blank(value: str) -> str:
+    if not value:
+        raise ValueError("must not be blank")
+    return value
+
+
 def Text(max_length: int, min_length: int = 0):
-    return Annotated[str, Field(min_length=min_length, max_length=max_length), AfterValidator(_clean_text)]
+    """Text whose documented lengths hold for what is sent; surrounding spaces are then trimmed."""
+    after = [AfterValidator(_clean_text), AfterValidator(str.strip)]
+    if min_length:
+        after.append(AfterValidator(_not_blank))
+    return Annotated[str, Field(min_length=min_length, max_length=max_length), *after]
 
 
-Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+# JSON request bodies are validated strictly (api/framework.py: a JSON 0 is not false, "5" is not 5).
+# Query strings and web forms arrive as text: whole numbers and booleans are read from text, but only
+# in their plain spelling. Decimals and dates are read here, so that both ways accept the same text.
+
+def _whole_number(value):
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # JSON 42.0 is the integer 42 (JSON Schema)
+    if isinstance(value, bool) or (isinstance(value, str) and not re.fullmatch(r"-?[0-9]{1,19}", value)):
+        raise ValueError("must be a whole number, such as 42")
+    return value
+
+
+def _boolean(value):
+    if isinstance(value, str) and value not in ("true", "false"):
+        raise ValueError("must be true or false")
+    return value
+
+
+Int = BeforeValidator(_whole_number)
+Bool = Annotated[bool, BeforeValidator(_boolean)]
+Id = Annotated[int, Field(ge=1, le=MAX_ID), Int]
 Code = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
-Money = Annotated[Decimal, Field(ge=0, le=Decimal("999999999999.99"), decimal_places=2)]
-PositiveMoney = Annotated[Decimal, Field(gt=0, le=Decimal("999999999999.99"), decimal_places=2)]
-Quantity = Annotated[Decimal, Field(gt=0, le=Decimal("999999999"), decimal_places=3)]
-Count = Annotated[Decimal, Field(ge=0, le=Decimal("999999999"), decimal_places=3)]
-Percent = Annotated[Decimal, Field(ge=0, le=100, decimal_places=2)]
-Day = Annotated[dt.date, Field(ge=dt.date(1970, 1, 1), le=dt.date(9999, 12, 31))]
+
+
+def _decimal(digits: int, places: int, *, positive: bool, pattern: str | None = None, maximum: int | None = None):
+    """An exact decimal: a JSON string such as "12.50" (at most `digits` digits before the point and
+    `places` after it) or a JSON integer. A JSON number with a fraction is refused, since it is a binary
+    float and not exact. The documented schema is exactly what is accepted."""
+    fraction = rf"(?:\.[0-9]{{1,{places}}})?"
+    if pattern is None:
+        integral = rf"[1-9][0-9]{{0,{digits - 1}}}"
+        if positive:  # not zero: a nonzero integral part, or 0 and a nonzero fraction
+            nonzero = "|".join(f"{'0' * k}[1-9][0-9]{{0,{places - 1 - k}}}" for k in range(places))
+            pattern = rf"^(?:{integral}{fraction}|0\.(?:{nonzero}))$"
+        else:
+            pattern = rf"^(?:0|{integral}){fraction}$"
+    maximum = maximum if maximum is not None else 10**digits - 1  # the largest JSON integer accepted
+    largest = Decimal(maximum) if maximum < 10**digits - 1 else Decimal(10**digits) - Decimal(1).scaleb(-places)
+    minimum = 1 if positive else 0
+    text = re.compile(pattern)
+    example = f"12.5{'0' * (places - 1)}"
+
+    def check(value):
+        if isinstance(value, Decimal):
+            return value  # from Python callers, not from JSON
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            if not minimum <= value <= maximum:
+                raise ValueError(f"must be between {minimum} and {maximum}")
+            return Decimal(value)
+        if isinstance(value, str):
+            if not text.fullmatch(value):
+                raise ValueError(f"must be a decimal {'above 0' if positive else '0 or more'} and at most {largest}, "
+                                 f"written like \"{example}\" (at most {places} decimal places)")
+            return Decimal(value)
+        raise ValueError(f"must be a decimal written as a string, such as \"{example}\" "
+                         "(a JSON number with a fraction is not exact)")
+
+    schema = {"anyOf": [{"type": "string", "pattern": pattern},
+                        {"type": "integer", "minimum": minimum, "maximum": maximum}],
+              "examples": [example]}
+    bounds = {"gt": 0} if positive else {"ge": 0}
+    return Annotated[Decimal, Field(le=largest, decimal_places=places, **bounds), BeforeValidator(check),
+                     WithJsonSchema(schema)]
+
+
+def _iso_date(value):
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{value} is not a day of the calendar") from None
+    raise ValueError("must be a date written as YYYY-MM-DD")
+
+
+Money = _decimal(12, 2, positive=False)
+PositiveMoney = _decimal(12, 2, positive=True)
+Quantity = _decimal(9, 3, positive=True)
+Count = _decimal(9, 3, positive=False)
+Percent = _decimal(3, 2, positive=False, pattern=r"^(?:100(?:\.00?)?|[1-9]?[0-9](?:\.[0-9]{1,2})?)$", maximum=100)
+Day = Annotated[dt.date, Field(ge=dt.date(1970, 1, 1), le=dt.date(9999, 12, 31)), BeforeValidator(_iso_date)]
 
 T = TypeVar("T")
 
 
+def _no_default(schema: dict) -> None:
+    schema.pop("default", None)
+
+
+def Unchanged(**constraints):
+    """A PATCH field that may be left out (no change) but not sent as null: the column is NOT NULL."""
+    return Field(None, json_schema_extra=_no_default, **constraints)
+
+
 class In(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    # No str_strip_whitespace: lengths and patterns are checked on the text as sent (as documented);
+    # Text() trims it afterwards, and codes and usernames have no room for spaces at all.
+    model_config = ConfigDict(extra="forbid")
 
 
 class Out(BaseModel):
@@ -53,8 +151,8 @@ class Page(Out, Generic[T]):
 
 
 class PageQuery(In):
-    limit: int = Field(50, ge=1, le=200, description="Rows per page (1-200)")
-    offset: int = Field(0, ge=0, le=MAX_ID, description="Rows to skip")
+    limit: Annotated[int, Int] = Field(50, ge=1, le=200, description="Rows per page (1-200)")
+    offset: Annotated[int, Int] = Field(0, ge=0, le=MAX_ID, description="Rows to skip")
 
 
 class Problem(BaseModel):
@@ -101,9 +199,9 @@ class UserOut(Out):
 
 
 class UserPatch(In):
-    role: Role | None = None
-    active: bool | None = None
-    full_name: Text(120) | None = None
+    role: Role = Unchanged()
+    active: bool = Unchanged()
+    full_name: Text(120) = Unchanged()
 
 
 # ---- partners ------------------------------------------------------------------------------
@@ -118,20 +216,20 @@ class PartnerIn(In):
     tax_id: Text(64) | None = None
     bank_account: Text(64) | None = None
     phone: Text(32) | None = None
-    payment_terms_days: int = Field(30, ge=0, le=365)
+    payment_terms_days: Annotated[int, Int] = Field(30, ge=0, le=365)
 
 
 class PartnerPatch(In):
-    name: Text(200, 1) | None = None
-    is_customer: bool | None = None
-    is_supplier: bool | None = None
+    name: Text(200, 1) = Unchanged()
+    is_customer: bool = Unchanged()
+    is_supplier: bool = Unchanged()
     email: Text(200) | None = None
     address: Text(500) | None = None
     tax_id: Text(64) | None = None
     bank_account: Text(64) | None = None
     phone: Text(32) | None = None
-    payment_terms_days: int | None = Field(None, ge=0, le=365)
-    active: bool | None = None
+    payment_terms_days: Annotated[int, Int] = Unchanged(ge=0, le=365)
+    active: bool = Unchanged()
 
 
 class PartnerOut(Out):
@@ -151,7 +249,7 @@ class PartnerOut(Out):
 
 class PartnerQuery(PageQuery):
     kind: Literal["customer", "supplier"] | None = None
-    q: Text(100) | None = Field(None, description="Name or code contains")
+    q: Text(100, 1) | None = Field(None, description="Name or code contains")
 
 
 class PriceIn(In):
@@ -178,11 +276,11 @@ class ProductIn(In):
 
 
 class ProductPatch(In):
-    name: Text(200, 1) | None = None
-    unit: Text(16, 1) | None = None
-    sale_price: Money | None = None
-    tax_code: Text(16, 1) | None = None
-    active: bool | None = None
+    name: Text(200, 1) = Unchanged()
+    unit: Text(16, 1) = Unchanged()
+    sale_price: Money = Unchanged()
+    tax_code: Text(16, 1) = Unchanged()
+    active: bool = Unchanged()
 
 
 class ProductOut(Out):
@@ -197,8 +295,8 @@ class ProductOut(Out):
 
 
 class ProductQuery(PageQuery):
-    q: Text(100) | None = Field(None, description="SKU or name contains")
-    active: bool | None = None
+    q: Text(100, 1) | None = Field(None, description="SKU or name contains")
+    active: Bool | None = None
 
 
 class TaxRateOut(Out):
@@ -349,8 +447,11 @@ class PurchaseOrderOut(OrderOut):
     pass
 
 
+OrderState = Literal["draft", "confirmed", "delivered", "received", "invoiced", "billed", "paid", "cancelled"]
+
+
 class OrderQuery(PageQuery):
-    state: Text(16) | None = None
+    state: OrderState | None = None
     partner_id: Id | None = None
 
 
@@ -440,7 +541,7 @@ class JournalEntryOut(Out):
 
 
 class JournalQuery(PageQuery):
-    source: Text(64) | None = Field(None, description="Source starts with, e.g. 'invoice:'")
+    source: Text(64, 1) | None = Field(None, description="Source starts with, e.g. 'invoice:'")
     date_from: Day | None = None
     date_to: Day | None = None
 
@@ -480,8 +581,8 @@ class AuditOut(Out):
 
 
 class AuditQuery(PageQuery):
-    entity: Text(64) | None = None
-    actor: Text(64) | None = None
+    entity: Text(64, 1) | None = None
+    actor: Text(64, 1) | None = None
     action: Literal["create", "update", "delete", "login", "logout", "login_failed"] | None = None
 
 

@@ -7,6 +7,9 @@ from sqlalchemy.orm import Session
 
 from ..domain import pricing
 from ..domain.money import D
+
+# Money columns are NUMERIC(18,2); staying well below that keeps SQLite's sums exact too.
+MAX_AMOUNT = D("999999999999.99")
 from ..errors import ValidationFailed
 from ..models import Partner, Product, TaxRate, Warehouse
 
@@ -53,6 +56,9 @@ def build_lines(s: Session, line_model, lines_in: list[dict], price_for) -> list
             amounts = pricing.line_amounts(line_in)
         except ValueError as exc:
             raise ValidationFailed(str(exc), field=f"lines.{i}", fix="Correct the line's figures.") from None
+        if amounts.gross > MAX_AMOUNT:
+            raise ValidationFailed(f"line amount {amounts.gross} exceeds the largest amount {MAX_AMOUNT}",
+                                   field=f"lines.{i}.quantity", fix="Split the order, or lower the quantity or price.")
         out.append(line_model(product_id=product.id, quantity=qty, unit_price=price,
                               discount_percent=line_in.discount_percent,
                               tax_rate_percent=line_in.tax_rate_percent,
@@ -64,6 +70,9 @@ def set_totals(order) -> None:
     totals = pricing.document_totals([
         pricing.LineInput(l.quantity, l.unit_price, l.discount_percent, l.tax_rate_percent)
         for l in order.lines])
+    if totals.gross > MAX_AMOUNT:
+        raise ValidationFailed(f"order total {totals.gross} exceeds the largest amount {MAX_AMOUNT}",
+                               field="lines", fix="Split the order into several smaller ones.")
     order.net_total, order.tax_total, order.gross_total = totals.net, totals.tax, totals.gross
 
 

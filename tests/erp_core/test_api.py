@@ -118,3 +118,12 @@ def test_overpayment_is_refused(erp):
     r = erp.req("POST", f"/invoices/{inv['id']}/payments", json={"amount": "10.01"})
     assert r.status_code == 422 and r.json["field"] == "amount" and "10.00" in r.json["fix"]
     assert Decimal(erp.get(f"/invoices/{inv['id']}")["amount_paid"]) == 0
+
+
+def test_amounts_beyond_the_largest_money_value_are_refused(erp):
+    wh, cust = erp.warehouse(), erp.customer()
+    p = erp.product("A", "999999999999.99")
+    r = erp.req("POST", "/sales-orders", json={"partner_id": cust, "warehouse_id": wh, "lines": [
+        {"product_id": p, "quantity": "999999999.999"}]})
+    assert r.status_code == 422 and r.json["field"] == "lines.0.quantity" and "Split" in r.json["fix"]
+    assert erp.get("/sales-orders")["total"] == 0
