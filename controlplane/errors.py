@@ -46,6 +46,96 @@ class Interrupted(ControlPlaneError):
     status, exit_code, title = 503, 130, "Interrupted"
 
 
+# ---- backups (controlplane/backup) --------------------------------------------------------------
+
+class BackupError(ControlPlaneError):
+    """A backup repository operation failed."""
+
+    status, exit_code, title = 500, 20, "Backup error"
+
+
+class WrongKey(BackupError):
+    """The passphrase or key file does not open the backup repository."""
+
+    status, exit_code, title = 403, 21, "Wrong backup key"
+
+
+class StoreUnreachable(BackupError):
+    """The backup store (a directory or an S3 bucket) cannot be reached or refuses access."""
+
+    status, exit_code, title = 503, 22, "Backup store unreachable"
+
+
+class DiskFull(BackupError):
+    """No space left where the backup (or its temporary snapshot) is written."""
+
+    status, exit_code, title = 507, 23, "Disk full"
+
+
+class RepositoryLocked(BackupError):
+    """Another run holds a conflicting lock on the backup repository."""
+
+    status, exit_code, title = 409, 24, "Backup repository locked"
+
+
+class BackupNotFound(BackupError):
+    """No backup in the repository has that id (or the prefix is ambiguous)."""
+
+    status, exit_code, title = 404, 25, "Backup not found"
+
+
+class ChunkCorrupt(BackupError):
+    """A stored chunk is missing, fails authentication or does not hash to its id."""
+
+    status, exit_code, title = 500, 26, "Backup chunk corrupt"
+
+
+class RepositoryNotInitialised(BackupError):
+    """There is no backup repository at that location (yet)."""
+
+    status, exit_code, title = 404, 27, "Backup repository not initialised"
+
+
+# ---- verification, restore, evidence (controlplane/backup/verify.py, restore.py; evidence.py) -------
+
+class VerificationFailed(BackupError):
+    """A backup failed a level of the verification ladder (the result names the chunk, table or invariant)."""
+
+    status, exit_code, title = 422, 28, "Backup verification failed"
+
+
+class RestoreRefused(BackupError):
+    """The backup failed verification, so it was not swapped in; the live data is untouched."""
+
+    status, exit_code, title = 422, 29, "Restore refused"
+
+
+class RestoreFailed(BackupError):
+    """The restore could not complete; it was rolled back and the live data is untouched."""
+
+    status, exit_code, title = 500, 30, "Restore failed"
+
+
+class EvidenceTampered(ControlPlaneError):
+    """The evidence log has a record that was altered, removed or reordered."""
+
+    status, exit_code, title = 409, 15, "Evidence log altered"
+
+
+# ---- erpctl status (controlplane/cli/status.py) -------------------------------------------------
+
+class NeedsAttention(ControlPlaneError):
+    """erpctl status found something that needs attention (warnings only)."""
+
+    status, exit_code, title = 200, 16, "Needs attention"
+
+
+class Critical(NeedsAttention):
+    """erpctl status found something critical (the ERP down or not ready, a critical alert...)."""
+
+    status, exit_code, title = 200, 17, "Critical"
+
+
 EXIT_CODES = {
     0: "success",
     1: "ERP error (generic)",
@@ -61,6 +151,20 @@ EXIT_CODES = {
     12: "database unavailable",
     13: "invariant violations found",
     14: "data directory problem",
+    15: "evidence log altered, removed or reordered records (erpctl evidence verify)",
+    16: "erpctl status: something needs attention (warnings; listed on stdout)",
+    17: "erpctl status: something is critical (ERP down or not ready, a critical alert...; listed on stdout)",
+    20: "backup error (generic)",
+    21: "wrong backup key (passphrase or key file)",
+    22: "backup store unreachable (directory or S3)",
+    23: "disk full",
+    24: "backup repository locked by another run",
+    25: "backup not found",
+    26: "backup chunk corrupt or missing",
+    27: "backup repository not initialised",
+    28: "backup verification failed (erpctl backup verify names what)",
+    29: "restore refused: the backup failed verification, live data untouched",
+    30: "restore failed and was rolled back, live data untouched",
     70: "internal error (a bug: see the log)",
     130: "interrupted",
 }

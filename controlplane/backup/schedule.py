@@ -1,0 +1,152 @@
+"""The backup jobs of the scheduler (controlplane/scheduler.py) under `erpctl up`.
+
+    backup.create        cron:0 2 * * *    take a backup of the ERP database
+    backup.verify        cron:30 3 * * *   the ladder up to [backup] verify_level (3) on the newest
+                                           backup of every source
+    backup.restore_test  cron:0 4 * * 0    a restore test: the newest backup restored into a scratch
+                                           location and verified up to [backup] restore_test_level
+                                           (4: an ERP serves it); results 'backup.restore_test'
+    backup.prune         off               [backup.retention] in erpctl.toml turns it on (cron:0 5 * * *)
+
+Schedules are changed like every job's (ERPCTL_SCHEDULE_BACKUP_CREATE="cron:0 */6 * * *", or the
+[schedule] table of erpctl.toml). The repository is [backup] repo in erpctl.toml, else env
+ERPCTL_BACKUP_REPO, else the data directory's backup.json, else file://<data dir>/backups; its key
+is env ERPCTL_BACKUP_PASSPHRASE, or a key file ([backup] key_file, env ERPCTL_BACKUP_KEY_FILE).
+
+    [backup]
+    repo = "s3://erp-backups/prod"
+    verify_level = 3
+    restore_test_level = 4
+    [backup.retention]
+    keep_daily = 14
+    keep_weekly = 8
+    keep_monthly = 12
+
+A job that fails raises, so the scheduler records it failed (results 'scheduler.backup.*'); the
+operations themselves record their own results and evidence (backup.create, backup.verify.L<n>,
+backup.restore_test, backup.prune).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from ..errors import VerificationFailed
+from ..scheduler import Job, JobContext, ScheduleInvalid
+
+log = logging.getLogger("controlplane.backup.schedule")
+
+DEFAULT_SCHEDULES = {
+    "backup.create": "cron:0 2 * * *",
+    "backup.verify": "cron:30 3 * * *",
+    "backup.restore_test": "cron:0 4 * * 0",
+    "backup.prune": "off",
+}
+PRUNE_WHEN_RETENTION = "cron:0 5 * * *"
+
+
+def _settings(context: JobContext) -> dict:
+    return context.settings.get("backup") or {}
+
+
+def repo_url(context: JobContext) -> str:
+    url = _settings(context).get("repo") or context.environ.get("ERPCTL_BACKUP_REPO")
+    if not url:
+        try:
+            url = json.loads((context.data_dir / "backup.json").read_text()).get("repo")
+        except (OSError, ValueError):
+            url = None
+    url = url or f"file://{context.data_dir / 'backups'}"
+    return url if "://" in url else f"file://{Path(url).expanduser().resolve()}"
+
+
+def open_repo(context: JobContext):
+    from .repository import open_repository
+
+    key_file = _settings(context).get("key_file") or context.environ.get("ERPCTL_BACKUP_KEY_FILE")
+    return open_repository(repo_url(context), passphrase=context.environ.get("ERPCTL_BACKUP_PASSPHRASE") or None,
+                           key_file=Path(key_file) if key_file else None, data_dir=context.data_dir)
+
+
+def _level(context: JobContext, name: str, default: int) -> int:
+    raw = _settings(context).get(name, default)
+    try:
+        level = int(raw)
+    except (TypeError, ValueError):
+        level = 0
+    if not 1 <= level <= 4:
+        raise ScheduleInvalid(f"[backup] {name} = {raw!r} is not a level from 1 to 4",
+                              fix=f"Set [backup] {name} in erpctl.toml to 1, 2, 3 or 4.")
+    return level
+
+
+def _retention(context: JobContext):
+    from .retention import RetentionPolicy
+
+    table = _settings(context).get("retention") or {}
+    try:
+        policy = RetentionPolicy(**{k: int(v) for k, v in table.items()})
+    except (TypeError, ValueError) as exc:
+        raise ScheduleInvalid(f"[backup.retention] in erpctl.toml is not a retention policy: {exc}",
+                              fix="Use keep_last, keep_daily, keep_weekly and keep_monthly with whole numbers.") \
+            from None
+    return None if policy.empty() else policy
+
+
+# ---- the jobs ----------------------------------------------------------------------------------
+
+def create_backup(context: JobContext) -> dict:
+    manifest = open_repo(context).create_backup(context.target)
+    return {"backup": manifest.id, "bytes_added": manifest.bytes_added}
+
+
+def verify_latest(context: JobContext, level: int) -> list[dict]:
+    from . import verify
+
+    repo = open_repo(context)
+    out = [verify.verify_backup(repo, b, level, target=context.target).as_dict()
+           for b in verify.select_backups(repo, all_latest=True)]
+    failed = [v for v in out if not v["ok"]]
+    if failed:
+        raise VerificationFailed(f"{len(failed)} backup(s) failed verification; {failed[0]['backup'][:8]} at "
+                                 f"L{failed[0]['failed_level']}: {failed[0]['failure']}")
+    return out
+
+
+def restore_test(context: JobContext, level: int) -> dict:
+    from . import restore, verify
+
+    repo = open_repo(context)
+    backup_id = verify.select_backups(repo)[0]
+    v = restore.restore_test(context.target, repo, backup_id, level=level)
+    if not v.ok:
+        raise VerificationFailed(f"the restore test of backup {v.backup[:8]} failed at L{v.failed.level}: "
+                                 f"{v.failed.summary}")
+    return v.as_dict()
+
+
+def prune(context: JobContext, policy) -> dict:
+    return open_repo(context).prune(policy, data_dir=context.data_dir).as_dict()
+
+
+def scheduled_jobs(context: JobContext) -> list[Job]:
+    verify_level = _level(context, "verify_level", 3)
+    test_level = _level(context, "restore_test_level", 4)
+    policy = _retention(context)
+    return [
+        Job("backup.create", lambda: create_backup(context), DEFAULT_SCHEDULES["backup.create"],
+            "back up the ERP database"),
+        Job("backup.verify", lambda: verify_latest(context, verify_level), DEFAULT_SCHEDULES["backup.verify"],
+            f"verify the newest backups through L{verify_level}"),
+        Job("backup.restore_test", lambda: restore_test(context, test_level),
+            DEFAULT_SCHEDULES["backup.restore_test"], f"restore test of the newest backup (L{test_level})"),
+        Job("backup.prune", (lambda: prune(context, policy)) if policy else (lambda: None),
+            PRUNE_WHEN_RETENTION if policy else DEFAULT_SCHEDULES["backup.prune"],
+            "apply the retention policy ([backup.retention])"),
+    ]
+
+
+__all__ = ["DEFAULT_SCHEDULES", "repo_url", "scheduled_jobs"]
+
