@@ -33,6 +33,7 @@ from . import config
 from .console.app import create_app as create_console
 from .erp_admin import check_schema
 from .errors import CannotListen, Interrupted
+from .monitoring.service import Monitoring
 
 log = logging.getLogger("controlplane.up")
 
@@ -75,6 +76,7 @@ class Stack:
         self.db: Database | None = None
         self.erp: Server | None = None
         self.ops: Server | None = None
+        self.monitoring: Monitoring | None = None
 
     def prepare(self) -> dict:
         o, target = self.opts, self.opts.target
@@ -84,8 +86,10 @@ class Stack:
         erp_app = create_app(Settings(target.database_url, field_key=key), self.db)
         self.erp = _listen(erp_app, o.host, o.erp_port, "ERP", "--erp-port")
         erp_url = _url(o.host, self.erp.port)
+        self.monitoring = Monitoring(target, erp_url)  # checks the job schedules before anything else
         links = {"erp": erp_url + "/", "api_docs": erp_url + "/api/v1/openapi.json"}
-        self.ops = _listen(create_console(links), o.host, o.ops_port, "ops console", "--ops-port")
+        self.ops = _listen(create_console(links, data_dir=target.data_dir, job_ids=self.monitoring.job_ids),
+                           o.host, o.ops_port, "ops console", "--ops-port")
 
         migrated = None
         before = current_revision(self.db.engine)
@@ -110,6 +114,7 @@ class Stack:
             "migrated": migrated,
             "demo": None,
         }
+        info["monitoring"] = self.monitoring.prepare(self.db, info["ops_url"])
         if o.demo:
             info["demo"] = self._demo()
         return info
@@ -146,17 +151,20 @@ class Stack:
     def start(self) -> None:
         self.erp.start()
         self.ops.start()
+        self.monitoring.start()
         log.info("serving", extra={"erp_port": self.erp.port, "ops_port": self.ops.port,
                                   "host": self.opts.host})
 
     def stop(self) -> None:
-        """Close both servers (listeners and open connections), then the engine."""
+        """Stop the scheduled jobs, close both servers (listeners and open connections), then the engine."""
+        if self.monitoring is not None:
+            self.monitoring.stop()
         for srv in (self.erp, self.ops):
             if srv is not None:
                 srv.stop(timeout=STOP_GRACE_SECONDS)
         if self.db is not None:
             self.db.dispose()
-        self.erp = self.ops = self.db = None
+        self.erp = self.ops = self.db = self.monitoring = None
 
 
 def run(opts: UpOptions, started: Callable[[dict], None]) -> dict:

@@ -13,7 +13,9 @@ from erp_core.errors import ErpError
 
 from .. import __version__, logs
 from ..errors import EXIT_CODES, DatabaseUnavailable, Interrupted
-from . import erp_check, erp_maintenance, erp_migrate, erp_seed, erp_user, up
+from . import (backup_create, backup_init, backup_list, backup_prune, backup_show, erp_check, erp_maintenance,
+               erp_migrate, erp_seed, erp_user, status, up)
+from . import backup_restore, backup_verify, evidence_verify
 from .options import Options, json_option, state
 
 log = logging.getLogger("controlplane.cli")
@@ -53,7 +55,26 @@ def erp() -> None:
     """The ERP's database: migrations, users, demo data, invariant checks, maintenance mode."""
 
 
+@cli.group()
+def backup() -> None:
+    """Backups that are proven to restore: create, list, show, verify, restore, prune."""
+
+
+@cli.group()
+def evidence() -> None:
+    """The evidence log: an append-only, hash-chained record of backups, verifications, restores, drills."""
+
+
 cli.add_command(up.up)
+evidence.add_command(evidence_verify.verify)
+cli.add_command(status.status)
+backup.add_command(backup_init.init)
+backup.add_command(backup_create.create)
+backup.add_command(backup_list.list_)
+backup.add_command(backup_show.show)
+backup.add_command(backup_prune.prune)
+backup.add_command(backup_verify.verify)
+backup.add_command(backup_restore.restore)
 erp.add_command(erp_migrate.migrate)
 erp.add_command(erp_user.user)
 erp.add_command(erp_seed.seed)

@@ -1,1 +1,1 @@
-"""The ops console: the control plane's own HTTP endpoint (health now; metrics and pages later)."""
+"""The ops console: the control plane's own HTTP endpoint (health, metrics, Alertmanager's webhook)."""

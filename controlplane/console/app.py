@@ -1,15 +1,28 @@
-"""The ops console's Flask app. Answers JSON; errors are problem+json like the ERP's."""
+"""The ops console's Flask app. Answers JSON; errors are problem+json like the ERP's.
+
+    GET  /               what is served here
+    GET  /healthz        the control plane answers
+    GET  /metrics        the control plane's Prometheus metrics (controlplane.monitoring.exporter)
+    POST /alerts/webhook Alertmanager's webhook (bearer token: alert-webhook.token in the data directory)
+    GET  /alerts         firing alerts with their runbooks, and the recently resolved ones
+"""
 
 from __future__ import annotations
 
-from flask import Flask, jsonify
+import hmac
+
+from flask import Flask, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException
 
-from erp_core.errors import ErpError
+from erp_core.errors import ErpError, NotAuthenticated, ValidationFailed
 
 from .. import __version__
+from ..errors import DataDirProblem
+from ..monitoring import alerts, credentials, exporter
 
 COMPONENT = "controlplane"
+MAX_WEBHOOK_BYTES = 4 << 20
 
 
 def _problem(status: int, title: str, detail: str, fix: str | None = None):
@@ -21,25 +34,63 @@ def _problem(status: int, title: str, detail: str, fix: str | None = None):
     return resp
 
 
-def create_app(links: dict | None = None) -> Flask:
-    """`links`: where the parts of this installation answer (the ERP's URL, its API docs)."""
+def create_app(links: dict | None = None, data_dir=None, job_ids=()) -> Flask:
+    """`links`: where the parts of this installation answer (the ERP's URL, its API docs).
+    `data_dir`: the installation's data directory (results, alerts, the webhook token).
+    `job_ids`: the scheduled jobs (a list or a callable), for their metrics."""
     app = Flask("controlplane.console")
     app.json.sort_keys = False
+    app.config["MAX_CONTENT_LENGTH"] = MAX_WEBHOOK_BYTES
+    registry = exporter.registry(data_dir, job_ids)
+
+    def need_data_dir():
+        if data_dir is None:
+            raise DataDirProblem("this console has no data directory", fix="Serve it with 'erpctl up'.")
 
     @app.get("/")
     def index():
         return {"component": COMPONENT, "version": __version__,
-                "links": {"healthz": "/healthz", **(links or {})}}
+                "links": {"healthz": "/healthz", "metrics": "/metrics", "alerts": "/alerts", **(links or {})}}
 
     @app.get("/healthz")
     def healthz():
         return {"status": "ok", "component": COMPONENT, "version": __version__}
+
+    @app.get("/metrics")
+    def metrics():
+        return generate_latest(registry), 200, {"Content-Type": CONTENT_TYPE_LATEST}
+
+    @app.post("/alerts/webhook")
+    def alert_webhook():
+        need_data_dir()
+        expected = credentials.webhook_token(data_dir)
+        header = request.headers.get("Authorization", "")
+        scheme, _, given = header.partition(" ")
+        if not expected or scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
+                                                                                 expected.encode()):
+            raise NotAuthenticated("a valid bearer token is required to post alerts.",
+                                   fix=f"Configure Alertmanager's webhook with http_config.authorization."
+                                       f"credentials_file pointing at {credentials.WEBHOOK_TOKEN_FILE} in the "
+                                       "data directory.",
+                                   headers={"WWW-Authenticate": 'Bearer realm="erpctl-alerts"'})
+        payload = request.get_json(silent=True)
+        if payload is None:
+            raise ValidationFailed("the body is not JSON", fix="Send Alertmanager's webhook JSON (version 4).")
+        counts = alerts.record(data_dir, payload)
+        return {"recorded": counts}
+
+    @app.get("/alerts")
+    def list_alerts():
+        need_data_dir()
+        return {"active": alerts.active(data_dir), "recently_resolved": alerts.recent_resolved(data_dir)}
 
     @app.errorhandler(ErpError)
     def _erp(exc: ErpError):
         resp = jsonify(exc.to_problem())
         resp.status_code = exc.status
         resp.mimetype = "application/problem+json"
+        for k, v in exc.headers.items():
+            resp.headers[k] = v
         return resp
 
     @app.errorhandler(HTTPException)

@@ -25,7 +25,7 @@ def scrape(erp) -> tuple[str, dict]:
 
 def test_requests_by_route_template_method_and_status(sqlite_erp):
     e = sqlite_erp
-    wh = e.warehouse()
+    e.warehouse()
     prod = e.product()
     e.get(f"/products/{prod}")
     e.req("GET", "/sales-orders/424242", expect=404)

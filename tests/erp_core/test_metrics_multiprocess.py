@@ -113,5 +113,6 @@ def test_the_fast_merge_equals_prometheus_clients(tmp_path, request):
     run_worker(script, url, 3, env)  # new keys in new files; the index follows
     assert _canonical(fast) == _canonical(upstream) != first
     # A kind of file the ERP does not write (a gauge in "all" mode): upstream's merge does it.
-    (mp_dir / "gauge_all_99999.db").write_bytes((mp_dir / next(p.name for p in mp_dir.glob("gauge_livesum_*"))).read_bytes())
+    livesum = next(mp_dir.glob("gauge_livesum_*"))
+    (mp_dir / "gauge_all_99999.db").write_bytes(livesum.read_bytes())
     assert _canonical(fast) == _canonical(upstream)

@@ -1,0 +1,96 @@
+"""erpctl status: one screen for the on-call engineer."""
+
+from __future__ import annotations
+
+import click
+
+from .. import config
+from ..errors import Critical, NeedsAttention
+from ..monitoring import status as monitoring_status
+from .options import emit, json_option, target
+
+MARK = {True: "ok  ", False: "FAIL", None: "--  "}
+
+
+def _gib(n) -> str:
+    return f"{n / 2**30:.1f} GiB" if isinstance(n, (int, float)) else "?"
+
+
+def _age(seconds) -> str:
+    if seconds is None:
+        return "never"
+    if seconds < 120:
+        return f"{seconds:.0f} s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min ago"
+    return f"{seconds / 3600:.1f} h ago"
+
+
+def render(r: dict) -> str:
+    erp = r["erp"]
+    up = erp["served_by_erpctl_up"]
+    lines = [f"state: {r['state'].upper()}    (data {r['data_dir']}, {r['checked_at']})", ""]
+    if r["attention"]:
+        lines.append("needs attention:")
+        for a in r["attention"]:
+            lines.append(f"  [{a['level']}] {a['what']}: {a['detail']}")
+            if a.get("runbook_url"):
+                lines.append(f"      runbook: {a.get('runbook_path') or a['runbook_url']}")
+        lines.append("")
+    health = erp["healthz"]
+    lines.append(f"ERP        {erp['url']}  healthz {MARK[health['ok']].strip()}"
+                 f"{' (' + health['version'] + ')' if health.get('version') else ''}"
+                 f"  readyz {'ready' if erp['readyz']['ready'] else 'NOT READY'}"
+                 f"  erpctl up {'running (pid ' + str(up['pid']) + ')' if up['running'] else 'not running'}")
+    lines.append(f"alerts     {len(r['alerts'])} firing")
+    for a in r["alerts"]:
+        lines.append(f"  {a['severity']:<8} {a['alertname']}  {a.get('summary', '')}  since {a.get('startsAt')}")
+        lines.append(f"           runbook: {a.get('runbook_path') or a['runbook_url']}")
+    lines.append("probes")
+    for name, p in r["probes"].items():
+        mark = MARK[p["ok"]] if p["at"] else MARK[None]
+        stale = "  (stale)" if p["stale"] else ""
+        lines.append(f"  {mark} {name:<17} {_age(p['age_seconds']):<12} {p.get('detail') or ''}{stale}")
+    b = r["backup"]
+    lines.append(f"backup     last success {_age(b['age_seconds'])} (limit {b['max_age_seconds'] / 3600:.0f} h)"
+                 + (f", latest attempt {'ok' if b['latest']['ok'] else 'FAILED'}" if b["latest"] else ""))
+    ver = "  ".join(f"{lv} {'-' if v is None else 'ok' if v['ok'] else 'FAIL'}" for lv, v in b["verifications"].items())
+    lines.append(f"verified   {ver}   restore test: {b['restore_test_last_success_at'] or 'never'}")
+    inv = r["invariants"]
+    found = "not checked yet" if inv["violations"] is None else f"{inv['violations']} violation(s)"
+    lines.append(f"invariants {found}"
+                 f"{' at ' + inv['at'] if inv['at'] else ''}")
+    u = r["upgrade"]
+    lines.append("upgrade    " + ("none recorded" if not u else
+                                  f"{'IN PROGRESS' if u.get('in_progress') else 'done'} stage {u.get('stage')!r}"
+                                  f" since {u.get('started_at')}"))
+    h = r["host"]
+    lines.append(f"host       cpu {h['cpu_usage_ratio'] * 100:.0f}%  "
+                 f"memory {_gib(h['memory_available_bytes'])} free of "
+                 f"{_gib(h['memory_total_bytes'])}  data dir {_gib(h.get('data_dir_filesystem_free_bytes'))} free of "
+                 f"{_gib(h.get('data_dir_filesystem_size_bytes'))}")
+    return "\n".join(lines)
+
+
+@click.command()
+@click.option("--data-dir", envvar="ERPCTL_DATA_DIR", metavar="DIR", type=click.Path(file_okay=False, path_type=str),
+              help=f"Data directory of the installation. Default: ./{config.DEFAULT_DATA_DIR} [env ERPCTL_DATA_DIR]")
+@click.option("--erp-url", envvar="ERPCTL_ERP_URL", metavar="URL",
+              help="The ERP to check. Default: where 'erpctl up' serves it for this data directory, else "
+                   "http://127.0.0.1:$ERPCTL_ERP_PORT (8000). [env ERPCTL_ERP_URL]")
+@click.option("--timeout", type=click.FloatRange(0.1, 60), default=3.0, show_default=True,
+              help="Seconds to wait for the ERP's answers.")
+@json_option
+def status(data_dir, erp_url, timeout):
+    """Health of the installation: the ERP, firing alerts and failing probes with their runbooks,
+    backups and verifications, the upgrade, the host's headroom.
+
+    Exit 0 when nothing needs attention, 16 when something does (warnings), 17 when something is
+    critical (the ERP down or not ready, a critical alert, a nearly full disk, invariant violations).
+    """
+    report = monitoring_status.gather(target(data_dir, None), erp_url, timeout)
+    emit(report, render(report))
+    if report["state"] != "ok":
+        cls = Critical if report["state"] == monitoring_status.CRITICAL else NeedsAttention
+        raise cls(f"{len(report['attention'])} thing(s) need attention ({report['state']}; listed on stdout)",
+                  fix="Open the runbook shown beside each one.")

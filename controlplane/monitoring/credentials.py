@@ -1,0 +1,82 @@
+"""The monitoring secrets kept in the data directory (mode 0600, created by `erpctl up`):
+
+    probe-login.json      the ERP user the business probe logs in as (role auditor: reads only)
+    alert-webhook.token   the bearer token Alertmanager sends to POST /alerts/webhook
+                          (Alertmanager: webhook_configs: http_config: authorization: credentials_file)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from pathlib import Path
+
+from sqlalchemy import select
+
+from erp_core.errors import Conflict
+from erp_core.models import User
+from erp_core.services import auth
+
+from ..config import read_private, write_private
+from ..errors import DataDirProblem
+
+log = logging.getLogger("controlplane.monitoring")
+
+PROBE_LOGIN_FILE = "probe-login.json"
+PROBE_USER = "erpctl-probe"
+PROBE_ROLE = "auditor"
+WEBHOOK_TOKEN_FILE = "alert-webhook.token"
+
+
+def probe_login(data_dir) -> dict:
+    path = Path(data_dir) / PROBE_LOGIN_FILE
+    try:
+        login = json.loads(read_private(path))
+        return {"username": str(login["username"]), "password": str(login["password"])}
+    except FileNotFoundError:
+        raise DataDirProblem(f"no probe login in {data_dir}", fix="Start 'erpctl up' once: it creates it.") from None
+    except (ValueError, KeyError, TypeError):
+        raise DataDirProblem(f"{path} is not a probe login file",
+                             fix="Delete it; the next 'erpctl up' creates a new one.") from None
+
+
+def ensure_probe_user(db, data_dir) -> dict:
+    """The probe user exists in the ERP with the password kept in the data directory. A database
+    that already had the user with another password (a data directory rebuilt) gets the new one."""
+    path = Path(data_dir) / PROBE_LOGIN_FILE
+    created_file = False
+    if not path.exists():
+        created_file = write_private(path, json.dumps({"username": PROBE_USER,
+                                                       "password": secrets.token_urlsafe(24)}) + "\n")
+    login = probe_login(data_dir)
+    with db.session(actor="erpctl") as s:
+        try:
+            auth.add_user(s, login["username"], login["password"], PROBE_ROLE, full_name="erpctl business probe")
+            state = "created"
+        except Conflict:
+            state = "exists"
+    if state == "exists" and created_file:
+        with db.session(actor="erpctl") as s:
+            user = s.scalar(select(User).where(User.username == login["username"]))
+            user.password_hash = auth.hash_password(login["password"])
+            user.active = True
+        state = "password reset"
+    if state != "exists":
+        log.info("probe user ready", extra={"user": login["username"], "state": state})
+    return {"username": login["username"], "state": state}
+
+
+def ensure_webhook_token(data_dir) -> Path:
+    path = Path(data_dir) / WEBHOOK_TOKEN_FILE
+    if not path.exists() and write_private(path, secrets.token_urlsafe(32) + "\n"):
+        log.info("created the alert webhook token", extra={"path": str(path)})
+    return path
+
+
+def webhook_token(data_dir) -> str | None:
+    path = Path(data_dir) / WEBHOOK_TOKEN_FILE
+    try:
+        return read_private(path) or None
+    except FileNotFoundError:
+        return None

@@ -1,0 +1,221 @@
+"""The control plane's metrics (the ops port's /metrics), computed when scraped.
+
+Every family is always present, with 0 for what has not happened yet (no backup, no upgrade), so
+alert rules can name them from the first scrape. Sources: controlplane.results (probes, backups,
+verifications, restore tests, invariants, upgrades, scheduler jobs), the alert store, psutil.
+
+Result fields read (controlplane.results.record(data_dir, key, ok, **fields)):
+
+    probe.<name>                  ok, duration (seconds)
+    backup.create                 ok; bytes_added on a success
+    backup.verify.L1 .. L4        ok
+    backup.restore_test           ok; duration (seconds)
+    backup.restore                duration (seconds), when newer than the last restore test
+    invariants                    violations (count)
+    upgrade                       in_progress (bool), stage, started_at (unix seconds or ISO 8601)
+    scheduler.<job id>            ok
+
+No instrument objects here (only collectors): under PROMETHEUS_MULTIPROC_DIR, prometheus-client
+would put them in the ERP workers' files.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+
+import psutil
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily
+
+from .. import results
+from . import alerts, probes
+
+log = logging.getLogger("controlplane.exporter")
+
+LEVELS = ("L1", "L2", "L3", "L4")
+
+
+def _ts(value) -> float:
+    """Unix seconds from a number or an ISO 8601 string (0 when missing or unreadable)."""
+    if value in (None, ""):
+        return 0.0
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            return float(value)
+        except ValueError:
+            return 0.0
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed.timestamp()
+
+
+def _num(entry: dict | None, *names, default: float = 0.0) -> float:
+    for name in names:
+        v = (entry or {}).get(name)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return float(v)
+    return default
+
+
+def _gauge(name: str, doc: str, value=None, labels=None) -> GaugeMetricFamily:
+    if labels:
+        return GaugeMetricFamily(name, doc, labels=labels)
+    return GaugeMetricFamily(name, doc, value=value)
+
+
+class CpuSampler:
+    """Host CPU busy ratio since the previous scrape (psutil.cpu_times deltas, so no other
+    psutil.cpu_percent caller disturbs it)."""
+
+    MIN_WINDOW = 0.5  # seconds of CPU time (all CPUs) below which the previous ratio is kept
+
+    def __init__(self):
+        self._last = psutil.cpu_times()
+        self._ratio = 0.0
+
+    @staticmethod
+    def _busy(t) -> tuple[float, float]:
+        total = sum(t)
+        idle = t.idle + getattr(t, "iowait", 0.0)
+        return total, total - idle
+
+    def ratio(self) -> float:
+        now = psutil.cpu_times()
+        t0, b0 = self._busy(self._last)
+        t1, b1 = self._busy(now)
+        if t1 - t0 >= self.MIN_WINDOW:
+            self._ratio = min(1.0, max(0.0, (b1 - b0) / (t1 - t0)))
+            self._last = now
+        return self._ratio
+
+
+def erp_processes(pid: int | None = None) -> list[psutil.Process]:
+    """The process serving the ERP (`erpctl up` serves it in-process) and its children (workers
+    of a pre-forking server)."""
+    try:
+        me = psutil.Process(pid or os.getpid())
+        return [me, *me.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+class ControlPlaneCollector:
+    def __init__(self, data_dir, job_ids=(), erp_pid: int | None = None):
+        """job_ids: the scheduled jobs (a list, or a callable returning one), so that each has a
+        series before its first run; erp_pid: the ERP's process (default: this one)."""
+        self.data_dir = data_dir
+        self.job_ids = job_ids if callable(job_ids) else (lambda ids=tuple(job_ids): ids)
+        self.erp_pid = erp_pid
+        self.cpu = CpuSampler()
+
+    def collect(self):
+        r = results.read(self.data_dir) if self.data_dir is not None else {}
+        yield from self._probes(r)
+        yield from self._backups(r)
+        yield from self._operations(r)
+        yield from self._alerts_and_jobs(r)
+        yield from self._host()
+
+    # ---- probes ----
+    def _probes(self, r):
+        ok = _gauge("erpctl_probe_success", "1 if the probe's latest run succeeded (0 before its first run)",
+                    labels=["probe"])
+        dur = _gauge("erpctl_probe_duration_seconds", "Duration of the probe's latest run", labels=["probe"])
+        last = _gauge("erpctl_probe_last_run_timestamp_seconds", "When the probe last ran (0: never)",
+                      labels=["probe"])
+        for name in probes.NAMES:
+            e = r.get(probes.RESULT_PREFIX + name)
+            ok.add_metric([name], 1 if e and e.get("ok") else 0)
+            dur.add_metric([name], _num(e, "duration"))
+            last.add_metric([name], _ts((e or {}).get("at")))
+        yield from (ok, dur, last)
+
+    # ---- backups and restores ----
+    def _backups(self, r):
+        last_ok = r.get("backup.create.last_success")
+        yield _gauge("erpctl_backup_last_success_timestamp_seconds", "When the last successful backup finished "
+                     "(0: never)", _ts((last_ok or {}).get("at")))
+        yield _gauge("erpctl_backup_last_bytes_added", "Bytes the last successful backup added to the repository",
+                     _num(last_ok, "bytes_added"))
+        ver = _gauge("erpctl_backup_verification_success", "1 if the latest verification at this level passed "
+                     "(0: failed or never run)", labels=["level"])
+        ver_ts = _gauge("erpctl_backup_verification_last_timestamp_seconds", "When a verification at this level "
+                        "last ran (0: never)", labels=["level"])
+        for level in LEVELS:
+            e = r.get(f"backup.verify.{level}")
+            ver.add_metric([level], 1 if e and e.get("ok") else 0)
+            ver_ts.add_metric([level], _ts((e or {}).get("at")))
+        yield from (ver, ver_ts)
+        test_ok = r.get("backup.restore_test.last_success")
+        yield _gauge("erpctl_restore_test_last_success_timestamp_seconds", "When a restore test last succeeded "
+                     "(0: never)", _ts((test_ok or {}).get("at")))
+        latest = max((r.get("backup.restore_test"), r.get("backup.restore")), key=lambda e: _ts((e or {}).get("at")))
+        yield _gauge("erpctl_restore_duration_seconds", "Duration of the latest restore or restore test (0: none)",
+                     _num(latest, "duration", "duration_seconds", "seconds"))
+
+    # ---- invariants and upgrades ----
+    def _operations(self, r):
+        inv = r.get("invariants")
+        yield _gauge("erpctl_invariant_violations", "Business invariant violations found by the latest check",
+                     _num(inv, "violations"))
+        up = r.get("upgrade") or {}
+        in_progress = bool(up.get("in_progress"))
+        yield _gauge("erpctl_upgrade_in_progress", "1 while an upgrade is in progress", int(in_progress))
+        yield _gauge("erpctl_upgrade_stage_started_timestamp_seconds", "When the current (or last) upgrade stage "
+                     "started (0: no upgrade recorded)", _ts(up.get("started_at")))
+
+    def _alerts_and_jobs(self, r):
+        firing = alerts.firing_by_severity(self.data_dir) if self.data_dir is not None else \
+            dict.fromkeys(alerts.SEVERITIES, 0)
+        fam = _gauge("erpctl_alerts_firing", "Alerts firing, as received from Alertmanager, by severity",
+                     labels=["severity"])
+        for sev in alerts.SEVERITIES:
+            fam.add_metric([sev], firing.get(sev, 0))
+        yield fam
+        jobs = _gauge("erpctl_scheduler_job_last_success_timestamp_seconds", "When the scheduled job last ran "
+                      "without error (0: never)", labels=["job"])
+        prefix = "scheduler."
+        names = {k[len(prefix):].removesuffix(".last_success") for k in r if k.startswith(prefix)}
+        names |= set(self.job_ids())
+        for name in sorted(names):
+            jobs.add_metric([name], _ts((r.get(f"{prefix}{name}.last_success") or {}).get("at")))
+        yield jobs
+
+    # ---- the host ----
+    def _host(self):
+        yield _gauge("erpctl_host_cpu_usage_ratio", "Host CPU busy ratio (0-1) since the previous scrape",
+                     self.cpu.ratio())
+        mem = psutil.virtual_memory()
+        yield _gauge("erpctl_host_memory_available_bytes", "Host memory available to new processes",
+                     mem.available)
+        yield _gauge("erpctl_host_memory_total_bytes", "Host memory in total", mem.total)
+        try:
+            disk = psutil.disk_usage(str(self.data_dir)) if self.data_dir is not None else None
+        except OSError:
+            disk = None
+        yield _gauge("erpctl_data_dir_filesystem_free_bytes", "Free bytes of the data directory's filesystem "
+                     "(for unprivileged users)", disk.free if disk else 0)
+        yield _gauge("erpctl_data_dir_filesystem_size_bytes", "Size of the data directory's filesystem",
+                     disk.total if disk else 0)
+        rss = fds = 0
+        for p in erp_processes(self.erp_pid):
+            try:
+                with p.oneshot():
+                    rss += p.memory_info().rss
+                    fds += p.num_fds()
+            except psutil.Error:  # gone meanwhile
+                continue
+        yield _gauge("erpctl_erp_process_resident_memory_bytes", "Resident memory of the ERP's processes", rss)
+        yield _gauge("erpctl_erp_process_open_fds", "Open file descriptors of the ERP's processes", fds)
+
+
+def registry(data_dir, job_ids=(), erp_pid: int | None = None) -> CollectorRegistry:
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(ControlPlaneCollector(data_dir, job_ids, erp_pid))
+    return reg

@@ -1,0 +1,84 @@
+"""The monitoring jobs of the scheduler: the five probes and the invariants check.
+
+Thresholds come from the environment, else the [probes] table of erpctl.toml, else the defaults:
+
+    ERPCTL_PROBE_BACKUP_MAX_AGE_SECONDS   backup_max_age_seconds   26 h
+    ERPCTL_PROBE_DISK_MIN_FREE_BYTES      disk_min_free_bytes      1 GiB
+    ERPCTL_PROBE_HTTP_TIMEOUT_SECONDS     http_timeout_seconds     5
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .. import erp_admin, results
+from ..scheduler import Job, JobContext, ScheduleInvalid
+from . import probes
+from .credentials import probe_login
+
+log = logging.getLogger("controlplane.monitoring")
+
+INVARIANTS_KEY = "invariants"
+DEFAULT_SCHEDULES = {
+    "probe.readyz": "15s",
+    "probe.business": "1m",
+    "probe.db_integrity": "5m",
+    "probe.backup_freshness": "1m",
+    "probe.disk_headroom": "1m",
+    "invariants": "1h",
+}
+THRESHOLDS = {  # setting name: (environment variable, default, type)
+    "backup_max_age_seconds": ("ERPCTL_PROBE_BACKUP_MAX_AGE_SECONDS", probes.DEFAULT_BACKUP_MAX_AGE_SECONDS, float),
+    "disk_min_free_bytes": ("ERPCTL_PROBE_DISK_MIN_FREE_BYTES", probes.DEFAULT_DISK_MIN_FREE_BYTES, int),
+    "http_timeout_seconds": ("ERPCTL_PROBE_HTTP_TIMEOUT_SECONDS", probes.HTTP_TIMEOUT, float),
+}
+
+
+def threshold(name: str, settings: dict, environ: dict):
+    env, default, kind = THRESHOLDS[name]
+    raw = environ.get(env) or (settings.get("probes") or {}).get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = kind(raw)
+    except (TypeError, ValueError):
+        raise ScheduleInvalid(f"{name} = {raw!r} is not a number", fix=f"Set {env} (or [probes] {name} in "
+                              "erpctl.toml) to a number.") from None
+    if value <= 0:
+        raise ScheduleInvalid(f"{name} must be positive, not {raw!r}", fix=f"Set {env} to a positive number.")
+    return value
+
+
+def make_probes(context: JobContext) -> list:
+    s, e = context.settings, context.environ
+    timeout = threshold("http_timeout_seconds", s, e)
+    return [
+        probes.ReadyzProbe(context.erp_url, timeout=timeout),
+        probes.BusinessProbe(context.erp_url, lambda: probe_login(context.data_dir), timeout=max(timeout, 10)),
+        probes.DbIntegrityProbe(context.target.database_url),
+        probes.BackupFreshnessProbe(context.data_dir, threshold("backup_max_age_seconds", s, e)),
+        probes.DiskHeadroomProbe(context.data_dir, threshold("disk_min_free_bytes", s, e)),
+    ]
+
+
+def check_invariants(context: JobContext) -> dict:
+    """erp_core.invariants.check_all on the ERP's database; the count is the exporter's
+    erpctl_invariant_violations."""
+    result = erp_admin.check(context.target)
+    violations = result["violations"]
+    results.record(context.data_dir, INVARIANTS_KEY, result["ok"], violations=len(violations),
+                   duration=result["seconds"], first=violations[:10])
+    if violations:
+        log.warning("invariant violations", extra={"count": len(violations), "first": violations[:3]})
+    return result
+
+
+def scheduled_jobs(context: JobContext) -> list[Job]:
+    jobs = []
+    for probe in make_probes(context):
+        jid = "probe." + probe.name
+        jobs.append(Job(jid, lambda p=probe: probes.run(p, context.data_dir), DEFAULT_SCHEDULES[jid],
+                        f"probe {probe.name}", run_at_start=True))
+    jobs.append(Job(INVARIANTS_KEY, lambda: check_invariants(context), DEFAULT_SCHEDULES[INVARIANTS_KEY],
+                    "business invariants (erp_core.invariants)", run_at_start=True))
+    return jobs

@@ -1,0 +1,245 @@
+"""`erpctl status`: one picture of an installation for the on-call engineer, and what needs attention.
+
+Read from the ERP over HTTP (/healthz, /readyz) and from the data directory (results.json,
+alerts.json, runtime.json), so it works while `erpctl up` is down, and from psutil for the host.
+
+What needs attention, and how much (the exit code: 0 nothing, 16 warnings only, 17 critical):
+
+    critical  the ERP does not answer /healthz, or /readyz says it is not ready
+              an alert of severity "page" or "critical" is firing
+              the data directory's filesystem has less free space than the disk headroom limit
+              the latest invariants check found violations
+    warning   an alert of any other severity but "info" (ticket, warning...) is firing
+              a probe's latest run failed, or it has not run for 3 of its intervals while erpctl up runs
+              no successful backup, or the last one is older than the backup age limit
+              the latest backup attempt failed; the latest verification at some level failed
+              there is a backup but no restore test succeeded in the last 8 days
+              an upgrade stage started more than UPGRADE_STUCK_SECONDS ago and is still in progress
+              less than 5 % of the host's memory is available
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import psutil
+
+from .. import results, scheduler
+from . import alerts, jobs, probes
+from .exporter import _ts
+from .probes import ProbeFailed, http_json
+from .service import read_runtime
+
+CRITICAL, WARNING = "critical", "warning"
+UPGRADE_STUCK_SECONDS = 1800
+RESTORE_TEST_MAX_AGE_SECONDS = 8 * 86400
+MEMORY_MIN_AVAILABLE_RATIO = 0.05
+STALE_INTERVALS = 3
+STALE_MIN_SECONDS = 60
+# Probes whose condition the status checks itself (with the same limits): flagged once, below.
+CHECKED_HERE = ("backup_freshness", "disk_headroom")
+
+
+def default_erp_url(data_dir) -> str:
+    """The ERP `erpctl up` last served from this data directory, else ERPCTL_HOST/ERPCTL_ERP_PORT."""
+    runtime = read_runtime(data_dir)
+    if runtime.get("erp_url"):
+        return runtime["erp_url"]
+    host = os.environ.get("ERPCTL_HOST") or "127.0.0.1"
+    host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    return f"http://{host}:{os.environ.get('ERPCTL_ERP_PORT') or 8000}"
+
+
+def _age(entry, now) -> float | None:
+    return round(now - float(entry["at"]), 1) if entry and entry.get("at") else None
+
+
+def _runbook(name: str) -> dict:
+    return alerts.runbook_of({"labels": {"alertname": name}})
+
+
+def _erp(erp_url: str, timeout: float) -> dict:
+    base = erp_url.rstrip("/")
+    out = {"url": base + "/"}
+    try:
+        status, body = http_json("GET", base + "/healthz", timeout=timeout)
+        out["healthz"] = {"ok": status == 200, "status": status,
+                          "version": (body or {}).get("version") if isinstance(body, dict) else None}
+    except ProbeFailed as exc:
+        out["healthz"] = {"ok": False, "error": str(exc)}
+    if out["healthz"]["ok"]:
+        try:
+            status, body = http_json("GET", base + "/readyz", timeout=timeout)
+            body = body if isinstance(body, dict) else {}
+            out["readyz"] = {"ready": status == 200 and bool(body.get("ready")), "status": status,
+                             "checks": body.get("checks")}
+        except ProbeFailed as exc:
+            out["readyz"] = {"ready": False, "error": str(exc)}
+    else:
+        out["readyz"] = {"ready": False, "error": "not checked: /healthz did not answer"}
+    return out
+
+
+def _intervals(settings: dict) -> dict[str, float | None]:
+    """Each monitoring job's interval in seconds as configured (None: cron or off)."""
+    out = {}
+    for jid, default in jobs.DEFAULT_SCHEDULES.items():
+        spec, _ = scheduler.schedule_of(scheduler.Job(jid, lambda: None, default), settings, dict(os.environ))
+        out[jid] = scheduler.interval_seconds(spec)
+    return out
+
+
+def gather(target, erp_url: str | None = None, timeout: float = 3.0) -> dict:
+    now = time.time()
+    data_dir = target.data_dir
+    erp_url = erp_url or default_erp_url(data_dir)
+    r = results.read(data_dir)
+    runtime = read_runtime(data_dir)
+    try:
+        settings = scheduler.load_settings(data_dir)
+    except scheduler.ScheduleInvalid:
+        settings = {}  # `erpctl up` refuses to start with it; the status shows the rest
+    running = bool(runtime.get("running")) and _alive(runtime.get("pid"))
+    attention: list[dict] = []
+
+    def flag(level, what, detail, runbook=None):
+        item = {"level": level, "what": what, "detail": detail}
+        if runbook:
+            item.update(runbook)
+        attention.append(item)
+
+    # ---- the ERP ----
+    erp = _erp(erp_url, timeout)
+    erp["served_by_erpctl_up"] = {"running": running, "pid": runtime.get("pid"),
+                                  "started_at": runtime.get("started_at"), "stopped_at": runtime.get("stopped_at")}
+    if not erp["healthz"]["ok"]:
+        flag(CRITICAL, "erp down", erp["healthz"].get("error") or f"{erp['url']}healthz answered "
+             f"{erp['healthz'].get('status')}",
+             _runbook("ErpDown"))
+    elif not erp["readyz"]["ready"]:
+        flag(CRITICAL, "erp not ready", f"{erp['url']}readyz: {erp['readyz'].get('checks') or erp['readyz']}",
+             _runbook("ErpNotReady"))
+
+    # ---- alerts ----
+    firing = alerts.active(data_dir)
+    for a in firing:
+        if a["severity"] == "info":
+            continue
+        level = CRITICAL if a["severity"] in alerts.URGENT else WARNING
+        flag(level, f"alert {a['alertname']}", a.get("summary") or a["annotations"].get("description", ""),
+             {"runbook_url": a["runbook_url"], "runbook_path": a["runbook_path"]})
+
+    # ---- probes ----
+    intervals = _intervals(settings)
+    started = _epoch(runtime.get("started_at"))
+    probe_rows = {}
+    for name in probes.NAMES:
+        e = r.get(probes.RESULT_PREFIX + name)
+        row = {"ok": bool(e and e["ok"]), "at": (e or {}).get("at_iso"), "age_seconds": _age(e, now),
+               "duration": (e or {}).get("duration"), "detail": (e or {}).get("detail"),
+               **_runbook(probes.RUNBOOKS[name])}
+        interval = intervals.get("probe." + name)
+        limit = max(STALE_INTERVALS * interval, STALE_MIN_SECONDS) if interval else None
+        last = float(e["at"]) if e else None
+        row["stale"] = bool(running and limit and started and now - max(last or 0, started) > limit)
+        probe_rows[name] = row
+        if e and not e["ok"] and name not in CHECKED_HERE:
+            flag(WARNING, f"probe {name} failing", e.get("detail", ""), _runbook(probes.RUNBOOKS[name]))
+        elif row["stale"]:
+            flag(WARNING, f"probe {name} not running", f"no run for {now - max(last or 0, started):.0f} s "
+                 f"(every {interval:.0f} s expected)", _runbook("ProbeNotRunning"))
+
+    # ---- backups ----
+    try:
+        max_age = jobs.threshold("backup_max_age_seconds", settings, dict(os.environ))
+        min_free = jobs.threshold("disk_min_free_bytes", settings, dict(os.environ))
+    except scheduler.ScheduleInvalid:
+        max_age, min_free = probes.DEFAULT_BACKUP_MAX_AGE_SECONDS, probes.DEFAULT_DISK_MIN_FREE_BYTES
+    last_ok, latest = r.get("backup.create.last_success"), r.get("backup.create")
+    backup = {
+        "last_success_at": (last_ok or {}).get("at_iso"), "age_seconds": _age(last_ok, now),
+        "max_age_seconds": max_age, "bytes_added": (last_ok or {}).get("bytes_added"),
+        "latest": _brief(latest),
+        "verifications": {lv: _brief(r.get(f"backup.verify.{lv}")) for lv in ("L1", "L2", "L3", "L4")},
+        "restore_test": _brief(r.get("backup.restore_test")),
+        "restore_test_last_success_at": (r.get("backup.restore_test.last_success") or {}).get("at_iso"),
+    }
+    if not last_ok:
+        flag(WARNING, "no backup", "no successful backup recorded", _runbook("BackupMissing"))
+    elif backup["age_seconds"] > max_age:
+        flag(WARNING, "backup too old", f"last successful backup {backup['age_seconds'] / 3600:.1f} h ago "
+             f"(limit {max_age / 3600:.1f} h)", _runbook(probes.RUNBOOKS["backup_freshness"]))
+    if latest and not latest["ok"]:
+        flag(WARNING, "backup failed", f"the latest backup attempt ({latest.get('at_iso')}) failed: "
+             f"{latest.get('error') or latest.get('detail') or ''}".strip(), _runbook("BackupTooOld"))
+    for lv, v in backup["verifications"].items():
+        if v and not v["ok"]:
+            flag(WARNING, f"backup verification {lv} failed", v.get("detail") or v.get("error") or f"at {v['at']}",
+                 _runbook("BackupVerificationFailed"))
+    test_ok = r.get("backup.restore_test.last_success")
+    if last_ok and (not test_ok or now - float(test_ok["at"]) > RESTORE_TEST_MAX_AGE_SECONDS):
+        flag(WARNING, "restore test overdue", "no restore test succeeded in the last "
+             f"{RESTORE_TEST_MAX_AGE_SECONDS / 86400:.0f} days", _runbook("RestoreTestOverdue"))
+
+    # ---- invariants, upgrade ----
+    inv = r.get("invariants")
+    invariants = {"violations": (inv or {}).get("violations"), "at": (inv or {}).get("at_iso"),
+                  "first": (inv or {}).get("first", [])[:5]}
+    if inv and inv.get("violations"):
+        flag(CRITICAL, "invariant violations", f"{inv['violations']} violation(s) at {inv.get('at_iso')}: "
+             + "; ".join(v.get("detail", "") for v in inv.get("first", [])[:3]), _runbook("InvariantViolations"))
+    up = r.get("upgrade")
+    upgrade = None
+    if up:
+        upgrade = {k: v for k, v in up.items() if k != "at"}
+        started_at = _epoch(up.get("started_at"))
+        if up.get("in_progress") and started_at and now - started_at > UPGRADE_STUCK_SECONDS:
+            flag(WARNING, "upgrade stuck", f"stage {up.get('stage')!r} started {(now - started_at) / 60:.0f} min ago",
+                 _runbook("UpgradeStuck"))
+
+    # ---- host ----
+    mem = psutil.virtual_memory()
+    host = {"cpu_usage_ratio": round(psutil.cpu_percent(interval=0.2) / 100, 3),
+            "memory_available_bytes": mem.available, "memory_total_bytes": mem.total}
+    try:
+        disk = psutil.disk_usage(str(data_dir))
+        host.update(data_dir_filesystem_free_bytes=disk.free, data_dir_filesystem_size_bytes=disk.total,
+                    disk_min_free_bytes=min_free)
+        if disk.free < min_free:
+            flag(CRITICAL, "disk nearly full", f"{disk.free / 2**30:.2f} GiB free on the data directory's "
+                 f"filesystem (limit {min_free / 2**30:.2f} GiB)", _runbook(probes.RUNBOOKS["disk_headroom"]))
+    except OSError as exc:
+        host["data_dir_error"] = str(exc)
+    if mem.available < MEMORY_MIN_AVAILABLE_RATIO * mem.total:
+        flag(WARNING, "memory low", f"{mem.available / 2**20:.0f} MiB available of {mem.total / 2**20:.0f} MiB")
+
+    job_rows = {k[len("scheduler."):]: _brief(v) for k, v in sorted(r.items())
+                if k.startswith("scheduler.") and not k.endswith(".last_success")}
+    levels = {a["level"] for a in attention}
+    state = CRITICAL if CRITICAL in levels else WARNING if levels else "ok"
+    attention.sort(key=lambda a: (a["level"] != CRITICAL, a["what"]))
+    return {"state": state, "attention": attention, "erp": erp, "alerts": firing, "probes": probe_rows,
+            "backup": backup, "invariants": invariants, "upgrade": upgrade, "host": host, "jobs": job_rows,
+            "data_dir": str(data_dir), "checked_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))}
+
+
+def _brief(e: dict | None) -> dict | None:
+    if not e:
+        return None
+    out = {"ok": e["ok"], "at": e.get("at_iso")}
+    for k in ("duration", "detail", "error", "bytes_added"):
+        if k in e:
+            out[k] = e[k]
+    return out
+
+
+def _epoch(value) -> float | None:
+    return _ts(value) or None
+
+
+def _alive(pid) -> bool:
+    try:
+        return bool(pid) and psutil.pid_exists(int(pid))
+    except (TypeError, ValueError):
+        return False

@@ -1,0 +1,262 @@
+"""The jobs that run by themselves under `erpctl up`: probes, the invariants check, and whatever
+other parts add (backups, verifications, drills), on an APScheduler BackgroundScheduler.
+
+Adding jobs: a module listed in JOB_PROVIDERS exposes `scheduled_jobs(context) -> list[Job]`;
+each Job has a stable id ("probe.readyz", "backup.create") and a default schedule. Operators
+change a schedule without touching code, first match wins:
+
+    1. the environment: ERPCTL_SCHEDULE_<ID>, the id in capitals with every other character
+       replaced by "_" (ERPCTL_SCHEDULE_PROBE_READYZ=5s, ERPCTL_SCHEDULE_BACKUP_CREATE="cron:0 2 * * *");
+    2. the [schedule] table of erpctl.toml in the data directory ("probe.readyz" = "30s");
+    3. the job's default.
+
+A schedule is an interval ("15s", "5m", "1h", "1d"), a crontab line ("cron:30 2 * * *", or just
+the five fields; in the scheduler's time zone, [scheduler] timezone in erpctl.toml, default the
+machine's), or "off". A bad one stops `erpctl up` before it serves, naming the job and the source.
+
+Every run is timed and recorded with controlplane.results under "scheduler.<id>" (ok = the job
+returned without raising; a probe that finds a problem still ran fine). The exporter turns those
+records into erpctl_scheduler_job_last_success_timestamp_seconds{job}.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import re
+import threading
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from . import results
+from .errors import ControlPlaneError
+
+log = logging.getLogger("controlplane.scheduler")
+
+JOB_PROVIDERS = [
+    "controlplane.monitoring.jobs",
+    "controlplane.backup.schedule",
+]
+CONFIG_FILE = "erpctl.toml"
+ENV_PREFIX = "ERPCTL_SCHEDULE_"
+RESULT_PREFIX = "scheduler."
+_INTERVAL = re.compile(r"^\s*(?:every\s+)?(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)?\s*$", re.IGNORECASE)
+_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+
+
+class ScheduleInvalid(ControlPlaneError):
+    """A job schedule (or erpctl.toml) cannot be understood."""
+
+    status, exit_code, title = 400, 2, "Invalid schedule"
+
+
+@dataclass
+class Job:
+    """One scheduled job. `func()` does the work; raising marks the run as failed."""
+
+    id: str
+    func: Callable[[], Any]
+    schedule: str
+    description: str = ""
+    run_at_start: bool = False  # interval jobs only: first run as soon as the scheduler starts
+
+
+@dataclass
+class JobContext:
+    """What providers get to build their jobs from."""
+
+    target: Any  # controlplane.config.Target
+    erp_url: str
+    settings: dict = field(default_factory=dict)  # erpctl.toml, parsed
+    environ: dict = field(default_factory=lambda: dict(os.environ))
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.target.data_dir)
+
+
+def load_settings(data_dir) -> dict:
+    """erpctl.toml in the data directory ({} when there is none)."""
+    path = Path(data_dir) / CONFIG_FILE
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        return {}
+    except (tomllib.TOMLDecodeError, OSError) as exc:
+        raise ScheduleInvalid(f"cannot read {path}: {exc}",
+                              fix="Fix the file (TOML: [schedule] then lines like \"probe.readyz\" = \"15s\"), "
+                                  "or remove it to use the defaults.") from None
+
+
+def env_name(job_id: str) -> str:
+    return ENV_PREFIX + re.sub(r"[^A-Za-z0-9]", "_", job_id).upper()
+
+
+def interval_seconds(spec: str) -> float | None:
+    """Seconds of an interval schedule, None for cron and off."""
+    m = _INTERVAL.match(spec or "")
+    return float(m.group(1)) * _UNITS[(m.group(2) or "s").lower()] if m else None
+
+
+def parse_schedule(spec: str, timezone=None):
+    """An APScheduler trigger for `spec`, or None for "off". Raises ValueError when unreadable."""
+    from apscheduler.triggers.cron import CronTrigger
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    text = (spec or "").strip()
+    if text.lower() in ("off", "disabled", "never", "none"):
+        return None
+    seconds = interval_seconds(text)
+    if seconds is not None:
+        if seconds <= 0:
+            raise ValueError("an interval must be longer than 0 seconds")
+        return IntervalTrigger(seconds=seconds, timezone=timezone)
+    cron = text[5:].strip() if text.lower().startswith("cron:") else text
+    if len(cron.split()) == 5:
+        return CronTrigger.from_crontab(cron, timezone=timezone)
+    raise ValueError("expected an interval (15s, 5m, 1h, 1d), a crontab line (cron:0 2 * * *) or off")
+
+
+def schedule_of(job: Job, settings: dict, environ: dict) -> tuple[str, str]:
+    """(schedule, where it came from) for a job."""
+    env = environ.get(env_name(job.id))
+    if env:
+        return env, f"environment {env_name(job.id)}"
+    table = settings.get("schedule") or {}
+    if job.id in table:
+        return str(table[job.id]), f"{CONFIG_FILE} [schedule] {job.id!r}"
+    return job.schedule, "default"
+
+
+def collect_jobs(context: JobContext, providers: list[str] | None = None) -> list[Job]:
+    jobs: list[Job] = []
+    seen = set()
+    for name in JOB_PROVIDERS if providers is None else providers:
+        module = importlib.import_module(name)
+        for job in module.scheduled_jobs(context):
+            if job.id in seen:
+                raise ScheduleInvalid(f"two jobs have the id {job.id!r} (the second from {name})",
+                                      fix="Give every job its own id.")
+            seen.add(job.id)
+            jobs.append(job)
+    return jobs
+
+
+@dataclass
+class Planned:
+    job: Job
+    schedule: str
+    source: str
+    trigger: Any  # None when off
+
+    def as_dict(self) -> dict:
+        return {"id": self.job.id, "schedule": self.schedule, "source": self.source,
+                "enabled": self.trigger is not None, "description": self.job.description}
+
+
+def plan(context: JobContext, providers: list[str] | None = None) -> list[Planned]:
+    """Every job with its schedule resolved and checked (nothing runs)."""
+    timezone = (context.settings.get("scheduler") or {}).get("timezone")
+    out = []
+    for job in collect_jobs(context, providers):
+        spec, source = schedule_of(job, context.settings, context.environ)
+        try:
+            trigger = parse_schedule(spec, timezone)
+        except (ValueError, TypeError, LookupError) as exc:
+            raise ScheduleInvalid(f"schedule {spec!r} of job {job.id!r} (from {source}) is not valid: {exc}",
+                                  fix="Use an interval like 15s, 5m, 1h, a crontab line like 'cron:0 2 * * *', "
+                                      "or off.", job=job.id) from None
+        out.append(Planned(job, spec, source, trigger))
+    return out
+
+
+class Scheduler:
+    """The BackgroundScheduler of one `erpctl up`. plan() at construction (so a bad schedule fails
+    before serving), start() when serving, stop() when stopping."""
+
+    def __init__(self, context: JobContext, providers: list[str] | None = None, max_workers: int = 4):
+        self.context = context
+        self.planned = plan(context, providers)
+        self.max_workers = max_workers
+        self._scheduler = None
+        self._stopping = threading.Event()
+
+    def start(self) -> None:
+        import datetime as dt
+
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.schedulers.background import BackgroundScheduler
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        # APScheduler logs every job added and every run at INFO; failures are logged here, with the job's id.
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+        timezone = (self.context.settings.get("scheduler") or {}).get("timezone")
+        kw = {"timezone": timezone} if timezone else {}
+        sched = BackgroundScheduler(executors={"default": ThreadPoolExecutor(self.max_workers)},
+                                    job_defaults={"coalesce": True, "max_instances": 1,
+                                                  "misfire_grace_time": 60}, **kw)
+        for p in self.planned:
+            if p.trigger is None:
+                continue
+            extra = {}
+            if p.job.run_at_start and isinstance(p.trigger, IntervalTrigger):
+                extra["next_run_time"] = dt.datetime.now(dt.timezone.utc)
+            sched.add_job(self._run, p.trigger, args=[p.job], id=p.job.id, name=p.job.description or p.job.id,
+                          **extra)
+        sched.start()
+        self._scheduler = sched
+        log.info("scheduler started", extra={"jobs": [p.as_dict() for p in self.planned]})
+
+    def _run(self, job: Job) -> None:
+        if self._stopping.is_set():
+            return
+        t0 = time.perf_counter()
+        error = None
+        try:
+            job.func()
+        except Exception as exc:  # noqa: BLE001 - a failing job must not stop the others
+            error = f"{exc.__class__.__name__}: {exc}"
+            log.exception("scheduled job failed", extra={"job": job.id})
+        if self._stopping.is_set():
+            return  # stopping: the servers are closing, a failure now says nothing
+        seconds = round(time.perf_counter() - t0, 6)
+        fields = {"duration": seconds, **({"error": error} if error else {})}
+        results.record(self.context.data_dir, RESULT_PREFIX + job.id, error is None, **fields)
+
+    def run_now(self, job_id: str) -> None:
+        """Run one job in the calling thread (for operators and tests)."""
+        for p in self.planned:
+            if p.job.id == job_id:
+                return self._run(p.job)
+        raise KeyError(job_id)
+
+    def jobs(self) -> list[dict]:
+        out = []
+        for p in self.planned:
+            d = p.as_dict()
+            aj = self._scheduler.get_job(p.job.id) if self._scheduler else None
+            d["next_run"] = aj.next_run_time.isoformat() if aj is not None and aj.next_run_time else None
+            out.append(d)
+        return out
+
+    def stop(self) -> None:
+        """Stop scheduling; runs in progress finish in the background and record nothing."""
+        self._stopping.set()
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+            log.info("scheduler stopped")
+
+
+def job(id: str, func: Callable[[], Any], schedule: str, description: str = "", **kw) -> Job:
+    """Shorthand for providers."""
+    return Job(id, func, schedule, description, **kw)
+
+
+__all__ = ["JOB_PROVIDERS", "Job", "JobContext", "Scheduler", "ScheduleInvalid", "collect_jobs", "plan",
+           "load_settings", "parse_schedule", "env_name", "interval_seconds", "job"]
