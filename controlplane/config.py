@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 from erp_core.db import default_sqlite_url, normalise_url
 
 from .errors import DataDirProblem
+from .fsutil import fsync_dir
 
 log = logging.getLogger("controlplane.config")
 
@@ -90,11 +91,7 @@ def write_private(path: Path, text: str) -> bool:
             os.link(tmp, path)
         except FileExistsError:
             return False
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        fsync_dir(path.parent)
         return True
     finally:
         tmp.unlink(missing_ok=True)

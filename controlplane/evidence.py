@@ -6,15 +6,15 @@ is detected as well as altering, removing or reordering any record."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import fcntl
 import getpass
 import hashlib
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from .fsutil import atomic_write_text, locked
 
 GENESIS = "0" * 64
 LOG_NAME = "evidence.jsonl"
@@ -28,14 +28,6 @@ def _canonical(record: dict) -> bytes:
 def record_hash(record: dict) -> str:
     body = {k: v for k, v in record.items() if k != "hash"}
     return hashlib.sha256(_canonical(body)).hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass
@@ -55,16 +47,6 @@ class EvidenceLog:
         self.path = self.dir / LOG_NAME
         self.head_path = self.dir / HEAD_NAME
 
-    @contextlib.contextmanager
-    def _locked(self):
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.dir / ".evidence.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-
     def _head(self) -> tuple[int, str]:
         if not self.head_path.exists():
             return 0, GENESIS
@@ -73,7 +55,7 @@ class EvidenceLog:
 
     def append(self, kind: str, data: dict, *, actor: str | None = None, outcome: str = "ok") -> dict:
         """Append one record (what was done and what it proved); durable when this returns."""
-        with self._locked():
+        with locked(self.dir / ".evidence.lock"):
             seq, prev = self._head()
             record = {
                 "seq": seq + 1,
@@ -90,12 +72,7 @@ class EvidenceLog:
                 f.write(_canonical(record) + b"\n")
                 f.flush()
                 os.fsync(f.fileno())
-            tmp = self.head_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"seq": record["seq"], "hash": record["hash"]}))
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, self.head_path)
-            _fsync_dir(self.dir)
+            atomic_write_text(self.head_path, json.dumps({"seq": record["seq"], "hash": record["hash"]}))
             return record
 
     def records(self) -> list[dict]:

@@ -5,30 +5,18 @@ history; this file is only the current picture, rewritten atomically."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import fcntl
 import json
-import os
 import time
 from pathlib import Path
+
+from .fsutil import atomic_write_text, locked
 
 FILE = "results.json"
 
 
 def _path(data_dir) -> Path:
     return Path(data_dir) / FILE
-
-
-@contextlib.contextmanager
-def _locked(data_dir):
-    Path(data_dir).mkdir(parents=True, exist_ok=True)
-    with open(Path(data_dir) / ".results.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def read(data_dir) -> dict:
@@ -44,14 +32,10 @@ def record(data_dir, key: str, ok: bool, **fields) -> dict:
     now = time.time()
     entry = {"ok": bool(ok), "at": now,
              "at_iso": dt.datetime.fromtimestamp(now, dt.timezone.utc).isoformat(), **fields}
-    with _locked(data_dir):
+    with locked(Path(data_dir) / ".results.lock"):
         data = read(data_dir)
         data[key] = entry
         if ok:
             data[key + ".last_success"] = entry
-        tmp = _path(data_dir).with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True, default=str))
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, _path(data_dir))
+        atomic_write_text(_path(data_dir), json.dumps(data, indent=1, sort_keys=True, default=str))
     return entry

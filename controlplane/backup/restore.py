@@ -44,6 +44,7 @@ from sqlalchemy.engine import make_url
 from .. import config, results
 from ..errors import ControlPlaneError, RestoreFailed, RestoreRefused
 from ..evidence import EvidenceLog
+from ..fsutil import atomic_write_text, fsync_dir
 from . import verify as V
 
 log = logging.getLogger("controlplane.backup.restore")
@@ -58,14 +59,6 @@ TERMINATE_TIMEOUT = 15.0
 
 def _state_dir(target: config.Target) -> Path:
     return target.data_dir / STATE_DIR
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def read_state(target: config.Target) -> dict | None:
@@ -83,13 +76,7 @@ def _write_state(target: config.Target, state: dict) -> None:
     d = _state_dir(target)
     d.mkdir(parents=True, exist_ok=True)
     state["updated_at"] = dt.datetime.now(dt.UTC).isoformat()
-    tmp = d / f".{STATE_FILE}.tmp"
-    with open(tmp, "w") as f:
-        f.write(json.dumps(state, indent=1, default=str))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, d / STATE_FILE)
-    _fsync_dir(d)
+    atomic_write_text(d / STATE_FILE, json.dumps(state, indent=1, default=str))
 
 
 def _phase(target: config.Target, state: dict, phase: str) -> None:
@@ -155,7 +142,7 @@ def _sqlite_swap(copy: Path, live: Path) -> str:
             with contextlib.suppress(FileNotFoundError):
                 Path(str(live) + suffix).unlink()
         os.replace(copy, live)
-        _fsync_dir(live.parent)
+        fsync_dir(live.parent)
         return "renamed into place (no live database)"
     src = sqlite3.connect(copy)
     dst = sqlite3.connect(live, isolation_level=None, timeout=60)

@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from ..errors import DiskFull, StoreUnreachable
+from ..fsutil import fsync_dir
 
 log = logging.getLogger("controlplane.backup.store")
 
@@ -34,14 +35,6 @@ class ObjectInfo:
     key: str
     size: int
     mtime: float
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _os_error(exc: OSError, what: str, where) -> Exception:
@@ -112,7 +105,7 @@ class FileStore:
             finally:
                 os.close(fd)
             os.replace(tmp, path)
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
         except OSError as exc:
             try:
                 tmp.unlink(missing_ok=True)
@@ -134,7 +127,7 @@ class FileStore:
                 os.link(tmp, path)
             except FileExistsError:
                 return False
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
             return True
         except OSError as exc:
             raise _os_error(exc, f"writing {key}", self.root) from None
@@ -147,7 +140,7 @@ class FileStore:
     def delete(self, key: str) -> None:
         try:
             self._path(key).unlink()
-            _fsync_dir(self._path(key).parent)
+            fsync_dir(self._path(key).parent)
         except FileNotFoundError:
             pass
         except OSError as exc:

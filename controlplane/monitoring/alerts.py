@@ -7,18 +7,16 @@ short history. Every notification received is also appended to the evidence log 
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import fcntl
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 
 from erp_core.errors import ValidationFailed
 
 from ..evidence import EvidenceLog
+from ..fsutil import atomic_write_text, locked
 
 FILE = "alerts.json"
 MAX_RESOLVED = 200
@@ -33,17 +31,6 @@ def _path(data_dir) -> Path:
     return Path(data_dir) / FILE
 
 
-@contextlib.contextmanager
-def _locked(data_dir):
-    Path(data_dir).mkdir(parents=True, exist_ok=True)
-    with open(Path(data_dir) / ".alerts.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def _read(data_dir) -> dict:
     try:
         return json.loads(_path(data_dir).read_text())
@@ -52,12 +39,7 @@ def _read(data_dir) -> dict:
 
 
 def _write(data_dir, data: dict) -> None:
-    tmp = _path(data_dir).with_suffix(".tmp")
-    with open(tmp, "w") as f:
-        f.write(json.dumps(data, indent=1, sort_keys=True))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, _path(data_dir))
+    atomic_write_text(_path(data_dir), json.dumps(data, indent=1, sort_keys=True))
 
 
 def severity_of(alert: dict) -> str:
@@ -103,7 +85,7 @@ def record(data_dir, payload, *, evidence: bool = True) -> dict:
     now = time.time()
     now_iso = dt.datetime.fromtimestamp(now, dt.timezone.utc).isoformat()
     counts = {"firing": 0, "resolved": 0, "ignored": 0}
-    with _locked(data_dir):
+    with locked(Path(data_dir) / ".alerts.lock"):
         data = _read(data_dir)
         store = data.setdefault("alerts", {})
         for a in incoming:
