@@ -39,15 +39,24 @@ class JSON(DefaultJSONProvider):
         return DefaultJSONProvider.default(o)
 
 
-def _problem(status: int, title: str, detail: str, fix: str | None = None, headers=None, **extra):
-    body = {"type": f"https://erp-controlplane.dev/problems/{status}", "title": title, "status": status,
-            "detail": detail, **({"fix": fix} if fix else {}), **extra}
+def _problem_response(body: dict, headers=None):
     resp = jsonify(body)
-    resp.status_code = status
+    resp.status_code = body["status"]
     resp.mimetype = "application/problem+json"
     for k, v in (headers or {}).items():
         resp.headers[k] = v
     return resp
+
+
+def _problem(status: int, title: str, detail: str, fix: str | None = None, headers=None, **extra):
+    return _problem_response({"type": f"https://erp-controlplane.dev/problems/{status}", "title": title,
+                              "status": status, "detail": detail, **({"fix": fix} if fix else {}), **extra},
+                             headers)
+
+
+def error_response(exc: ErpError):
+    """An ErpError as application/problem+json (the control plane's ops app answers the same way)."""
+    return _problem_response(exc.to_problem(), exc.headers)
 
 
 class BoundedInt(IntegerConverter):
@@ -58,14 +67,7 @@ class BoundedInt(IntegerConverter):
 
 
 def _register_errors(app: Flask) -> None:
-    @app.errorhandler(ErpError)
-    def _erp(exc: ErpError):
-        resp = jsonify(exc.to_problem())
-        resp.status_code = exc.status
-        resp.mimetype = "application/problem+json"
-        for k, v in exc.headers.items():
-            resp.headers[k] = v
-        return resp
+    app.register_error_handler(ErpError, error_response)
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):

@@ -15,6 +15,7 @@ from flask import Flask, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException
 
+from erp_core.app import error_response
 from erp_core.errors import ErpError, NotAuthenticated, ValidationFailed
 
 from .. import __version__
@@ -84,14 +85,7 @@ def create_app(links: dict | None = None, data_dir=None, job_ids=()) -> Flask:
         need_data_dir()
         return {"active": alerts.active(data_dir), "recently_resolved": alerts.recent_resolved(data_dir)}
 
-    @app.errorhandler(ErpError)
-    def _erp(exc: ErpError):
-        resp = jsonify(exc.to_problem())
-        resp.status_code = exc.status
-        resp.mimetype = "application/problem+json"
-        for k, v in exc.headers.items():
-            resp.headers[k] = v
-        return resp
+    app.register_error_handler(ErpError, error_response)
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
