@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 from erp_core.db import default_sqlite_url, normalise_url
 
 from .errors import DataDirProblem
-from .fsutil import fsync_dir
+from .fsutil import create_exclusive
 
 log = logging.getLogger("controlplane.config")
 
@@ -80,21 +80,7 @@ def ensure_data_dir(target: Target) -> Path:
 def write_private(path: Path, text: str) -> bool:
     """Create `path` with mode 0600 holding `text`, atomically and only if it does not exist yet
     (write a temporary file, fsync, hard-link it into place). False if it already existed."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
-        fsync_dir(path.parent)
-        return True
-    finally:
-        tmp.unlink(missing_ok=True)
+    return create_exclusive(path, text.encode())
 
 
 def read_private(path: Path) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from ..errors import DiskFull, StoreUnreachable
-from ..fsutil import fsync_dir
+from ..fsutil import create_exclusive, fsync_dir
 
 log = logging.getLogger("controlplane.backup.store")
 
@@ -116,26 +116,10 @@ class FileStore:
     def put_new(self, key: str, data: bytes) -> bool:
         """Create `key` atomically only if it does not exist yet (False if it did)."""
         path = self._path(key)
-        tmp = path.with_name(f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{path.name}")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "xb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                return False
-            fsync_dir(path.parent)
-            return True
+            return create_exclusive(path, data, tmp_name=f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{path.name}")
         except OSError as exc:
             raise _os_error(exc, f"writing {key}", self.root) from None
-        finally:
-            try:
-                tmp.unlink(missing_ok=True)
-            except OSError:
-                pass
 
     def delete(self, key: str) -> None:
         try:
