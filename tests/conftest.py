@@ -82,8 +82,12 @@ def fresh_database_url(backend: str, request, tmp_path) -> str:
         path = tmp_path / "erp.sqlite3"
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
         return f"sqlite:///{path}"
-    template = request.getfixturevalue("pg_template")
-    name = f"erp_t_{uuid.uuid4().hex[:10]}"
+    return clone_pg_database(request.getfixturevalue("pg_template"), "erp_t", request)
+
+
+def clone_pg_database(template: str, prefix: str, request) -> str:
+    """A copy of a PostgreSQL template database, dropped when the calling test ends; its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = _pg_admin()
     with admin.connect() as c:
         c.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))

@@ -27,7 +27,7 @@ from controlplane.config import Target
 from erp_core import crypto
 from erp_core.db import Database
 from erp_core.seed import seed
-from tests.conftest import FIELD_KEY, _pg_admin, _pg_url, need
+from tests.conftest import FIELD_KEY, _pg_admin, _pg_url, clone_pg_database, need
 
 S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
           "AWS_REGION": "us-east-1"}
@@ -189,22 +189,12 @@ def seeded_pg_template(pg_template):
 @pytest.fixture
 def pg_seeded_target(seeded_pg_template, tmp_path, request) -> Target:
     """A Target on a private seeded PostgreSQL database (dropped afterwards); data dir in tmp_path/data."""
-    name = f"erp_b_{uuid.uuid4().hex[:10]}"
-    admin = _pg_admin()
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{seeded_pg_template}"'))
-
-    def drop():
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    request.addfinalizer(drop)
+    url = clone_pg_database(seeded_pg_template, "erp_b", request)
     data_dir = tmp_path / "data"
     _write_field_key(data_dir)
     from erp_core.db import normalise_url
 
-    return Target(data_dir.resolve(), normalise_url(_pg_url(name)))
+    return Target(data_dir.resolve(), normalise_url(url))
 
 
 @pytest.fixture
