@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,25 @@ def port_is_free(port: int) -> bool:
 def log_lines(stderr: str) -> list[dict]:
     """stderr of a non-terminal run: every log line is a JSON object (messages are not)."""
     return [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+
+
+class LineProcess:
+    """A subprocess whose stdout lines are collected as they come; stderr goes to a file."""
+
+    def __init__(self, args, log: Path, **kw):
+        self.log_path = log
+        self._log = open(log, "w")  # noqa: SIM115 - open for the life of the process
+        self.proc = subprocess.Popen([str(a) for a in args], stdout=subprocess.PIPE, stderr=self._log,
+                                     stdin=subprocess.DEVNULL, text=True, **kw)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")

@@ -9,38 +9,26 @@ import signal
 import socket
 import sqlite3
 import subprocess
-import threading
 import time
 
 import pytest
 import requests
 
-from tests.controlplane.cli_helpers import env, erpctl, erpctl_path, free_ports, ok, port_is_free
+from tests.controlplane.cli_helpers import LineProcess, env, erpctl, erpctl_path, free_ports, ok, port_is_free
 from controlplane import __version__
 
 START_TIMEOUT = 90  # first start migrates and seeds a year of demo data
 
 
-class Up:
+class Up(LineProcess):
     """A running `erpctl up`, its stdout lines collected as they come."""
 
     def __init__(self, *args, tmp_path):
-        self.stderr_path = tmp_path / f"up-{time.monotonic_ns()}.stderr"
-        self._stderr = open(self.stderr_path, "w")
-        self.proc = subprocess.Popen([erpctl_path(), *map(str, args)], stdout=subprocess.PIPE,
-                                     stderr=self._stderr, stdin=subprocess.DEVNULL, text=True, env=env())
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
+        super().__init__([erpctl_path(), *args], tmp_path / f"up-{time.monotonic_ns()}.stderr", env=env())
 
     @property
     def stderr(self) -> str:
-        self._stderr.flush()
-        return self.stderr_path.read_text()
+        return self.log
 
     def wait_for_line(self, pattern: str, timeout: float = START_TIMEOUT) -> re.Match:
         deadline = time.monotonic() + timeout
@@ -83,7 +71,7 @@ class Up:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-        self._stderr.close()
+        self._log.close()
 
 
 @pytest.fixture

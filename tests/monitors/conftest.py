@@ -6,39 +6,20 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.controlplane.cli_helpers import env, erpctl_path
+from tests.controlplane.cli_helpers import LineProcess, env, erpctl_path
 
 START_TIMEOUT = 90
 ERP_ONLY = Path(__file__).with_name("erp_only.py")
 
 
-class Process:
+class Process(LineProcess):
     """A subprocess whose stdout lines are collected as they come; stderr goes to a file."""
-
-    def __init__(self, args, log: Path, **kw):
-        self.log_path = log
-        self._log = open(log, "w")  # noqa: SIM115 - open for the life of the process
-        self.proc = subprocess.Popen([str(a) for a in args], stdout=subprocess.PIPE, stderr=self._log,
-                                     stdin=subprocess.DEVNULL, text=True, **kw)
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    @property
-    def log(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")
 
     def first_json_line(self, timeout: float = START_TIMEOUT) -> dict:
         deadline = time.monotonic() + timeout
