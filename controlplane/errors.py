@@ -168,3 +168,47 @@ EXIT_CODES = {
     70: "internal error (a bug: see the log)",
     130: "interrupted",
 }
+
+
+# ---- ERP releases (controlplane/release) ---------------------------------------------------------
+
+class ReleaseError(ControlPlaneError):
+    """An ERP release could not be installed, switched to or served."""
+
+    status, exit_code, title = 500, 35, "Release error"
+
+
+class ReleaseNotFound(ReleaseError):
+    """No release of that version is installed (or no release is current)."""
+
+    status, exit_code, title = 404, 36, "Release not found"
+
+
+class BadWheel(ReleaseError):
+    """The file is not a wheel of this project (not a wheel, another project, a corrupt archive)."""
+
+    status, exit_code, title = 422, 37, "Not a release wheel"
+
+
+class ReleaseIncompatible(ReleaseError):
+    """The release's code cannot run on the database's schema (its own schema check says why)."""
+
+    status, exit_code, title = 409, 38, "Release incompatible with the database"
+
+
+class ReleaseConflict(ReleaseError):
+    """A release of that version is already installed from a different wheel."""
+
+    status, exit_code, title = 409, 39, "Release conflict"
+
+
+EXIT_CODES.update({
+    35: "release error (generic): a release could not be installed, switched to or served",
+    36: "release not found (erpctl release list shows the installed ones)",
+    37: "not a release wheel (not a wheel, another project, or a corrupt archive)",
+    38: "the release's code cannot run on the database's schema (switch refused)",
+    39: "a release of that version is already installed from a different wheel",
+})
+_in_order = sorted(EXIT_CODES.items())  # the help lists them by number
+EXIT_CODES.clear()
+EXIT_CODES.update(_in_order)

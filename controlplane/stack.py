@@ -1,4 +1,9 @@
-"""`erpctl up`: the ERP and the ops console served from one process on one machine.
+"""`erpctl up`: the ERP and the ops console on one machine.
+
+Which code serves the ERP: when a release is current in the data directory (`erpctl release
+current`), that release's ERP runs as a supervised child process on the ERP port (restarted with a
+back-off if it exits, replaced when `current` names another release); its own code creates,
+checks and seeds the database. With no release installed, the bundled erp_core serves in-process.
 
 First start on a data directory: create it, create the field-encryption key, migrate the new
 database, and with demo=True add one user per role (the admin's random password kept in the data
@@ -21,19 +26,23 @@ from typing import Callable
 
 from erp_core import __version__
 from erp_core import seed as erp_seed
+from erp_core import crypto
 from erp_core.app import create_app
 from erp_core.config import Settings
 from erp_core.db import Database, current_revision, migrate
 from erp_core.domain.permissions import ROLES
-from erp_core.errors import Conflict
+from erp_core.errors import Conflict, SchemaMismatch
 from erp_core.serve import Server
 from erp_core.services import auth
 
 from . import config
+from . import release as releases
 from .console.app import create_app as create_console
 from .erp_admin import check_schema
 from .errors import CannotListen, Interrupted
 from .monitoring.service import Monitoring
+from .release import runner as release_runner
+from .release.supervisor import Supervisor, reserve_port
 
 log = logging.getLogger("controlplane.up")
 
@@ -48,6 +57,10 @@ class UpOptions:
     erp_port: int = 8000
     ops_port: int = 8001
     demo: bool = False
+
+
+def _log_level() -> str:
+    return logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
 
 
 def _url(host: str, port: int) -> str:
@@ -74,44 +87,48 @@ class Stack:
     def __init__(self, opts: UpOptions):
         self.opts = opts
         self.db: Database | None = None
-        self.erp: Server | None = None
+        self.erp: Server | None = None  # the bundled ERP, in-process (no release current)
+        self.supervisor: Supervisor | None = None  # the current release's ERP, a child process
+        self.release: releases.Release | None = None
         self.ops: Server | None = None
         self.monitoring: Monitoring | None = None
+        self._key: str | None = None
 
     def prepare(self) -> dict:
         o, target = self.opts, self.opts.target
         config.ensure_data_dir(target)
-        key = config.field_key(target, create=True)
+        key = self._key = config.field_key(target, create=True)
+        self.release = releases.current(target)
         self.db = Database(target.database_url)
-        erp_app = create_app(Settings(target.database_url, field_key=key), self.db)
-        self.erp = _listen(erp_app, o.host, o.erp_port, "ERP", "--erp-port")
-        erp_url = _url(o.host, self.erp.port)
+        if self.release is None:
+            erp_app = create_app(Settings(target.database_url, field_key=key), self.db)
+            self.erp = _listen(erp_app, o.host, o.erp_port, "ERP", "--erp-port")
+            erp_port = self.erp.port
+        else:
+            crypto.configure(key)
+            erp_port = reserve_port(o.host, o.erp_port, "--erp-port")  # the child binds it when it starts
+            self.supervisor = Supervisor(target, key, host=o.host, port=erp_port, log_level=_log_level())
+        erp_url = _url(o.host, erp_port)
         self.monitoring = Monitoring(target, erp_url)  # checks the job schedules before anything else
         links = {"erp": erp_url + "/", "api_docs": erp_url + "/api/v1/openapi.json"}
         self.ops = _listen(create_console(links, data_dir=target.data_dir, job_ids=self.monitoring.job_ids),
                            o.host, o.ops_port, "ops console", "--ops-port")
 
-        migrated = None
-        before = current_revision(self.db.engine)
-        if before is None:
-            t0 = time.perf_counter()
-            after = migrate(target.database_url)
-            migrated = {"from_revision": None, "to_revision": after}
-            log.info("created the ERP schema", extra={"revision": after, "seconds": round(time.perf_counter() - t0, 2)})
-        status = check_schema(self.db.engine, target)
-
+        migrated, schema_revision = self._schema() if self.release is None else self._release_schema()
         info = {
             "version": __version__,
             "erp_url": erp_url + "/",
             "api_docs_url": erp_url + "/api/v1/openapi.json",
-            "erp_port": self.erp.port,
+            "erp_port": erp_port,
             "ops_port": self.ops.port,
             "ops_url": _url(o.host, self.ops.port) + "/",
             "healthz_url": _url(o.host, self.ops.port) + "/healthz",
             "data_dir": str(target.data_dir),
             "database": target.display_url,
-            "schema_revision": status.current,
+            "schema_revision": schema_revision,
             "migrated": migrated,
+            "release": None,
+            "erp_version": __version__ if self.release is None else self.release.version,
             "demo": None,
         }
         info["monitoring"] = self.monitoring.prepare(self.db, info["ops_url"])
@@ -119,10 +136,53 @@ class Stack:
             info["demo"] = self._demo()
         return info
 
+    def _schema(self) -> tuple[dict | None, str]:
+        """The bundled ERP: create the schema on a new database; refuse one this code does not support."""
+        target = self.opts.target
+        migrated = None
+        before = current_revision(self.db.engine)
+        if before is None:
+            t0 = time.perf_counter()
+            after = migrate(target.database_url)
+            migrated = {"from_revision": None, "to_revision": after}
+            log.info("created the ERP schema", extra={"revision": after, "seconds": round(time.perf_counter() - t0, 2)})
+        return migrated, check_schema(self.db.engine, target).current
+
+    def _release_schema(self) -> tuple[dict | None, str]:
+        """The same with the current release's own code: its migrations, its schema check."""
+        target, release = self.opts.target, self.release
+        migrated = None
+        status = release_runner.check_database(target, release)
+        if status["current"] is None:
+            t0 = time.perf_counter()
+            migrated = releases.migrate_with(target, release)
+            log.info("created the ERP schema", extra={"revision": migrated["to_revision"], "release": release.version,
+                                                     "seconds": round(time.perf_counter() - t0, 2)})
+            status = release_runner.check_database(target, release)
+        if not status["supported"]:
+            raise SchemaMismatch(f"the database schema is not supported by release {release.version}, the current "
+                                 f"one: {status['reason']}",
+                                 fix="Move the schema with a staged upgrade, or make current a release that "
+                                     "supports it ('erpctl release list', 'erpctl release current VERSION').",
+                                 schema=status)
+        return migrated, status["current"]
+
     def _demo(self) -> dict:
-        """One user per role sharing the demo password; demo data if there are no sales orders yet."""
+        """One user per role sharing the demo password; demo data if there are no sales orders yet
+        (with the current release's code when there is one)."""
         target = self.opts.target
         login, login_created = config.demo_login(target)
+        if self.release is not None:
+            t0 = time.perf_counter()
+            done = release_runner.call(self.release.python, "demo", {
+                "database_url": target.database_url, "field_key": self._key, "username": login["username"],
+                "password": login["password"], "scale": DEMO_SCALE}, timeout=3600,
+                what=f"release {self.release.version}")
+            created, existing, seeded = done["users_created"], done["users_existing"], done["seeded"]
+            if seeded is not None:
+                log.info("seeded demo data", extra={"scale": DEMO_SCALE, "release": self.release.version,
+                                                    "seconds": round(time.perf_counter() - t0, 2)})
+            return self._demo_result(login, login_created, created, existing, seeded)
         created, existing = [], []
         with self.db.session(actor="erpctl") as s:
             for role in ROLES:
@@ -132,6 +192,16 @@ class Stack:
                     created.append(username)
                 except Conflict:
                     existing.append(username)
+        seeded = None
+        if not erp_seed.has_sales_orders(self.db):
+            t0 = time.perf_counter()
+            # One transaction: an interrupted first start leaves no half-seeded database behind.
+            seeded = erp_seed.seed(self.db, DEMO_SCALE, single_transaction=True)
+            log.info("seeded demo data", extra={"scale": DEMO_SCALE, "seconds": round(time.perf_counter() - t0, 2)})
+        return self._demo_result(login, login_created, created, existing, seeded)
+
+    @staticmethod
+    def _demo_result(login: dict, login_created: bool, created: list, existing: list, seeded) -> dict:
         password = login["password"]
         note = ""
         if login_created and login["username"] in existing:
@@ -139,32 +209,37 @@ class Stack:
             password, note = None, (f"{config.DEMO_LOGIN_FILE} was missing and user {login['username']!r} already "
                                     "existed: its password is the one it was created with")
             log.warning("demo password unknown", extra={"user": login["username"]})
-        seeded = None
-        if not erp_seed.has_sales_orders(self.db):
-            t0 = time.perf_counter()
-            # One transaction: an interrupted first start leaves no half-seeded database behind.
-            seeded = erp_seed.seed(self.db, DEMO_SCALE, single_transaction=True)
-            log.info("seeded demo data", extra={"scale": DEMO_SCALE, "seconds": round(time.perf_counter() - t0, 2)})
         return {"username": login["username"], "password": password, "note": note,
                 "users": sorted(set(created) | set(existing)), "users_created": created, "seeded": seeded}
 
-    def start(self) -> None:
-        self.erp.start()
+    def start(self) -> dict | None:
+        """Serve; the release served (version, pid, path) when a release is current, else None."""
+        served = None
+        if self.supervisor is not None:
+            served = self.supervisor.start()
+            erp_port = self.supervisor.port
+        else:
+            self.erp.start()
+            erp_port = self.erp.port
         self.ops.start()
         self.monitoring.start()
-        log.info("serving", extra={"erp_port": self.erp.port, "ops_port": self.ops.port,
-                                  "host": self.opts.host})
+        log.info("serving", extra={"erp_port": erp_port, "ops_port": self.ops.port, "host": self.opts.host,
+                                  "release": served["version"] if served else None})
+        return served
 
     def stop(self) -> None:
-        """Stop the scheduled jobs, close both servers (listeners and open connections), then the engine."""
+        """Stop the scheduled jobs, the ERP (in-process server or the release's child), the ops console,
+        then the engine."""
         if self.monitoring is not None:
             self.monitoring.stop()
+        if self.supervisor is not None:
+            self.supervisor.stop()
         for srv in (self.erp, self.ops):
             if srv is not None:
                 srv.stop(timeout=STOP_GRACE_SECONDS)
         if self.db is not None:
             self.db.dispose()
-        self.erp = self.ops = self.db = self.monitoring = None
+        self.erp = self.ops = self.db = self.monitoring = self.supervisor = None
 
 
 def run(opts: UpOptions, started: Callable[[dict], None]) -> dict:
@@ -187,7 +262,9 @@ def run(opts: UpOptions, started: Callable[[dict], None]) -> dict:
     t0 = time.monotonic()
     try:
         info = stack.prepare()
-        stack.start()
+        served = stack.start()
+        if served is not None:
+            info["release"] = {k: served[k] for k in ("version", "pid", "path", "python")}
         state["serving"] = True
         started(info)
         while not stop.wait(0.5):

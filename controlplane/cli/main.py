@@ -16,6 +16,7 @@ from ..errors import EXIT_CODES, DatabaseUnavailable, Interrupted
 from . import (backup_create, backup_init, backup_list, backup_prune, backup_show, erp_check, erp_maintenance,
                erp_migrate, erp_seed, erp_user, status, up)
 from . import backup_restore, backup_verify, evidence_verify
+from . import release_current, release_install, release_list
 from .options import Options, json_option, state
 
 log = logging.getLogger("controlplane.cli")
@@ -65,7 +66,15 @@ def evidence() -> None:
     """The evidence log: an append-only, hash-chained record of backups, verifications, restores, drills."""
 
 
+@cli.group()
+def release() -> None:
+    """ERP releases: install a release wheel, list them, show or switch the current one."""
+
+
 cli.add_command(up.up)
+release.add_command(release_install.install)
+release.add_command(release_list.list_)
+release.add_command(release_current.current)
 evidence.add_command(evidence_verify.verify)
 cli.add_command(status.status)
 backup.add_command(backup_init.init)

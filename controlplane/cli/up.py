@@ -14,6 +14,12 @@ def render_started(info: dict) -> str:
              f"  API docs   {info['api_docs_url']}",
              f"  Ops        {info['ops_url']}  (health: {info['healthz_url']})",
              f"  Data       {info['data_dir']}  (database {info['database']}, schema {info['schema_revision']})"]
+    rel = info.get("release")
+    if rel:
+        lines.append(f"  Release    {rel['version']} serves the ERP (pid {rel['pid']}, {rel['path']}); "
+                     "it follows 'erpctl release current'")
+    else:
+        lines.append(f"  Release    none installed: the bundled erp_core {info['erp_version']} serves the ERP")
     demo = info["demo"]
     if demo:
         if demo["password"]:
@@ -44,7 +50,11 @@ def up(data_dir, database_url, demo, host, erp_port, ops_port):
 
     First start: creates the data directory, its field-encryption key and the database; with --demo
     also demo users and a year of demo data. Refuses to start when a port is taken or the database
-    schema is not supported by this code.
+    schema is not supported by the code that serves it.
+
+    When a release is current ('erpctl release current'), its ERP serves as a child process: restarted
+    if it exits, and replaced within seconds when the current release is switched (by an upgrade, a
+    rollback or by hand). Otherwise the erp_core bundled with erpctl serves.
     """
     opts = stack.UpOptions(target(data_dir, database_url), host=host, erp_port=erp_port, ops_port=ops_port,
                            demo=demo)

@@ -1,0 +1,205 @@
+"""Serving the current release under `erpctl up`: one child ERP on a fixed port, restarted with a
+back-off when it exits unexpectedly, replaced when the `current` link names another release (an
+upgrade or a rollback switches releases while `erpctl up` runs).
+
+The state is published for `erpctl status` in <data dir>/releases/serving.json.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import socket
+import threading
+import time
+
+from ..config import Target
+from ..errors import CannotListen, ReleaseError
+from ..fsutil import atomic_write_text
+from .process import ErpProcess, http_url
+from .store import Release, current, current_version, get, releases_dir
+
+log = logging.getLogger("controlplane.erp")
+
+SERVING_FILE = "serving.json"
+BACKOFF_SECONDS = (1, 2, 4, 8, 16, 30)
+STABLE_SECONDS = 60.0  # a child that served this long starts the back-off afresh when it exits
+
+
+def reserve_port(host: str, port: int, flag: str = "--erp-port") -> int:
+    """Check that host:port can be bound now (port 0: pick a free one) and return the port. The child binds
+    it itself a moment later, so a taken port fails here, before any other work."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the ERP's server does
+        s.bind((host, port))
+        return s.getsockname()[1]
+    except OSError as exc:
+        raise CannotListen(f"cannot listen on {host}:{port} for the ERP: {exc.strerror or exc}",
+                           fix=f"Stop whatever uses port {port} (e.g. 'ss -ltnp sport = :{port}'), or choose "
+                               f"another port with {flag}.", host=host, port=port) from None
+    finally:
+        s.close()
+
+
+def read_serving(target: Target) -> dict:
+    """What the last `erpctl up` published about the release it serves ({} if none)."""
+    try:
+        return json.loads((releases_dir(target) / SERVING_FILE).read_text())
+    except (FileNotFoundError, NotADirectoryError, ValueError):
+        return {}
+
+
+class Supervisor:
+    """start() serves the current release (raises if it cannot), a thread then watches; always stop()."""
+
+    def __init__(self, target: Target, field_key: str, *, host: str = "127.0.0.1", port: int = 0,
+                 poll_seconds: float = 1.0, start_timeout: float = 60.0, backoff=BACKOFF_SECONDS,
+                 stable_seconds: float = STABLE_SECONDS, log_level: str = "info"):
+        self.target, self.host = target, host
+        self.port = reserve_port(host, port) if port == 0 else port
+        self._key = field_key
+        self.poll_seconds, self.start_timeout = poll_seconds, start_timeout
+        self.backoff, self.stable_seconds = tuple(backoff), stable_seconds
+        self._log_level = log_level
+        self.release: Release | None = None
+        self.proc: ErpProcess | None = None
+        self.restarts = 0
+        self._failures = 0
+        self._restart_at: float | None = None
+        self._refused: str | None = None  # a `current` that names no usable release: not retried until it changes
+        self._warned_no_current = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return http_url(self.host, self.port)
+
+    # ---- the public part -------------------------------------------------------------------------
+    def start(self) -> dict:
+        """Serve the current release; ReleaseNotFound when none is current, ReleaseError/CannotListen when
+        its ERP does not come up."""
+        release = current(self.target)
+        if release is None:
+            raise ReleaseError("no release is current", fix="Make one current with 'erpctl release current VERSION'.")
+        self.release = release
+        self.proc = self._spawn(release)
+        try:
+            self.proc.wait_serving(self.start_timeout, cancel=self._stop)
+        except BaseException:
+            self.proc.stop()
+            self._publish("failed")
+            raise
+        self._started()
+        self._thread = threading.Thread(target=self._watch, daemon=True, name="release-supervisor")
+        self._thread.start()
+        return self.status()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.start_timeout + 15)
+        if self.proc is not None:
+            self.proc.stop()
+            self._publish("stopped")
+            log.info("stopped the ERP", extra={"release": self.release.version if self.release else None})
+
+    def status(self) -> dict:
+        p = self.proc
+        return {"version": self.release.version if self.release else None, "pid": p.pid if p else None,
+                "alive": bool(p and p.alive()), "url": self.url + "/", "restarts": self.restarts,
+                "path": str(self.release.path) if self.release else None,
+                "python": str(self.release.python) if self.release else None}
+
+    # ---- the watch -------------------------------------------------------------------------------
+    def _spawn(self, release: Release) -> ErpProcess:
+        return ErpProcess(release, self.target.database_url, self._key, host=self.host, port=self.port,
+                          log_level=self._log_level).start()
+
+    def _started(self) -> None:
+        self._restart_at = None
+        log.info("serving release", extra={"release": self.release.version, "pid": self.proc.pid,
+                                          "url": self.url + "/", "restarts": self.restarts})
+        self._publish("serving")
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                self._tick()
+            except Exception:  # noqa: BLE001 - the supervisor must outlive its own mistakes; logged
+                log.exception("release supervisor: unexpected error (still supervising)")
+
+    def _tick(self) -> None:
+        wanted = current_version(self.target)
+        if wanted is not None:
+            self._warned_no_current = False
+        if wanted == self.release.version:
+            self._refused = None
+        if wanted is not None and wanted != self.release.version and wanted != self._refused:
+            self._switch(wanted)
+            return
+        if wanted is None and not self._warned_no_current:
+            self._warned_no_current = True
+            log.warning("no release is current any more: still serving the last one",
+                        extra={"release": self.release.version})
+        if self.proc.alive():
+            return
+        now = time.monotonic()
+        if self._restart_at is None:
+            uptime = now - (self.proc.started_at or now)
+            if uptime >= self.stable_seconds:
+                self._failures = 0
+            delay = self.backoff[min(self._failures, len(self.backoff) - 1)]
+            self._failures += 1
+            self._restart_at = now + delay
+            log.warning("the ERP exited unexpectedly: restarting it", extra={
+                "release": self.release.version, "pid": self.proc.pid, "returncode": self.proc.returncode,
+                "restart_in_seconds": delay, "stderr_tail": self.proc.stderr_tail()[-2000:]})
+            self._publish("restarting")
+        elif now >= self._restart_at:
+            self.restarts += 1
+            self._launch()
+
+    def _switch(self, version: str) -> None:
+        try:
+            new = get(self.target, version)
+        except ReleaseError as exc:
+            self._refused = version
+            log.error("the current release cannot be served: still serving the previous one",
+                      extra={"current": version, "serving": self.release.version, "reason": exc.detail})
+            return
+        log.info("switching release", extra={"from": self.release.version, "to": new.version,
+                                            "pid": self.proc.pid})
+        self._publish("switching")
+        self.proc.stop()
+        self.release, self._failures, self._refused = new, 0, None
+        self._launch()
+
+    def _launch(self) -> None:
+        self.proc = self._spawn(self.release)
+        try:
+            self.proc.wait_serving(self.start_timeout, cancel=self._stop)
+        except ReleaseError as exc:
+            if self._stop.is_set():
+                return
+            self.proc.stop()
+            delay = self.backoff[min(self._failures, len(self.backoff) - 1)]
+            self._failures += 1
+            self._restart_at = time.monotonic() + delay
+            log.error("the ERP did not start: trying again", extra={
+                "release": self.release.version, "reason": exc.detail[-2000:], "retry_in_seconds": delay})
+            self._publish("restarting")
+            return
+        self._started()
+
+    def _publish(self, state: str) -> None:
+        data = {"state": state, **self.status(), "erpctl_pid": os.getpid(),
+                "at": dt.datetime.now(dt.timezone.utc).isoformat()}
+        try:
+            atomic_write_text(releases_dir(self.target) / SERVING_FILE, json.dumps(data, indent=1) + "\n")
+        except OSError:
+            log.warning("cannot write the serving state", exc_info=True)
