@@ -1,3 +1,3 @@
 """erp_core: the core ERP (sales, purchasing, stock, double-entry finance)."""
 
-__version__ = "1.0.0"
+__version__ = "1.1.0"

@@ -6,6 +6,11 @@ the rows that break its rule, so it runs on databases with millions of rows. Amo
 whole cents and quantities as thousandths: exact on SQLite (whose SUM of a NUMERIC column is a
 float) and on PostgreSQL alike. Foreign keys are checked with LEFT JOINs rather than trusted, since
 a restored SQLite copy may have been written with foreign keys off.
+
+The checks run on every schema from release 1.0's to the current one (the control plane checks a
+database before, during and after a staged upgrade): the currency and lot checks run once the release
+1.1 columns exist, skip the rows whose new columns are still empty (not yet backfilled), and require
+every stock move to carry a lot once the schema is contracted.
 """
 
 from __future__ import annotations
@@ -13,12 +18,25 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, ForeignKeyConstraint, Table, and_, cast, func, literal, or_, select, union_all
+from sqlalchemy import (BigInteger, ForeignKeyConstraint, Table, and_, cast, func, inspect, literal, or_, select, text,
+                        union_all)
 from sqlalchemy.orm import Session
 
-from .domain.money import round_money, round_qty
-from .models import (Base, Invoice, JournalEntry, JournalLine, Payment, Product, PurchaseOrder, PurchaseOrderLine,
+from .domain.money import COMPANY_CURRENCY, round_money, round_qty, to_company
+from .models import (Base, Invoice, JournalEntry, JournalLine, Lot, Payment, Product, PurchaseOrder, PurchaseOrderLine,
                      SalesOrder, SalesOrderLine, StockLevel, StockMove, Warehouse)
+
+# The migration that makes the release 1.1 columns required.
+CONTRACT_1_1 = "0004"
+
+
+def release_1_1_schema(s: Session) -> str:
+    """'absent' (a 1.0 schema), 'expanded' (the 1.1 columns exist, maybe still empty) or 'contracted'."""
+    conn = s.connection()
+    if not inspect(conn).has_table("lots"):
+        return "absent"
+    done = conn.execute(text("SELECT 1 FROM erp_schema_migrations WHERE revision = :r"), {"r": CONTRACT_1_1})
+    return "contracted" if done.scalar() else "expanded"
 
 # Violations listed per query at most; past that one 'truncated' violation says the list is cut.
 MAX_REPORTED = 1000
@@ -218,8 +236,13 @@ def no_orphans(s: Session) -> list[Violation]:
     order, journal line without its entry, payment without its invoice, stock level without its
     product or warehouse, and so on. Checked with LEFT JOINs, whatever the engine enforces."""
     found = []
+    absent = release_1_1_schema(s) == "absent"
     for table in Base.metadata.sorted_tables:
+        if absent and table.name == "lots":
+            continue
         for fk in sorted(table.foreign_key_constraints, key=lambda fk: fk.column_keys):
+            if absent and fk.referred_table.name == "lots":
+                continue
             found += _orphans(s, table, fk)
     return found
 
@@ -243,8 +266,170 @@ def _orphans(s: Session, table: Table, fk: ForeignKeyConstraint) -> list[Violati
     return _violations(s, "no_orphans", stmt, describe)
 
 
+# ---- currencies (release 1.1) --------------------------------------------------------------------
+
+def _candidates_differ(company, doc, rate):
+    """SQL: company is not doc x rate to within 0.45 of a cent. A cheap filter, exact enough on every
+    engine (SQLite multiplies in floats); each candidate is then judged exactly in Python."""
+    return func.abs(company * 100 - doc * rate * 100) > 0.45
+
+
+def currency_amounts_convert(s: Session) -> list[Violation]:
+    """Each order line's company amounts (unit price, net, tax) are its document amounts converted at
+    its order's rate: round_money(doc x rate)."""
+    if release_1_1_schema(s) == "absent":
+        return []
+    check, found = "currency_amounts_convert", []
+    for what, order, line in (("sales order", SalesOrder, SalesOrderLine),
+                              ("purchase order", PurchaseOrder, PurchaseOrderLine)):
+        pairs = [("unit_price", line.unit_price, line.unit_price_currency),
+                 ("net_amount", line.net_amount, line.net_amount_currency),
+                 ("tax_amount", line.tax_amount, line.tax_amount_currency)]
+        stmt = (select(order.number, order.currency, order.exchange_rate.label("rate"), line.id,
+                       *(c.label(n) for n, c, _ in pairs), *(d.label(f"{n}_currency") for n, _, d in pairs))
+                .join(order, order.id == line.order_id)
+                .where(or_(*(_candidates_differ(c, d, order.exchange_rate) for _, c, d in pairs)))
+                .order_by(line.id))
+        for r in s.execute(stmt):
+            m = r._mapping
+            wrong = [f"{n} {m[n]} != {m[f'{n}_currency']} {r.currency} x {r.rate} = {to_company(m[f'{n}_currency'], r.rate)}"
+                     for n, _, _ in pairs if to_company(m[f"{n}_currency"], r.rate) != m[n]]
+            if wrong:
+                found.append(Violation(check, f"{what} {r.number} line {r.id}: " + "; ".join(wrong), r.number))
+                if len(found) >= MAX_REPORTED:
+                    found.append(Violation(check, f"more than {MAX_REPORTED} violations of this kind; "
+                                                  f"only the first {MAX_REPORTED} are listed", "truncated"))
+                    return found
+    return found
+
+
+def currency_totals_match_lines(s: Session) -> list[Violation]:
+    """Orders: totals in document currency equal the sums of their lines' document amounts, gross =
+    net + tax. Invoices and bills: the currency, rate and document totals of their order; payments in
+    the invoice's currency add up to its gross when it is paid, and never exceed it."""
+    if release_1_1_schema(s) == "absent":
+        return []
+    check, found = "currency_totals_match_lines", []
+    for what, order, line in (("sales order", SalesOrder, SalesOrderLine),
+                              ("purchase order", PurchaseOrder, PurchaseOrderLine)):
+        sums = (select(line.order_id, func.sum(cents(line.net_amount_currency)).label("net"),
+                       func.sum(cents(line.tax_amount_currency)).label("tax"))
+                .group_by(line.order_id).subquery())
+        net, tax, gross = (cents(order.net_total_currency), cents(order.tax_total_currency),
+                           cents(order.gross_total_currency))
+        stmt = (select(order.number, order.currency, net.label("net"), tax.label("tax"), gross.label("gross"),
+                       func.coalesce(sums.c.net, 0).label("line_net"), func.coalesce(sums.c.tax, 0).label("line_tax"))
+                .outerjoin(sums, sums.c.order_id == order.id)
+                .where(or_(net != func.coalesce(sums.c.net, 0), tax != func.coalesce(sums.c.tax, 0), gross != net + tax))
+                .order_by(order.id))
+        found += _violations(s, check, stmt, lambda r, what=what: (
+            f"{what} {r.number}: {r.currency} totals net {from_cents(r.net)}, tax {from_cents(r.tax)}, gross "
+            f"{from_cents(r.gross)}; its lines add up to net {from_cents(r.line_net)}, tax {from_cents(r.line_tax)}",
+            r.number))
+    for kind, order, link in (("customer", SalesOrder, Invoice.sales_order_id),
+                              ("supplier", PurchaseOrder, Invoice.purchase_order_id)):
+        stmt = (select(Invoice.number, Invoice.currency, order.number.label("order"))
+                .join(order, order.id == link)
+                .where(or_(Invoice.currency != order.currency, Invoice.exchange_rate != order.exchange_rate,
+                           cents(Invoice.net_total_currency) != cents(order.net_total_currency),
+                           cents(Invoice.tax_total_currency) != cents(order.tax_total_currency),
+                           cents(Invoice.gross_total_currency) != cents(order.gross_total_currency)))
+                .order_by(Invoice.id))
+        found += _violations(s, check, stmt, lambda r: (
+            f"invoice {r.number}: its currency, rate or {r.currency} totals differ from its order {r.order}'s",
+            r.number))
+    paid = (select(Payment.invoice_id, func.sum(cents(Payment.amount_currency)).label("paid"))
+            .group_by(Payment.invoice_id).subquery())
+    doc_paid, gross = func.coalesce(paid.c.paid, 0), cents(Invoice.gross_total_currency)
+    stmt = (select(Invoice.number, Invoice.currency, Invoice.state, gross.label("gross"), doc_paid.label("paid"))
+            .outerjoin(paid, paid.c.invoice_id == Invoice.id)
+            .where(or_(doc_paid > gross, and_(Invoice.state == "paid", doc_paid != gross)))
+            .order_by(Invoice.id))
+    found += _violations(s, check, stmt, lambda r: (
+        f"invoice {r.number} ({r.state}): payments add up to {from_cents(r.paid)} {r.currency} of its "
+        f"{from_cents(r.gross)} {r.currency}", r.number))
+    return found
+
+
+def company_currency_documents_agree(s: Session) -> list[Violation]:
+    """A document in the company currency has rate 1 and the same amounts in both columns (orders, their
+    lines, invoices, payments); a journal line in the company currency has amount_currency = debit -
+    credit, and every journal line's amount_currency has the sign of its side."""
+    if release_1_1_schema(s) == "absent":
+        return []
+    check, found, company = "company_currency_documents_agree", [], COMPANY_CURRENCY
+    for what, model, pairs in (
+            ("sales order", SalesOrder, ("net_total", "tax_total", "gross_total")),
+            ("purchase order", PurchaseOrder, ("net_total", "tax_total", "gross_total")),
+            ("invoice", Invoice, ("net_total", "tax_total", "gross_total")),
+            ("payment", Payment, ("amount",))):
+        differ = [cents(getattr(model, c)) != cents(getattr(model, f"{c}_currency")) for c in pairs]
+        stmt = (select(model.number).where(model.currency == company, or_(model.exchange_rate != 1, *differ))
+                .order_by(model.id))
+        found += _violations(s, check, stmt, lambda r, what=what: (
+            f"{what} {r.number} is in {company} but its rate is not 1 or its amounts differ between the "
+            "company and document columns", r.number))
+    for what, order, line in (("sales order", SalesOrder, SalesOrderLine),
+                              ("purchase order", PurchaseOrder, PurchaseOrderLine)):
+        differ = [cents(getattr(line, c)) != cents(getattr(line, f"{c}_currency"))
+                  for c in ("unit_price", "net_amount", "tax_amount")]
+        stmt = (select(order.number, line.id).join(order, order.id == line.order_id)
+                .where(order.currency == company, or_(*differ)).order_by(line.id))
+        found += _violations(s, check, stmt, lambda r, what=what: (
+            f"{what} {r.number} line {r.id} is in {company} but its amounts differ between the company and "
+            "document columns", r.number))
+    amount = cents(JournalLine.amount_currency)
+    stmt = (select(JournalEntry.number, JournalLine.id, JournalLine.currency)
+            .join(JournalEntry, JournalEntry.id == JournalLine.entry_id)
+            .where(or_(and_(JournalLine.currency == company,
+                            amount != cents(JournalLine.debit) - cents(JournalLine.credit)),
+                       and_(JournalLine.debit > 0, amount < 0), and_(JournalLine.credit > 0, amount > 0)))
+            .order_by(JournalLine.id))
+    found += _violations(s, check, stmt, lambda r: (
+        f"journal entry {r.number} line {r.id}: amount_currency ({r.currency}) does not fit its debit or credit",
+        r.number))
+    return found
+
+
+# ---- lots (release 1.1) -------------------------------------------------------------------------
+
+def lots_consistent(s: Session) -> list[Violation]:
+    """No lot holds a negative quantity in any warehouse (its moves in minus its moves out), every move's
+    lot is of the move's product, and once the schema is contracted every move carries a lot."""
+    schema = release_1_1_schema(s)
+    if schema == "absent":
+        return []
+    check = "lots_consistent"
+    qty = thousandths(StockMove.quantity)
+    parts = union_all(
+        select(StockMove.lot_id, StockMove.to_warehouse_id.label("warehouse_id"), qty.label("held"))
+        .where(StockMove.lot_id.is_not(None), StockMove.to_warehouse_id.is_not(None)),
+        select(StockMove.lot_id, StockMove.from_warehouse_id, -qty)
+        .where(StockMove.lot_id.is_not(None), StockMove.from_warehouse_id.is_not(None)),
+    ).subquery()
+    held = func.sum(parts.c.held)
+    negative = (select(parts.c.lot_id, parts.c.warehouse_id, held.label("held"), Lot.number)
+                .outerjoin(Lot, Lot.id == parts.c.lot_id)
+                .group_by(parts.c.lot_id, parts.c.warehouse_id, Lot.number)
+                .having(held < 0).order_by(parts.c.lot_id, parts.c.warehouse_id))
+    found = _violations(s, check, negative, lambda r: (
+        f"lot {r.number or r.lot_id} holds {from_thousandths(r.held)} in warehouse {r.warehouse_id}: "
+        "more went out of it than came in", f"lot:{r.number or r.lot_id}"))
+    wrong = (select(StockMove.id, StockMove.product_id, Lot.number, Lot.product_id.label("lot_product"))
+             .join(Lot, Lot.id == StockMove.lot_id).where(Lot.product_id != StockMove.product_id)
+             .order_by(StockMove.id))
+    found += _violations(s, check, wrong, lambda r: (
+        f"stock move {r.id} of product {r.product_id} is in lot {r.number} of product {r.lot_product}",
+        f"stock_moves:{r.id}"))
+    if schema == "contracted":
+        bare = select(StockMove.id).where(StockMove.lot_id.is_(None)).order_by(StockMove.id)
+        found += _violations(s, check, bare, lambda r: (f"stock move {r.id} has no lot", f"stock_moves:{r.id}"))
+    return found
+
+
 CHECKS = (journal_entries_balance, trial_balance_zero, on_hand_matches_moves, document_totals_match_lines,
-          no_orphans)
+          no_orphans, currency_amounts_convert, currency_totals_match_lines, company_currency_documents_agree,
+          lots_consistent)
 
 
 def check_all(s: Session) -> list[Violation]:

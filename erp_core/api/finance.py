@@ -4,7 +4,7 @@ from sqlalchemy import select
 
 from ..models import Account, Invoice, JournalEntry
 from ..services import billing, ledger, reports
-from ..services.common import get_or_404
+from ..services.common import full, get_or_404
 from . import schemas as S
 from .framework import operation, paginate
 
@@ -13,7 +13,7 @@ from .framework import operation, paginate
            perm="finance.read", query=S.InvoiceQuery, response=S.Page[S.InvoiceOut])
 def list_invoices(ctx):
     q = ctx.query
-    stmt = select(Invoice).order_by(Invoice.id.desc())
+    stmt = select(Invoice).options(*full(Invoice)).order_by(Invoice.id.desc())
     for col in ("kind", "state", "partner_id"):
         if getattr(q, col):
             stmt = stmt.where(getattr(Invoice, col) == getattr(q, col))
@@ -23,7 +23,7 @@ def list_invoices(ctx):
 @operation("/invoices/<int:invoice_id>", summary="Get an invoice or bill", tag="finance",
            perm="finance.read", response=S.InvoiceOut)
 def get_invoice(ctx, invoice_id):
-    return get_or_404(ctx.s, Invoice, invoice_id, "invoice")
+    return get_or_404(ctx.s, Invoice, invoice_id, "invoice", options=full(Invoice))
 
 
 @operation("/invoices/<int:invoice_id>/payments", "POST", summary="Register a payment on an invoice or bill",
@@ -44,7 +44,7 @@ def list_accounts(ctx):
            query=S.JournalQuery, response=S.Page[S.JournalEntryOut])
 def list_entries(ctx):
     q = ctx.query
-    stmt = select(JournalEntry).order_by(JournalEntry.id.desc())
+    stmt = select(JournalEntry).options(*full(JournalEntry)).order_by(JournalEntry.id.desc())
     if q.source:
         stmt = stmt.where(JournalEntry.source.startswith(q.source, autoescape=True))
     if q.date_from:
@@ -64,7 +64,7 @@ def post_entry(ctx):
 @operation("/journal-entries/<int:entry_id>", summary="Get a journal entry", tag="finance",
            perm="finance.read", response=S.JournalEntryOut)
 def get_entry(ctx, entry_id):
-    return get_or_404(ctx.s, JournalEntry, entry_id, "journal entry")
+    return get_or_404(ctx.s, JournalEntry, entry_id, "journal entry", options=full(JournalEntry))
 
 
 @operation("/journal-entries/<int:entry_id>/reverse", "POST", summary="Reverse a posted entry",

@@ -119,6 +119,9 @@ PositiveMoney = _decimal(12, 2, positive=True)
 Quantity = _decimal(9, 3, positive=True)
 Count = _decimal(9, 3, positive=False)
 Percent = _decimal(3, 2, positive=False, pattern=r"^(?:100(?:\.00?)?|[1-9]?[0-9](?:\.[0-9]{1,2})?)$", maximum=100)
+ExchangeRate = _decimal(12, 6, positive=True)
+CurrencyCode = Annotated[str, Field(min_length=3, max_length=3, pattern=r"^[A-Z]{3}$",
+                                    description="ISO 4217 code, e.g. USD", examples=["USD"])]
 Day = Annotated[dt.date, Field(ge=dt.date(1970, 1, 1), le=dt.date(9999, 12, 31)), BeforeValidator(_iso_date)]
 
 T = TypeVar("T")
@@ -343,6 +346,12 @@ class MoveOut(Out):
     kind: str
     reference: str
     created_at: dt.datetime
+    lot_id: int | None
+
+
+class TransferOut(MoveOut):
+    """The first move of the transfer, with the whole quantity, and every move (one per lot taken)."""
+    moves: list[MoveOut]
 
 
 class MoveQuery(StockQuery):
@@ -411,6 +420,11 @@ class OrderIn(In):
     warehouse_id: Id
     lines: list[OrderLineIn] = Field(min_length=1, max_length=500)
     notes: Text(1000) = ""
+    currency: CurrencyCode | None = Field(None, description="The order's currency; the company currency "
+                                                            "when left out. Unit prices sent are in it.")
+    exchange_rate: ExchangeRate | None = Field(None, description="Company currency units per one unit of the "
+                                                                 "order's currency: required for a foreign "
+                                                                 "currency, 1 for the company currency")
 
 
 class OrderLineOut(Out):
@@ -422,6 +436,9 @@ class OrderLineOut(Out):
     tax_rate_percent: Decimal
     net_amount: Decimal
     tax_amount: Decimal
+    unit_price_currency: Decimal
+    net_amount_currency: Decimal
+    tax_amount_currency: Decimal
 
 
 class OrderOut(Out):
@@ -436,6 +453,11 @@ class OrderOut(Out):
     notes: str
     order_date: dt.datetime
     lines: list[OrderLineOut]
+    currency: str = Field(description="The order's currency; amounts without _currency are in the company's")
+    exchange_rate: Decimal
+    net_total_currency: Decimal
+    tax_total_currency: Decimal
+    gross_total_currency: Decimal
 
 
 class SalesOrderOut(OrderOut):
@@ -480,6 +502,11 @@ class InvoiceOut(Out):
     gross_total: Decimal
     amount_paid: Decimal
     state: str
+    currency: str
+    exchange_rate: Decimal
+    net_total_currency: Decimal
+    tax_total_currency: Decimal
+    gross_total_currency: Decimal
 
 
 class InvoiceQuery(PageQuery):
@@ -489,7 +516,7 @@ class InvoiceQuery(PageQuery):
 
 
 class PaymentIn(In):
-    amount: PositiveMoney
+    amount: PositiveMoney = Field(description="In the invoice's currency")
     paid_on: Day | None = None
     method: Text(32, 1) = "bank"
 
@@ -501,6 +528,9 @@ class PaymentOut(Out):
     amount: Decimal
     paid_on: dt.date
     method: str
+    currency: str
+    exchange_rate: Decimal
+    amount_currency: Decimal
 
 
 class AccountOut(Out):
@@ -527,6 +557,8 @@ class JournalLineOut(Out):
     partner_id: int | None
     debit: Decimal
     credit: Decimal
+    currency: str
+    amount_currency: Decimal = Field(description="Signed, in `currency`: debit positive, credit negative")
 
 
 class JournalEntryOut(Out):

@@ -4,7 +4,7 @@ from sqlalchemy import func, select
 
 from ..models import Product, ReorderRule, StockLevel, StockMove, Stocktake, Warehouse
 from ..services import reports, stock, stocktakes
-from ..services.common import get_or_404
+from ..services.common import full, get_or_404
 from . import schemas as S
 from .framework import operation, paginate
 
@@ -31,7 +31,7 @@ def list_stock(ctx):
            query=S.MoveQuery, response=S.Page[S.MoveOut])
 def list_moves(ctx):
     q = ctx.query
-    stmt = select(StockMove).order_by(StockMove.id.desc())
+    stmt = select(StockMove).options(*full(StockMove)).order_by(StockMove.id.desc())
     if q.product_id:
         stmt = stmt.where(StockMove.product_id == q.product_id)
     if q.warehouse_id:
@@ -42,10 +42,13 @@ def list_moves(ctx):
 
 
 @operation("/stock/transfers", "POST", summary="Transfer stock between warehouses", tag="stock",
-           perm="stock.write", body=S.TransferIn, response=S.MoveOut, status=201)
+           perm="stock.write", body=S.TransferIn, response=S.TransferOut, status=201)
 def transfer(ctx):
     b = ctx.body
-    return stock.transfer(ctx.s, b.product_id, b.quantity, b.from_warehouse_id, b.to_warehouse_id, b.reference)
+    moves = stock.transfer(ctx.s, b.product_id, b.quantity, b.from_warehouse_id, b.to_warehouse_id, b.reference)
+    first = S.MoveOut.model_validate(moves[0], from_attributes=True).model_dump()
+    return {**first, "quantity": sum(m.quantity for m in moves),
+            "moves": [S.MoveOut.model_validate(m, from_attributes=True).model_dump() for m in moves]}
 
 
 @operation("/stock/reorder-rules", summary="List reorder points", tag="stock", perm="stock.read",

@@ -1,11 +1,16 @@
-"""Journal lines for each business event. Every builder returns balanced lines."""
+"""Journal lines for each business event. Every builder returns balanced lines.
+
+Debits and credits are in company currency and balance there. Each line also carries a currency and
+amount_currency, the line's signed amount in that currency (debit positive, credit negative): the
+document's currency for lines that book a document's amounts (invoice, bill, payment), the company
+currency otherwise (stock valuation, adjustments, manual entries), where it equals debit - credit."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
 
-from .money import ZERO, D
+from .money import COMPANY_CURRENCY, ZERO, D
 
 # Account codes of the default chart (created by the first migration).
 CASH = "1002"
@@ -27,6 +32,12 @@ class Line:
     debit: Decimal = ZERO
     credit: Decimal = ZERO
     partner_id: int | None = None
+    currency: str | None = None            # None: company currency
+    amount_currency: Decimal | None = None  # signed; None: debit - credit (company currency)
+
+    @property
+    def signed(self) -> Decimal:
+        return D(self.debit) - D(self.credit)
 
 
 class Unbalanced(ValueError):
@@ -49,35 +60,59 @@ def check_balanced(lines: list[Line]) -> None:
         raise Unbalanced(f"debits {debit} != credits {credit}")
 
 
+def in_currency(line: Line) -> Line:
+    """The line with its currency and amount_currency set (company currency when it names none)."""
+    if line.currency is not None and line.amount_currency is not None:
+        return line
+    return Line(line.account, line.debit, line.credit, line.partner_id, COMPANY_CURRENCY, line.signed)
+
+
 def _clean(lines: list[Line]) -> list[Line]:
-    """Drop zero lines; a negative amount moves to the other side."""
+    """Drop zero lines; a negative amount moves to the other side (its signed amount_currency stays)."""
     out = []
-    for l in lines:
-        debit, credit = D(l.debit), D(l.credit)
-        net = debit - credit
+    for l in map(in_currency, lines):
+        net = l.signed
         if net > 0:
-            out.append(Line(l.account, net, ZERO, l.partner_id))
+            out.append(Line(l.account, net, ZERO, l.partner_id, l.currency, l.amount_currency))
         elif net < 0:
-            out.append(Line(l.account, ZERO, -net, l.partner_id))
+            out.append(Line(l.account, ZERO, -net, l.partner_id, l.currency, l.amount_currency))
     if out:
         check_balanced(out)
     return out
 
 
-def customer_invoice(partner_id: int, net: Decimal, tax: Decimal) -> list[Line]:
+@dataclass(frozen=True)
+class DocumentAmounts:
+    """A document's own amounts in its currency, carried onto the lines that book it."""
+    currency: str
+    net: Decimal
+    tax: Decimal
+
+    @property
+    def gross(self) -> Decimal:
+        return self.net + self.tax
+
+
+def _company(net: Decimal, tax: Decimal) -> DocumentAmounts:
+    return DocumentAmounts(COMPANY_CURRENCY, D(net), D(tax))
+
+
+def customer_invoice(partner_id: int, net: Decimal, tax: Decimal, doc: DocumentAmounts | None = None) -> list[Line]:
+    doc = doc or _company(net, tax)
     return _clean([
-        Line(RECEIVABLE, debit=net + tax, partner_id=partner_id),
-        Line(REVENUE, credit=net),
-        Line(VAT_OUTPUT, credit=tax),
+        Line(RECEIVABLE, debit=net + tax, partner_id=partner_id, currency=doc.currency, amount_currency=doc.gross),
+        Line(REVENUE, credit=net, currency=doc.currency, amount_currency=-doc.net),
+        Line(VAT_OUTPUT, credit=tax, currency=doc.currency, amount_currency=-doc.tax),
     ])
 
 
-def supplier_bill(partner_id: int, net: Decimal, tax: Decimal) -> list[Line]:
+def supplier_bill(partner_id: int, net: Decimal, tax: Decimal, doc: DocumentAmounts | None = None) -> list[Line]:
     """Clears goods received (booked at receipt) and books input VAT against payable."""
+    doc = doc or _company(net, tax)
     return _clean([
-        Line(GOODS_RECEIVED_NOT_BILLED, debit=net),
-        Line(VAT_INPUT, debit=tax),
-        Line(PAYABLE, credit=net + tax, partner_id=partner_id),
+        Line(GOODS_RECEIVED_NOT_BILLED, debit=net, currency=doc.currency, amount_currency=doc.net),
+        Line(VAT_INPUT, debit=tax, currency=doc.currency, amount_currency=doc.tax),
+        Line(PAYABLE, credit=net + tax, partner_id=partner_id, currency=doc.currency, amount_currency=-doc.gross),
     ])
 
 
@@ -89,12 +124,19 @@ def goods_delivered(cost: Decimal) -> list[Line]:
     return _clean([Line(COGS, debit=cost), Line(INVENTORY, credit=cost)])
 
 
-def customer_payment(partner_id: int, amount: Decimal) -> list[Line]:
-    return _clean([Line(CASH, debit=amount), Line(RECEIVABLE, credit=amount, partner_id=partner_id)])
+def customer_payment(partner_id: int, amount: Decimal, currency: str = COMPANY_CURRENCY,
+                     amount_currency: Decimal | None = None) -> list[Line]:
+    """Money received: `amount` in company currency, `amount_currency` in the invoice's currency."""
+    doc = D(amount) if amount_currency is None else D(amount_currency)
+    return _clean([Line(CASH, debit=amount, currency=currency, amount_currency=doc),
+                   Line(RECEIVABLE, credit=amount, partner_id=partner_id, currency=currency, amount_currency=-doc)])
 
 
-def supplier_payment(partner_id: int, amount: Decimal) -> list[Line]:
-    return _clean([Line(PAYABLE, debit=amount, partner_id=partner_id), Line(CASH, credit=amount)])
+def supplier_payment(partner_id: int, amount: Decimal, currency: str = COMPANY_CURRENCY,
+                     amount_currency: Decimal | None = None) -> list[Line]:
+    doc = D(amount) if amount_currency is None else D(amount_currency)
+    return _clean([Line(PAYABLE, debit=amount, partner_id=partner_id, currency=currency, amount_currency=doc),
+                   Line(CASH, credit=amount, currency=currency, amount_currency=-doc)])
 
 
 def stock_adjustment(value_delta: Decimal) -> list[Line]:
@@ -103,4 +145,5 @@ def stock_adjustment(value_delta: Decimal) -> list[Line]:
 
 
 def reversal(lines: list[Line]) -> list[Line]:
-    return [Line(l.account, l.credit, l.debit, l.partner_id) for l in lines]
+    return [Line(l.account, l.credit, l.debit, l.partner_id, l.currency,
+                 None if l.amount_currency is None else -l.amount_currency) for l in lines]

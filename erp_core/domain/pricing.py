@@ -2,6 +2,10 @@
 
 Each line is rounded once (net and tax separately); the document total is the sum of its
 rounded lines, so totals always equal their lines.
+
+Multi-currency: lines are priced in the document's currency; each line's company amounts are its
+document amounts converted at the document's rate (money.to_company, rounded once per amount), and the
+header totals in either currency are the sums of the lines in that currency.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from .money import ZERO, D, round_money
+from .money import ONE, ZERO, D, round_money, to_company
 
 HUNDRED = Decimal("100")
 
@@ -74,3 +78,41 @@ def document_totals(lines: list[LineInput]) -> Totals:
 def pick_unit_price(list_price: Decimal, customer_price: Decimal | None) -> Decimal:
     """A customer's price list wins over the product's sale price."""
     return D(customer_price) if customer_price is not None else D(list_price)
+
+
+@dataclass(frozen=True)
+class PricedLine:
+    """A line in both currencies: document amounts (as priced) and company amounts (converted)."""
+    unit_price_currency: Decimal
+    net_currency: Decimal
+    tax_currency: Decimal
+    unit_price: Decimal
+    net: Decimal
+    tax: Decimal
+
+
+@dataclass(frozen=True)
+class DocumentTotals:
+    net: Decimal
+    tax: Decimal
+    gross: Decimal
+    net_currency: Decimal
+    tax_currency: Decimal
+    gross_currency: Decimal
+
+
+def price_line(line: LineInput, rate=ONE) -> PricedLine:
+    """Price a line given in document currency and convert it to company currency at `rate`."""
+    doc = line_amounts(line)
+    return PricedLine(unit_price_currency=D(line.unit_price), net_currency=doc.net, tax_currency=doc.tax,
+                      unit_price=to_company(line.unit_price, rate), net=to_company(doc.net, rate),
+                      tax=to_company(doc.tax, rate))
+
+
+def totals_of(lines: list[PricedLine]) -> DocumentTotals:
+    """Header totals in both currencies: the sums of the lines."""
+    net = sum((l.net for l in lines), ZERO)
+    tax = sum((l.tax for l in lines), ZERO)
+    net_c = sum((l.net_currency for l in lines), ZERO)
+    tax_c = sum((l.tax_currency for l in lines), ZERO)
+    return DocumentTotals(net, tax, net + tax, net_c, tax_c, net_c + tax_c)

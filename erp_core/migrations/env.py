@@ -37,12 +37,21 @@ def run_migrations_online():
 
 
 def _run(connection):
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        # a migration writes: take SQLite's write lock when it begins (db.py's "begin" event)
+        connection.execution_options(erp_write=True)
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,
         on_version_apply=_record_stage,
-        render_as_batch=connection.dialect.name == "sqlite",
+        render_as_batch=sqlite,
         compare_type=True,
+        # Each migration, its alembic_version update and its erp_schema_migrations row commit together
+        # or not at all, on both engines: SQLite's DDL is transactional too (the engine issues BEGIN
+        # itself, see db.py), so a migration killed midway leaves nothing of itself behind.
+        transaction_per_migration=True,
+        transactional_ddl=True,
     )
     with context.begin_transaction():
         context.run_migrations()

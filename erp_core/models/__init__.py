@@ -7,6 +7,6 @@ from .identity import (ApiToken, AuditLog, DocSequence, IdempotencyRecord, Login
                        SystemSetting, User)
 from .orders import PurchaseOrder, PurchaseOrderLine, SalesOrder, SalesOrderLine
 from .partners import Partner
-from .stock import ReorderRule, StockLevel, StockMove, Stocktake, StocktakeLine, Warehouse
+from .stock import Lot, ReorderRule, StockLevel, StockMove, Stocktake, StocktakeLine, Warehouse
 
 __all__ = [n for n in dir() if n[0].isupper()]

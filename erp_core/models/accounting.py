@@ -8,7 +8,8 @@ from decimal import Decimal
 from sqlalchemy import CheckConstraint, Date, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .base import Base, Money, UTCDateTime, utcnow
+from ..domain.money import COMPANY_CURRENCY
+from .base import Base, CurrencyCode, Money, Rate, UTCDateTime, added_in_1_1, same_as, utcnow
 
 
 class Account(Base):
@@ -36,6 +37,11 @@ class JournalEntry(Base):
     lines: Mapped[list["JournalLine"]] = relationship(order_by="JournalLine.id")
 
 
+def _signed(context) -> Decimal:
+    p = context.get_current_parameters()
+    return (p.get("debit") or Decimal("0")) - (p.get("credit") or Decimal("0"))
+
+
 class JournalLine(Base):
     __tablename__ = "journal_lines"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -44,6 +50,9 @@ class JournalLine(Base):
     partner_id: Mapped[int | None] = mapped_column(ForeignKey("partners.id"))
     debit: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
     credit: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
+    currency: Mapped[str] = added_in_1_1(CurrencyCode, default=COMPANY_CURRENCY)
+    # signed, in `currency`: debit positive, credit negative
+    amount_currency: Mapped[Decimal] = added_in_1_1(Money, default=_signed)
     __table_args__ = (
         CheckConstraint("debit >= 0 AND credit >= 0", name="not_negative"),
         CheckConstraint("(debit = 0) <> (credit = 0)", name="one_side"),
@@ -69,6 +78,11 @@ class Invoice(Base):
     amount_paid: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
     state: Mapped[str] = mapped_column(String(16), default="open")
     journal_entry_id: Mapped[int | None] = mapped_column(ForeignKey("journal_entries.id"))  # none if zero
+    currency: Mapped[str] = added_in_1_1(CurrencyCode, default=COMPANY_CURRENCY)
+    exchange_rate: Mapped[Decimal] = added_in_1_1(Rate, default=Decimal("1"))
+    net_total_currency: Mapped[Decimal] = added_in_1_1(Money, default=same_as("net_total"))
+    tax_total_currency: Mapped[Decimal] = added_in_1_1(Money, default=same_as("tax_total"))
+    gross_total_currency: Mapped[Decimal] = added_in_1_1(Money, default=same_as("gross_total"))
     payments: Mapped[list["Payment"]] = relationship(order_by="Payment.id")
     __table_args__ = (
         CheckConstraint("kind IN ('customer','supplier')", name="kind"),
@@ -89,4 +103,7 @@ class Payment(Base):
     paid_on: Mapped[dt.date] = mapped_column(Date)
     method: Mapped[str] = mapped_column(String(32), default="bank")
     journal_entry_id: Mapped[int] = mapped_column(ForeignKey("journal_entries.id"))
+    currency: Mapped[str] = added_in_1_1(CurrencyCode, default=COMPANY_CURRENCY)
+    exchange_rate: Mapped[Decimal] = added_in_1_1(Rate, default=Decimal("1"))
+    amount_currency: Mapped[Decimal] = added_in_1_1(Money, default=same_as("amount"))
     __table_args__ = (CheckConstraint("amount > 0", name="positive"),)

@@ -27,6 +27,31 @@ Money = Numeric(18, 2, asdecimal=True)
 Qty = Numeric(18, 3, asdecimal=True)
 UnitCost = Numeric(18, 4, asdecimal=True)
 Percent = Numeric(5, 2, asdecimal=True)
+Rate = Numeric(18, 6, asdecimal=True)  # exchange rates: company units per one document unit
+CurrencyCode = String(3)
+
+# Columns added by release 1.1 (currencies, lots) are deferred in this group: a 1.1 process can still
+# read and count the 1.0 columns of a database that is not yet expanded (the control plane looks at a
+# 1.0 database before upgrading it). The services load the group with the rows that need it
+# (services.common.full), so no row costs an extra query.
+ADDED_IN_1_1 = "added_in_1_1"
+
+
+def added_in_1_1(*args, **kw):
+    """A mapped column added by release 1.1: deferred in the ADDED_IN_1_1 group."""
+    from sqlalchemy.orm import mapped_column
+
+    return mapped_column(*args, deferred=True, deferred_group=ADDED_IN_1_1, **kw)
+
+
+def same_as(column: str):
+    """A column default: the value being inserted into `column` (a document in company currency has
+    the same amounts in both columns)."""
+
+    def default(context):
+        return context.get_current_parameters().get(column)
+
+    return default
 
 
 class UTCDateTime(TypeDecorator):
@@ -63,4 +88,5 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-__all__ = ["Base", "Money", "Qty", "UnitCost", "Percent", "UTCDateTime", "Encrypted", "utcnow", "Decimal"]
+__all__ = ["Base", "Money", "Qty", "UnitCost", "Percent", "Rate", "CurrencyCode", "ADDED_IN_1_1", "added_in_1_1",
+           "same_as", "UTCDateTime", "Encrypted", "utcnow", "Decimal"]

@@ -9,7 +9,8 @@ from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, UniqueConst
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
 
 from ..domain.states import PURCHASE_ORDER, SALES_ORDER
-from .base import Base, Money, Percent, Qty, UTCDateTime, utcnow
+from ..domain.money import COMPANY_CURRENCY
+from .base import Base, CurrencyCode, Money, Percent, Qty, Rate, UTCDateTime, added_in_1_1, same_as, utcnow
 
 
 def _state_check(machine):
@@ -26,6 +27,10 @@ class _LineColumns:
     tax_rate_percent: Mapped[Decimal] = mapped_column(Percent)
     net_amount: Mapped[Decimal] = mapped_column(Money)
     tax_amount: Mapped[Decimal] = mapped_column(Money)
+    # in the order's currency (the columns above are in company currency)
+    unit_price_currency: Mapped[Decimal] = added_in_1_1(Money, default=same_as("unit_price"))
+    net_amount_currency: Mapped[Decimal] = added_in_1_1(Money, default=same_as("net_amount"))
+    tax_amount_currency: Mapped[Decimal] = added_in_1_1(Money, default=same_as("tax_amount"))
 
     @declared_attr.directive
     def __table_args__(cls):
@@ -48,6 +53,11 @@ class _OrderColumns:
     notes: Mapped[str] = mapped_column(String(1000), default="")
     order_date: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     created_by: Mapped[str] = mapped_column(String(64), default="")
+    currency: Mapped[str] = added_in_1_1(CurrencyCode, default=COMPANY_CURRENCY)
+    exchange_rate: Mapped[Decimal] = added_in_1_1(Rate, default=Decimal("1"))
+    net_total_currency: Mapped[Decimal] = added_in_1_1(Money, default=same_as("net_total"))
+    tax_total_currency: Mapped[Decimal] = added_in_1_1(Money, default=same_as("tax_total"))
+    gross_total_currency: Mapped[Decimal] = added_in_1_1(Money, default=same_as("gross_total"))
 
 
 class SalesOrder(_OrderColumns, Base):

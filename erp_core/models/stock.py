@@ -8,7 +8,7 @@ from decimal import Decimal
 from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .base import Base, Qty, UnitCost, UTCDateTime, utcnow
+from .base import Base, Qty, UnitCost, UTCDateTime, added_in_1_1, utcnow
 
 
 class Warehouse(Base):
@@ -19,9 +19,22 @@ class Warehouse(Base):
     address: Mapped[str | None] = mapped_column(String(300))
 
 
+class Lot(Base):
+    """A batch of one product: created by each receipt (and by a stocktake gain); stock that predates
+    lot tracking sits in the product's opening lot (domain.lots.opening_lot_number). What a lot holds in
+    a warehouse is the sum of its moves in minus its moves out."""
+
+    __tablename__ = "lots"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), index=True)
+    number: Mapped[str] = mapped_column(String(64), unique=True)
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    reference: Mapped[str] = mapped_column(String(64), default="")
+
+
 class StockMove(Base):
     """Append-only ledger. A move leaves from_warehouse and/or enters to_warehouse
-    (None means outside: a supplier, a customer, or a stocktake adjustment)."""
+    (None means outside: a supplier, a customer, or a stocktake adjustment), and moves one lot."""
 
     __tablename__ = "stock_moves"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -34,6 +47,9 @@ class StockMove(Base):
     state: Mapped[str] = mapped_column(String(16), default="done")
     reference: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    # A real foreign key on PostgreSQL; on SQLite a trigger checks it (SQLite cannot drop a column
+    # that is in a foreign key, and the rollback of release 1.1 drops this one).
+    lot_id: Mapped[int] = added_in_1_1(ForeignKey("lots.id"), index=True)
     __table_args__ = (
         CheckConstraint("quantity > 0", name="positive_qty"),
         CheckConstraint("unit_cost >= 0", name="cost"),

@@ -5,14 +5,26 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload, undefer_group
 
 from ..errors import InvalidTransition, NotFound
 from ..models import DocSequence
+from ..models.base import ADDED_IN_1_1
 
 
-def get_or_404(s: Session, model, ident, what: str | None = None, *, lock: bool = False):
-    stmt = select(model).where(model.__mapper__.primary_key[0] == ident)
+def full(model) -> list:
+    """Loader options for a document with its release 1.1 columns, and its lines and payments with
+    theirs, in one query per collection (those columns are deferred, see models.base.ADDED_IN_1_1)."""
+    options = [undefer_group(ADDED_IN_1_1)]
+    for name in ("lines", "payments"):
+        rel = getattr(model, name, None)
+        if rel is not None:
+            options.append(selectinload(rel).undefer_group(ADDED_IN_1_1))
+    return options
+
+
+def get_or_404(s: Session, model, ident, what: str | None = None, *, lock: bool = False, options=()):
+    stmt = select(model).where(model.__mapper__.primary_key[0] == ident).options(*options)
     if lock:
         stmt = stmt.with_for_update()
     obj = s.execute(stmt).scalar_one_or_none()

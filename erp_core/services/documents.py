@@ -6,12 +6,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..domain import pricing
-from ..domain.money import D
+from ..domain.money import ONE, CurrencyError, D, document_currency, to_document
+from ..errors import ValidationFailed
+from ..models import Partner, Product, TaxRate, Warehouse
 
 # Money columns are NUMERIC(18,2); staying well below that keeps SQLite's sums exact too.
 MAX_AMOUNT = D("999999999999.99")
-from ..errors import ValidationFailed
-from ..models import Partner, Product, TaxRate, Warehouse
 
 
 def tax_rates(s: Session) -> dict[str, object]:
@@ -35,8 +35,18 @@ def load_warehouse(s: Session, warehouse_id: int) -> Warehouse:
     return wh
 
 
-def build_lines(s: Session, line_model, lines_in: list[dict], price_for) -> list:
-    """Create line rows; `price_for(product, quantity)` gives the unit price when none is sent."""
+def currency_of(data: dict):
+    """The (currency, exchange rate) a new order asks for, or a 422 naming the field and the fix."""
+    try:
+        return document_currency(data.get("currency"), data.get("exchange_rate"))
+    except CurrencyError as exc:
+        raise ValidationFailed(str(exc), field=exc.field, fix=exc.fix) from None
+
+
+def build_lines(s: Session, line_model, lines_in: list[dict], price_for, rate=ONE) -> list:
+    """Create line rows priced in the document's currency and converted at `rate`; a sent unit_price
+    is in the document's currency, and `price_for(product, quantity)` gives a company-currency price
+    (list price) when none is sent."""
     if not lines_in:
         raise ValidationFailed("an order needs at least one line", field="lines", fix="Add a line.")
     rates = tax_rates(s)
@@ -48,36 +58,49 @@ def build_lines(s: Session, line_model, lines_in: list[dict], price_for) -> list
                                    field=f"lines.{i}.product_id",
                                    fix="Use the id of an active product (GET /api/v1/products).")
         qty = D(data["quantity"])
-        price = D(data["unit_price"]) if data.get("unit_price") is not None else price_for(product, qty)
+        if data.get("unit_price") is not None:
+            price = D(data["unit_price"])
+        else:
+            price = to_document(price_for(product, qty), rate)
         line_in = pricing.LineInput(quantity=qty, unit_price=price,
                                     discount_percent=D(data.get("discount_percent") or 0),
                                     tax_rate_percent=rates[product.tax_code])
         try:
-            amounts = pricing.line_amounts(line_in)
+            priced = pricing.price_line(line_in, rate)
         except ValueError as exc:
             raise ValidationFailed(str(exc), field=f"lines.{i}", fix="Correct the line's figures.") from None
-        if amounts.gross > MAX_AMOUNT:
-            raise ValidationFailed(f"line amount {amounts.gross} exceeds the largest amount {MAX_AMOUNT}",
-                                   field=f"lines.{i}.quantity", fix="Split the order, or lower the quantity or price.")
-        out.append(line_model(product_id=product.id, quantity=qty, unit_price=price,
+        largest = max(priced.net + priced.tax, priced.net_currency + priced.tax_currency, priced.unit_price)
+        if largest > MAX_AMOUNT:
+            raise ValidationFailed(f"line amount {largest} exceeds the largest amount {MAX_AMOUNT}",
+                                   field=f"lines.{i}.quantity",
+                                   fix="Split the order, or lower the quantity, the price or the exchange rate.")
+        out.append(line_model(product_id=product.id, quantity=qty, unit_price=priced.unit_price,
                               discount_percent=line_in.discount_percent,
                               tax_rate_percent=line_in.tax_rate_percent,
-                              net_amount=amounts.net, tax_amount=amounts.tax))
+                              net_amount=priced.net, tax_amount=priced.tax,
+                              unit_price_currency=priced.unit_price_currency,
+                              net_amount_currency=priced.net_currency, tax_amount_currency=priced.tax_currency))
     return out
 
 
 def set_totals(order) -> None:
-    totals = pricing.document_totals([
-        pricing.LineInput(l.quantity, l.unit_price, l.discount_percent, l.tax_rate_percent)
-        for l in order.lines])
-    if totals.gross > MAX_AMOUNT:
-        raise ValidationFailed(f"order total {totals.gross} exceeds the largest amount {MAX_AMOUNT}",
+    """Header totals in both currencies: the sums of the lines (pricing.totals_of)."""
+    totals = pricing.totals_of([
+        pricing.PricedLine(l.unit_price_currency, l.net_amount_currency, l.tax_amount_currency,
+                           l.unit_price, l.net_amount, l.tax_amount) for l in order.lines])
+    largest = max(totals.gross, totals.gross_currency)
+    if largest > MAX_AMOUNT:
+        raise ValidationFailed(f"order total {largest} exceeds the largest amount {MAX_AMOUNT}",
                                field="lines", fix="Split the order into several smaller ones.")
     order.net_total, order.tax_total, order.gross_total = totals.net, totals.tax, totals.gross
+    order.net_total_currency, order.tax_total_currency = totals.net_currency, totals.tax_currency
+    order.gross_total_currency = totals.gross_currency
 
 
 def list_query(model, *, state=None, partner_id=None):
-    stmt = select(model).order_by(model.id.desc())
+    from .common import full
+
+    stmt = select(model).options(*full(model)).order_by(model.id.desc())
     if state:
         stmt = stmt.where(model.state == state)
     if partner_id:

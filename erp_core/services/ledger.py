@@ -11,7 +11,7 @@ from ..domain import journal
 from ..domain.money import D
 from ..errors import Conflict, ValidationFailed
 from ..models import Account, JournalEntry, JournalLine
-from .common import get_or_404, next_number
+from .common import full, get_or_404, next_number
 
 
 def post(s: Session, source: str, memo: str, lines: list[journal.Line],
@@ -27,8 +27,9 @@ def post(s: Session, source: str, memo: str, lines: list[journal.Line],
     entry = JournalEntry(number=next_number(s, "JE"), date=date or dt.date.today(), memo=memo[:300],
                          source=source, reverses_id=reverses_id,
                          created_by=s.info.get("actor", "system"))
-    entry.lines = [JournalLine(account_code=l.account, partner_id=l.partner_id,
-                               debit=l.debit, credit=l.credit) for l in lines]
+    entry.lines = [JournalLine(account_code=l.account, partner_id=l.partner_id, debit=l.debit, credit=l.credit,
+                               currency=l.currency, amount_currency=l.amount_currency)
+                   for l in map(journal.in_currency, lines)]
     s.add(entry)
     s.flush()
     return entry
@@ -36,15 +37,15 @@ def post(s: Session, source: str, memo: str, lines: list[journal.Line],
 
 def reverse(s: Session, entry_id: int, memo: str = "", date: dt.date | None = None) -> JournalEntry:
     """Correct a posted entry by posting its mirror image."""
-    entry = get_or_404(s, JournalEntry, entry_id, "journal entry")
+    entry = get_or_404(s, JournalEntry, entry_id, "journal entry", options=full(JournalEntry))
     if s.scalar(select(JournalEntry.id).where(JournalEntry.reverses_id == entry.id)):
         raise Conflict(f"journal entry {entry.number} is already reversed.",
                        fix="Post a new entry if a further correction is needed.")
     if entry.reverses_id is not None:
         raise Conflict(f"journal entry {entry.number} is itself a reversal.",
                        fix="Post a new entry instead of reversing a reversal.")
-    lines = journal.reversal([journal.Line(l.account_code, l.debit, l.credit, l.partner_id)
-                              for l in entry.lines])
+    lines = journal.reversal([journal.Line(l.account_code, l.debit, l.credit, l.partner_id, l.currency,
+                                           l.amount_currency) for l in entry.lines])
     return post(s, f"reversal:{entry.number}", memo or f"Reversal of {entry.number}", lines, date,
                 reverses_id=entry.id)
 

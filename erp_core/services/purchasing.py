@@ -12,8 +12,8 @@ from ..domain.states import PURCHASE_ORDER
 from ..errors import ValidationFailed
 from ..models import Invoice, Product, PurchaseOrder, PurchaseOrderLine
 from . import billing, ledger, stock
-from .common import get_or_404, next_number, step, transition
-from .documents import build_lines, load_partner, load_warehouse, set_totals
+from .common import full, get_or_404, next_number, step, transition
+from .documents import build_lines, currency_of, load_partner, load_warehouse, set_totals
 
 
 def _price_required(product, _qty):
@@ -24,10 +24,11 @@ def _price_required(product, _qty):
 def create(s: Session, data: dict) -> PurchaseOrder:
     partner = load_partner(s, data["partner_id"], "supplier")
     load_warehouse(s, data["warehouse_id"])
+    currency, rate = currency_of(data)
     order = PurchaseOrder(number=next_number(s, "PO"), partner_id=partner.id, warehouse_id=data["warehouse_id"],
                           state=PURCHASE_ORDER.initial, notes=data.get("notes") or "",
-                          created_by=s.info.get("actor", "system"))
-    order.lines = build_lines(s, PurchaseOrderLine, data["lines"], _price_required)
+                          created_by=s.info.get("actor", "system"), currency=currency, exchange_rate=rate)
+    order.lines = build_lines(s, PurchaseOrderLine, data["lines"], _price_required, rate)
     set_totals(order)
     s.add(order)
     s.flush()
@@ -35,7 +36,7 @@ def create(s: Session, data: dict) -> PurchaseOrder:
 
 
 def get(s: Session, order_id: int, lock: bool = False) -> PurchaseOrder:
-    return get_or_404(s, PurchaseOrder, order_id, "purchase order", lock=lock)
+    return get_or_404(s, PurchaseOrder, order_id, "purchase order", lock=lock, options=full(PurchaseOrder))
 
 
 def confirm(s: Session, order_id: int) -> PurchaseOrder:
@@ -51,10 +52,13 @@ def receive(s: Session, order_id: int, date: dt.date | None = None) -> PurchaseO
     order = get(s, order_id, lock=True)
     transition(PURCHASE_ORDER, order, "receive")
     value = ZERO
+    lots: dict[int, int] = {}  # one lot per product received
     for line in sorted(order.lines, key=lambda l: l.product_id):
         product = s.get(Product, line.product_id, with_for_update=True)
+        if product.id not in lots:
+            lots[product.id] = stock.new_lot(s, product.id, order.number).id
         stock.receive(s, product, line.quantity, round_cost(line.net_amount / line.quantity),
-                      order.warehouse_id, order.number)
+                      order.warehouse_id, order.number, lots[product.id])
         value += line.net_amount
     ledger.post(s, f"receipt:{order.number}", f"Goods received {order.number}", journal.goods_received(value), date)
     s.flush()

@@ -13,8 +13,8 @@ from ..domain.money import ZERO
 from ..domain.states import SALES_ORDER
 from ..models import Invoice, PriceList, PriceListItem, Product, SalesOrder, SalesOrderLine
 from . import billing, ledger, stock
-from .common import get_or_404, next_number, step, transition
-from .documents import build_lines, load_partner, load_warehouse, set_totals
+from .common import full, get_or_404, next_number, step, transition
+from .documents import build_lines, currency_of, load_partner, load_warehouse, set_totals
 
 
 def customer_price(s: Session, partner_id: int, product: Product, qty: Decimal) -> Decimal:
@@ -31,12 +31,13 @@ def customer_price(s: Session, partner_id: int, product: Product, qty: Decimal) 
 def create(s: Session, data: dict) -> SalesOrder:
     partner = load_partner(s, data["partner_id"], "customer")
     load_warehouse(s, data["warehouse_id"])
+    currency, rate = currency_of(data)
     order = SalesOrder(number=next_number(s, "SO"), partner_id=partner.id, warehouse_id=data["warehouse_id"],
                        state=SALES_ORDER.initial, notes=data.get("notes") or "",
                        channel=data.get("channel") or "direct", external_id=data.get("external_id"),
-                       created_by=s.info.get("actor", "system"))
+                       created_by=s.info.get("actor", "system"), currency=currency, exchange_rate=rate)
     order.lines = build_lines(s, SalesOrderLine, data["lines"],
-                              lambda product, qty: customer_price(s, partner.id, product, qty))
+                              lambda product, qty: customer_price(s, partner.id, product, qty), rate)
     set_totals(order)
     s.add(order)
     s.flush()
@@ -44,7 +45,7 @@ def create(s: Session, data: dict) -> SalesOrder:
 
 
 def get(s: Session, order_id: int, lock: bool = False) -> SalesOrder:
-    return get_or_404(s, SalesOrder, order_id, "sales order", lock=lock)
+    return get_or_404(s, SalesOrder, order_id, "sales order", lock=lock, options=full(SalesOrder))
 
 
 def confirm(s: Session, order_id: int) -> SalesOrder:

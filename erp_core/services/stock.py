@@ -1,18 +1,24 @@
-"""Stock moves (append-only ledger) with the on-hand cache kept in the same transaction."""
+"""Stock moves (append-only ledger) with the on-hand cache kept in the same transaction, and lots.
+
+Every move carries a lot. A receipt puts its goods in a new lot; an outgoing move (delivery, transfer
+out, negative adjustment) takes them from the lots the warehouse holds, oldest first (domain.lots.fifo),
+split into one move per lot when it spans several. What a lot holds in a warehouse is computed from its
+moves (stock_moves.lot_id is indexed); the on-hand row lock taken first serialises the takers."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import case, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from ..domain import costing, journal
+from ..domain import costing, journal, lots
 from ..domain.money import ZERO, D, round_qty
-from ..errors import InsufficientStock, ValidationFailed
-from ..models import Product, ReorderRule, StockLevel, StockMove, Warehouse
+from ..errors import Conflict, InsufficientStock, ValidationFailed
+from ..invariants import from_thousandths, thousandths
+from ..models import Lot, Product, ReorderRule, StockLevel, StockMove, Warehouse
 from . import ledger
-from .common import get_or_404
+from .common import get_or_404, next_number
 
 
 def _add_on_hand(s: Session, product_id: int, warehouse_id: int, qty: Decimal) -> None:
@@ -46,48 +52,92 @@ def on_hand(s: Session, product_id: int, warehouse_id: int | None = None) -> Dec
     return round_qty(D(str(s.scalar(stmt))))
 
 
+def new_lot(s: Session, product_id: int, reference: str) -> Lot:
+    """A new lot of a product (numbered LOT000001, ...), received now."""
+    lot = Lot(product_id=product_id, number=next_number(s, "LOT"), reference=reference[:64])
+    s.add(lot)
+    s.flush()
+    return lot
+
+
+def lot_balances(s: Session, product_id: int, warehouse_id: int) -> list[lots.LotBalance]:
+    """The lots of a product that hold something in a warehouse, oldest first."""
+    qty = thousandths(StockMove.quantity)
+    held = func.sum(case((StockMove.to_warehouse_id == warehouse_id, qty), else_=0)
+                    - case((StockMove.from_warehouse_id == warehouse_id, qty), else_=0))
+    stmt = (select(Lot.id, held.label("held"))
+            .join(StockMove, StockMove.lot_id == Lot.id)
+            .where(Lot.product_id == product_id,
+                   or_(StockMove.to_warehouse_id == warehouse_id, StockMove.from_warehouse_id == warehouse_id))
+            .group_by(Lot.id, Lot.received_at)
+            .having(held > 0)
+            .order_by(Lot.received_at, Lot.id))
+    return [lots.LotBalance(r.id, from_thousandths(r.held)) for r in s.execute(stmt)]
+
+
+def _fifo(s: Session, product: Product, warehouse_id: int, qty: Decimal) -> list[tuple[int, Decimal]]:
+    try:
+        return lots.fifo(lot_balances(s, product.id, warehouse_id), qty)
+    except lots.NotEnoughInLots as exc:
+        raise Conflict(f"the lots of {product.sku} in warehouse {warehouse_id} do not cover its on-hand stock "
+                       f"({exc}).", fix="Run 'erpctl erp check' and correct the stock ledger.") from None
+
+
 def move(s: Session, product: Product, qty, *, kind: str, reference: str,
-         from_wh: int | None = None, to_wh: int | None = None, unit_cost=None) -> StockMove:
+         from_wh: int | None = None, to_wh: int | None = None, unit_cost=None,
+         lot_id: int | None = None) -> list[StockMove]:
+    """Move a quantity: out of from_wh (taken from its lots oldest first, unless lot_id names the lot)
+    and/or into to_wh (in lot_id, or in the lots it was taken from). One move per lot."""
     qty = round_qty(D(qty))
     if qty <= 0:
         raise ValidationFailed("quantity must be greater than zero", field="quantity",
                                fix="Send a positive quantity.")
     if from_wh is not None:
         _take_on_hand(s, product, from_wh, qty)
+        parts = [(lot_id, qty)] if lot_id is not None else _fifo(s, product, from_wh, qty)
+    elif lot_id is not None:
+        parts = [(lot_id, qty)]
+    else:
+        raise ValueError("goods coming in need their lot")
     if to_wh is not None:
         _add_on_hand(s, product.id, to_wh, qty)
-    m = StockMove(product_id=product.id, from_warehouse_id=from_wh, to_warehouse_id=to_wh, quantity=qty,
-                  unit_cost=product.avg_cost if unit_cost is None else unit_cost, kind=kind,
-                  reference=reference)
-    s.add(m)
-    return m
+    moves = [StockMove(product_id=product.id, from_warehouse_id=from_wh, to_warehouse_id=to_wh, quantity=part,
+                       unit_cost=product.avg_cost if unit_cost is None else unit_cost, kind=kind,
+                       reference=reference, lot_id=lot) for lot, part in parts]
+    s.add_all(moves)
+    return moves
 
 
-def receive(s: Session, product: Product, qty, unit_cost, warehouse_id: int, reference: str) -> StockMove:
-    """Stock in from a supplier; updates the product's moving-average cost."""
+def receive(s: Session, product: Product, qty, unit_cost, warehouse_id: int, reference: str,
+            lot_id: int) -> StockMove:
+    """Stock in from a supplier into a lot; updates the product's moving-average cost."""
     total = on_hand(s, product.id)
     product.avg_cost = costing.moving_average(total, product.avg_cost, D(qty), D(unit_cost))
-    return move(s, product, qty, kind="receipt", reference=reference, to_wh=warehouse_id, unit_cost=unit_cost)
+    return move(s, product, qty, kind="receipt", reference=reference, to_wh=warehouse_id, unit_cost=unit_cost,
+                lot_id=lot_id)[0]
 
 
-def transfer(s: Session, product_id: int, qty, from_wh: int, to_wh: int, reference: str = "") -> StockMove:
+def transfer(s: Session, product_id: int, qty, from_wh: int, to_wh: int, reference: str = "") -> list[StockMove]:
+    """Move stock between warehouses, lots and all (one move per lot taken)."""
     if from_wh == to_wh:
         raise ValidationFailed("a transfer needs two different warehouses", field="to_warehouse_id",
                                fix="Pick a destination other than the source.")
     product = get_or_404(s, Product, product_id, "product")
     get_or_404(s, Warehouse, from_wh, "warehouse")
     get_or_404(s, Warehouse, to_wh, "warehouse")
-    m = move(s, product, qty, kind="transfer", reference=reference or "transfer", from_wh=from_wh, to_wh=to_wh)
+    moves = move(s, product, qty, kind="transfer", reference=reference or "transfer", from_wh=from_wh, to_wh=to_wh)
     s.flush()
-    return m
+    return moves
 
 
 def adjust(s: Session, product: Product, warehouse_id: int, delta: Decimal, reference: str) -> Decimal:
-    """Post a count difference as an adjustment move; returns its value at average cost (signed)."""
+    """Post a count difference as an adjustment move; returns its value at average cost (signed).
+    Goods found go into a new lot; goods missing are taken from the oldest lots."""
     if delta == 0:
         return ZERO
     if delta > 0:
-        move(s, product, delta, kind="adjustment", reference=reference, to_wh=warehouse_id)
+        lot = new_lot(s, product.id, reference)
+        move(s, product, delta, kind="adjustment", reference=reference, to_wh=warehouse_id, lot_id=lot.id)
     else:
         move(s, product, -delta, kind="adjustment", reference=reference, from_wh=warehouse_id)
     value = costing.cost_of(abs(delta), product.avg_cost)

@@ -1,0 +1,95 @@
+"""contract for release 1.1: the new columns become required; compatibility with 1.0 ends
+
+Revision ID: 0004
+Revises: 0003
+
+Refuses to run while a backfill still has pending rows. Then:
+- PostgreSQL: each new column gets CHECK (column IS NOT NULL) NOT VALID and VALIDATE CONSTRAINT, each
+  in its own short transaction (validation scans without blocking writes), then, in the migration's
+  transaction, SET NOT NULL (no scan: the valid check proves it) and the checks are dropped; the
+  stock_moves.lot_id foreign key is validated the same way. A run killed after validating leaves only
+  valid checks behind, which the next run reuses.
+- SQLite (which cannot make a column NOT NULL without rewriting its table): BEFORE INSERT and BEFORE
+  UPDATE triggers trg_<table>_not_null_insert / _update refuse an empty new column.
+- The compatibility triggers and erp_backfill_progress are dropped, and journal_lines and stock_moves
+  are wholly append-only again (0001's triggers).
+"""
+from alembic import op
+
+from erp_core.backfill import backfills, remaining
+from erp_core.db import migration_module
+
+revision = '0004'
+down_revision = '0003'
+branch_labels = None
+depends_on = None
+
+stage = "contract"
+
+_expand = migration_module("0002")
+NEW_COLUMNS = {table: _expand.columns(table) for table in _expand.NEW_COLUMNS}
+
+
+def _sqlite() -> bool:
+    return op.get_bind().dialect.name == "sqlite"
+
+
+def _check_name(table: str, col: str) -> str:
+    return f"ck_{table}_{col}_not_null"[:63]
+
+
+def upgrade():
+    conn = op.get_bind()
+    unfilled = [f"{bf.name} ({n} rows)" for bf in backfills() if (n := remaining(conn, bf))]
+    if unfilled:
+        raise RuntimeError("the backfill is not complete: " + ", ".join(unfilled)
+                           + "; run the backfill stage (erp_core.backfill) before the contract step")
+    if _sqlite():
+        _not_null_triggers()
+    else:
+        with op.get_context().autocommit_block():
+            for table, cols in NEW_COLUMNS.items():
+                for col in cols:
+                    name = _check_name(table, col)
+                    exists = conn.exec_driver_sql(
+                        "SELECT 1 FROM pg_constraint WHERE conname = %(n)s AND conrelid = %(t)s::regclass",
+                        {"n": name, "t": table}).scalar()
+                    if not exists:
+                        conn.exec_driver_sql(f"ALTER TABLE {table} ADD CONSTRAINT {name} "
+                                             f"CHECK ({col} IS NOT NULL) NOT VALID")
+                    conn.exec_driver_sql(f"ALTER TABLE {table} VALIDATE CONSTRAINT {name}")
+            conn.exec_driver_sql("ALTER TABLE stock_moves VALIDATE CONSTRAINT fk_stock_moves_lot_id_lots")
+        for table, cols in NEW_COLUMNS.items():
+            op.execute(f"ALTER TABLE {table} " + ", ".join(f"ALTER COLUMN {c} SET NOT NULL" for c in cols))
+            op.execute(f"ALTER TABLE {table} "
+                       + ", ".join(f"DROP CONSTRAINT {_check_name(table, c)}" for c in cols))
+    _expand.drop_compat_triggers()
+    _expand.restore_append_only_triggers()
+    op.drop_table('erp_backfill_progress')
+
+
+def downgrade():
+    _expand.create_progress_table()
+    _expand.fill_once_append_only_triggers()
+    _expand.create_compat_triggers()
+    if _sqlite():
+        for table in NEW_COLUMNS:
+            op.execute(f"DROP TRIGGER IF EXISTS trg_{table}_not_null_insert")
+            op.execute(f"DROP TRIGGER IF EXISTS trg_{table}_not_null_update")
+        return
+    for table, cols in NEW_COLUMNS.items():
+        op.execute(f"ALTER TABLE {table} " + ", ".join(f"ALTER COLUMN {c} DROP NOT NULL" for c in cols))
+    # 0003 had the foreign key not yet validated
+    op.execute("ALTER TABLE stock_moves DROP CONSTRAINT fk_stock_moves_lot_id_lots")
+    op.execute("ALTER TABLE stock_moves ADD CONSTRAINT fk_stock_moves_lot_id_lots "
+               "FOREIGN KEY (lot_id) REFERENCES lots (id) NOT VALID")
+
+
+def _not_null_triggers():
+    for table, cols in NEW_COLUMNS.items():
+        empty = " OR ".join(f"NEW.{c} IS NULL" for c in cols)
+        message = f"NOT NULL constraint failed: {table}.{'/'.join(cols)} must all be set"
+        op.execute(f"CREATE TRIGGER trg_{table}_not_null_insert BEFORE INSERT ON {table} WHEN {empty} "
+                   f"BEGIN SELECT RAISE(ABORT, '{message}'); END")
+        op.execute(f"CREATE TRIGGER trg_{table}_not_null_update BEFORE UPDATE OF {', '.join(cols)} ON {table} "
+                   f"WHEN {empty} BEGIN SELECT RAISE(ABORT, '{message}'); END")
