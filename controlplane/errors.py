@@ -170,6 +170,44 @@ EXIT_CODES = {
 }
 
 
+# ---- upgrades (controlplane/upgrade) ------------------------------------------------------------
+
+class UpgradeError(ControlPlaneError):
+    """An upgrade step failed."""
+
+    status, exit_code, title = 500, 41, "Upgrade error"
+
+
+class UpgradeBusy(UpgradeError):
+    """Another upgrade, rollback or resume is running on this data directory."""
+
+    status, exit_code, title = 409, 42, "Upgrade busy"
+
+
+class PreflightFailed(UpgradeError):
+    """The upgrade's preflight found a reason not to start; nothing was changed."""
+
+    status, exit_code, title = 409, 43, "Upgrade preflight failed"
+
+
+class UpgradeFailed(UpgradeError):
+    """A stage failed or its verification found a mismatch; the upgrade was rolled back."""
+
+    status, exit_code, title = 409, 44, "Upgrade failed and was rolled back"
+
+
+class NoUpgrade(UpgradeError):
+    """There is no upgrade in progress (or nothing to upgrade to)."""
+
+    status, exit_code, title = 404, 45, "No upgrade"
+
+
+class RollbackNeedsRestore(UpgradeError):
+    """The contract stage has run: going back means restoring the pre-upgrade backup, which loses writes."""
+
+    status, exit_code, title = 409, 46, "Rollback needs a restore"
+
+
 # ---- ERP releases (controlplane/release) ---------------------------------------------------------
 
 class ReleaseError(ControlPlaneError):

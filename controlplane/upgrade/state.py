@@ -1,0 +1,96 @@
+"""The upgrade's state on disk: <data dir>/upgrade/state.json, rewritten atomically at every step.
+
+One upgrade at a time per data directory (an exclusive lock beside the state). A finished upgrade
+(done or rolled back) moves its state to upgrade/history/<id>.json.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import os
+import uuid
+from pathlib import Path
+
+from ..errors import UpgradeBusy
+from ..fsutil import atomic_write_text
+
+STAGES = ("preflight", "backup", "expand", "backfill", "verify", "switch", "contract")
+FINISHED = ("done", "rolled_back")
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def directory(data_dir: Path) -> Path:
+    return Path(data_dir) / "upgrade"
+
+
+def state_path(data_dir: Path) -> Path:
+    return directory(data_dir) / "state.json"
+
+
+def load(data_dir: Path) -> dict | None:
+    try:
+        return json.loads(state_path(data_dir).read_text())
+    except FileNotFoundError:
+        return None
+
+
+def save(data_dir: Path, state: dict) -> None:
+    state["updated_at"] = now_iso()
+    directory(data_dir).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(state_path(data_dir), json.dumps(state, indent=1, default=str) + "\n")
+
+
+def new(**fields) -> dict:
+    return {"id": uuid.uuid4().hex[:12], "status": "running", "stage": "preflight", "completed": [],
+            "stages": {}, "started_at": now_iso(), "error": None, "events": [], **fields}
+
+
+def archive(data_dir: Path, state: dict) -> Path:
+    """Move a finished upgrade's state into the history."""
+    hist = directory(data_dir) / "history"
+    hist.mkdir(parents=True, exist_ok=True)
+    dest = hist / f"{state['started_at'][:19].replace(':', '')}-{state['id']}.json"
+    atomic_write_text(dest, json.dumps(state, indent=1, default=str) + "\n")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(state_path(data_dir))
+    return dest
+
+
+def history(data_dir: Path) -> list[dict]:
+    hist = directory(data_dir) / "history"
+    return [json.loads(p.read_text()) for p in sorted(hist.glob("*.json"))] if hist.exists() else []
+
+
+def event(state: dict, what: str, **data) -> None:
+    state["events"].append({"at": now_iso(), "event": what, **data})
+
+
+@contextlib.contextmanager
+def exclusive(data_dir: Path):
+    """Hold the upgrade lock, or fail at once naming the process that holds it."""
+    d = directory(data_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / "lock"
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise UpgradeBusy(f"another upgrade operation is running (pid {holder})",
+                              fix="Wait for it ('erpctl upgrade status'), or stop it; a killed one is "
+                                  "continued with 'erpctl upgrade resume' or undone with 'erpctl upgrade rollback'.")
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
