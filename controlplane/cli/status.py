@@ -7,6 +7,8 @@ import click
 from .. import config
 from ..errors import Critical, NeedsAttention
 from ..monitoring import status as monitoring_status
+from ..release import current_version
+from ..release.supervisor import read_serving
 from .options import emit, json_option, target
 
 MARK = {True: "ok  ", False: "FAIL", None: "--  "}
@@ -42,6 +44,12 @@ def render(r: dict) -> str:
                  f"{' (' + health['version'] + ')' if health.get('version') else ''}"
                  f"  readyz {'ready' if erp['readyz']['ready'] else 'NOT READY'}"
                  f"  erpctl up {'running (pid ' + str(up['pid']) + ')' if up['running'] else 'not running'}")
+    rel = r.get("release") or {}
+    serving = rel.get("serving")
+    lines.append("release    " + (f"current {rel['current']}" if rel.get("current") else
+                                  "none current (the bundled erp_core serves)")
+                 + (f"; serving {serving['version']} ({serving['state']}, pid {serving['pid']}, "
+                    f"{serving['restarts']} restart(s))" if serving else ""))
     lines.append(f"alerts     {len(r['alerts'])} firing")
     for a in r["alerts"]:
         lines.append(f"  {a['severity']:<8} {a['alertname']}  {a.get('summary', '')}  since {a.get('startsAt')}")
@@ -72,6 +80,16 @@ def render(r: dict) -> str:
     return "\n".join(lines)
 
 
+def _release(t, up: dict) -> dict:
+    """The current release, and the one the running `erpctl up` serves (None when it serves the bundled ERP)."""
+    serving = read_serving(t) if up["running"] else {}
+    if serving.get("erpctl_pid") != up.get("pid"):
+        serving = {}  # written by an earlier `erpctl up`
+    return {"current": current_version(t),
+            "serving": {k: serving.get(k) for k in ("version", "state", "pid", "restarts", "at")}
+            if serving.get("state") in ("serving", "restarting", "switching", "failed") else None}
+
+
 @click.command()
 @click.option("--data-dir", envvar="ERPCTL_DATA_DIR", metavar="DIR", type=click.Path(file_okay=False, path_type=str),
               help=f"Data directory of the installation. Default: ./{config.DEFAULT_DATA_DIR} [env ERPCTL_DATA_DIR]")
@@ -88,7 +106,9 @@ def status(data_dir, erp_url, timeout):
     Exit 0 when nothing needs attention, 16 when something does (warnings), 17 when something is
     critical (the ERP down or not ready, a critical alert, a nearly full disk, invariant violations).
     """
-    report = monitoring_status.gather(target(data_dir, None), erp_url, timeout)
+    t = target(data_dir, None)
+    report = monitoring_status.gather(t, erp_url, timeout)
+    report["release"] = _release(t, report["erp"]["served_by_erpctl_up"])
     emit(report, render(report))
     if report["state"] != "ok":
         cls = Critical if report["state"] == monitoring_status.CRITICAL else NeedsAttention

@@ -52,7 +52,7 @@ def install(target: Target, wheel_path: str | os.PathLike, *, actor: str | None 
     info = inspect_wheel(wheel_path)
     config.ensure_data_dir(target)
     t0 = time.monotonic()
-    with exclusive(target) as root:
+    with exclusive(target) as (root, lock_fd):
         remove_leftovers(root)
         final = root / info.version
         if final.exists() or final.is_symlink():
@@ -60,7 +60,7 @@ def install(target: Target, wheel_path: str | os.PathLike, *, actor: str | None 
         tmp = root / f"{TMP_PREFIX}{info.version}.{os.getpid()}.{secrets.token_hex(4)}"
         tmp.mkdir(mode=0o700)
         try:
-            _build(tmp, final, info)
+            _build(tmp, final, info, lock_fd)
             os.rename(tmp, final)
             fsync_dir(root)
         except BaseException:
@@ -94,10 +94,12 @@ def _same_or_conflict(final: Path, info: WheelInfo) -> Release:
     return existing
 
 
-def _run(args: list, what: str, *, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+def _run(args: list, what: str, *, cwd: Path, lock_fd: int, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run one step; it holds the releases lock with us (see store.exclusive)."""
     try:
         proc = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=STEP_TIMEOUT,
-                              cwd=cwd, env=env or runner.child_env(), stdin=subprocess.DEVNULL)
+                              cwd=cwd, env=env or runner.child_env(), stdin=subprocess.DEVNULL,
+                              pass_fds=(lock_fd,))
     except subprocess.TimeoutExpired:
         raise ReleaseError(f"{what} took longer than {STEP_TIMEOUT} s", fix="Check the host's load and disk, "
                            "then install again (the unfinished environment is removed).") from None
@@ -108,7 +110,7 @@ def _run(args: list, what: str, *, cwd: Path, env: dict | None = None) -> subpro
     return proc
 
 
-def _build(tmp: Path, final: Path, info: WheelInfo) -> None:
+def _build(tmp: Path, final: Path, info: WheelInfo, lock_fd: int) -> None:
     wheel = tmp / info.filename
     shutil.copyfile(info.path, wheel)
     if sha256_of(wheel) != info.sha256:
@@ -116,21 +118,22 @@ def _build(tmp: Path, final: Path, info: WheelInfo) -> None:
                        fix="Install it again once nothing writes to it.")
     env = tmp / ENV_DIR
     _run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", env],
-         "creating the release's environment (python -m venv)", cwd=tmp)
+         "creating the release's environment (python -m venv)", cwd=tmp, lock_fd=lock_fd)
     python = env / "bin" / "python"
     own_site = Path(_run([python, "-E", "-P", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                         "asking the new environment for its site-packages", cwd=tmp).stdout.strip())
+                         "asking the new environment for its site-packages", cwd=tmp, lock_fd=lock_fd).stdout.strip())
     _link_control_plane_site(own_site)
     if subprocess.run([str(python), "-E", "-P", "-c", "import pip"], capture_output=True, cwd=tmp,
                       env=runner.child_env()).returncode != 0:
-        _run([python, "-E", "-P", "-m", "ensurepip", "--default-pip"], "installing pip (ensurepip)", cwd=tmp)
+        _run([python, "-E", "-P", "-m", "ensurepip", "--default-pip"], "installing pip (ensurepip)", cwd=tmp,
+             lock_fd=lock_fd)
     _run([python, "-E", "-P", "-m", "pip", "install", "--no-index", "--no-deps", "--ignore-installed",
           "--no-compile", "--no-warn-script-location", "--disable-pip-version-check", "--no-input", "--quiet",
-          wheel], f"installing {info.filename} (pip install --no-index --no-deps)", cwd=tmp,
+          wheel], f"installing {info.filename} (pip install --no-index --no-deps)", cwd=tmp, lock_fd=lock_fd,
          env=runner.child_env({"PIP_CONFIG_FILE": os.devnull}))
     _retarget_scripts(env, tmp, final)
     _run([python, "-E", "-P", "-m", "compileall", "-q", "-s", tmp, "-p", final, own_site],
-         "byte-compiling the release", cwd=tmp)
+         "byte-compiling the release", cwd=tmp, lock_fd=lock_fd)
 
     probe = runner.call(python, "info", what=f"release {info.version}")
     erp_core_file = Path(probe["erp_core_file"]).resolve()

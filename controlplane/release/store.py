@@ -20,12 +20,13 @@ import logging
 import os
 import shutil
 import contextlib
+import fcntl
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import Target
 from ..errors import ReleaseError, ReleaseNotFound
-from ..fsutil import fsync_dir, locked
+from ..fsutil import fsync_dir
 from .wheel import VERSION_RE
 
 log = logging.getLogger("controlplane.release")
@@ -102,11 +103,17 @@ def releases_dir(target: Target) -> Path:
 
 @contextlib.contextmanager
 def exclusive(target: Target):
-    """The releases directory's lock (installs and switches), created with the directory."""
+    """The releases directory's lock (installs and switches), created with the directory; yields
+    (directory, lock file descriptor). Child processes given the descriptor (pass_fds) hold the lock
+    with us: when a killed install leaves its pip running, the next install waits for it to end."""
     root = releases_dir(target)
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with locked(root / LOCK_FILE):
-        yield root
+    with open(root / LOCK_FILE, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield root, lock.fileno()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def remove_leftovers(root: Path) -> list[str]:

@@ -21,7 +21,7 @@ def set_current(target: Target, version: str, *, check_schema: bool = True, reas
     version that is not installed. Returns {"from", "to", "changed", "schema"}."""
     release = get(target, version)
     schema = runner.require_compatible(target, release) if check_schema else None
-    with exclusive(target) as root:
+    with exclusive(target) as (root, _lock):
         remove_leftovers(root)
         before = current_version(target)
         if before == release.version:

@@ -4,17 +4,21 @@ a second start on the same data directory, and refusals (taken port, unsupported
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import signal
 import socket
 import sqlite3
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import requests
 
-from tests.controlplane.cli_helpers import LineProcess, env, erpctl, erpctl_path, free_ports, ok, port_is_free
+from tests.controlplane.cli_helpers import (LineProcess, env, erpctl, erpctl_path, free_ports, log_lines, ok,
+                                            port_is_free)
 from controlplane import __version__
 
 START_TIMEOUT = 90  # first start migrates and seeds a year of demo data
@@ -181,3 +185,142 @@ def test_up_with_erp_field_key_from_the_environment(tmp_path, up_factory):
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=10)
     assert proc.returncode == 0, err
+
+
+# ---- serving a release (controlplane/release): `erpctl up` runs the current one as a child --------
+
+@pytest.fixture(scope="session")
+def tree_release(tmp_path_factory):
+    """(wheel, version) of the release built from this source tree."""
+    from tests.controlplane.test_release import tree_wheel_and_version
+
+    return tree_wheel_and_version(tmp_path_factory)
+
+
+def _release_data_dir(tmp_path, *wheels) -> Path:
+    """A data directory with a copy of the 1.0 database, its field key, the releases installed and
+    1.0 current."""
+    from controlplane.config import write_private
+    from tests.controlplane.test_release import DB_1_0, FIXTURE_KEY
+
+    data = tmp_path / "data"
+    for wheel in wheels:
+        ok("release", "install", wheel, "--data-dir", data)
+    shutil.copy(DB_1_0, data / "erp.sqlite3")
+    write_private(data / "field.key", FIXTURE_KEY + "\n")
+    ok("release", "current", "1.0.0", "--data-dir", data)
+    return data
+
+
+def _until(what: str, check, timeout: float = 30):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except (requests.RequestException, OSError, ValueError, KeyError) as exc:
+            last = exc
+        time.sleep(0.2)
+    pytest.fail(f"{what}: not within {timeout}s (last: {last!r})")
+
+
+def _erp_version(erp: str) -> str:
+    r = requests.get(erp + "/healthz", timeout=3)
+    return r.json()["version"] if r.status_code == 200 else ""
+
+
+def _serving(data) -> dict:
+    return json.loads((data / "releases" / "serving.json").read_text())
+
+
+def test_up_serves_the_current_release_restarts_it_and_stops_it(tmp_path, up_factory):
+    from tests.controlplane.test_release import FIXTURE_ADMIN, WHEEL_1_0, login
+
+    data = _release_data_dir(tmp_path, WHEEL_1_0)
+    erp_port, ops_port = free_ports(2)
+    erp = f"http://127.0.0.1:{erp_port}"
+    up = up_factory("--json", "up", "--data-dir", data, "--erp-port", erp_port, "--ops-port", ops_port)
+    info = json.loads(up.wait_for_line(r"^\{.*\"event\": \"started\".*\}$").group(0))
+    assert info["release"]["version"] == "1.0.0" and info["erp_version"] == "1.0.0"
+    assert info["schema_revision"] == "0001" and info["erp_port"] == erp_port
+    first = info["release"]["pid"]
+    assert first != up.proc.pid and "releases/1.0.0/env/bin/python" in Path(f"/proc/{first}/cmdline").read_text()
+
+    # The 1.0 code serves the 1.0 database.
+    assert requests.get(erp + "/healthz", timeout=5).json() == {"status": "ok", "version": "1.0.0"}
+    token = login(erp, *FIXTURE_ADMIN)
+    orders = requests.get(erp + "/api/v1/sales-orders", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert orders.status_code == 200 and orders.json()["total"] == 163
+    status = json.loads(erpctl("--json", "status", "--data-dir", data).stdout)
+    assert status["release"]["current"] == "1.0.0"
+    assert status["release"]["serving"]["version"] == "1.0.0" and status["release"]["serving"]["pid"] == first
+
+    # Killed, it is restarted (after a back-off) and serves again on the same port.
+    os.kill(first, signal.SIGKILL)
+    second = _until("a restarted ERP", lambda: (lambda s: s["state"] == "serving" and s["pid"] != first
+                                                and _erp_version(erp) == "1.0.0" and s["pid"])(_serving(data)))
+    assert _serving(data)["restarts"] == 1
+    assert any(rec["msg"] == "the ERP exited unexpectedly: restarting it" and rec["returncode"] == -9
+               for rec in log_lines(up.stderr))
+    assert requests.get(erp + "/api/v1/sales-orders", headers={"Authorization": f"Bearer {token}"},
+                        timeout=10).status_code == 200
+
+    rc, took = up.stop(signal.SIGTERM)
+    assert rc == 0 and took < 10, up.stderr
+    assert not Path(f"/proc/{second}").exists() and port_is_free(erp_port) and port_is_free(ops_port)
+    assert _serving(data)["state"] == "stopped"
+    ours = [rec for rec in log_lines(up.stderr) if rec["logger"] in ("controlplane.up", "controlplane.erp")]
+    assert not any(rec.get("exc") or rec["level"] == "error" for rec in ours), ours
+
+
+def test_up_follows_current_through_an_upgrade_and_a_rollback(tmp_path, up_factory, tree_release):
+    """An upgrade moves code and schema together while `erpctl up` runs: expand (and backfill) with the new
+    release's migrations while 1.0 serves, switch current to the new release, then back to 1.0 (a
+    rollback before the contract step). `up` follows each switch within seconds, on the same port."""
+    from controlplane import config, release
+    from tests.controlplane.test_release import FIXTURE_ADMIN, WHEEL_1_0, login
+
+    tree_wheel, tree_version = tree_release
+    data = _release_data_dir(tmp_path, WHEEL_1_0, tree_wheel)
+    erp_port, ops_port = free_ports(2)
+    erp = f"http://127.0.0.1:{erp_port}"
+    up = up_factory("up", "--data-dir", data, "--erp-port", erp_port, "--ops-port", ops_port)
+    up.wait_ready(erp + "/readyz")
+    assert _erp_version(erp) == "1.0.0"
+    assert up.wait_for_line(r"Release\s+1\.0\.0 serves the ERP")
+
+    # The new code cannot run on the 1.0 schema: switching by hand is refused, 1.0 keeps serving.
+    refused = erpctl("release", "current", tree_version, "--data-dir", data)
+    assert refused.returncode == 38 and "older than the code's" in refused.stderr
+
+    # Expand and backfill with the new release's own migrations (every step before its contract step).
+    t = config.resolve(data)
+    new = release.get(t, tree_version)
+    stages = [m["stage"] for m in new.migrations]
+    keep = len(stages)
+    while keep and stages[keep - 1] == "contract":
+        keep -= 1
+    expanded = new.migrations[keep - 1]["revision"]
+    assert release.migrate_with(t, new, expanded)["to_revision"] == expanded
+    assert requests.get(erp + "/readyz", timeout=5).status_code == 200  # 1.0 runs on the expanded schema
+    assert release.check_database(t, new)["supported"] and release.check_database(t, release.get(t, "1.0.0"))["supported"]
+
+    switched = ok("release", "current", tree_version, "--data-dir", data)
+    assert "does not migrate" in switched.stdout
+    _until(f"release {tree_version} serving", lambda: _erp_version(erp) == tree_version, timeout=30)
+    assert _serving(data)["version"] == tree_version
+    token = login(erp, *FIXTURE_ADMIN)
+    orders = requests.get(erp + "/api/v1/sales-orders", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert orders.status_code == 200 and orders.json()["total"] == 163
+    assert requests.get(erp + "/readyz", timeout=5).status_code == 200
+
+    ok("release", "current", "1.0.0", "--reason", "rollback", "--data-dir", data)
+    _until("release 1.0.0 serving again", lambda: _erp_version(erp) == "1.0.0", timeout=30)
+    switches = [rec for rec in log_lines(up.stderr) if rec["msg"] == "switching release"]
+    assert [(s["from"], s["to"]) for s in switches] == [("1.0.0", tree_version), (tree_version, "1.0.0")]
+
+    rc, _ = up.stop(signal.SIGTERM)
+    assert rc == 0, up.stderr
+    assert port_is_free(erp_port)
