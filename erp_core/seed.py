@@ -7,7 +7,9 @@ sales orders over the last 365 days; scale N multiplies partners, products and o
 document goes through the same service calls a user's request would (never raw SQL): goods are
 bought and received before they are sold (sales never oversell), invoices and bills are issued on
 their documents' dates and mostly paid, and a stocktake, transfers, customer price lists and
-reorder rules (some below their minimum) are added. The result passes erp_core.invariants.
+reorder rules (some below their minimum) are added. Every tenth sales order is in US dollars and every
+tenth (another) in euros, and every eighth purchase order in euros, each at a fixed rate (FOREIGN).
+The result passes erp_core.invariants.
 
 Partners' tax ids, bank accounts and phones are encrypted: configure the field key first
 (erp_core.crypto.configure, done by create_app and by erpctl). Seeding is additive: running it
@@ -29,7 +31,7 @@ from decimal import Decimal
 from sqlalchemy import func, select
 
 from .db import Database
-from .domain.money import round_money
+from .domain.money import round_money, to_document
 from .models import Invoice, Partner, Product, SalesOrder, Warehouse
 from .services import billing, masterdata, purchasing, sales, stock, stocktakes
 
@@ -38,6 +40,8 @@ SALES_ORDERS_PER_SCALE = 150
 REPLENISH_EVERY_DAYS = 14
 TRANSFER_EVERY_DAYS = 30
 REORDER_POINT = Decimal("12")
+# Demo exchange rates: company currency units per unit.
+FOREIGN = {"USD": Decimal("7.1234"), "EUR": Decimal("7.8012")}
 
 WAREHOUSES = [
     ("WH-MAIN", "Central warehouse", "Industrijska cesta 12, Ljubljana"),
@@ -270,8 +274,13 @@ class _Seeder:
             self._purchase(s, day, supplier, self.main, lines, lead=self.rng.randint(3, 8))
 
     def _purchase(self, s, day: dt.date, supplier: int, warehouse: int, lines, lead: int) -> None:
-        order = purchasing.create(s, {"partner_id": supplier, "warehouse_id": warehouse, "notes": "", "lines": [
-            {"product_id": p["id"], "quantity": Decimal(qty), "unit_price": p["cost"]} for p, qty in lines]})
+        fx = {}
+        if self.counts["purchase_orders"] % 8 == 5:  # some suppliers bill in euros
+            fx = {"currency": "EUR", "exchange_rate": FOREIGN["EUR"]}
+        rate = fx.get("exchange_rate", Decimal("1"))
+        order = purchasing.create(s, {"partner_id": supplier, "warehouse_id": warehouse, "notes": "", **fx, "lines": [
+            {"product_id": p["id"], "quantity": Decimal(qty), "unit_price": to_document(p["cost"], rate)}
+            for p, qty in lines]})
         order.order_date = _when(day, self.rng)
         purchasing.confirm(s, order.id)
         self.counts["purchase_orders"] += 1
@@ -313,7 +322,11 @@ class _Seeder:
         if not lines:
             return
         customer = rng.choice(self.customers)
-        order = sales.create(s, {"partner_id": customer, "warehouse_id": warehouse, "lines": lines,
+        fx = {}
+        currency = {3: "USD", 7: "EUR"}.get(self.counts["sales_orders"] % 10)
+        if currency:  # export customers pay in their currency
+            fx = {"currency": currency, "exchange_rate": FOREIGN[currency]}
+        order = sales.create(s, {"partner_id": customer, "warehouse_id": warehouse, "lines": lines, **fx,
                                  "channel": rng.choice(["direct", "direct", "phone", "web"])})
         order.order_date = _when(day, rng)
         self.counts["sales_orders"] += 1
@@ -342,7 +355,7 @@ class _Seeder:
         if fate < 0.75:  # on time
             self._at(day + dt.timedelta(days=self.rng.randint(3, terms + 5)), "_pay", inv.id, None)
         elif fate < 0.87:  # half now, the rest later (or never)
-            half = round_money(inv.gross_total / 2)
+            half = round_money(inv.gross_total_currency / 2)
             if half > 0:
                 self._at(day + dt.timedelta(days=self.rng.randint(5, terms)), "_pay", inv.id, half)
                 if self.rng.random() < 0.5:
@@ -353,7 +366,7 @@ class _Seeder:
 
     def _pay(self, s, day: dt.date, invoice_id: int, amount) -> None:
         inv = s.get(Invoice, invoice_id)
-        outstanding = inv.gross_total - inv.amount_paid
+        outstanding = billing.outstanding(s, inv)  # in the invoice's currency
         amount = outstanding if amount is None else min(amount, outstanding)
         if amount <= 0:
             return

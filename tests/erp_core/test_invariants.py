@@ -19,7 +19,7 @@ from erp_core import db as erp_db
 from erp_core.domain import journal
 from erp_core.domain.pricing import LineInput, line_amounts
 from erp_core.invariants import Violation
-from erp_core.models import (Base, Invoice, JournalEntry, JournalLine, Partner, Payment, Product, PurchaseOrder,
+from erp_core.models import (Base, Invoice, JournalEntry, JournalLine, Lot, Partner, Payment, Product, PurchaseOrder,
                              PurchaseOrderLine, SalesOrder, SalesOrderLine, StockLevel, StockMove, Warehouse)
 
 PG_URL = os.environ.get("ERPCTL_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -135,10 +135,14 @@ def seed(database) -> None:
         b = Product(sku="B-1", name="Gadget", sale_price=Decimal("3.33"), tax_code="VAT13")
         s.add_all([customer, supplier, main, east, a, b])
         s.flush()
+        lots = {p.id: Lot(product_id=p.id, number=f"LOT-{p.sku}") for p in (a, b)}
+        s.add_all(lots.values())
+        s.flush()
         for product, qty, src, dst, kind in [(a, "10", None, main, "receipt"), (b, "5", None, main, "receipt"),
                                              (a, "4", main, east, "transfer"), (a, "1.5", main, None, "delivery")]:
             s.add(StockMove(product_id=product.id, quantity=Decimal(qty), unit_cost=Decimal("2.5"), kind=kind,
-                            from_warehouse_id=src and src.id, to_warehouse_id=dst and dst.id))
+                            from_warehouse_id=src and src.id, to_warehouse_id=dst and dst.id,
+                            lot_id=lots[product.id].id))
         s.add_all([StockLevel(product_id=a.id, warehouse_id=main.id, quantity=Decimal("4.5")),
                    StockLevel(product_id=a.id, warehouse_id=east.id, quantity=Decimal("4")),
                    StockLevel(product_id=b.id, warehouse_id=main.id, quantity=Decimal("5"))])
@@ -196,8 +200,8 @@ def test_an_unbalanced_entry_is_reported_with_its_number(database):
         entry_id = s.execute(JournalEntry.__table__.insert().values(
             number="JE-BAD", date=DAY, memo="typed in by hand", source="manual", created_by="mallory",
             created_at=dt.datetime(2024, 3, 1, tzinfo=dt.timezone.utc))).inserted_primary_key[0]
-    run_sql(database, f"INSERT INTO journal_lines (entry_id, account_code, debit, credit) VALUES "
-                      f"({entry_id}, '1002', 100, 0), ({entry_id}, '6001', 0, 90)")
+    run_sql(database, f"INSERT INTO journal_lines (entry_id, account_code, debit, credit, currency, amount_currency) "
+                      f"VALUES ({entry_id}, '1002', 100, 0, 'CNY', 100), ({entry_id}, '6001', 0, 90, 'CNY', -90)")
 
     assert check(database, invariants.journal_entries_balance) == [
         Violation("journal_entries_balance", "journal entry JE-BAD: debits 100.00 != credits 90.00", "JE-BAD")]
@@ -245,7 +249,10 @@ def test_order_totals_that_differ_from_their_lines_are_reported(database):
     run_sql(database, "UPDATE sales_orders SET net_total = net_total + 1 WHERE number = 'SO-1'")
     run_sql(database, "UPDATE purchase_order_lines SET tax_amount = tax_amount - 0.01 WHERE id = 1")
 
-    assert check(database) == [
+    # the company columns no longer agree with the document-currency ones either
+    assert {v.check for v in check(database)} == {"document_totals_match_lines", "currency_amounts_convert",
+                                                  "company_currency_documents_agree"}
+    assert check(database, invariants.document_totals_match_lines) == [
         Violation("document_totals_match_lines",
                   "sales order SO-1: net_total 25.99 != sum of line net amounts 24.99; "
                   "gross_total 28.24 != net + tax 29.24", "SO-1"),
@@ -259,7 +266,9 @@ def test_invoices_whose_payments_or_state_do_not_add_up_are_reported(database):
     run_sql(database, "UPDATE invoices SET amount_paid = gross_total, state = 'paid' WHERE number = 'INV-1'")
     run_sql(database, "UPDATE invoices SET state = 'partial', gross_total = 50 WHERE number = 'BILL-1'")
 
-    assert check(database) == [
+    assert {v.check for v in check(database)} == {"document_totals_match_lines", "currency_totals_match_lines",
+                                                  "company_currency_documents_agree"}
+    assert check(database, invariants.document_totals_match_lines) == [
         Violation("document_totals_match_lines",
                   "invoice INV-1: amount_paid 28.24 != sum of payments 10.00", "INV-1"),
         Violation("document_totals_match_lines",
@@ -270,12 +279,14 @@ def test_invoices_whose_payments_or_state_do_not_add_up_are_reported(database):
 
 @pytest.mark.parametrize("sql, expected", [
     ("INSERT INTO sales_order_lines (id, order_id, product_id, quantity, unit_price, discount_percent, "
-     "tax_rate_percent, net_amount, tax_amount) VALUES (900, 999, 1, 1, 10, 0, 13, 10, 1.3)",
+     "tax_rate_percent, net_amount, tax_amount, unit_price_currency, net_amount_currency, tax_amount_currency) "
+     "VALUES (900, 999, 1, 1, 10, 0, 13, 10, 1.3, 10, 10, 1.3)",
      Violation("no_orphans", "sales_order_lines 900: order_id=999 has no sales_orders row", "sales_order_lines:900")),
-    ("INSERT INTO journal_lines (id, entry_id, account_code, debit, credit) VALUES (900, 999, '1002', 5, 0)",
+    ("INSERT INTO journal_lines (id, entry_id, account_code, debit, credit, currency, amount_currency) "
+     "VALUES (900, 999, '1002', 5, 0, 'CNY', 5)",
      Violation("no_orphans", "journal_lines 900: entry_id=999 has no journal_entries row", "journal_lines:900")),
-    ("INSERT INTO payments (id, number, invoice_id, amount, paid_on, method, journal_entry_id) "
-     "VALUES (900, 'PAY-X', 999, 5, '2024-03-01', 'bank', 2)",
+    ("INSERT INTO payments (id, number, invoice_id, amount, paid_on, method, journal_entry_id, currency, "
+     "exchange_rate, amount_currency) VALUES (900, 'PAY-X', 999, 5, '2024-03-01', 'bank', 2, 'CNY', 1, 5)",
      Violation("no_orphans", "payments 900: invoice_id=999 has no invoices row", "payments:900")),
     ("INSERT INTO stock_levels (product_id, warehouse_id, quantity) VALUES (999, 1, 0)",
      Violation("no_orphans", "stock_levels 999/1: product_id=999 has no products row", "stock_levels:999/1")),
