@@ -77,7 +77,7 @@ def document_currency(currency: str | None, rate) -> tuple[str, Decimal]:
         if rate is not None and D(rate) != ONE:
             raise CurrencyError(f"the exchange rate of the company currency {COMPANY_CURRENCY} is 1, not {rate}",
                                 "exchange_rate", "Leave exchange_rate out or send \"1\".")
-        return code, ONE
+        return code, ONE.quantize(RATE_PLACES)
     if rate is None:
         raise CurrencyError(f"an order in {code} needs an exchange rate", "exchange_rate",
                             f"Send exchange_rate: how many {COMPANY_CURRENCY} one {code} is worth, e.g. \"7.1\".")
@@ -88,7 +88,7 @@ def document_currency(currency: str | None, rate) -> tuple[str, Decimal]:
     if rate != rate.quantize(RATE_PLACES):
         raise CurrencyError(f"exchange rate {rate} has more than 6 decimal places", "exchange_rate",
                             "Round the rate to 6 decimal places.")
-    return code, rate
+    return code, rate.quantize(RATE_PLACES)
 
 
 def to_company(amount, rate) -> Decimal:
