@@ -250,3 +250,18 @@ EXIT_CODES.update({
 _in_order = sorted(EXIT_CODES.items())  # the help lists them by number
 EXIT_CODES.clear()
 EXIT_CODES.update(_in_order)
+
+
+# ---- the migration linter (controlplane/upgrade/lint.py, erpctl upgrade lint) ---------------------
+
+class MigrationLintFailed(ControlPlaneError):
+    """Migrations break the staged-upgrade rules (each finding names the file, line, rule and fix)."""
+
+    status, exit_code, title = 422, 40, "Migration lint failed"
+
+
+EXIT_CODES[MigrationLintFailed.exit_code] = ("erpctl upgrade lint: a migration breaks the staged-upgrade rules "
+                                             "(the findings name file:line, rule and fix)")
+_in_order = sorted(EXIT_CODES.items())
+EXIT_CODES.clear()
+EXIT_CODES.update(_in_order)

@@ -17,6 +17,7 @@ from . import (backup_create, backup_init, backup_list, backup_prune, backup_sho
                erp_migrate, erp_seed, erp_user, status, up)
 from . import backup_restore, backup_verify, evidence_verify
 from . import release_current, release_install, release_list
+from . import upgrade_lint
 from .options import Options, json_option, state
 
 log = logging.getLogger("controlplane.cli")
@@ -67,6 +68,11 @@ def evidence() -> None:
 
 
 @cli.group()
+def upgrade() -> None:
+    """Staged upgrades: plan, apply, status, resume, rollback, lint."""
+
+
+@cli.group()
 def release() -> None:
     """ERP releases: install a release wheel, list them, show or switch the current one."""
 
@@ -75,6 +81,7 @@ cli.add_command(up.up)
 release.add_command(release_install.install)
 release.add_command(release_list.list_)
 release.add_command(release_current.current)
+upgrade.add_command(upgrade_lint.lint)
 evidence.add_command(evidence_verify.verify)
 cli.add_command(status.status)
 backup.add_command(backup_init.init)

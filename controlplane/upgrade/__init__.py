@@ -1,0 +1,1 @@
+"""Staged upgrades of the ERP: expand, batched backfill, contract; and the migration linter."""
