@@ -242,9 +242,6 @@ class _Tok:
     def up(self) -> str:
         return self.text.upper() if self.kind == "word" else ""
 
-    def is_(self, *texts: str) -> bool:
-        return (self.up in texts) if self.kind == "word" else self.text in texts
-
 
 def _tokenize(sql: str) -> list[_Tok]:
     toks: list[_Tok] = []
