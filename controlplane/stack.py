@@ -107,6 +107,9 @@ class Stack:
         else:
             crypto.configure(key)
             erp_port = reserve_port(o.host, o.erp_port, "--erp-port")  # the child binds it when it starts
+            if o.ops_port == erp_port:
+                raise CannotListen(f"cannot listen on {o.host}:{erp_port} for the ops console: the ERP uses it",
+                                   fix="Choose another port with --ops-port.", host=o.host, port=erp_port)
             self.supervisor = Supervisor(target, key, host=o.host, port=erp_port, log_level=_log_level())
         erp_url = _url(o.host, erp_port)
         self.monitoring = Monitoring(target, erp_url)  # checks the job schedules before anything else
