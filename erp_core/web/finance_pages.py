@@ -9,9 +9,10 @@ from flask import redirect, render_template, request, url_for
 from sqlalchemy import func, or_, select
 
 from ..api import schemas as S
+from ..domain.money import COMPANY_CURRENCY
 from ..models import Invoice, Partner, PurchaseOrder, SalesOrder
 from ..services import billing, reports
-from ..services.common import get_or_404
+from ..services.common import full, get_or_404
 from .framework import PAGE_SIZE, int_arg, page, parse_form
 
 INVOICE_STATES = ("open", "partial", "paid")
@@ -47,10 +48,11 @@ def invoices_list(ctx):
 @page("/app/invoices/<int:invoice_id>", "finance.read", "see invoices and bills")
 def invoice_page(ctx, invoice_id):
     s = ctx.s
-    inv = get_or_404(s, Invoice, invoice_id, "invoice")
+    inv = get_or_404(s, Invoice, invoice_id, "invoice", options=full(Invoice))
     partner = s.get(Partner, inv.partner_id)
     order = s.get(SalesOrder, inv.sales_order_id) if inv.sales_order_id else s.get(PurchaseOrder, inv.purchase_order_id)
     return render_template("invoice.html", inv=inv, partner=partner, order=order, methods=PAYMENT_METHODS,
+                           company=COMPANY_CURRENCY, paid_currency=billing.paid_in_currency(s, inv),
                            today=dt.date.today())
 
 

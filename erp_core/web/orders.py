@@ -12,6 +12,7 @@ from sqlalchemy import func, or_, select
 
 from ..api import schemas as S
 from ..domain import permissions
+from ..domain.money import COMPANY_CURRENCY
 from ..domain.states import StateMachine
 from ..errors import ErpError, ValidationFailed
 from ..models import Invoice, Partner, Product, Warehouse
@@ -193,7 +194,7 @@ def order_page(ctx, kind: Kind, order, actions: dict[str, Action]):
     return render_template(
         "order.html", kind=kind, order=order, lines=order.lines, products=products, on_hand=on_hand,
         partner=masterdata.partner_view(partner, ctx.may("partners.sensitive")), warehouse=warehouse,
-        warehouses=warehouses, invoice=invoice,
+        warehouses=warehouses, invoice=invoice, company=COMPANY_CURRENCY,
         actions=allowed_actions(kind, actions, order.state, ctx.user.role))
 
 

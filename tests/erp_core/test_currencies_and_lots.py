@@ -162,3 +162,25 @@ def test_a_lot_that_goes_negative_is_reported(erp):
         found = invariants.lots_consistent(s)
     assert [v.detail for v in found] == [f"lot LOT000001 holds -1.000 in warehouse {wh}: more went out of it "
                                          "than came in"]
+
+
+def test_the_order_and_invoice_pages_show_the_currency(sqlite_erp):
+    from tests.erp_core.test_web import WebUser, text_of
+
+    erp = sqlite_erp
+    wh, sup, cust = erp.warehouse(), erp.supplier(), erp.customer()
+    p = erp.product("P", "10.00")
+    erp.stock_in(sup, wh, [(p, 5, "5.00")])
+    so = erp.post("/sales-orders", {"partner_id": cust, "warehouse_id": wh, "currency": "EUR",
+                                    "exchange_rate": "7.8", "lines": [
+                                        {"product_id": p, "quantity": "2", "unit_price": "3.00"}]}, role="sales")
+    erp.post(f"/sales-orders/{so['id']}/confirm", role="sales", expect=200)
+    erp.post(f"/sales-orders/{so['id']}/deliver", role="warehouse", expect=200)
+    inv = erp.post(f"/sales-orders/{so['id']}/invoice", role="finance")
+    erp.post(f"/invoices/{inv['id']}/payments", {"amount": "2.00"}, role="finance")
+    order_page = text_of(WebUser(erp, "sales").page(f"/app/sales/{so['id']}"))
+    assert f"Currency EUR at 7.800000 {COMPANY_CURRENCY}" in order_page
+    assert "Totals in EUR 6.00 0.78 6.78" in order_page and f"Totals ({COMPANY_CURRENCY}) 46.80 6.08 52.88" in order_page
+    invoice_page = text_of(WebUser(erp, "finance").page(f"/app/invoices/{inv['id']}"))
+    assert "6.78 EUR at 7.800000; paid 2.00, outstanding 4.78 EUR" in invoice_page
+    assert "15.60 2.00 EUR" in invoice_page
