@@ -324,3 +324,22 @@ def test_up_follows_current_through_an_upgrade_and_a_rollback(tmp_path, up_facto
     rc, _ = up.stop(signal.SIGTERM)
     assert rc == 0, up.stderr
     assert port_is_free(erp_port)
+
+
+def test_up_refuses_what_the_current_release_cannot_serve(tmp_path):
+    """The current release's own code judges the schema; a taken ERP port fails before any work."""
+    from tests.controlplane.test_release import WHEEL_1_0, contract_future_schema
+
+    data = _release_data_dir(tmp_path, WHEEL_1_0)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = erpctl("up", "--data-dir", data, "--erp-port", port, "--ops-port", 0, timeout=30)
+    assert r.returncode == 11 and f"cannot listen on 127.0.0.1:{port} for the ERP" in r.stderr
+
+    contract_future_schema(data / "erp.sqlite3")
+    r = erpctl("up", "--data-dir", data, "--erp-port", 0, "--ops-port", 0, timeout=60)
+    assert r.returncode == 8, r.stderr
+    assert "not supported by release 1.0.0" in r.stderr and "9999_future" in r.stderr and "fix:" in r.stderr
+    assert not (data / "releases" / "serving.json").exists()  # no ERP was started
