@@ -17,7 +17,7 @@ from . import (backup_create, backup_init, backup_list, backup_prune, backup_sho
                erp_migrate, erp_seed, erp_user, status, up)
 from . import backup_restore, backup_verify, evidence_verify
 from . import release_current, release_install, release_list
-from . import upgrade_lint
+from . import upgrade_apply, upgrade_lint, upgrade_plan, upgrade_resume, upgrade_rollback, upgrade_status
 from .options import Options, json_option, state
 
 log = logging.getLogger("controlplane.cli")
@@ -81,6 +81,11 @@ cli.add_command(up.up)
 release.add_command(release_install.install)
 release.add_command(release_list.list_)
 release.add_command(release_current.current)
+upgrade.add_command(upgrade_plan.plan)
+upgrade.add_command(upgrade_apply.apply)
+upgrade.add_command(upgrade_status.status)
+upgrade.add_command(upgrade_resume.resume)
+upgrade.add_command(upgrade_rollback.rollback)
 upgrade.add_command(upgrade_lint.lint)
 evidence.add_command(evidence_verify.verify)
 cli.add_command(status.status)

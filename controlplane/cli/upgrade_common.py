@@ -20,11 +20,11 @@ def erp_options(fn):
     return repo_options(fn)
 
 
-def options(data_dir, database_url, erp_url, offline, repo, key_file, **kw):
+def options(data_dir, database_url, erp_url, offline, repo, key_file, lock_wait, **kw):
     from ..upgrade.engine import UpgradeOptions
 
     return UpgradeOptions(target=target(data_dir, database_url), erp_url=None if offline else erp_url,
-                          repo=repo, key_file=key_file, on_event=_echo, **kw)
+                          repo=repo, key_file=key_file, lock_wait=lock_wait, on_event=_echo, **kw)
 
 
 def _echo(what: str, data: dict) -> None:

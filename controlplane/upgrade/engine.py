@@ -42,6 +42,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 
 import erp_core
+from erp_core.errors import ErpError
 from erp_core.db import (Database, MIGRATIONS_DIR, alembic_config, current_revision, known_migrations,
                          make_engine, script_directory)
 
@@ -74,6 +75,7 @@ class UpgradeOptions:
     stall_budget_ms: float | None = None
     repo: str | None = None
     key_file: Path | None = None
+    lock_wait: float = 0.0
     on_event: Callable[[str, dict], None] | None = None
 
 
@@ -174,20 +176,22 @@ def _thaw(ctx: _Ctx) -> None:
 
 
 def _migrate(ctx: _Ctx, revision: str, *, down: bool = False, point: str) -> None:
-    """Alembic upgrade (or downgrade) to `revision` in ONE transaction of ours, so a failure or a kill
-    anywhere in it leaves the schema as it was. PostgreSQL waits at most LOCK_TIMEOUT for a table
-    lock (so writers never queue behind us for long) and the step is retried."""
+    """Alembic upgrade (or downgrade) to `revision`, each migration in its own transaction (env.py), so a
+    failure or a kill inside one leaves the schema as it was before it. PostgreSQL waits at most
+    LOCK_TIMEOUT for a table lock (so writers never queue behind a waiting ALTER for long) and the
+    step is retried. The failpoint `point` fires inside each migration's transaction."""
     from alembic import command
 
     for attempt in range(1, DDL_ATTEMPTS + 1):
         try:
-            with ctx.engine.connect().execution_options(erp_write=True) as conn, conn.begin():
+            with ctx.engine.connect() as conn:
                 if ctx.dialect == "postgresql":
-                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+                    conn.exec_driver_sql(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
+                    conn.commit()
                 cfg = alembic_config(ctx.target.database_url)
                 cfg.attributes["connection"] = conn
+                cfg.attributes["on_applied"] = lambda _rev: failpoint(point)
                 (command.downgrade if down else command.upgrade)(cfg, revision)
-                failpoint(point)
             return
         except Exception as exc:  # noqa: BLE001 - only lock timeouts are retried
             if "lock timeout" not in str(exc).lower() or attempt == DDL_ATTEMPTS:
@@ -464,7 +468,7 @@ def _disk_need(ctx: _Ctx) -> tuple[int, int, str]:
 def _open_repo(ctx: _Ctx):
     from ..cli.backup_common import open_repo
 
-    return open_repo(ctx.target, ctx.opts.repo, ctx.opts.key_file)
+    return open_repo(ctx.target, ctx.opts.repo, ctx.opts.key_file, ctx.opts.lock_wait)
 
 
 # ---- stages ----------------------------------------------------------------------------------------
@@ -650,39 +654,43 @@ def _run_stages(ctx: _Ctx) -> dict:
 
 
 def _drive(ctx: _Ctx, kind: str) -> dict:
+    """Run the remaining stages. A failure before expand changed nothing; from expand until contract it
+    rolls the schema back by itself; after contract it stops (going back means a restore: the operator's
+    call). Ctrl+C leaves the state for resume or rollback."""
     st = ctx.state
     try:
         _run_stages(ctx)
     except BaseException as exc:
         reason = getattr(exc, "detail", None) or f"{type(exc).__name__}: {exc}"
-        st["error"] = {"stage": st["stage"], "reason": reason}
-        changed = any(s in st["completed"] for s in ("expand",)) or _revision(ctx) != st["from_revision"]
-        if not changed:
+        stage = st["stage"]
+        st["error"] = {"stage": stage, "reason": reason}
+        touched = S.STAGES.index(stage) >= S.STAGES.index("expand") or _revision(ctx) != st["from_revision"]
+        contracted = "contract" in st["completed"] and _revision(ctx) == st["to_revision"]
+        interrupted = not isinstance(exc, Exception)
+        with contextlib.suppress(Exception):
             _thaw(ctx)
-            st["status"] = "failed"
-            ctx.save()
-            _evidence(ctx.target, kind, st, "failed")
+        st["status"] = "interrupted" if interrupted else "failed"
+        ctx.save()
+        _evidence(ctx.target, kind, st, st["status"])
+        if interrupted or contracted:
+            raise
+        if not touched:
             S.archive(ctx.target.data_dir, st)
-            raise
-        if _revision(ctx) == st["to_revision"] and "contract" in st["completed"]:
-            _thaw(ctx)
-            st["status"] = "failed"
-            ctx.save()
-            _evidence(ctx.target, kind, st, "failed")
-            raise
-        if isinstance(exc, KeyboardInterrupt):
-            _thaw(ctx)
-            st["status"] = "interrupted"
-            ctx.save()
-            _evidence(ctx.target, kind, st, "interrupted")
-            raise
-        ctx.say("stage failed, rolling back", stage=st["stage"], reason=reason)
-        _evidence(ctx.target, kind, {**st, "status": "failed"}, "failed")
-        _rollback_schema(ctx, reason)
-        raise UpgradeFailed(f"the upgrade failed at stage {st['error']['stage']}: {reason}; rolled back to release "
+            if isinstance(exc, ErpError):
+                raise
+            raise UpgradeError(f"the upgrade failed at stage {stage}: {reason}; nothing was changed",
+                               fix="Fix the cause (see the log), then run the upgrade again.") from exc
+        log.error("stage failed, rolling back", exc_info=True, extra={"stage": stage})
+        ctx.say("stage failed, rolling back", stage=stage, reason=reason)
+        try:
+            _rollback_schema(ctx, reason)
+        finally:
+            with contextlib.suppress(Exception):
+                _thaw(ctx)
+        raise UpgradeFailed(f"the upgrade failed at stage {stage}: {reason}; rolled back to release "
                             f"{st['from_version']} (schema {st['from_revision']}), no row lost",
                             fix="Fix the cause (see the log and 'erpctl upgrade status'), then run the upgrade again.",
-                            stage=st["error"]["stage"]) from None
+                            stage=stage) from None
     if st["status"] == "done":
         _evidence(ctx.target, kind, st, "ok")
         S.archive(ctx.target.data_dir, st)

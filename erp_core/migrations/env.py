@@ -23,6 +23,11 @@ def _record_stage(ctx, step, heads, run_args):
         conn.execute(table.insert().values(revision=script.revision, stage=stage, applied_at=utcnow()))
     else:
         conn.execute(table.delete().where(table.c.revision == step.up_revision_id))
+    # A caller's hook, run inside the migration's own transaction after it did its work: the control
+    # plane makes a migration fail (or dies) here to prove that nothing of it survives.
+    on_applied = config.attributes.get("on_applied")
+    if on_applied is not None:
+        on_applied(step.up_revision_id if step.is_upgrade else step.down_revision_ids)
 
 
 def run_migrations_online():
