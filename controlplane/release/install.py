@@ -10,6 +10,7 @@ plane's) and `pip install --no-index --no-deps` of the wheel.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 import secrets
@@ -63,8 +64,12 @@ def install(target: Target, wheel_path: str | os.PathLike, *, actor: str | None 
             _build(tmp, final, info, lock_fd)
             os.rename(tmp, final)
             fsync_dir(root)
-        except BaseException:
+        except BaseException as exc:
             shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(exc, OSError):
+                raise ReleaseError(f"cannot write release {info.version} in {root}: {exc.strerror or exc}",
+                                   fix="Free space or fix the permissions of the data directory, then install "
+                                       "again (nothing was kept).") from exc
             raise
     release = Release.load(final)
     seconds = round(time.monotonic() - t0, 2)
@@ -151,8 +156,6 @@ def _build(tmp: Path, final: Path, info: WheelInfo, lock_fd: int) -> None:
 
 
 def _release_json(info: WheelInfo, probe: dict) -> str:
-    import json
-
     data = {"format": FORMAT, "project": info.name, "version": info.version,
             "wheel": {"file": info.filename, "sha256": info.sha256, "size": info.size},
             "installed_at": dt.datetime.now(dt.timezone.utc).isoformat(),

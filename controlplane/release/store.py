@@ -6,6 +6,7 @@
             env/              its Python environment (venv; dependencies from the control plane's)
             <wheel file>      the wheel it was installed from
         current -> <version>  the release `erpctl up` serves (a relative symlink, switched atomically)
+        serving.json          what `erpctl up` serves (release, pid, restarts; supervisor.py)
         .lock                 installs and switches take it in turn
         .install-*            an install in progress (or killed): never listed, removed by the next one
 
@@ -15,12 +16,12 @@ after that, so a killed install never leaves a half-release that is listed.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
 import shutil
-import contextlib
-import fcntl
 from dataclasses import dataclass, field
 from pathlib import Path
 
