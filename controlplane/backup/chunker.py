@@ -40,16 +40,10 @@ def sqlite_page_size(path: Path) -> int:
     return 65536 if size == 1 else size
 
 
-def sqlite_chunks(path: Path, min_chunk: int = MIN_SQLITE_CHUNK) -> Iterator[bytes]:
-    """Page-aligned chunks: one page each, or the fewest whole pages that reach min_chunk."""
+def sqlite_chunk_size(path: Path, min_chunk: int = MIN_SQLITE_CHUNK) -> int:
+    """The chunk size for this SQLite file: one page, or the fewest whole pages that reach min_chunk."""
     page = sqlite_page_size(path)
-    size = page * max(1, -(-min_chunk // page))
-    block = max(size, (READ_BLOCK // size) * size)
-    with open(path, "rb") as f:
-        while data := f.read(block):
-            view = memoryview(data)
-            for off in range(0, len(data), size):
-                yield bytes(view[off:off + size])
+    return page * max(1, -(-min_chunk // page))
 
 
 def gear_table(seed: bytes) -> np.ndarray:

@@ -132,6 +132,7 @@ class Sealer:
 
     def __init__(self, master: MasterKey, zstd_level: int = 3):
         self.master = master
+        self.zstd_level = zstd_level
         self._aead = AESGCM(master.enc)
         self._cctx = zstandard.ZstdCompressor(level=zstd_level)
         self._dctx = zstandard.ZstdDecompressor()

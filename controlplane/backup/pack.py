@@ -48,22 +48,26 @@ class PackCorrupt(Exception):
 
 
 class PackBuilder:
-    """Collects sealed chunks until the pack is big enough to store."""
+    """Collects sealed chunks until the pack is big enough to store (one builder per thread)."""
 
     def __init__(self, sealer: Sealer):
         self.sealer = sealer
+        self.reset()
+
+    def reset(self) -> None:
         self.parts: list[bytes] = []
         self.entries: list[Entry] = []
         self.size = 0
-        self.ids: set[bytes] = set()
 
     def add(self, chunk_id: bytes, plaintext: bytes) -> int:
         sealed = self.sealer.seal(plaintext, chunk_aad(chunk_id))
-        self.entries.append(Entry(chunk_id, self.size, len(sealed), len(plaintext)))
-        self.parts.append(sealed)
-        self.ids.add(chunk_id)
-        self.size += len(sealed)
+        self.add_sealed(chunk_id, sealed, len(plaintext))
         return len(sealed)
+
+    def add_sealed(self, chunk_id: bytes, sealed: bytes, raw_length: int) -> None:
+        self.entries.append(Entry(chunk_id, self.size, len(sealed), raw_length))
+        self.parts.append(sealed)
+        self.size += len(sealed)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -71,7 +75,7 @@ class PackBuilder:
     def finish(self) -> tuple[str, bytes, list[Entry]]:
         header = b"".join(ENTRY.pack(e.id, e.offset, e.length, e.raw_length) for e in self.entries)
         sealed_header = self.sealer.seal(header, HEADER_AAD)
-        data = b"".join(self.parts) + sealed_header + TRAILER.pack(len(sealed_header), MAGIC)
+        data = b"".join([*self.parts, sealed_header, TRAILER.pack(len(sealed_header), MAGIC)])
         return hashlib.sha256(data).hexdigest(), data, list(self.entries)
 
 

@@ -36,8 +36,8 @@ import socket
 import struct
 import threading
 import time
-from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,8 +50,8 @@ from .. import results
 from ..config import Target, write_private
 from ..errors import BackupError, BackupNotFound, ChunkCorrupt, RepositoryLocked, RepositoryNotInitialised, WrongKey
 from ..evidence import EvidenceLog
-from . import crypto
-from .chunker import CDC_AVG_BITS, CDC_MAX, CDC_MIN, MIN_SQLITE_CHUNK, cdc_chunks, sqlite_chunks
+from . import crypto, fingerprint
+from .chunker import CDC_AVG_BITS, CDC_MAX, CDC_MIN, MIN_SQLITE_CHUNK, cdc_chunks, sqlite_chunk_size
 from .crypto import AuthenticationFailed, MasterKey, Sealer
 from .lock import Lock
 from .pack import ENTRY, Entry, PackBuilder, PackCorrupt, chunk_aad, name_of_key, pack_key, read_header
@@ -67,7 +67,8 @@ DEFAULT_PACK_SIZE = 8 << 20
 CHUNK_LIST_IDS = 2048  # ids per chunk-list blob (64 KiB)
 REPACK_UNUSED_RATIO = 0.4
 UPLOAD_WORKERS = 2
-SEAL_WORKERS = 1  # one sealing thread beside the main one: more contend for the GIL (measured)
+SEAL_WORKERS = 2  # sealing threads (hashing, zstd and uploads release the GIL; the main thread reads)
+SEAL_BATCH = 1 << 20  # bytes of the snapshot per unit of work of a sealing thread
 
 # progress(phase, done, total): phases "capture", "store", "index", "check", "materialize", "prune";
 # done/total in bytes for store/check/materialize, in items otherwise; total may be None.
@@ -102,6 +103,9 @@ class Manifest:
     chunk_list: list[str] = field(default_factory=list)  # ids of the blobs that hold the chunk ids
     host: str = ""
     details: dict = field(default_factory=dict)
+    # how `tables` was computed (fingerprint.METHODS); manifests written before it was recorded
+    # were all taken with fingerprint.ROWS
+    fingerprint_method: str = fingerprint.ROWS
     _chunks: list[str] | None = field(default=None, repr=False, compare=False)
     _loader: Callable | None = field(default=None, repr=False, compare=False)
 
@@ -122,7 +126,8 @@ class Manifest:
         """Everything but the chunk list."""
         out = {k: getattr(self, k) for k in ("id", "created_at", "engine", "format", "size_bytes", "chunk_count",
                                               "bytes_added", "schema_revision", "erp_version", "duration_seconds",
-                                              "source", "host", "tables", "invariants", "details")}
+                                              "source", "host", "tables", "fingerprint_method", "invariants",
+                                              "details")}
         out["invariants_ok"] = not self.invariants
         out["total_rows"] = sum(t["rows"] for t in self.tables.values())
         return out
@@ -207,6 +212,11 @@ class Repository:
         self.index_files: list[str] = []
         self.indexed_packs: set[str] = set()
 
+    @property
+    def fingerprint_key(self) -> bytes:
+        """The key of the sqlite-pages-v1 fingerprint (the id key: a page's digest is its chunk id)."""
+        return self.sealer.master.ident
+
     # ---- sealed objects -----------------------------------------------------------------------
     def _put_sealed(self, key: str, obj: dict, aad: bytes) -> int:
         data = self.sealer.seal(json.dumps(obj, separators=(",", ":"), default=str).encode(), aad)
@@ -287,7 +297,8 @@ class Repository:
                                        "bytes_added", "schema_revision", "erp_version", "duration_seconds",
                                        "source", "tables", "invariants")}
         return Manifest(**known, chunk_list=d.get("chunk_list", []), host=d.get("host", ""),
-                        details=d.get("details", {}), _loader=self._load_chunks)
+                        details=d.get("details", {}), fingerprint_method=d.get("fingerprint_method") or fingerprint.ROWS,
+                        _loader=self._load_chunks)
 
     def _read_manifest(self, backup_id: str) -> Manifest:
         try:
@@ -403,27 +414,9 @@ class Repository:
             with capture(target) as snap:
                 progress("capture", 1, 1)
                 writer = _PackWriter(self, progress)
-                if snap.engine == "sqlite":
-                    chunks = sqlite_chunks(snap.path, int(self.config.get("sqlite_min_chunk", MIN_SQLITE_CHUNK)))
-                else:
-                    cdc = self.config.get("cdc", {})
-                    chunks = cdc_chunks(snap.path, self.sealer.derive(b"cdc-gear"),
-                                        min_size=int(cdc.get("min", CDC_MIN)),
-                                        avg_bits=int(cdc.get("avg_bits", CDC_AVG_BITS)),
-                                        max_size=int(cdc.get("max", CDC_MAX)))
-                ids: list[bytes] = []
-                done = shown = 0
                 progress("store", 0, snap.size_bytes)
                 try:
-                    for cid, length, sealed in self._seal_in_parallel(chunks):
-                        ids.append(cid)
-                        if sealed is not None:
-                            writer.add_sealed(cid, sealed, length, new=True)
-                        done += length
-                        if done - shown >= 1 << 20:
-                            progress("store", done, snap.size_bytes)
-                            shown = done
-                    progress("store", done, snap.size_bytes)
+                    ids, done = self._store_chunks(snap, writer, progress)
                     if done != snap.size_bytes:
                         raise BackupError(f"the snapshot changed while it was read ({done} of {snap.size_bytes} "
                                           "bytes)", fix="Run again.")
@@ -440,6 +433,8 @@ class Repository:
                 finally:
                     writer.close()
                 snap.wait_facts()
+                if snap.layout is not None:
+                    snap.tables = self._page_checksums(snap, ids)
                 progress("index", 0, 1)
                 new_packs = {**adopted, **writer.new_packs}
                 index_bytes = 0
@@ -452,7 +447,7 @@ class Repository:
                     size_bytes=snap.size_bytes, chunk_count=len(ids), bytes_added=0,
                     schema_revision=snap.schema_revision, erp_version=ERP_VERSION, duration_seconds=0.0,
                     source=snap.source, tables=snap.tables, invariants=snap.invariants, chunk_list=chunk_list,
-                    host=socket.gethostname(),
+                    host=socket.gethostname(), fingerprint_method=snap.fingerprint_method,
                     details={**snap.details, "capture_seconds": snap.capture_seconds,
                              "packs_written": len(writer.new_packs), "packs_reused_from_unfinished_run": len(adopted),
                              "chunks_new": data_new, "chunks_reused": len(ids) - data_new,
@@ -467,37 +462,92 @@ class Repository:
                                           "bytes_added": manifest.bytes_added, "seconds": manifest.duration_seconds})
         return manifest
 
-    def _seal_in_parallel(self, chunks: Iterable[bytes], batch: int = 256):
-        """(id, length, sealed or None when the index already has it), in order. Hashing, zstd and
-        AES-GCM run in SEAL_WORKERS threads (they release the GIL), each with its own Sealer."""
-        local = threading.local()
-        master, level = self.sealer.master, int(self.config.get("zstd_level", 3))
-        known = self.index
+    def _batches(self, snap) -> Iterator[list[bytes] | tuple[bytes, int]]:
+        """The snapshot file in order, in batches of about SEAL_BATCH bytes: for SQLite (block, chunk
+        size) with the block a whole number of page-aligned chunks; otherwise a list of chunks."""
+        if snap.engine == "sqlite":
+            size = sqlite_chunk_size(snap.path, int(self.config.get("sqlite_min_chunk", MIN_SQLITE_CHUNK)))
+            block = max(size, SEAL_BATCH // size * size)
+            with open(snap.path, "rb") as f:
+                while data := f.read(block):
+                    yield data, size
+            return
+        cdc = self.config.get("cdc", {})
+        chunks = cdc_chunks(snap.path, self.sealer.derive(b"cdc-gear"), min_size=int(cdc.get("min", CDC_MIN)),
+                            avg_bits=int(cdc.get("avg_bits", CDC_AVG_BITS)), max_size=int(cdc.get("max", CDC_MAX)))
+        items, n = [], 0
+        for chunk in chunks:
+            items.append(chunk)
+            n += len(chunk)
+            if n >= SEAL_BATCH:
+                yield items
+                items, n = [], 0
+        if items:
+            yield items
 
-        def work(items: list[bytes]) -> list[tuple[bytes, int, bytes | None]]:
-            sealer = getattr(local, "sealer", None)
-            if sealer is None:
-                sealer = local.sealer = Sealer(master, level)
-            out = []
-            for plain in items:
-                cid = sealer.chunk_id(plain)
-                out.append((cid, len(plain), None if cid in known else sealer.seal(plain, chunk_aad(cid))))
-            return out
+    def _store_chunks(self, snap, writer: _PackWriter, progress: Progress) -> tuple[list[bytes], int]:
+        """Cut the snapshot into chunks and store the new ones; (the chunk ids in order, bytes read).
+        SEAL_WORKERS threads each hash, compress, encrypt and pack whole batches (hashlib, zstd and
+        the uploads release the GIL), filling packs of their own; this thread reads the file."""
 
+        def work(batch) -> tuple[list[bytes], int]:
+            sealer = writer.sealer()
+            if isinstance(batch, tuple):
+                data, size = batch
+                view = memoryview(data)
+                pieces = [view[o:o + size] for o in range(0, len(data), size)]
+            else:
+                pieces = batch
+            ids, nbytes, new, new_bytes = [], 0, 0, 0
+            chunk_id, seal, claim, put = sealer.chunk_id, sealer.seal, writer.claim, writer.put
+            for plain in pieces:
+                cid = chunk_id(plain)
+                ids.append(cid)
+                nbytes += len(plain)
+                if claim(cid):  # not in the repository yet, nor taken by another thread
+                    put(cid, seal(plain, chunk_aad(cid)), len(plain))
+                    new += 1
+                    new_bytes += len(plain)
+            writer.count(new, new_bytes)
+            return ids, nbytes
+
+        ids: list[bytes] = []
+        done = shown = 0
         with ThreadPoolExecutor(SEAL_WORKERS, thread_name_prefix="seal") as pool:
-            pending: list[Future] = []
-            items: list[bytes] = []
-            for plain in chunks:
-                items.append(plain)
-                if len(items) >= batch:
-                    pending.append(pool.submit(work, items))
-                    items = []
+            pending: deque[Future] = deque()
+            try:
+                for batch in self._batches(snap):
+                    pending.append(pool.submit(work, batch))
                     while len(pending) > 2 * SEAL_WORKERS:
-                        yield from pending.pop(0).result()
-            if items:
-                pending.append(pool.submit(work, items))
-            for f in pending:
-                yield from f.result()
+                        got, n = pending.popleft().result()
+                        ids += got
+                        done += n
+                        if done - shown >= 8 << 20:
+                            progress("store", done, snap.size_bytes)
+                            shown = done
+                while pending:
+                    got, n = pending.popleft().result()
+                    ids += got
+                    done += n
+            finally:
+                for f in pending:
+                    f.cancel()
+        progress("store", done, snap.size_bytes)
+        return ids, done
+
+    def _page_checksums(self, snap, ids: list[bytes]) -> dict:
+        """The sqlite-pages-v1 fingerprint of an SQLite snapshot from its layout: when a chunk is one
+        page, a page's digest is its chunk id (computed already); otherwise pages are hashed again."""
+        page_size, layout = snap.layout
+        key = self.fingerprint_key
+        if sqlite_chunk_size(snap.path, int(self.config.get("sqlite_min_chunk", MIN_SQLITE_CHUNK))) == page_size:
+            def digest_of(p: int) -> bytes:
+                if not 1 <= p <= len(ids):
+                    raise BackupError(f"the snapshot's page {p} is past its end ({len(ids)} pages)", fix="Run again.")
+                return ids[p - 1]
+
+            return fingerprint.checksums(layout, digest_of)
+        return fingerprint.sqlite_file_fingerprint(snap.path, key)
 
     def _clean_store_temporaries(self) -> None:
         import psutil
@@ -798,77 +848,121 @@ def _chunk_problem(sealer: Sealer, cid: bytes, sealed: bytes, loc: Loc) -> bytes
 
 
 class _PackWriter:
-    """Fills packs with new chunks (deduplicated against the index) and uploads them in the
-    background, at most UPLOAD_WORKERS at a time."""
+    """Fills packs with new chunks (deduplicated against the index and against each other) and
+    uploads them in the background, at most UPLOAD_WORKERS at a time. Safe to feed from several
+    threads: each fills a pack of its own (with its own Sealer: a zstd context is single-threaded)."""
 
     def __init__(self, repo: Repository, progress: Progress):
         self.repo = repo
-        self.builder = PackBuilder(repo.sealer)
         self.pool = ThreadPoolExecutor(UPLOAD_WORKERS, thread_name_prefix="pack-upload")
+        self.slots = threading.BoundedSemaphore(UPLOAD_WORKERS)  # packs being uploaded
         self.pending: list[Future] = []
         self.mutex = threading.Lock()
+        self.local = threading.local()
+        self.builders: list[PackBuilder] = []
         self.new_packs: dict[str, list[Entry]] = {}
-        self.placed: set[bytes] = set()
+        self.placed: dict[bytes, None] = {}
         self.bytes_written = 0
         self.chunks_new = 0
         self.plain_new = 0
+        self.failed: BaseException | None = None
+
+    def sealer(self) -> Sealer:
+        """This thread's own Sealer."""
+        sealer = getattr(self.local, "sealer", None)
+        if sealer is None:
+            sealer = self.local.sealer = Sealer(self.repo.sealer.master, self.repo.sealer.zstd_level)
+        return sealer
+
+    def _builder(self) -> PackBuilder:
+        b = getattr(self.local, "builder", None)
+        if b is None:
+            b = self.local.builder = PackBuilder(self.sealer())
+            with self.mutex:
+                self.builders.append(b)
+        return b
 
     def add(self, cid: bytes, plaintext: bytes) -> None:
-        if cid in self.repo.index or cid in self.placed:
+        if not self.claim(cid):
             return
-        self.placed.add(cid)
-        self.chunks_new += 1
-        self.plain_new += len(plaintext)
-        self.builder.add(cid, plaintext)
-        if self.builder.size >= self.repo.pack_size:
-            self._ship()
+        self.count(1, len(plaintext))
+        sealed = self.sealer().seal(plaintext, chunk_aad(cid))
+        self.put(cid, sealed, len(plaintext))
+
+    def claim(self, cid: bytes) -> bool:
+        """True once per chunk id that is not in the index: the caller stores that chunk."""
+        if cid in self.repo.index:
+            return False
+        with self.mutex:
+            if cid in self.placed:
+                return False
+            self.placed[cid] = None
+            return True
+
+    def count(self, chunks: int, raw_bytes: int) -> None:
+        """Account for new chunks stored with put()."""
+        with self.mutex:
+            self.chunks_new += chunks
+            self.plain_new += raw_bytes
 
     def add_sealed(self, cid: bytes, sealed: bytes, raw_length: int, new: bool = False) -> None:
-        if cid in self.placed or (new and cid in self.repo.index):
-            return
-        self.placed.add(cid)
         if new:
-            self.chunks_new += 1
-            self.plain_new += raw_length
-        b = self.builder
-        b.entries.append(Entry(cid, b.size, len(sealed), raw_length))
-        b.parts.append(sealed)
-        b.size += len(sealed)
-        if b.size >= self.repo.pack_size:
-            self._ship()
+            if not self.claim(cid):
+                return
+            self.count(1, raw_length)
+        else:
+            with self.mutex:
+                if cid in self.placed:
+                    return
+                self.placed[cid] = None
+        self.put(cid, sealed, raw_length)
 
-    def _ship(self) -> None:
-        if not len(self.builder):
+    def put(self, cid: bytes, sealed: bytes, raw_length: int) -> None:
+        b = self._builder()
+        b.add_sealed(cid, sealed, raw_length)
+        if b.size >= self.repo.pack_size:
+            self._ship(b)
+
+    def _ship(self, builder: PackBuilder) -> None:
+        if self.failed is not None:
+            raise self.failed
+        if not len(builder):
             return
-        name, data, entries = self.builder.finish()
-        self.builder = PackBuilder(self.repo.sealer)
-        self._collect()
-        while len(self.pending) >= UPLOAD_WORKERS:
-            _wait_first(self.pending)
-            self._collect()
-        self.pending.append(self.pool.submit(self._upload, name, data, entries))
+        name, data, entries = builder.finish()
+        builder.reset()
+        self.slots.acquire()
+        try:
+            future = self.pool.submit(self._upload, name, data, entries)
+        except BaseException:
+            self.slots.release()
+            raise
+        with self.mutex:
+            self.pending.append(future)
 
     def _upload(self, name: str, data: bytes, entries: list[Entry]) -> None:
-        self.repo.store.put(pack_key(name), data)
+        try:
+            self.repo.store.put(pack_key(name), data)
+        except BaseException as exc:
+            self.failed = self.failed or exc
+            raise
+        finally:
+            self.slots.release()
         log.debug("uploaded pack", extra={"pack": name, "bytes": len(data), "chunks": len(entries)})
         with self.mutex:
             self.new_packs[name] = entries
             self.bytes_written += len(data)
 
-    def _collect(self) -> None:
-        still = []
-        for f in self.pending:
-            if f.done():
-                f.result()  # re-raises an upload's error here
-            else:
-                still.append(f)
-        self.pending = still
-
     def flush(self) -> None:
-        self._ship()
-        for f in self.pending:
+        """Ship every partly filled pack, wait for the uploads (re-raising the first error) and add
+        the new packs to the repository's index."""
+        for b in list(self.builders):
+            self._ship(b)
+        with self.mutex:
+            pending, self.pending = self.pending, []
+        for f in pending:
             f.result()
-        self.pending = []
+        if self.failed is not None:
+            raise self.failed
         for name, entries in self.new_packs.items():
             self.repo._add_to_index(name, entries)
 

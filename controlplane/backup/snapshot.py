@@ -2,8 +2,8 @@
 
 SQLite: the online backup API copies the database in one step under a read transaction (in WAL
 mode writers go on meanwhile) into a temporary file in the data directory, switched to a rollback
-journal so the copy is one self-contained file; the fingerprint and invariants are then taken on
-that copy, opened immutable.
+journal so the copy is one self-contained file; the fingerprint (fingerprint.SQLITE_PAGES: the pages
+each table owns, hashed) and the invariants are then taken on that copy, opened read-only.
 
 PostgreSQL: a REPEATABLE READ, READ ONLY transaction exports its snapshot (pg_export_snapshot());
 the fingerprint, the invariants and the schema revision are computed in that transaction and
@@ -37,15 +37,17 @@ from erp_core.errors import SchemaMismatch
 
 from ..config import Target
 from ..errors import BackupError, DatabaseUnavailable, DiskFull
-from .fingerprint import fingerprint
+from . import fingerprint as fp
 
 log = logging.getLogger("controlplane.backup.snapshot")
 
 TMP_PREFIX = ".erpctl-backup-"
 
 
-# SQLite snapshots at least this big get their fingerprint and invariants computed in another
-# process while this one chunks and stores the file (two cores: the two long jobs side by side).
+# SQLite databases at least this big get the facts of their snapshot (layout for the fingerprint,
+# invariants, schema revision) computed in another process while this one chunks and stores the
+# file (two cores: the two long jobs side by side). That process is started before the snapshot is
+# taken, so its start-up (imports) overlaps the copy.
 PARALLEL_FACTS_BYTES = 32 << 20
 
 
@@ -55,19 +57,23 @@ class Snapshot:
     format: str  # sqlite3 | pg_dump-custom
     path: Path
     size_bytes: int
-    tables: dict | None
+    tables: dict | None  # the fingerprint, taken with fingerprint_method (SQLite: see layout)
     invariants: list[dict] | None
     schema_revision: str | None
     source: str
     capture_seconds: float
     details: dict = field(default_factory=dict)
-    pending: object = None  # a Future of (tables, invariants, revision) still being computed
+    pending: object = None  # a _FactsProcess still computing (layout, invariants, revision)
+    fingerprint_method: str = fp.ROWS
+    # SQLite: (page size, fingerprint.sqlite_layout's tables); the repository turns it into `tables`
+    # with the page digests (the chunk ids it computes anyway), see fingerprint.checksums
+    layout: tuple[int, dict] | None = None
 
     def wait_facts(self) -> None:
-        """The fingerprint, invariants and schema revision, once computed (see PARALLEL_FACTS_BYTES)."""
+        """The layout or fingerprint, invariants and schema revision, once computed."""
         if self.pending is not None:
             t0 = time.perf_counter()
-            self.tables, self.invariants, self.schema_revision = self.pending.result()
+            self.layout, self.invariants, self.schema_revision = self.pending.result()
             self.pending = None
             self.details["facts_wait_seconds"] = round(time.perf_counter() - t0, 3)
 
@@ -108,21 +114,39 @@ def _schema_revision(conn) -> str | None:
     return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
-def _facts(conn) -> tuple[dict, list[dict], str | None]:
-    tables = fingerprint(conn)
+def _invariants_and_revision(conn) -> tuple[list[dict], str | None]:
     with Session(bind=conn) as s:
         found = [v.as_dict() for v in invariants.check_all(s)]
-    return tables, found, _schema_revision(conn)
+    return found, _schema_revision(conn)
+
+
+def _pg_facts(conn) -> tuple[dict, list[dict], str | None]:
+    """Fingerprint (fingerprint.ROWS, in the server), invariants and schema revision, in the
+    transaction whose snapshot pg_dump dumps."""
+    tables = fp.fingerprint(conn, fp.ROWS)
+    return (tables, *_invariants_and_revision(conn))
 
 
 class _FactsProcess:
-    """`python -m controlplane.backup.snapshot PATH` computing sqlite_facts(PATH) beside us."""
+    """`python -m controlplane.backup.snapshot` computing sqlite_facts(path) beside us: started early
+    (its imports overlap the copy), it reads the snapshot's path on its standard input."""
 
-    def __init__(self, path: Path):
+    def __init__(self):
         import sys
 
-        self.proc = subprocess.Popen([sys.executable, "-m", "controlplane.backup.snapshot", str(path)],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        root = str(Path(__file__).resolve().parents[2])  # the same code as ours
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+        self.proc = subprocess.Popen([sys.executable, "-m", "controlplane.backup.snapshot"], env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def start(self, path: Path) -> _FactsProcess:
+        stdin, self.proc.stdin = self.proc.stdin, None  # communicate() must not touch it again
+        try:
+            stdin.write(f"{path}\n")
+            stdin.close()
+        except OSError:  # it died: result() says why
+            pass
+        return self
 
     def result(self):
         out, err = self.proc.communicate()
@@ -130,7 +154,7 @@ class _FactsProcess:
             raise BackupError(f"computing the snapshot's fingerprint and invariants failed: {err.strip()[-2000:]}",
                               fix="Run 'erpctl erp check' on the database; then run the backup again.")
         d = json.loads(out)
-        return d["tables"], d["invariants"], d["schema_revision"]
+        return (d["page_size"], d["layout"]), d["invariants"], d["schema_revision"]
 
     def cancel(self):
         if self.proc.poll() is None:
@@ -138,14 +162,21 @@ class _FactsProcess:
         self.proc.communicate()
 
 
-def sqlite_facts(path: str) -> tuple[dict, list[dict], str | None]:
-    """Fingerprint, invariants and schema revision of an SQLite snapshot file (opened immutable)."""
+def sqlite_facts(path: str) -> tuple[tuple[int, dict], list[dict], str | None]:
+    """(page size, layout) for the fingerprint (fingerprint.sqlite_layout), invariants and schema
+    revision of an SQLite snapshot file (self-contained, private: nothing writes it)."""
+    db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+    try:
+        layout = fp.sqlite_layout(db)
+    finally:
+        db.close()
     engine = create_engine(f"sqlite:///file:{path}?mode=ro&immutable=1&uri=true", poolclass=NullPool)
     try:
         with engine.connect() as conn:
-            return _facts(conn)
+            found, revision = _invariants_and_revision(conn)
     finally:
         engine.dispose()
+    return layout, found, revision
 
 
 @contextlib.contextmanager
@@ -171,11 +202,14 @@ def _capture_sqlite(target: Target):
     target.data_dir.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_path(target.data_dir, ".sqlite3")
     t0 = time.perf_counter()
+    facts = _FactsProcess() if _sqlite_bytes(src_path) >= PARALLEL_FACTS_BYTES else None
     try:
         try:
             src = sqlite3.connect(str(src_path), timeout=30)
             dst = sqlite3.connect(str(tmp))
             try:
+                # a private temporary: no fsync (a crash leaves garbage that the next run removes)
+                dst.execute("PRAGMA synchronous=OFF")
                 src.backup(dst)  # one step: a consistent copy; WAL writers are not blocked
                 dst.execute("PRAGMA journal_mode=DELETE")
             finally:
@@ -196,22 +230,35 @@ def _capture_sqlite(target: Target):
 
         size = tmp.stat().st_size
         details = {"page_size": sqlite_page_size(tmp)}
-        if size >= PARALLEL_FACTS_BYTES:
+        if facts is not None:
             snap = Snapshot("sqlite", "sqlite3", tmp, size, None, None, None, target.display_url,
                             round(time.perf_counter() - t0, 3), {**details, "facts": "parallel process"},
-                            _FactsProcess(tmp))
+                            facts.start(tmp), fp.SQLITE_PAGES)
+            facts = None
             try:
                 yield snap
             finally:
                 if snap.pending is not None:
                     snap.pending.cancel()
         else:
-            tables, found, revision = sqlite_facts(str(tmp))
-            yield Snapshot("sqlite", "sqlite3", tmp, size, tables, found, revision, target.display_url,
-                           round(time.perf_counter() - t0, 3), details)
+            layout, found, revision = sqlite_facts(str(tmp))
+            yield Snapshot("sqlite", "sqlite3", tmp, size, None, found, revision, target.display_url,
+                           round(time.perf_counter() - t0, 3), details, fingerprint_method=fp.SQLITE_PAGES,
+                           layout=layout)
     finally:
+        if facts is not None:
+            facts.cancel()
         for p in (tmp, Path(str(tmp) + "-journal")):
             p.unlink(missing_ok=True)
+
+
+def _sqlite_bytes(path: Path) -> int:
+    """The database's size, its -wal included (what the snapshot will about be)."""
+    total = 0
+    for p in (path, Path(str(path) + "-wal")):
+        with contextlib.suppress(OSError):
+            total += p.stat().st_size
+    return total
 
 
 def _pg_env_and_args(url: str) -> tuple[dict, list[str]]:
@@ -252,7 +299,7 @@ def _capture_postgresql(target: Target):
             with conn.begin():
                 conn.exec_driver_sql("SET TRANSACTION READ ONLY")
                 snapshot_id = conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar()
-                tables, found, revision = _facts(conn)
+                tables, found, revision = _pg_facts(conn)
                 env, args = _pg_env_and_args(target.database_url)
                 proc = subprocess.run([pg_dump, "--format=custom", "--compress=0", f"--snapshot={snapshot_id}",
                                        "--no-password", f"--file={tmp}", *args],
@@ -286,5 +333,10 @@ def _server_version(engine) -> str | None:
 if __name__ == "__main__":  # the parallel facts process (see _FactsProcess)
     import sys
 
-    _tables, _found, _revision = sqlite_facts(sys.argv[1])
-    json.dump({"tables": _tables, "invariants": _found, "schema_revision": _revision}, sys.stdout, default=str)
+    # this module's imports (SQLAlchemy, erp_core) are done by now: they overlapped the copy
+    _path = sys.stdin.readline().strip()
+    if not _path:
+        sys.exit("no snapshot path on standard input")
+    (_page_size, _layout), _found, _revision = sqlite_facts(_path)
+    json.dump({"page_size": _page_size, "layout": _layout, "invariants": _found, "schema_revision": _revision},
+              sys.stdout, default=str)

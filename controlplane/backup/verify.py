@@ -410,13 +410,20 @@ class Ladder:
         try:
             self.progress("L3 fingerprint", None, None)
             t0 = time.perf_counter()
-            with db.engine.connect() as conn:
-                actual = fp.fingerprint(conn)
+            method = self.manifest.get("fingerprint_method") or fp.ROWS
+            facts["fingerprint_method"] = method
+            try:
+                actual = self._fingerprint(db, method)
+            except fp.UnknownMethod as exc:
+                problems.append({"what": "manifest", "detail": str(exc)})
+                actual = {}
             facts["fingerprint_seconds"] = round(time.perf_counter() - t0, 3)
             facts["tables"] = len(actual)
             facts["rows"] = sum(t["rows"] for t in actual.values())
             expected = self.manifest.get("tables") or {}
-            if not expected:
+            if problems:
+                expected = {}
+            elif not expected:
                 problems.append({"what": "manifest", "detail": "the manifest holds no table fingerprint to compare"})
             for diff in fp.compare(expected, actual):
                 table = diff.split(":", 1)[0].removeprefix("table ").strip()
@@ -453,6 +460,15 @@ class Ladder:
         return LevelResult(3, "content", True, 0.0,
                            f"{facts['tables']} tables ({facts['rows']} rows) match the manifest; invariants clean",
                            facts=facts)
+
+    def _fingerprint(self, db, method: str) -> dict:
+        """The restored copy's fingerprint, taken the way the manifest's was. A SQLite copy is read
+        in place (it is a self-contained file nothing else writes)."""
+        key = self.repo.fingerprint_key  # sqlite-pages-v1 is keyed with the repository's id key
+        if self.copy.engine == "sqlite" and method == fp.SQLITE_PAGES:
+            return fp.sqlite_file_fingerprint(self.copy.artifact_path, key)
+        with db.engine.connect() as conn:
+            return fp.fingerprint(conn, method, key)
 
     # -- L4 --
     def _level4(self) -> LevelResult:

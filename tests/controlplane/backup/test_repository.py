@@ -41,11 +41,11 @@ def tree_digest(root: Path) -> dict:
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def sqlite_fingerprint(path: Path) -> dict:
+def sqlite_fingerprint(path: Path, repo) -> dict:
     engine = create_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
     try:
         with engine.connect() as c:
-            return fingerprint(c)
+            return fingerprint(c, key=repo.fingerprint_key)
     finally:
         engine.dispose()
 
@@ -61,14 +61,14 @@ def test_sqlite_backup_roundtrip(seeded_target, file_repo_url, tmp_path):
     assert d["tables"]["sales_orders"]["rows"] > 100 and d["chunk_count"] == len(d["chunks"])
     assert d["source"].startswith("sqlite:///") and m.bytes_added > 0
     # the manifest's fingerprint is that of the live database (nothing wrote meanwhile)
-    assert m.tables == sqlite_fingerprint(seeded_target.sqlite_path)
+    assert m.tables == sqlite_fingerprint(seeded_target.sqlite_path, repo)
 
     again = open_repository(file_repo_url, passphrase="pw")
     loaded = again.load_manifest(m.id[:6])
     assert loaded.id == m.id and loaded.chunks == m.chunks and loaded.tables == m.tables
     art = again.materialize(m.id, tmp_path / "out")
     assert art.kind == "sqlite" and art.path.exists() and art.path.stat().st_size == m.size_bytes
-    assert sqlite_fingerprint(art.path) == m.tables
+    assert sqlite_fingerprint(art.path, again) == m.tables
     assert not list((tmp_path / "out").glob(".*partial*"))
     check = again.check_chunks()
     assert check.ok and check.chunks_checked >= len(set(m.chunks)) and check.bytes_read > 0 and not check.problems
@@ -134,7 +134,7 @@ def test_snapshot_consistent_while_the_erp_writes(seeded_target, file_repo_url, 
     for m in manifests:
         assert m.invariants == []
         art = repo.materialize(m.id, tmp_path / m.id)
-        assert sqlite_fingerprint(art.path) == m.tables
+        assert sqlite_fingerprint(art.path, repo) == m.tables
 
 
 def test_unique_prefix_and_missing(seeded_target, file_repo_url):
@@ -270,7 +270,7 @@ def test_prune_frees_space_and_keeps_what_is_needed(seeded_target, file_repo_url
     fresh = open_repository(file_repo_url, passphrase="pw")
     assert fresh.check_chunks().ok
     art = fresh.materialize(ms[-1].id, tmp_path / "out")
-    assert sqlite_fingerprint(art.path) == ms[-1].tables
+    assert sqlite_fingerprint(art.path, fresh) == ms[-1].tables
     assert len(list((tmp_path / "repo" / "index").iterdir())) == 1
     assert results.read(seeded_target.data_dir)["backup.prune"]["ok"]
     assert EvidenceLog(seeded_target.data_dir).records()[-1]["kind"] == "backup.prune"
@@ -393,7 +393,7 @@ def test_s3_roundtrip_through_moto(moto_s3, seeded_target, tmp_path):
     again = open_repository(moto_s3["url"], passphrase="pw")
     assert again.check_chunks().ok
     art = again.materialize(m.id[:8], tmp_path / "out")
-    assert sqlite_fingerprint(art.path) == m.tables
+    assert sqlite_fingerprint(art.path, again) == m.tables
     scatter_update(seeded_target, 0.01)
     m2 = again.create_backup(seeded_target)
     assert m2.bytes_added < m.bytes_added * 0.15
@@ -418,4 +418,4 @@ def test_facts_of_a_large_snapshot_in_a_parallel_process(seeded_target, file_rep
     repo = new_repo(file_repo_url)
     m = repo.create_backup(seeded_target)
     assert m.details["facts"] == "parallel process" and m.invariants == []
-    assert m.tables == sqlite_fingerprint(seeded_target.sqlite_path) and m.schema_revision
+    assert m.tables == sqlite_fingerprint(seeded_target.sqlite_path, repo) and m.schema_revision

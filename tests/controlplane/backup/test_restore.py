@@ -160,7 +160,7 @@ def test_restore_swaps_in_and_the_running_erp_serves_the_restored_data(any_targe
     erp.login()
     assert erp.total() == before
     assert erp.req("GET", f"/sales-orders/{created.json()['id']}").status_code == 404
-    assert business(live_fingerprint(any_target)) == business(m.tables)
+    assert business(live_fingerprint(any_target, repo)) == business(m.tables)
     assert maintenance(any_target)["enabled"] is False
     assert R.read_state(any_target)["phase"] == "done"
     assert erp_admin.check(any_target)["ok"]
@@ -266,7 +266,7 @@ def test_target_dir_restores_for_inspection_and_leaves_live_alone(any_target, fi
 
         engine = create_engine(f"sqlite:///{placed}")
         with engine.connect() as c:
-            assert fingerprint(c) == m.tables
+            assert fingerprint(c, key=repo.fingerprint_key) == m.tables
         engine.dispose()
         assert any_target.sqlite_path.stat().st_mtime_ns == live_stat.st_mtime_ns
     else:
@@ -398,7 +398,7 @@ def test_restore_killed_is_finished_or_rolled_back_by_the_next_run(any_target, f
     if point == "before_swap":
         assert business(live_fingerprint(any_target)) == business(fp_live)
     else:
-        assert business(live_fingerprint(any_target)) == business(m.tables)
+        assert business(live_fingerprint(any_target, repo)) == business(m.tables)
     if any_target.backend == "postgresql":
         assert pg_databases(any_target, "%restore%") == []
     assert R.read_state(any_target)["phase"] in ("rolled_back", "done")
@@ -475,6 +475,6 @@ def test_backup_taken_under_write_load_restores_with_invariants_clean(any_target
     assert check["ok"], check["violations"][:5]
     erp.login()
     assert erp.total() == captured
-    assert business(live_fingerprint(any_target)) == business(m.tables)
+    assert business(live_fingerprint(any_target, repo)) == business(m.tables)
     verify_tells(any_target, file_repo_url, 0, m.id)
     evidence_ok(any_target)

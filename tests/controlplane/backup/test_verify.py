@@ -75,13 +75,18 @@ def break_stock(target) -> str:
     return "on_hand_matches_moves"
 
 
-def live_fingerprint(target) -> dict:
+# the key of a fingerprint that is only compared with another one taken here (a manifest's is keyed
+# with its repository's id key: pass the repository)
+OWN_KEY = b"a fingerprint key of the tests 32"
+
+
+def live_fingerprint(target, repo=None) -> dict:
     from controlplane.backup.fingerprint import fingerprint
 
     engine = create_engine(target.database_url)
     try:
         with engine.connect() as c:
-            return fingerprint(c)
+            return fingerprint(c, key=repo.fingerprint_key if repo is not None else OWN_KEY)
     finally:
         engine.dispose()
 
