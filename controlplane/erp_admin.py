@@ -123,7 +123,16 @@ def seed(target: Target, scale: int, rng_seed: int = 1) -> dict:
 # ---- invariants -------------------------------------------------------------------------------
 
 def check(target: Target) -> dict:
-    """Run every business invariant; `violations` is empty when the database is consistent."""
+    """Run every business invariant; `violations` is empty when the database is consistent. When an
+    installed release other than this erpctl's serves the ERP, its own code checks (its schema may
+    be one this code no longer runs on)."""
+    from erp_core import __version__ as bundled
+
+    from . import release
+
+    current = release.current(target)
+    if current is not None and current.version != bundled:
+        return release.check_invariants(target, current, config.field_key(target, create=False))
     with open_database(target) as db, db.session(write=False, actor="erpctl") as s:
         t0 = time.perf_counter()
         found = invariants.check_all(s)

@@ -136,38 +136,6 @@ class Critical(NeedsAttention):
     status, exit_code, title = 200, 17, "Critical"
 
 
-EXIT_CODES = {
-    0: "success",
-    1: "ERP error (generic)",
-    2: "invalid input or command-line usage",
-    3: "not authenticated or permission denied",
-    4: "not found",
-    5: "conflict (already exists, wrong state, insufficient stock)",
-    6: "too many requests",
-    7: "the ERP is in maintenance mode",
-    8: "database schema not supported by this code (migrate it, or upgrade erpctl)",
-    10: "control plane error (generic)",
-    11: "cannot listen on a port (taken, or not allowed)",
-    12: "database unavailable",
-    13: "invariant violations found",
-    14: "data directory problem",
-    15: "evidence log altered, removed or reordered records (erpctl evidence verify)",
-    16: "erpctl status: something needs attention (warnings; listed on stdout)",
-    17: "erpctl status: something is critical (ERP down or not ready, a critical alert...; listed on stdout)",
-    20: "backup error (generic)",
-    21: "wrong backup key (passphrase or key file)",
-    22: "backup store unreachable (directory or S3)",
-    23: "disk full",
-    24: "backup repository locked by another run",
-    25: "backup not found",
-    26: "backup chunk corrupt or missing",
-    27: "backup repository not initialised",
-    28: "backup verification failed (erpctl backup verify names what)",
-    29: "restore refused: the backup failed verification, live data untouched",
-    30: "restore failed and was rolled back, live data untouched",
-    70: "internal error (a bug: see the log)",
-    130: "interrupted",
-}
 
 
 # ---- upgrades (controlplane/upgrade) ------------------------------------------------------------
@@ -240,16 +208,6 @@ class ReleaseConflict(ReleaseError):
     status, exit_code, title = 409, 39, "Release conflict"
 
 
-EXIT_CODES.update({
-    35: "release error (generic): a release could not be installed, switched to or served",
-    36: "release not found (erpctl release list shows the installed ones)",
-    37: "not a release wheel (not a wheel, another project, or a corrupt archive)",
-    38: "the release's code cannot run on the database's schema (switch refused)",
-    39: "a release of that version is already installed from a different wheel",
-})
-_in_order = sorted(EXIT_CODES.items())  # the help lists them by number
-EXIT_CODES.clear()
-EXIT_CODES.update(_in_order)
 
 
 # ---- the migration linter (controlplane/upgrade/lint.py, erpctl upgrade lint) ---------------------
@@ -260,8 +218,47 @@ class MigrationLintFailed(ControlPlaneError):
     status, exit_code, title = 422, 40, "Migration lint failed"
 
 
-EXIT_CODES[MigrationLintFailed.exit_code] = ("erpctl upgrade lint: a migration breaks the staged-upgrade rules "
-                                             "(the findings name file:line, rule and fix)")
-_in_order = sorted(EXIT_CODES.items())
-EXIT_CODES.clear()
-EXIT_CODES.update(_in_order)
+EXIT_CODES = {
+    0: "success",
+    1: "ERP error (generic)",
+    2: "invalid input or command-line usage",
+    3: "not authenticated or permission denied",
+    4: "not found",
+    5: "conflict (already exists, wrong state, insufficient stock)",
+    6: "too many requests",
+    7: "the ERP is in maintenance mode",
+    8: "database schema not supported by this code (migrate it, or upgrade erpctl)",
+    10: "control plane error (generic)",
+    11: "cannot listen on a port (taken, or not allowed)",
+    12: "database unavailable",
+    13: "invariant violations found",
+    14: "data directory problem",
+    15: "evidence log altered, removed or reordered records (erpctl evidence verify)",
+    16: "erpctl status: something needs attention (warnings; listed on stdout)",
+    17: "erpctl status: something is critical (ERP down or not ready, a critical alert...; listed on stdout)",
+    20: "backup error (generic)",
+    21: "wrong backup key (passphrase or key file)",
+    22: "backup store unreachable (directory or S3)",
+    23: "disk full",
+    24: "backup repository locked by another run",
+    25: "backup not found",
+    26: "backup chunk corrupt or missing",
+    27: "backup repository not initialised",
+    28: "backup verification failed (erpctl backup verify names what)",
+    29: "restore refused: the backup failed verification, live data untouched",
+    30: "restore failed and was rolled back, live data untouched",
+    35: "release error (generic): a release could not be installed, switched to or served",
+    36: "release not found (erpctl release list shows the installed ones)",
+    37: "not a release wheel (not a wheel, another project, or a corrupt archive)",
+    38: "the release's code cannot run on the database's schema (switch refused)",
+    39: "a release of that version is already installed from a different wheel",
+    40: "erpctl upgrade lint: a migration breaks the staged-upgrade rules (file:line, rule and fix)",
+    41: "upgrade error (generic)",
+    42: "another upgrade, resume or rollback is running on this data directory",
+    43: "upgrade preflight refused (the checks say why); nothing was changed",
+    44: "upgrade failed and was rolled back to the old release and schema",
+    45: "no upgrade in progress, or nothing to upgrade",
+    46: "rollback after contract needs --restore-backup (the writes it loses are listed)",
+    70: "internal error (a bug: see the log)",
+    130: "interrupted",
+}

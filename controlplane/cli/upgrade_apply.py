@@ -17,10 +17,12 @@ from .upgrade_common import erp_options, options, render_summary
               help="Run the contract stage after the new release served this long without a problem.")
 @click.option("--stall-budget-ms", type=click.FloatRange(1),
               help="Longest a writer may wait for a backfill batch (default 100 on SQLite, 500 on PostgreSQL).")
+@click.option("--long-transaction-seconds", type=click.FloatRange(0), default=60, show_default=True,
+              help="PostgreSQL: refuse to start while a transaction has been open this long.")
 @erp_options
 @target_options
 @json_option
-def apply(to_version, confirm_contract, soak_seconds, stall_budget_ms, **kw):
+def apply(to_version, confirm_contract, soak_seconds, stall_budget_ms, long_transaction_seconds, **kw):
     """Upgrade the ERP to a new release, online, in resumable stages.
 
     Without --confirm-contract or --soak it stops after the switch, with both releases able to run on
@@ -29,5 +31,6 @@ def apply(to_version, confirm_contract, soak_seconds, stall_budget_ms, **kw):
     'erpctl upgrade resume' or undone by 'erpctl upgrade rollback'.
     """
     r = engine.apply(options(**kw, to_version=to_version, confirm_contract=confirm_contract,
-                             soak_seconds=soak_seconds, stall_budget_ms=stall_budget_ms))
+                             soak_seconds=soak_seconds, stall_budget_ms=stall_budget_ms,
+                             long_transaction_seconds=long_transaction_seconds))
     emit(r, render_summary(r))

@@ -21,6 +21,13 @@ def _norm_sql(sql: str | None) -> str:
     return re.sub(r"\s+", " ", sql or "").strip()
 
 
+def _norm_expr(sql: str | None) -> str:
+    """A PostgreSQL expression without casts, parentheses and spaces: the server renders the same CHECK
+    differently once it went through pg_dump and back (ARRAY[...]::text[] vs ARRAY[x::text, ...])."""
+    sql = re.sub(r"::[a-z_ ]+(\[\])?", "", sql or "")
+    return re.sub(r"[\s()]+", "", sql)
+
+
 def catalogue(engine: Engine) -> dict:
     with engine.connect() as c:
         return _sqlite(c) if engine.dialect.name == "sqlite" else _postgres(c)
@@ -69,7 +76,7 @@ def _postgres(c: Connection) -> dict:
         indexes = {r[0]: _norm_sql(r[1]) for r in c.execute(text(
             "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = :s AND tablename = :t"),
             {"s": schema, "t": name})}
-        constraints = {r[0]: {"type": r[1], "def": r[2], "validated": r[3]} for r in c.execute(text(
+        constraints = {r[0]: {"type": r[1], "def": _norm_expr(r[2]), "validated": r[3]} for r in c.execute(text(
             "SELECT conname, contype, pg_get_constraintdef(oid), convalidated FROM pg_constraint "
             "WHERE conrelid = to_regclass(:q) ORDER BY conname"), {"q": f'{schema}."{name}"'})}
         out["tables"][name] = {"columns": cols, "indexes": indexes, "constraints": constraints}

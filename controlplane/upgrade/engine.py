@@ -61,8 +61,8 @@ log = logging.getLogger("controlplane.upgrade")
 EXPECTED_ROWS_PER_SECOND = {"sqlite": 300_000, "postgresql": 80_000}
 LOCK_TIMEOUT = "3s"
 DDL_ATTEMPTS = 5
-LONG_TRANSACTION_SECONDS = 60
 SWITCH_TIMEOUT_SECONDS = 90
+UPGRADE_ACTOR = "erpctl-upgrade"  # the audit log's actor for the upgrade's own writes
 
 
 @dataclass
@@ -76,6 +76,7 @@ class UpgradeOptions:
     repo: str | None = None
     key_file: Path | None = None
     lock_wait: float = 0.0
+    long_transaction_seconds: float = 60.0
     on_event: Callable[[str, dict], None] | None = None
 
 
@@ -150,7 +151,7 @@ def _maintenance(url: str, enabled: bool | None, reason: str = "") -> dict:
 
     db = Database(url, pool_size=1, max_overflow=1)
     try:
-        with db.session(write=enabled is not None, actor="erpctl-upgrade") as s:
+        with db.session(write=enabled is not None, actor=UPGRADE_ACTOR) as s:
             return maintenance.state(s) if enabled is None else maintenance.set_state(s, enabled, reason)
     finally:
         db.dispose()
@@ -414,10 +415,10 @@ def preflight(ctx: _Ctx, *, with_backup_repo: bool = True) -> list[dict]:
                 "SELECT pid, coalesce(application_name, ''), extract(epoch FROM now() - xact_start)::int "
                 "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
                 "AND xact_start IS NOT NULL AND state <> 'idle' AND now() - xact_start > make_interval(secs => :s)"),
-                {"s": LONG_TRANSACTION_SECONDS}).all()
+                {"s": ctx.opts.long_transaction_seconds}).all()
         out.append(_check("no long transactions", not rows,
                           "; ".join(f"pid {p} ({a or 'no name'}) open for {s} s" for p, a, s in rows)
-                          or f"none older than {LONG_TRANSACTION_SECONDS} s",
+                          or f"none older than {ctx.opts.long_transaction_seconds:g} s",
                           "End them (they would hold the expand step's table locks): "
                           "SELECT pg_terminate_backend(pid) after checking what they are."))
 
@@ -799,15 +800,21 @@ def _rollback_schema(ctx: _Ctx, reason: str) -> dict:
 
 
 def writes_since_backup(ctx: _Ctx, limit: int = 200) -> dict:
-    """The audit-log entries made after the pre-upgrade backup: what restoring it loses."""
+    """The audit-log entries made after the pre-upgrade backup (the audit log is append-only, so the
+    backup holds its first `audit_rows` entries): what restoring it loses. The upgrade's own
+    maintenance switches are left out."""
     n = (ctx.state.get("backup") or {}).get("audit_rows")
     if n is None:
         return {"count": None, "entries": [], "note": "the backup recorded no audit-log row count"}
     with ctx.engine.connect() as c:
-        total = int(c.execute(text("SELECT count(*) FROM audit_log")).scalar()) - int(n)
-        rows = c.execute(text("SELECT id, at, actor, action, entity, entity_id FROM audit_log ORDER BY id "
-                              "LIMIT :lim OFFSET :off"), {"lim": limit, "off": int(n)}).all()
-    return {"count": max(0, total), "entries": [
+        last = c.execute(text("SELECT id FROM audit_log ORDER BY id LIMIT 1 OFFSET :off"),
+                         {"off": int(n) - 1}).scalar() if int(n) > 0 else 0
+        where = "id > :last AND actor <> :own"
+        params = {"last": last or 0, "own": UPGRADE_ACTOR}
+        total = int(c.execute(text(f"SELECT count(*) FROM audit_log WHERE {where}"), params).scalar())
+        rows = c.execute(text(f"SELECT id, at, actor, action, entity, entity_id FROM audit_log WHERE {where} "
+                              "ORDER BY id LIMIT :lim"), {**params, "lim": limit}).all()
+    return {"count": total, "since": ctx.state["backup"].get("created_at"), "entries": [
         {"id": r[0], "at": str(r[1]), "actor": r[2], "action": r[3], "entity": r[4], "entity_id": r[5]}
         for r in rows]}
 
@@ -841,10 +848,15 @@ def _rollback_restore(ctx: _Ctx, confirmed: bool) -> dict:
 
 
 def rollback(opts: UpgradeOptions, *, restore_backup: bool = False) -> dict:
+    """Undo the upgrade in progress, or the last one if it finished (then by restoring its backup)."""
     with S.exclusive(opts.target.data_dir):
         st = S.load(opts.target.data_dir)
         if not st or st["status"] in S.FINISHED:
-            raise NoUpgrade("no upgrade to roll back", fix="Nothing to do; 'erpctl upgrade status' shows the last one.")
+            last = (S.history(opts.target.data_dir) or [None])[-1]
+            if not last or last["status"] != "done":
+                raise NoUpgrade("no upgrade to roll back",
+                                fix="Nothing to do; 'erpctl upgrade status' shows the last one.")
+            st = last
         ctx = _Ctx(_reopen(opts, st), st)
         try:
             contracted = _revision(ctx) == st["to_revision"] and st.get("contract_revision")

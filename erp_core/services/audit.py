@@ -62,7 +62,10 @@ def _changed(obj) -> tuple[dict, dict]:
 
 
 def _ident(obj) -> str:
-    return ",".join(str(v) for v in inspect(obj).identity or ())
+    """The primary key (read from the row itself: a new object has no identity key yet after its flush)."""
+    state = inspect(obj)
+    key = state.identity or state.mapper.primary_key_from_instance(obj)
+    return ",".join(str(v) for v in key if v is not None)
 
 
 def record(s: Session, action: str, entity: str, entity_id: str, before=None, after=None) -> None:

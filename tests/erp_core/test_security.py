@@ -53,11 +53,12 @@ def test_auditor_reads_everything_and_changes_nothing(sqlite_erp):
             assert op.perm == ANY_USER or has("auditor", op.perm), op.rule
         else:
             assert op.perm == ANY_USER or not has("auditor", op.perm), op.rule
-    erp.warehouse()
+    wid = erp.warehouse()
     log = erp.get("/audit-log", role="auditor", query={"entity": "warehouses"})
     assert log["total"] == 1
     entry = log["items"][0]
     assert entry["actor"] == "admin" and entry["action"] == "create" and entry["after"]["code"] == "WH1"
+    assert entry["entity_id"] == str(wid)  # a created row is named by its new id
     # the product offers no way to edit the log, and the database refuses it too
     assert not [op for op in OPERATIONS if op.rule.startswith("/audit-log") and op.method != "GET"]
     with pytest.raises(Exception, match="append-only"):

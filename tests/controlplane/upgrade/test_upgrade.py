@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
+import time
 
 import pytest
 from sqlalchemy import text
@@ -13,10 +15,12 @@ from controlplane import release
 from controlplane.evidence import EvidenceLog
 from controlplane.upgrade import catalogue as cat
 from controlplane.upgrade import checks
+from controlplane.upgrade import engine as upgrade_engine
 from erp_core.db import make_engine, migrate
 from tests.controlplane.cli_helpers import LineProcess, erpctl_path, free_ports
 from tests.controlplane.cli_helpers import env as cli_env
 
+from .bulk import grow_draft_orders
 from .conftest import NEW, OLD, Writer, http
 
 
@@ -125,13 +129,44 @@ def test_plan_shows_each_stage_with_lock_rows_time_rollback_and_the_point_of_no_
     assert "point of no return" in human
 
 
-def test_upgrade_while_a_writer_creates_orders_ends_on_1_1_with_every_order_and_clean_books(site, serving, tmp_path):
+@pytest.mark.parametrize("size", ["fixture", "large"])
+def test_upgrade_while_a_writer_creates_orders_ends_on_1_1_with_every_order_and_clean_books(site, size, tmp_path):
+    if size == "large":
+        grown = grow_draft_orders(site.database_url, 200_000 if site.backend == "sqlite" else 60_000)
+        assert grown["sales_order_lines"] >= 60_000
+    up = Up(site, tmp_path)
+    try:
+        up.wait_version(OLD)
+        _upgrade_under_writes(site, up, tmp_path, watch_progress=size == "large")
+    finally:
+        up.stop()
+
+
+def _upgrade_under_writes(site, serving, tmp_path, watch_progress: bool):
     before = old_columns_snapshot(site, site_catalogue(site))
     writer = Writer(serving.url).start()
+    seen: list[dict] = []  # what `erpctl upgrade status` showed while the upgrade ran
+    watching = threading.Event()
+
+    def watch():
+        while not watching.is_set():
+            s = upgrade_engine.status(site.target)
+            if s.get("stage") == "backfill" and s.get("backfill"):
+                seen.append(s["backfill"])
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     try:
-        r = site.ok_json("upgrade", "apply", "--erp-url", serving.url, "--confirm-contract", timeout=600)
+        r = site.ok_json("upgrade", "apply", "--erp-url", serving.url, "--confirm-contract", timeout=900)
     finally:
+        watching.set()
+        watcher.join()
         writer.stop()
+    progress = [b for s in seen for b in s.get("backfills", [])]
+    if watch_progress:  # status showed the backfill's rows/s and ETA while it ran
+        assert progress and any(b["rows_per_second"] > 0 for b in progress)
+    assert all({"rows_done", "rows_total", "rows_per_second", "eta_seconds"} <= set(b) for b in progress)
     assert r["status"] == "done", r
     assert r["completed"] == ["preflight", "backup", "expand", "backfill", "verify", "switch", "contract"]
     assert len(writer.saved) > 5 and not writer.errors, writer.errors
@@ -192,3 +227,50 @@ def test_rollback_after_writes_in_the_window_keeps_them_and_1_0_serves_them(site
                            capture_output=True, text=True, env=cli_env(**site.env), timeout=300)
     assert check.returncode == 0 and json.loads(check.stdout)["ok"] is True, check.stdout + check.stderr
     assert release.current(site.target).version == OLD
+
+
+def test_rollback_after_contract_restores_the_backup_and_names_the_writes_it_loses(site, tmp_path):
+    from erp_core.app import create_app
+    from erp_core.config import Settings
+
+    from .conftest import ADMIN_PASSWORD, FIELD_KEY
+
+    engine = make_engine(site.database_url)
+    with engine.connect() as c:
+        orders_before = c.execute(text("SELECT count(*) FROM sales_orders")).scalar()
+    engine.dispose()
+    assert site.ok_json("upgrade", "apply", "--offline", "--confirm-contract")["status"] == "done"
+    # 1.1 takes two orders after the upgrade
+    app = create_app(Settings(site.database_url, field_key=FIELD_KEY))
+    client = app.test_client()
+    token = client.post("/api/v1/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD}).json["token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    partner = next(p["id"] for p in client.get("/api/v1/partners?limit=200", headers=auth).json["items"]
+                   if p["is_customer"])
+    product = client.get("/api/v1/products?limit=1", headers=auth).json["items"][0]["id"]
+    warehouse = client.get("/api/v1/warehouses", headers=auth).json["items"][0]["id"]
+    new_ids = []
+    for _ in range(2):
+        r = client.post("/api/v1/sales-orders", headers=auth, json={
+            "partner_id": partner, "warehouse_id": warehouse, "currency": "EUR", "exchange_rate": "7.8",
+            "lines": [{"product_id": product, "quantity": "1", "unit_price": "5.00"}]})
+        assert r.status_code == 201, r.json
+        new_ids.append(r.json["id"])
+    # without --restore-backup: refused, naming what a restore would lose
+    refused = site.erpctl("--json", "upgrade", "rollback", "--offline")
+    assert refused.returncode == 46, refused.stdout + refused.stderr
+    from .test_kill_matrix import error_of
+
+    lost = error_of(refused.stderr)["lost"]
+    lost_orders = {e["entity_id"] for e in lost["entries"] if e["entity"] == "sales_orders" and e["action"] == "create"}
+    assert lost_orders == {str(i) for i in new_ids}
+    assert all(e["actor"] != "erpctl-upgrade" for e in lost["entries"])
+    r = site.ok_json("upgrade", "rollback", "--offline", "--restore-backup", timeout=600)
+    assert r["status"] == "rolled_back" and r["rollback"]["lost"]["count"] == lost["count"]
+    assert release.current(site.target).version == OLD
+    assert cat.diff(fresh_catalogue(site, "0001", tmp_path), site_catalogue(site)) == []
+    engine = make_engine(site.database_url)
+    with engine.connect() as c:
+        assert c.execute(text("SELECT count(*) FROM sales_orders")).scalar() == orders_before
+    engine.dispose()
+    assert site.ok_json("erp", "check")["ok"] is True
