@@ -637,7 +637,7 @@ def _run_stages(ctx: _Ctx) -> dict:
                 return st
         st["stage"] = name
         rec = st["stages"].setdefault(name, {})
-        rec["started_at"] = S.now_iso()
+        rec["started_at"], rec["started_epoch"] = S.now_iso(), time.time()
         ctx.save()
         failpoint(f"upgrade.before.{name}")
         ctx.say(f"stage {name}")

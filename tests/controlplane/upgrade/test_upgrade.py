@@ -16,6 +16,7 @@ from controlplane.evidence import EvidenceLog
 from controlplane.upgrade import catalogue as cat
 from controlplane.upgrade import checks
 from controlplane.upgrade import engine as upgrade_engine
+from controlplane.upgrade import state as upgrade_state
 from erp_core.db import make_engine, migrate
 from tests.controlplane.cli_helpers import LineProcess, erpctl_path, free_ports
 from tests.controlplane.cli_helpers import env as cli_env
@@ -274,3 +275,24 @@ def test_rollback_after_contract_restores_the_backup_and_names_the_writes_it_los
         assert c.execute(text("SELECT count(*) FROM sales_orders")).scalar() == orders_before
     engine.dispose()
     assert site.ok_json("erp", "check")["ok"] is True
+
+
+@pytest.mark.parametrize("site", ["sqlite"], indirect=True)
+def test_without_confirmation_contract_waits_and_a_soak_period_then_runs_it(site):
+    r = site.ok_json("upgrade", "apply", "--offline")
+    assert r["status"] == "awaiting_contract" and "contract" not in r["completed"]
+    status = site.ok_json("upgrade", "status")
+    assert status["status"] == "awaiting_contract" and status["stage"] == "contract"
+    assert "resume --confirm-contract" in site.ok("upgrade", "status").stdout
+    again = site.erpctl("--json", "upgrade", "apply", "--offline")
+    assert again.returncode == 41 and "resume" in again.stderr  # one upgrade at a time
+    r = site.ok_json("upgrade", "resume", "--offline", "--confirm-contract")
+    assert r["status"] == "done" and r["completed"][-1] == "contract"
+
+
+@pytest.mark.parametrize("site", ["sqlite"], indirect=True)
+def test_a_soak_period_runs_contract_only_after_the_new_release_served_that_long(site):
+    r = site.ok_json("upgrade", "apply", "--offline", "--soak", "3")
+    assert r["status"] == "done"
+    stages = upgrade_state.history(site.data_dir)[-1]["stages"]
+    assert stages["contract"]["started_epoch"] - stages["switch"]["finished_epoch"] >= 3
