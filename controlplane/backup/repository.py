@@ -99,7 +99,7 @@ class Manifest:
     duration_seconds: float
     source: str
     tables: dict
-    invariants: list
+    invariants: list | None  # violations found at capture; None: not checked then (L3 checks them)
     chunk_list: list[str] = field(default_factory=list)  # ids of the blobs that hold the chunk ids
     host: str = ""
     details: dict = field(default_factory=dict)
@@ -119,6 +119,11 @@ class Manifest:
         return self._chunks
 
     @property
+    def invariants_ok(self) -> bool | None:
+        """Whether erp_core.invariants held at capture; None when they were not checked then."""
+        return None if self.invariants is None else not self.invariants
+
+    @property
     def short_id(self) -> str:
         return self.id[:8]
 
@@ -128,7 +133,7 @@ class Manifest:
                                               "bytes_added", "schema_revision", "erp_version", "duration_seconds",
                                               "source", "host", "tables", "fingerprint_method", "invariants",
                                               "details")}
-        out["invariants_ok"] = not self.invariants
+        out["invariants_ok"] = self.invariants_ok
         out["total_rows"] = sum(t["rows"] for t in self.tables.values())
         return out
 
@@ -383,13 +388,16 @@ class Repository:
         return reason
 
     # ---- create -------------------------------------------------------------------------------
-    def create_backup(self, target: Target, *, progress: Progress | None = None) -> Manifest:
+    def create_backup(self, target: Target, *, progress: Progress | None = None,
+                      check_invariants: bool = False) -> Manifest:
         """Capture a consistent snapshot of the target's database and store it; the manifest is written
-        last. Appends to the evidence log and records results 'backup.create' in the data directory."""
+        last. Appends to the evidence log and records results 'backup.create' in the data directory.
+        With check_invariants, erp_core.invariants also run on the snapshot and the manifest records
+        what they found (otherwise None: L3 runs them on the restored copy, see snapshot.py)."""
         t0 = time.perf_counter()
         progress = progress or _noop
         try:
-            manifest = self._create(target, progress, t0)
+            manifest = self._create(target, progress, t0, check_invariants)
         except Exception as exc:
             _record(target.data_dir, "backup.create", False, {
                 "repository": self.url, "error": getattr(exc, "detail", str(exc)), "error_type": type(exc).__name__,
@@ -399,19 +407,19 @@ class Repository:
             "repository": self.url, "backup_id": manifest.id, "engine": manifest.engine,
             "size_bytes": manifest.size_bytes, "bytes_added": manifest.bytes_added,
             "chunk_count": manifest.chunk_count, "duration_seconds": manifest.duration_seconds,
-            "schema_revision": manifest.schema_revision, "invariants_ok": not manifest.invariants,
-            "invariant_violations": len(manifest.invariants),
+            "schema_revision": manifest.schema_revision, "invariants_ok": manifest.invariants_ok,
+            "invariant_violations": None if manifest.invariants is None else len(manifest.invariants),
             "tables": {t: v["rows"] for t, v in manifest.tables.items()}})
         return manifest
 
-    def _create(self, target: Target, progress: Progress, t0: float) -> Manifest:
+    def _create(self, target: Target, progress: Progress, t0: float, check_invariants: bool) -> Manifest:
         created_at = _now_iso()
         with Lock(self.store, "backup", exclusive=False).acquire(self.lock_wait) as lock:
             self._clean_store_temporaries()
             self.load_index()
             adopted = self._adopt_unindexed(self._pack_listing())
             progress("capture", 0, None)
-            with capture(target) as snap:
+            with capture(target, check_invariants) as snap:
                 progress("capture", 1, 1)
                 writer = _PackWriter(self, progress)
                 progress("store", 0, snap.size_bytes)

@@ -1,15 +1,24 @@
-"""Capturing a consistent snapshot of the ERP database while it keeps serving writes.
+"""Capturing a consistent snapshot of the ERP database while it keeps serving writes, and the facts
+the manifest records about it (what L3 later compares the restored copy with).
 
 SQLite: the online backup API copies the database in one step under a read transaction (in WAL
 mode writers go on meanwhile) into a temporary file in the data directory, switched to a rollback
-journal so the copy is one self-contained file; the fingerprint (fingerprint.SQLITE_PAGES: the pages
-each table owns, hashed) and the invariants are then taken on that copy, opened read-only.
+journal so the copy is one self-contained file. Its facts are taken on that copy, beside the
+chunking: a thread lists the pages each table owns and counts its rows (SQLite's dbstat and
+count(*), in C, without the GIL) and reads the schema revision; the repository turns the page
+lists into checksums with the chunk ids it computes anyway (fingerprint.SQLITE_PAGES).
 
 PostgreSQL: a REPEATABLE READ, READ ONLY transaction exports its snapshot (pg_export_snapshot());
-the fingerprint, the invariants and the schema revision are computed in that transaction and
-pg_dump -Fc --snapshot=<it> dumps exactly the same state, so the manifest and the dump agree.
-The dump is uncompressed (-Z0): the repository compresses each chunk, and an uncompressed dump
-deduplicates across backups.
+the fingerprint (fingerprint.ROWS, in the server) and the schema revision are computed in that
+transaction and pg_dump -Fc --snapshot=<it> dumps exactly the same state, so the manifest and the
+dump agree. The dump is uncompressed (-Z0): the repository compresses each chunk, and an
+uncompressed dump deduplicates across backups.
+
+erp_core.invariants are not run at capture unless asked (check_invariants): the L3 verification
+runs them on the restored copy, which is that same data, before any restore may swap it in (and
+the monitoring's invariants job runs them on the live database). Asked for, they run in the
+PostgreSQL transaction, or for a large SQLite database in a process of their own (started before
+the copy, so its imports overlap it) while this one chunks.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import secrets
 import shutil
 import sqlite3
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,10 +54,9 @@ log = logging.getLogger("controlplane.backup.snapshot")
 TMP_PREFIX = ".erpctl-backup-"
 
 
-# SQLite databases at least this big get the facts of their snapshot (layout for the fingerprint,
-# invariants, schema revision) computed in another process while this one chunks and stores the
-# file (two cores: the two long jobs side by side). That process is started before the snapshot is
-# taken, so its start-up (imports) overlaps the copy.
+# With check_invariants, SQLite databases at least this big get them (and the other facts) computed
+# in another process while this one chunks and stores the file (two cores: the two long jobs side
+# by side). That process is started before the snapshot is taken, so its imports overlap the copy.
 PARALLEL_FACTS_BYTES = 32 << 20
 
 
@@ -58,12 +67,12 @@ class Snapshot:
     path: Path
     size_bytes: int
     tables: dict | None  # the fingerprint, taken with fingerprint_method (SQLite: see layout)
-    invariants: list[dict] | None
+    invariants: list[dict] | None  # violations found at capture; None: not checked
     schema_revision: str | None
     source: str
     capture_seconds: float
     details: dict = field(default_factory=dict)
-    pending: object = None  # a _FactsProcess still computing (layout, invariants, revision)
+    pending: object = None  # a _FactsThread or _FactsProcess still computing (layout, invariants, revision)
     fingerprint_method: str = fp.ROWS
     # SQLite: (page size, fingerprint.sqlite_layout's tables); the repository turns it into `tables`
     # with the page digests (the chunk ids it computes anyway), see fingerprint.checksums
@@ -120,16 +129,80 @@ def _invariants_and_revision(conn) -> tuple[list[dict], str | None]:
     return found, _schema_revision(conn)
 
 
-def _pg_facts(conn) -> tuple[dict, list[dict], str | None]:
-    """Fingerprint (fingerprint.ROWS, in the server), invariants and schema revision, in the
-    transaction whose snapshot pg_dump dumps."""
+def _pg_facts(conn, check_invariants: bool) -> tuple[dict, list[dict] | None, str | None]:
+    """Fingerprint (fingerprint.ROWS, in the server), invariants (when asked) and schema revision, in
+    the transaction whose snapshot pg_dump dumps."""
     tables = fp.fingerprint(conn, fp.ROWS)
-    return (tables, *_invariants_and_revision(conn))
+    if check_invariants:
+        return (tables, *_invariants_and_revision(conn))
+    return tables, None, _schema_revision(conn)
+
+
+def _sqlite_revision(db: sqlite3.Connection) -> str | None:
+    if not db.execute("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'alembic_version'").fetchone():
+        return None  # not migrated
+    row = db.execute("SELECT version_num FROM alembic_version").fetchone()
+    return row[0] if row else None
+
+
+def sqlite_facts(path: str, check_invariants: bool = False, db: sqlite3.Connection | None = None
+                 ) -> tuple[tuple[int, dict], list[dict] | None, str | None]:
+    """(page size, layout) for the fingerprint (fingerprint.sqlite_layout), invariants (None unless
+    asked) and schema revision of an SQLite snapshot file (self-contained, private: nothing writes it)."""
+    own = db is None
+    db = db or sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+    try:
+        layout, revision = fp.sqlite_layout(db), _sqlite_revision(db)
+    finally:
+        if own:
+            db.close()
+    if not check_invariants:
+        return layout, None, revision
+    engine = create_engine(f"sqlite:///file:{path}?mode=ro&immutable=1&uri=true", poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            found, _ = _invariants_and_revision(conn)
+    finally:
+        engine.dispose()
+    return layout, found, revision
+
+
+class _FactsThread:
+    """sqlite_facts(path) without the invariants, in a thread: SQLite walks the b-trees in C with the
+    GIL released, beside the chunking."""
+
+    def __init__(self, path: Path):
+        self.db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+        self.out = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(str(path),), name="snapshot-facts", daemon=True)
+        self.thread.start()
+
+    def _run(self, path: str) -> None:
+        try:
+            self.out = sqlite_facts(path, db=self.db)
+        except BaseException as exc:  # noqa: BLE001 - handed to result()
+            self.error = exc
+        finally:
+            self.db.close()
+
+    def result(self):
+        self.thread.join()
+        if self.error is not None:
+            raise BackupError(f"reading the snapshot's layout failed: {self.error}",
+                              fix="Run 'erpctl erp check' on the database; then run the backup again.")
+        return self.out
+
+    def cancel(self):
+        with contextlib.suppress(sqlite3.Error):
+            self.db.interrupt()
+        self.thread.join()
 
 
 class _FactsProcess:
-    """`python -m controlplane.backup.snapshot` computing sqlite_facts(path) beside us: started early
-    (its imports overlap the copy), it reads the snapshot's path on its standard input."""
+    """`python -m controlplane.backup.snapshot` computing sqlite_facts(path, check_invariants=True)
+    beside us: started early (its imports overlap the copy), it reads the snapshot's path on its
+    standard input."""
 
     def __init__(self):
         import sys
@@ -162,31 +235,15 @@ class _FactsProcess:
         self.proc.communicate()
 
 
-def sqlite_facts(path: str) -> tuple[tuple[int, dict], list[dict], str | None]:
-    """(page size, layout) for the fingerprint (fingerprint.sqlite_layout), invariants and schema
-    revision of an SQLite snapshot file (self-contained, private: nothing writes it)."""
-    db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
-    try:
-        layout = fp.sqlite_layout(db)
-    finally:
-        db.close()
-    engine = create_engine(f"sqlite:///file:{path}?mode=ro&immutable=1&uri=true", poolclass=NullPool)
-    try:
-        with engine.connect() as conn:
-            found, revision = _invariants_and_revision(conn)
-    finally:
-        engine.dispose()
-    return layout, found, revision
-
-
 @contextlib.contextmanager
-def capture(target: Target):
-    """Yields a Snapshot whose file is removed afterwards."""
+def capture(target: Target, check_invariants: bool = False):
+    """Yields a Snapshot whose file is removed afterwards; with check_invariants, its invariants are
+    checked too (otherwise Snapshot.invariants is None: not checked)."""
     clean_stale_temporaries(target.data_dir)
     if target.backend == "sqlite":
-        cm = _capture_sqlite(target)
+        cm = _capture_sqlite(target, check_invariants)
     elif target.backend == "postgresql":
-        cm = _capture_postgresql(target)
+        cm = _capture_postgresql(target, check_invariants)
     else:
         raise BackupError(f"cannot back up a {target.backend} database", fix="Use SQLite or PostgreSQL.")
     with cm as snap:
@@ -194,7 +251,7 @@ def capture(target: Target):
 
 
 @contextlib.contextmanager
-def _capture_sqlite(target: Target):
+def _capture_sqlite(target: Target, check_invariants: bool):
     src_path = target.sqlite_path
     if src_path is None or not src_path.exists():
         raise SchemaMismatch(f"there is no ERP database at {src_path}",
@@ -202,7 +259,8 @@ def _capture_sqlite(target: Target):
     target.data_dir.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_path(target.data_dir, ".sqlite3")
     t0 = time.perf_counter()
-    facts = _FactsProcess() if _sqlite_bytes(src_path) >= PARALLEL_FACTS_BYTES else None
+    big = _sqlite_bytes(src_path) >= PARALLEL_FACTS_BYTES
+    facts = _FactsProcess() if check_invariants and big else None
     try:
         try:
             src = sqlite3.connect(str(src_path), timeout=30)
@@ -230,18 +288,20 @@ def _capture_sqlite(target: Target):
 
         size = tmp.stat().st_size
         details = {"page_size": sqlite_page_size(tmp)}
-        if facts is not None:
-            snap = Snapshot("sqlite", "sqlite3", tmp, size, None, None, None, target.display_url,
-                            round(time.perf_counter() - t0, 3), {**details, "facts": "parallel process"},
-                            facts.start(tmp), fp.SQLITE_PAGES)
+        if facts is not None or not check_invariants:
+            pending, how = (facts.start(tmp), "parallel process") if facts is not None else \
+                (_FactsThread(tmp), "parallel thread")
             facts = None
+            snap = Snapshot("sqlite", "sqlite3", tmp, size, None, None, None, target.display_url,
+                            round(time.perf_counter() - t0, 3), {**details, "facts": how}, pending,
+                            fp.SQLITE_PAGES)
             try:
                 yield snap
             finally:
                 if snap.pending is not None:
                     snap.pending.cancel()
         else:
-            layout, found, revision = sqlite_facts(str(tmp))
+            layout, found, revision = sqlite_facts(str(tmp), check_invariants=True)
             yield Snapshot("sqlite", "sqlite3", tmp, size, None, found, revision, target.display_url,
                            round(time.perf_counter() - t0, 3), details, fingerprint_method=fp.SQLITE_PAGES,
                            layout=layout)
@@ -281,7 +341,7 @@ def _pg_env_and_args(url: str) -> tuple[dict, list[str]]:
 
 
 @contextlib.contextmanager
-def _capture_postgresql(target: Target):
+def _capture_postgresql(target: Target, check_invariants: bool):
     pg_dump = shutil.which("pg_dump")
     if not pg_dump:
         raise BackupError("pg_dump is not installed", fix="Install the PostgreSQL client (Debian: postgresql-client).")
@@ -299,7 +359,7 @@ def _capture_postgresql(target: Target):
             with conn.begin():
                 conn.exec_driver_sql("SET TRANSACTION READ ONLY")
                 snapshot_id = conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar()
-                tables, found, revision = _pg_facts(conn)
+                tables, found, revision = _pg_facts(conn, check_invariants)
                 env, args = _pg_env_and_args(target.database_url)
                 proc = subprocess.run([pg_dump, "--format=custom", "--compress=0", f"--snapshot={snapshot_id}",
                                        "--no-password", f"--file={tmp}", *args],
@@ -337,6 +397,6 @@ if __name__ == "__main__":  # the parallel facts process (see _FactsProcess)
     _path = sys.stdin.readline().strip()
     if not _path:
         sys.exit("no snapshot path on standard input")
-    (_page_size, _layout), _found, _revision = sqlite_facts(_path)
+    (_page_size, _layout), _found, _revision = sqlite_facts(_path, check_invariants=True)
     json.dump({"page_size": _page_size, "layout": _layout, "invariants": _found, "schema_revision": _revision},
               sys.stdout, default=str)

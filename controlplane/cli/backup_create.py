@@ -13,7 +13,9 @@ def render(m: dict) -> str:
              f"  size {human_bytes(m['size_bytes'])} in {m['chunk_count']} chunks, added "
              f"{human_bytes(m['bytes_added'])} to the repository, in {m['duration_seconds']} s",
              f"  {len(m['tables'])} tables, {m['total_rows']} rows"]
-    if m["invariants"]:
+    if m["invariants"] is None:
+        lines.append("  invariants not checked at capture ('erpctl backup verify' checks them on the restored copy)")
+    elif m["invariants"]:
         lines.append(f"  warning: {len(m['invariants'])} invariant violation(s) at capture time "
                      f"(see 'erpctl backup show {m['id'][:8]}')")
     else:
@@ -22,10 +24,13 @@ def render(m: dict) -> str:
 
 
 @click.command()
+@click.option("--check-invariants", is_flag=True,
+              help="Also run the ERP's invariants on the snapshot and record what they find in the manifest "
+                   "(verification L3 always runs them on the restored copy).")
 @repo_options
 @target_options
 @json_option
-def create(repo, key_file, lock_wait, data_dir, database_url):
+def create(check_invariants, repo, key_file, lock_wait, data_dir, database_url):
     """Back up the ERP database into the repository.
 
     SQLite through its online backup API, PostgreSQL through pg_dump of an exported snapshot, so the
@@ -35,6 +40,6 @@ def create(repo, key_file, lock_wait, data_dir, database_url):
     t = target(data_dir, database_url)
     repository = open_repo(t, repo, key_file, lock_wait)
     with progress() as bar:
-        manifest = repository.create_backup(t, progress=bar)
+        manifest = repository.create_backup(t, progress=bar, check_invariants=check_invariants)
     result = {**manifest.summary(), "repository": repository.url}
     emit(result, render(result))

@@ -13,7 +13,10 @@ def render(r: dict) -> str:
         return f"no backups in {r['repository']}"
     lines = [f"{'id':<10}{'created (UTC)':<34}{'engine':<12}{'size':>11}{'added':>11}  schema  invariants"]
     for b in r["backups"]:
-        inv = "clean" if b["invariants_ok"] else f"{len(b['invariants'])} violation(s)"
+        if b["invariants_ok"] is None:
+            inv = "not checked"
+        else:
+            inv = "clean" if b["invariants_ok"] else f"{len(b['invariants'])} violation(s)"
         lines.append(f"{b['id'][:8]:<10}{b['created_at']:<34}{b['engine']:<12}{human_bytes(b['size_bytes']):>11}"
                      f"{human_bytes(b['bytes_added']):>11}  {b['schema_revision'] or '-':<7} {inv}")
     lines.append(f"{len(r['backups'])} backup(s) in {r['repository']}")

@@ -15,7 +15,10 @@ def render(m: dict) -> str:
              f"size        {human_bytes(m['size_bytes'])} in {m['chunk_count']} chunks; added "
              f"{human_bytes(m['bytes_added'])}; took {m['duration_seconds']} s", "tables:"]
     lines += [f"  {t:<32}{v['rows']:>10} rows  {v['checksum']}" for t, v in sorted(m["tables"].items())]
-    if m["invariants"]:
+    lines.append(f"checksums   {m.get('fingerprint_method') or 'rows'}")
+    if m["invariants"] is None:
+        lines.append("invariants: not checked at capture time (verification L3 checks them on the restored copy)")
+    elif m["invariants"]:
         lines.append(f"invariants: {len(m['invariants'])} violation(s) at capture time:")
         lines += [f"  [{v['check']}] {v['detail']}" for v in m["invariants"]]
     else:

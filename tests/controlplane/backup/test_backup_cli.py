@@ -24,7 +24,8 @@ def test_init_create_list_show_prune(seeded_target, passphrase, tmp_path):
     assert again.returncode == 5 and "already exists" in json.loads(again.stderr.splitlines()[-1])["error"]["detail"]
 
     first = ok_json("backup", "create", *dd)
-    assert first["engine"] == "sqlite" and first["invariants_ok"] and first["bytes_added"] > 0
+    # the invariants are verification L3's, on the restored copy: not run at capture unless asked
+    assert first["engine"] == "sqlite" and first["invariants_ok"] is None and first["bytes_added"] > 0
     scatter_update(seeded_target, 0.01)
     second = ok_json("backup", "create", *dd)
     assert second["bytes_added"] < first["bytes_added"] * 0.15
@@ -32,14 +33,14 @@ def test_init_create_list_show_prune(seeded_target, passphrase, tmp_path):
     listed = ok_json("backup", "list", *dd)
     assert [b["id"] for b in listed["backups"]] == [first["id"], second["id"]]
     human = ok("backup", "list", *dd).stdout
-    assert first["id"][:8] in human and "clean" in human and "2 backup(s)" in human
+    assert first["id"][:8] in human and "not checked" in human and "2 backup(s)" in human
 
     shown = ok_json("backup", "show", first["id"][:8], *dd)
     assert shown["id"] == first["id"] and shown["tables"]["sales_orders"]["rows"] > 0 and "chunks" not in shown
     with_chunks = ok_json("backup", "show", "latest", "--chunks", *dd)
     assert with_chunks["id"] == second["id"] and len(with_chunks["chunks"]) == with_chunks["chunk_count"]
     text = ok("backup", "show", "latest", *dd).stdout
-    assert "invariants: clean" in text and "sales_orders" in text
+    assert "invariants: not checked" in text and "checksums   sqlite-pages-v1" in text and "sales_orders" in text
 
     dry = ok_json("backup", "prune", "--keep-last", "1", "--dry-run", *dd)
     assert dry["dry_run"] and dry["forgotten"] == [first["id"]]
@@ -95,7 +96,8 @@ def test_s3_through_the_cli(moto_s3, seeded_target, passphrase):
 
 
 def test_backup_of_a_database_that_breaks_an_invariant(seeded_target, passphrase):
-    """The backup is taken (it is what there is) and its manifest records the violation."""
+    """The backup is taken (it is what there is); with --check-invariants its manifest records the
+    violation (without, it says they were not checked: L3 finds it on the restored copy)."""
     import sqlite3
 
     c = sqlite3.connect(seeded_target.sqlite_path)
@@ -104,6 +106,10 @@ def test_backup_of_a_database_that_breaks_an_invariant(seeded_target, passphrase
     c.close()
     dd = _dd(seeded_target)
     ok("backup", "init", "--kdf-memory", "8192", *dd)
-    made = ok_json("backup", "create", *dd)
-    assert not made["invariants_ok"] and made["invariants"][0]["check"] == "on_hand_matches_moves"
-    assert "warning: 1 invariant violation" in ok("backup", "create", *dd).stdout
+    made = ok_json("backup", "create", "--check-invariants", *dd)
+    assert made["invariants_ok"] is False and made["invariants"][0]["check"] == "on_hand_matches_moves"
+    assert "warning: 1 invariant violation" in ok("backup", "create", "--check-invariants", *dd).stdout
+    plain = ok("backup", "create", *dd).stdout
+    assert "invariants not checked at capture" in plain and "warning" not in plain
+    listed = ok("backup", "list", *dd).stdout
+    assert "1 violation(s)" in listed and "not checked" in listed

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import threading
 import time
@@ -57,7 +58,7 @@ def test_sqlite_backup_roundtrip(seeded_target, file_repo_url, tmp_path):
     m = repo.create_backup(seeded_target)
     d = m.as_dict()
     assert CONTRACT_FIELDS <= set(d)
-    assert d["engine"] == "sqlite" and d["schema_revision"] and d["invariants"] == []
+    assert d["engine"] == "sqlite" and d["schema_revision"] and d["invariants"] is None  # L3 checks them
     assert d["tables"]["sales_orders"]["rows"] > 100 and d["chunk_count"] == len(d["chunks"])
     assert d["source"].startswith("sqlite:///") and m.bytes_added > 0
     # the manifest's fingerprint is that of the live database (nothing wrote meanwhile)
@@ -125,7 +126,7 @@ def test_snapshot_consistent_while_the_erp_writes(seeded_target, file_repo_url, 
     try:
         time.sleep(0.3)
         repo = new_repo(file_repo_url)
-        manifests = [repo.create_backup(seeded_target) for _ in range(3)]
+        manifests = [repo.create_backup(seeded_target, check_invariants=True) for _ in range(3)]
     finally:
         stop.set()
         t.join()
@@ -365,7 +366,7 @@ def test_postgresql_backup_roundtrip(pg_seeded_target, file_repo_url, tmp_path):
     if not shutil.which("pg_restore"):
         pytest.skip("pg_restore is not installed")
     repo = new_repo(file_repo_url)
-    m = repo.create_backup(pg_seeded_target)
+    m = repo.create_backup(pg_seeded_target, check_invariants=True)
     assert m.engine == "postgresql" and m.format == "pg_dump-custom" and m.invariants == []
     assert "@" not in m.source or ":" not in m.source.split("@")[0].split("//")[1]  # no password
     engine = create_engine(pg_seeded_target.database_url)
@@ -412,10 +413,29 @@ def test_s3_settings_from_the_data_dir(moto_s3, seeded_target, monkeypatch):
 
 
 def test_facts_of_a_large_snapshot_in_a_parallel_process(seeded_target, file_repo_url, monkeypatch, tmp_path):
+    """With check_invariants, a large database's facts come from a process of their own (started
+    before the copy); without, from a thread beside the chunking; small ones inline. All three give
+    the same fingerprint, the live database's."""
     from controlplane.backup import snapshot
 
-    monkeypatch.setattr(snapshot, "PARALLEL_FACTS_BYTES", 0)
     repo = new_repo(file_repo_url)
-    m = repo.create_backup(seeded_target)
+    live = sqlite_fingerprint(seeded_target.sqlite_path, repo)
+    inline = repo.create_backup(seeded_target, check_invariants=True)
+    assert "facts" not in inline.details and inline.invariants == [] and inline.tables == live
+    monkeypatch.setattr(snapshot, "PARALLEL_FACTS_BYTES", 0)
+    m = repo.create_backup(seeded_target, check_invariants=True)
     assert m.details["facts"] == "parallel process" and m.invariants == []
-    assert m.tables == sqlite_fingerprint(seeded_target.sqlite_path, repo) and m.schema_revision
+    assert m.tables == live and m.schema_revision == inline.schema_revision
+    t = repo.create_backup(seeded_target)
+    assert t.details["facts"] == "parallel thread" and t.invariants is None
+    assert t.tables == live and t.schema_revision == inline.schema_revision
+
+    c = sqlite3.connect(seeded_target.sqlite_path)  # the process reports what it finds
+    c.execute("UPDATE stock_levels SET quantity = quantity + 5 WHERE rowid = (SELECT min(rowid) FROM stock_levels)")
+    c.commit()
+    c.close()
+    broken = repo.create_backup(seeded_target, check_invariants=True)
+    assert {v["check"] for v in broken.invariants} == {"on_hand_matches_moves"} and broken.invariants_ok is False
+    assert broken.tables["stock_levels"] != m.tables["stock_levels"]
+    assert {k: v for k, v in broken.tables.items() if k != "stock_levels"} == \
+        {k: v for k, v in m.tables.items() if k != "stock_levels"}

@@ -455,7 +455,7 @@ def test_backup_taken_under_write_load_restores_with_invariants_clean(any_target
         while writer.done < 5 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert writer.done >= 5, writer.errors[:5]
-        m = repo.create_backup(any_target)  # while the writer goes on
+        m = repo.create_backup(any_target, check_invariants=True)  # while the writer goes on
         during = writer.done
         deadline = time.monotonic() + 60
         while writer.done < during + 5 and time.monotonic() < deadline:
