@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 NONCE = 12
 TAG = 16
 RAW, ZSTD = 0, 1
+_RAW_PREFIX, _ZSTD_PREFIX = bytes([RAW]), bytes([ZSTD])
 
 # argon2id: 64 MiB, 3 passes, 2 lanes (about 0.2 s here). Stored per key slot, so changing the
 # defaults never locks out an existing repository.
@@ -144,11 +145,13 @@ class Sealer:
         return hashlib.blake2b(purpose, key=self.master.ident, digest_size=size).digest()
 
     def seal(self, plaintext: bytes, aad: bytes, compress: bool = True) -> bytes:
-        body = bytes([RAW]) + plaintext
+        body = None
         if compress:
             packed = self._cctx.compress(plaintext)
             if len(packed) < len(plaintext):
-                body = bytes([ZSTD]) + packed
+                body = _ZSTD_PREFIX + packed
+        if body is None:
+            body = _RAW_PREFIX + plaintext
         nonce = os.urandom(NONCE)
         return nonce + self._aead.encrypt(nonce, body, aad)
 

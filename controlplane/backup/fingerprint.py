@@ -134,15 +134,15 @@ def page_digest(page, key: bytes) -> bytes:
     return hashlib.blake2b(page, key=key, digest_size=32).digest()
 
 
-def checksums(layout: dict[str, dict], digest_of) -> dict[str, dict]:
-    """{table: {"rows", "checksum"}} from a layout (sqlite_layout) and digest_of(page number) -> the
-    page's digest: the checksum is BLAKE2b-128 of the table's page digests in page-number order."""
+def checksums(layout: dict[str, dict], run_digests) -> dict[str, dict]:
+    """{table: {"rows", "checksum"}} from a layout (sqlite_layout) and run_digests(first, last) -> the
+    digests of pages first..last, concatenated: the checksum is BLAKE2b-128 of the table's page
+    digests in page-number order."""
     out = {}
     for table, info in sorted(layout.items()):
         h = hashlib.blake2b(digest_size=16)
         for first, last in info["pages"]:
-            for p in range(first, last + 1):
-                h.update(digest_of(p))
+            h.update(run_digests(first, last))
         out[table] = {"rows": info["rows"], "checksum": h.hexdigest()}
     return out
 
@@ -158,12 +158,13 @@ def sqlite_pages(db: sqlite3.Connection, image, key: bytes) -> dict[str, dict]:
                              f"{page_size}-byte pages")
         npages = len(view) // page_size
 
-        def digest_of(p: int) -> bytes:
-            if not 1 <= p <= npages:
-                raise ValueError(f"page {p} lies past the end of the database image ({npages} pages)")
-            return page_digest(view[(p - 1) * page_size:p * page_size], key)
+        def run_digests(first: int, last: int) -> bytes:
+            if not 1 <= first <= last <= npages:
+                raise ValueError(f"pages {first}-{last} lie past the end of the database image ({npages} pages)")
+            return b"".join([page_digest(view[(p - 1) * page_size:p * page_size], key)
+                             for p in range(first, last + 1)])
 
-        return checksums(layout, digest_of)
+        return checksums(layout, run_digests)
     finally:
         view.release()
 

@@ -55,9 +55,12 @@ class PackBuilder:
         self.reset()
 
     def reset(self) -> None:
-        self.parts: list[bytes] = []
-        self.entries: list[Entry] = []
-        self.size = 0
+        self.data = bytearray()
+        self.entries: list[tuple[bytes, int, int, int]] = []
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
 
     def add(self, chunk_id: bytes, plaintext: bytes) -> int:
         sealed = self.sealer.seal(plaintext, chunk_aad(chunk_id))
@@ -65,18 +68,20 @@ class PackBuilder:
         return len(sealed)
 
     def add_sealed(self, chunk_id: bytes, sealed: bytes, raw_length: int) -> None:
-        self.entries.append(Entry(chunk_id, self.size, len(sealed), raw_length))
-        self.parts.append(sealed)
-        self.size += len(sealed)
+        self.entries.append((chunk_id, len(self.data), len(sealed), raw_length))
+        self.data += sealed
 
     def __len__(self) -> int:
         return len(self.entries)
 
-    def finish(self) -> tuple[str, bytes, list[Entry]]:
-        header = b"".join(ENTRY.pack(e.id, e.offset, e.length, e.raw_length) for e in self.entries)
+    def finish(self) -> tuple[str, bytearray, list[Entry]]:
+        """(name, the pack's bytes, its entries); the builder must be reset() before reuse."""
+        header = b"".join([ENTRY.pack(*e) for e in self.entries])
         sealed_header = self.sealer.seal(header, HEADER_AAD)
-        data = b"".join([*self.parts, sealed_header, TRAILER.pack(len(sealed_header), MAGIC)])
-        return hashlib.sha256(data).hexdigest(), data, list(self.entries)
+        data = self.data
+        data += sealed_header
+        data += TRAILER.pack(len(sealed_header), MAGIC)
+        return hashlib.sha256(data).hexdigest(), data, [Entry(*e) for e in self.entries]
 
 
 def parse_header(sealer: Sealer, tail: bytes) -> list[Entry]:

@@ -82,6 +82,23 @@ def test_sqlite_backup_roundtrip(seeded_target, file_repo_url, tmp_path):
     assert r["ok"] and r["bytes_added"] == m.bytes_added and r["size_bytes"] == m.size_bytes and "duration" in r
 
 
+def test_zstd_level_is_the_repositorys(seeded_target, file_repo_url, tmp_path):
+    """New repositories compress at DEFAULT_ZSTD_LEVEL; one made with another level (as every
+    repository made before, at 3) keeps it, and its backups restore the same."""
+    from controlplane.backup.repository import DEFAULT_ZSTD_LEVEL
+
+    fast = new_repo(file_repo_url)
+    assert fast.config["zstd_level"] == DEFAULT_ZSTD_LEVEL == fast.sealer.zstd_level
+    older = new_repo(f"file://{tmp_path / 'level3'}", zstd_level=3)
+    assert open_repository(f"file://{tmp_path / 'level3'}", passphrase="pw").sealer.zstd_level == 3
+    a, b = fast.create_backup(seeded_target), older.create_backup(seeded_target)
+    assert a.chunk_count == b.chunk_count and b.bytes_added < a.bytes_added < a.size_bytes * 0.6
+    for repo, m in ((fast, a), (older, b)):
+        art = repo.materialize(m.id, tmp_path / m.id)
+        assert art.path.read_bytes() == (tmp_path / a.id / "erp.sqlite3").read_bytes()
+        assert repo.check_chunks().ok
+
+
 def test_packs_not_objects_per_page(seeded_target, file_repo_url, tmp_path):
     repo = new_repo(file_repo_url, pack_size=64 << 10)
     m = repo.create_backup(seeded_target)
