@@ -1,9 +1,39 @@
 """Running a release's backfills in key-range batches under a write-stall budget.
 
 Each batch and its checkpoint are one transaction (erp_core.backfill.run_batch writes the checkpoint),
-so a kill redoes at most the batch in flight. A canary writer measures what a writer of the ERP waits
-for while batches run; the controller sizes batches and the pauses between them to keep that wait
-within the budget, and grows batches while there is room.
+so a kill redoes at most the batch in flight. A backfill stops at the largest key its table had when it
+started: rows inserted after the expand step are filled by its compatibility triggers, so chasing the
+keys that writers keep adding would only add batches with nothing to fill (and, with a busy writer,
+never end).
+
+How long a writer of the ERP waits is set by two things the controller chooses:
+
+- how long a batch holds its locks (SQLite: the database's write lock; PostgreSQL: the row locks of
+  the batch). Batches are sized from the measured rate to take a share of the budget: 45 % on
+  PostgreSQL, 20 % on SQLite. On SQLite a stall runs on to the waiting writer's next retry (below),
+  a batch can take 2-3 times its usual length on a busy machine, and a writer that misses its turn
+  once waits through a second batch: with 20 ms batches even that (50 ms + a 15 ms pause + 20 ms)
+  ends within a 100 ms budget. Each backfill starts from the smallest batch: its rows may cost far
+  more than the previous table's (a prepare step, correlated subqueries).
+- SQLite only: whether a waiting writer gets in after the batch. A writer waiting for SQLite's write
+  lock does not queue; its busy handler retries after sleeping 1, 2, 5, 10, 15, 20, 25, 25, 25, 50,
+  50, 100 ms. When a batch commits, that writer is asleep for up to the gap it is in, and if the next
+  batch took the lock before it woke it would wait through that batch too. So the pause after a
+  batch outlasts the busy handler's gap at the batch's duration (plus a margin for another writer's
+  transaction and the scheduler), stretched at random so batches and retries do not fall into step.
+  The backfill's own connection has a short busy timeout and retries itself every millisecond or so
+  (it never sleeps 25 ms behind a writer's 1 ms transaction), and checkpoints the WAL itself during
+  the pause: a checkpoint holds no write lock, and left to SQLite's auto-checkpoint it would run in
+  the COMMIT of whichever connection crosses the threshold, often the next writer's.
+
+PostgreSQL wakes lock waiters in order at commit, so its pause is short; a batch waits at most the
+budget for a row lock a writer holds (lock_timeout) and is then retried, so it never holds its own
+locks for long behind a slow writer.
+
+A canary writer measures what a writer waits for while batches run (SQLite: the write lock;
+PostgreSQL: a row lock at the start of the batch in flight). When it waits more than 80 % of the
+budget the controller halves the batch and aims lower (and, on SQLite, widens the pause margin); it
+returns to its defaults while the canary waits less than 60 % of the budget.
 """
 
 from __future__ import annotations
@@ -16,46 +46,107 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
 from ..faults import failpoint
 
 DEFAULT_BUDGET_SECONDS = {"sqlite": 0.100, "postgresql": 0.500}
 
+# SQLite's default busy handler (sqliteDefaultBusyCallback): after the n-th failed try it sleeps
+# SQLITE_BUSY_DELAYS_MS[n] milliseconds (the last value thereafter) and tries again.
+SQLITE_BUSY_DELAYS_MS = (1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100)
+SQLITE_OWN_BUSY_TIMEOUT_MS = 2   # the backfill's connection gives up quickly and retries by itself
+LOCK_RETRY_DEADLINE = 30.0       # the ERP's own busy timeout: the longest a batch keeps retrying
+
+
+def sqlite_retry_gap(waited: float) -> float:
+    """Seconds a writer that has waited up to `waited` seconds for SQLite's write lock may still sleep
+    before its next try: the busy handler's gap that contains `waited`."""
+    t = 0.0
+    for d in SQLITE_BUSY_DELAYS_MS:
+        if waited * 1000 <= t + d:
+            return d / 1000
+        t += d
+    return SQLITE_BUSY_DELAYS_MS[-1] / 1000
+
 
 @dataclass
 class Controller:
-    """Batch size and pause from the last batch's duration and the canary's recent waits.
+    """Batch size and pause from the measured batch durations and the canary's recent waits.
 
-    A batch holds its locks for its whole duration, so a batch is sized to take a fraction of the
-    budget; the pause after it lets waiting writers in (SQLite's busy handler retries at growing
-    intervals, up to 25 ms in the first 100 ms, so the pause must outlast a retry interval)."""
+    The next batch is sized to hold its locks for `share` of the budget at the rate measured so far
+    (the lower of the last batch's and the running average), growing at most twofold a batch from
+    `min_batch` at the start of each backfill. The pause after a batch is `min_pause` on PostgreSQL;
+    on SQLite it is the busy handler's retry gap at that batch's duration plus `margin`.
+    `next_pause` stretches it at random by up to `jitter`."""
 
     budget: float
+    sqlite: bool = False
     batch: int = 2_000
     min_batch: int = 100
-    max_batch: int = 100_000
-    pause: float = 0.0
-    min_pause: float = 0.0
-    batch_share: float = 0.45
+    max_batch: int = 200_000
+    batch_share: float = 0.45   # the share of the budget a batch is sized to take
+    min_share: float = 0.05
+    margin: float = 0.004       # SQLite: added to the retry gap
+    min_pause: float = 0.002
+    jitter: float = 0.25
+    share: float = 0.0          # the share aimed at now (batch_share, lowered while the canary waits)
+    pause: float = 0.0          # the pause after the last batch (before jitter)
+    extra_margin: float = 0.0   # SQLite: margin added while the canary waits
+    rate: float = 0.0           # running average of keys per second
+    shrinks: int = 0
     recent: deque = field(default_factory=lambda: deque(maxlen=20))
 
+    @classmethod
+    def for_dialect(cls, dialect: str, budget: float, **kw) -> "Controller":
+        if dialect == "sqlite":
+            return cls(budget=budget, sqlite=True, batch_share=0.20, **kw)
+        return cls(budget=budget, **kw)
+
     def __post_init__(self):
+        self.share = self.share or self.batch_share
         self.pause = max(self.pause, self.min_pause)
 
+    def start_backfill(self) -> None:
+        """A new backfill: its rows may cost far more than the last one's (another table, a prepare step,
+        correlated subqueries), so it starts from the smallest batch and a new rate."""
+        self.batch = self.min_batch
+        self.rate = 0.0
+
+    def pause_after(self, seconds: float) -> float:
+        """The pause after a batch that held its locks for `seconds` (before jitter)."""
+        if self.sqlite:
+            return max(self.min_pause, sqlite_retry_gap(seconds) + self.margin + self.extra_margin)
+        return self.min_pause
+
+    def next_pause(self, rng=random) -> float:
+        return self.pause * (1 + rng.uniform(0, self.jitter))
+
     def update(self, rows: int, seconds: float, canary_waits: list[float]) -> None:
+        """After a batch: `rows` keys covered in `seconds`, and what the canary waited meanwhile."""
         self.recent.extend(canary_waits)
         worst = max(self.recent, default=0.0)
         if rows > 0 and seconds > 0:
-            fit = int(rows / seconds * self.budget * self.batch_share)
-            # move towards what fits the budget, at most doubling at a time
+            rate = rows / seconds
+            self.rate = rate if not self.rate else 0.7 * self.rate + 0.3 * rate
+            fit = int(min(rate, self.rate) * self.budget * self.share)
             self.batch = max(self.min_batch, min(self.max_batch, fit, self.batch * 2))
+        self.pause = self.pause_after(seconds)
         if worst > 0.8 * self.budget:
+            # a writer waited too long: smaller batches now, aim lower, and (SQLite) a longer pause
+            self.shrinks += 1
             self.batch = max(self.min_batch, self.batch // 2)
-            self.pause = min(self.budget, max(self.pause * 1.5, self.min_pause, 0.005))
+            self.share = max(self.min_share, self.share * 0.7)
+            if self.sqlite:
+                self.extra_margin = min(self.budget / 4, self.extra_margin + 0.005)
+                self.pause = self.pause_after(seconds)
+            else:
+                self.pause = min(self.budget, max(self.pause * 1.5, self.min_pause, 0.005))
             self.recent.clear()
-        elif worst < 0.4 * self.budget:
-            self.pause = max(self.min_pause, self.pause * 0.9)
+        elif worst < 0.6 * self.budget:
+            self.share = min(self.batch_share, self.share * 1.05)
+            self.extra_margin = max(0.0, self.extra_margin - 0.0005)
 
 
 class Canary:
@@ -153,68 +244,193 @@ class Progress:
                 "last_key": self.last_key, "batch": self.batch, "pause_ms": round(self.pause_ms, 1)}
 
 
-def _write_connection(engine: Engine):
-    return engine.connect().execution_options(erp_write=True)
+class _Totals:
+    """Counts the pending rows of every backfill in a read transaction of its own, beside the batches
+    (a full count of a large table takes a while; writers are not held up by it). A count taken while
+    its backfill already runs adds the rows that backfill had filled when the count began."""
+
+    def __init__(self, engine: Engine, backfills: list, progress: dict[str, Progress]):
+        self.engine, self.backfills, self.progress = engine, backfills, progress
+        self.totals: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="upgrade-backfill-totals")
+        self._thread.start()
+
+    def _run(self) -> None:
+        from erp_core import backfill as erp_backfill
+
+        try:
+            with self.engine.connect() as conn:
+                for bf in self.backfills:
+                    if self._stop.is_set():
+                        return
+                    with conn.begin():
+                        p = self.progress.get(bf.name)
+                        done = p.rows_done if p else 0
+                        self.totals[bf.name] = done + erp_backfill.remaining(conn, bf)
+        except Exception:  # noqa: BLE001 - totals only feed the ETA
+            pass
+
+    def get(self, name: str) -> int | None:
+        return self.totals.get(name)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+
+class _SqliteTuning:
+    """The backfill connection's short busy timeout and its own WAL checkpoints, undone when it goes
+    back to the engine's pool."""
+
+    def __init__(self, conn):
+        self.raw = conn.connection.driver_connection
+        self.saved = {p: self.raw.execute(f"PRAGMA {p}").fetchone()[0] for p in ("busy_timeout", "wal_autocheckpoint")}
+        self.raw.execute(f"PRAGMA busy_timeout = {SQLITE_OWN_BUSY_TIMEOUT_MS}")
+        self.raw.execute("PRAGMA wal_autocheckpoint = 0")
+        self.seconds: list[float] = []
+
+    def checkpoint(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            self.raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except Exception:  # noqa: BLE001 - a checkpoint that cannot run now runs after the next batch
+            return
+        self.seconds.append(time.perf_counter() - t0)
+
+    def restore(self) -> None:
+        for pragma, value in self.saved.items():
+            self.raw.execute(f"PRAGMA {pragma} = {int(value)}")
+
+
+def _lock_busy(exc: Exception, sqlite: bool) -> bool:
+    """A batch that could not get its lock in time (and changed nothing): retry it."""
+    orig = getattr(exc, "orig", exc)
+    if sqlite:
+        text = str(orig).lower()
+        return "database is locked" in text or "database is busy" in text
+    return getattr(orig, "sqlstate", None) == "55P03"  # lock_not_available (lock_timeout)
+
+
+def _ms(values: list[float], q: float | None = None) -> float | None:
+    if not values:
+        return None
+    s = sorted(values)
+    return round((s[-1] if q is None else s[min(len(s) - 1, int(len(s) * q))]) * 1000, 1)
 
 
 def run_backfills(engine: Engine, backfills: list, *, budget: float | None = None,
                   on_progress: Callable[[list[Progress], dict], None] | None = None,
-                  canary: bool = True) -> dict:
-    """Run every backfill to completion from its checkpoint. Returns figures for the record."""
+                  canary: bool = True,
+                  on_batch: Callable[[object, int, int, object], None] | None = None) -> dict:
+    """Run every backfill to completion from its checkpoint. Returns figures for the record.
+
+    on_batch(backfill, after_key, limit, result), if given, is called in each batch's transaction:
+    before run_batch with result None, and after it, before the commit, with its BatchResult."""
     from erp_core import backfill as erp_backfill
 
     dialect = engine.dialect.name
+    sqlite = dialect == "sqlite"
     budget = budget or DEFAULT_BUDGET_SECONDS.get(dialect, 0.5)
-    ctl = Controller(budget=budget, min_pause=0.025 if dialect == "sqlite" else 0.002)
+    ctl = Controller.for_dialect(dialect, budget)
+    rng = random.Random()
     can = Canary(engine).start() if canary else None
     progress: list[Progress] = []
+    by_name: dict[str, Progress] = {}
+    totals = _Totals(engine, backfills, by_name)
+    held: list[float] = []          # how long each batch held its locks
+    lock_retries = 0
+    tuning = None
     t_start = time.perf_counter()
     last_report = 0.0
     try:
-        with _write_connection(engine) as conn:
-            for bf in backfills:
-                p = Progress(bf.name)
-                progress.append(p)
-                with conn.begin():
-                    after = erp_backfill.checkpoint(conn, bf)
-                    bounds = erp_backfill.key_bounds(conn, bf)
-                    p.rows_total = erp_backfill.remaining(conn, bf)
-                if bounds is None:
-                    continue
-                if after is None:
-                    after = bounds[0] - 1
-                p.last_key = after
-                while True:
-                    if can is not None and dialect != "sqlite":
-                        can.probe = (bf.table, bf.key, after)
-                    t0 = time.perf_counter()
-                    with conn.begin():
-                        result = erp_backfill.run_batch(conn, bf, after, ctl.batch)
-                        failpoint("upgrade.backfill.batch")
-                    took = time.perf_counter() - t0
-                    if result.last_key is None:
-                        break
-                    after = result.last_key
-                    p.rows_done += result.rows
-                    p.batches += 1
-                    p.seconds += took
+        with engine.connect().execution_options(erp_write=True) as conn, engine.connect() as reader:
+            tuning = _SqliteTuning(conn) if sqlite else None
+            try:
+                for bf in backfills:
+                    p = Progress(bf.name)
+                    progress.append(p)
+                    by_name[bf.name] = p
+                    # a read transaction: on SQLite, key_bounds scans the table (MIN and MAX in one
+                    # statement), which under the write lock would stall every writer meanwhile
+                    with reader.begin():
+                        after = erp_backfill.checkpoint(reader, bf)
+                        bounds = erp_backfill.key_bounds(reader, bf)
+                    if bounds is None:
+                        continue
+                    if after is None:
+                        after = bounds[0] - 1
+                    stop_at = bounds[1]  # later keys were inserted after the expand: the triggers filled them
                     p.last_key = after
-                    ctl.update(result.rows, took, can.take() if can else [])
-                    p.batch, p.pause_ms = ctl.batch, ctl.pause * 1000
-                    now = time.perf_counter()
-                    if on_progress and now - last_report >= 0.5:
-                        last_report = now
-                        on_progress(progress, can.summary() if can else {})
-                    if ctl.pause:
-                        time.sleep(ctl.pause * random.uniform(0.8, 1.2))
-                    p.seconds += time.perf_counter() - now
+                    ctl.start_backfill()
+                    locked_since = None
+                    while after < stop_at:
+                        if can is not None and not sqlite:
+                            can.probe = (bf.table, bf.key, after)
+                        limit = ctl.batch
+                        t0 = time.perf_counter()
+                        try:
+                            with conn.begin():
+                                if not sqlite:
+                                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{max(1, int(budget * 1000))}ms'")
+                                if on_batch:
+                                    on_batch(bf, after, limit, None)
+                                result = erp_backfill.run_batch(conn, bf, after, limit)
+                                if on_batch:
+                                    on_batch(bf, after, limit, result)
+                                failpoint("upgrade.backfill.batch")
+                        except sa_exc.OperationalError as exc:
+                            # a writer holds the lock: nothing of the batch was kept; try it again soon
+                            locked_since = locked_since or t0
+                            if not _lock_busy(exc, sqlite) or t0 - locked_since > LOCK_RETRY_DEADLINE:
+                                raise
+                            lock_retries += 1
+                            time.sleep(rng.uniform(0.0005, 0.0015) if sqlite else rng.uniform(0.005, 0.02))
+                            continue
+                        took = time.perf_counter() - t0
+                        locked_since = None
+                        if result.last_key is None:
+                            break
+                        held.append(took)
+                        after = result.last_key
+                        p.rows_done += result.rows
+                        p.batches += 1
+                        p.seconds += took
+                        p.last_key = after
+                        p.rows_total = max(totals.get(bf.name) or 0, p.rows_done)
+                        ctl.update(limit if after < stop_at else result.rows, took, can.take() if can else [])
+                        p.batch, p.pause_ms = ctl.batch, ctl.pause * 1000
+                        now = time.perf_counter()
+                        if tuning is not None:
+                            tuning.checkpoint()  # no write lock: a waiting writer gets in meanwhile
+                        if on_progress and now - last_report >= 0.5:
+                            last_report = now
+                            on_progress(progress, can.summary() if can else {})
+                        rest = ctl.next_pause(rng) - (time.perf_counter() - now)
+                        if rest > 0:
+                            time.sleep(rest)
+                        p.seconds += time.perf_counter() - now
+            finally:
+                if tuning is not None:
+                    tuning.checkpoint()
+                    tuning.restore()
     finally:
         if can is not None:
             can.stop()
+        totals.close()
+    for p in progress:
+        p.rows_total = max(totals.get(p.name) or 0, p.rows_done)
     figures = {"backfills": [p.as_dict() for p in progress], "budget_ms": round(budget * 1000),
                "seconds": round(time.perf_counter() - t_start, 2),
                "rows": sum(p.rows_done for p in progress),
-               "canary": can.summary() if can else None}
+               "canary": can.summary() if can else None,
+               "controller": {"batches": len(held), "final_batch": ctl.batch,
+                              "final_pause_ms": round(ctl.pause * 1000, 1),
+                              "share": round(ctl.share, 3), "shrinks": ctl.shrinks, "lock_retries": lock_retries,
+                              "batch_ms_median": _ms(held, 0.5), "batch_ms_p99": _ms(held, 0.99),
+                              "batch_ms_max": _ms(held),
+                              "checkpoint_ms_median": _ms(tuning.seconds, 0.5) if tuning else None,
+                              "checkpoint_ms_max": _ms(tuning.seconds) if tuning else None}}
     figures["rows_per_second"] = round(figures["rows"] / figures["seconds"]) if figures["seconds"] else 0
     if on_progress:
         on_progress(progress, figures["canary"] or {})

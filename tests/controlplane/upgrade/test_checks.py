@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import shutil
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from sqlalchemy import text
 
 from controlplane.upgrade import catalogue as cat
 from controlplane.upgrade import checks
-from controlplane.upgrade.backfill import Controller
+from controlplane.upgrade.backfill import Controller, sqlite_retry_gap
 from erp_core.db import make_engine, migrate
 from tests.conftest import _pg_admin, _pg_url, need
 
@@ -102,13 +103,32 @@ def test_key_range_checksums_name_the_table_and_range_that_changed(tmp_path):
 
 
 def test_the_controller_shrinks_batches_when_the_canary_waits_and_grows_them_when_there_is_room():
-    ctl = Controller(budget=0.1, batch=1000, min_pause=0.02)
-    ctl.update(rows=1000, seconds=0.01, canary_waits=[0.001])      # fast batches, no waiting: grow
+    ctl = Controller(budget=0.5, batch=1000)                         # PostgreSQL: a batch takes 45 % of the budget
+    ctl.update(rows=1000, seconds=0.01, canary_waits=[0.001])        # fast batches, no waiting: grow, at most x2
     assert ctl.batch == 2000
     ctl.update(rows=2000, seconds=0.02, canary_waits=[0.002])
-    assert ctl.batch == 4000
-    ctl.update(rows=4000, seconds=0.3, canary_waits=[0.09])        # slow, and a writer waited 90 ms: shrink
-    assert ctl.batch < 1000 and ctl.pause > 0.02
+    assert ctl.batch == 4000 and ctl.pause == ctl.min_pause
+    ctl.update(rows=4000, seconds=1.0, canary_waits=[0.45])          # slow, and a writer waited 450 ms: shrink
+    assert ctl.batch < 1000 and ctl.pause > ctl.min_pause and ctl.share < ctl.batch_share
+    for _ in range(40):                                              # quiet again: back to the full share
+        ctl.update(rows=ctl.batch, seconds=ctl.batch / 100_000, canary_waits=[0.01])
+    assert ctl.share == ctl.batch_share and abs(ctl.batch - 100_000 * 0.5 * 0.45) <= 1
+    ctl.start_backfill()                                             # another table: start small, measure afresh
+    assert ctl.batch == ctl.min_batch and ctl.rate == 0
     slow = Controller(budget=0.1, batch=50_000)
     slow.update(rows=50_000, seconds=1.0, canary_waits=[])           # 50 k rows/s: a batch must take <= 45 ms
     assert slow.batch == 2250
+
+    # SQLite: a waiting writer does not queue, its busy handler tries at 0, 1, 3, 8, 18, 33, 53, 78, 103 ms;
+    # one that began waiting when a 40 ms batch began is asleep from 33 to 53 ms when the batch commits,
+    # so the pause after that batch must outlast 20 ms
+    assert [sqlite_retry_gap(s / 1000) * 1000 for s in (0.5, 2, 30, 40, 60, 90, 500)] == [1, 2, 15, 20, 25, 25, 100]
+    lite = Controller.for_dialect("sqlite", 0.1, batch=1000)
+    lite.update(rows=1000, seconds=0.040, canary_waits=[0.03])
+    assert lite.pause == 0.020 + lite.margin
+    assert lite.batch == int(1000 / 0.040 * 0.1 * 0.20)              # 20 ms of the 100 ms budget
+    rng = random.Random(1)
+    pauses = [lite.next_pause(rng) for _ in range(200)]              # jittered, never below the gap
+    assert min(pauses) >= lite.pause and max(pauses) <= lite.pause * (1 + lite.jitter) and len(set(pauses)) > 100
+    lite.update(rows=750, seconds=0.070, canary_waits=[0.09])        # a writer waited 90 ms: smaller, longer pause
+    assert lite.batch < 750 and lite.pause >= 0.025 + lite.margin + 0.005 and lite.shrinks == 1
