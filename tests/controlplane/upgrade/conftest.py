@@ -25,6 +25,7 @@ from sqlalchemy import text
 
 import erp_core
 from controlplane import release
+from controlplane.backup.repository import open_repository
 from controlplane.config import Target
 from tests.conftest import PG_ADMIN_URL, _pg_admin, _pg_url, clone_pg_database, need
 from tests.controlplane.cli_helpers import env as cli_env
@@ -113,8 +114,9 @@ def site(request, tmp_path, release_store) -> Site:
     else:
         url = clone_pg_database(request.getfixturevalue("pg_1_0_template"), "erp_up", request)
     s = Site(data, url, request.param, env={"ERP_FIELD_KEY": FIELD_KEY, "ERPCTL_BACKUP_PASSPHRASE": PASSPHRASE})
-    release.set_current(s.target, OLD)
-    s.ok("backup", "init", "--kdf-memory", "8192")
+    release.set_current(s.target, OLD, check_schema=False)  # the fixture databases are 1.0's own
+    open_repository(f"file://{data / 'backups'}", passphrase=PASSPHRASE, create=True, data_dir=data,
+                    kdf={"memory_cost": 8192})
     return s
 
 
