@@ -4,17 +4,16 @@ release 1.0 stays current, no upgrade is left in progress."""
 from __future__ import annotations
 
 import fcntl
-import json
 import shutil
 import subprocess
-import threading
 import time
 
 import pytest
 from sqlalchemy import text
 
 from controlplane import release
-from controlplane.upgrade import engine
+import erp_core
+from controlplane.upgrade import preflight, run
 from controlplane.upgrade import state as upgrade_state
 from erp_core.db import current_revision, make_engine
 from tests.controlplane.cli_helpers import free_ports, need
@@ -102,12 +101,11 @@ def test_too_little_disk_for_backup_and_migration_is_refused(tmp_path, release_s
 
 
 def test_a_changed_migration_is_refused(site, monkeypatch):
-    real = engine.bundled_checksums()
-    monkeypatch.setattr(engine, "bundled_checksums", lambda: {**real, "0001": "0" * 64})
-    opts = engine.UpgradeOptions(target=site.target, repo=None)
-    ctx = engine._Ctx(opts, upgrade_state.new(to_version=engine.erp_core.__version__))
+    real = run.bundled_checksums()
+    monkeypatch.setattr(preflight, "bundled_checksums", lambda: {**real, "0001": "0" * 64})
+    ctx = run.Run(run.UpgradeOptions(target=site.target), upgrade_state.new(to_version=erp_core.__version__))
     try:
-        results = {r["check"]: r for r in engine.preflight(ctx)}
+        results = {r["check"]: r for r in preflight.preflight(ctx)}
     finally:
         ctx.close()
     check = results["migration checksums"]
@@ -115,9 +113,9 @@ def test_a_changed_migration_is_refused(site, monkeypatch):
     assert "new migration" in check["fix"]
 
 
+@pytest.mark.postgres
+@pytest.mark.parametrize("site", ["postgres"], indirect=True)
 def test_a_long_running_transaction_is_refused_on_postgresql(site):
-    if site.backend == "sqlite":
-        pytest.skip("long-running transactions are a PostgreSQL check")
     hold = make_engine(site.database_url)
     conn = hold.connect()
     conn.execute(text("SELECT count(*) FROM sales_orders"))  # the transaction stays open, idle in transaction

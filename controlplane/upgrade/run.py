@@ -1,0 +1,231 @@
+"""One upgrade run: its options, its database engine, and the actions every stage takes with them:
+maintenance mode, migrating, waiting for the ERP on a release, recording evidence."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from erp_core.db import Database, alembic_config, current_revision, known_migrations, make_engine, script_directory
+
+from ..config import Target
+from ..errors import NoUpgrade, UpgradeError
+from ..evidence import EvidenceLog
+from ..faults import failpoint
+from . import state as S
+
+log = logging.getLogger("controlplane.upgrade")
+
+LOCK_TIMEOUT = "3s"
+DDL_ATTEMPTS = 5
+SWITCH_TIMEOUT_SECONDS = 90
+UPGRADE_ACTOR = "erpctl-upgrade"  # the audit log's actor for the upgrade's own writes
+
+
+@dataclass
+class UpgradeOptions:
+    target: Target
+    to_version: str | None = None
+    erp_url: str | None = None          # None: the ERP is stopped (an offline upgrade)
+    confirm_contract: bool = False
+    soak_seconds: float | None = None
+    stall_budget_ms: float | None = None
+    repo: str | None = None
+    key_file: Path | None = None
+    lock_wait: float = 0.0
+    long_transaction_seconds: float = 60.0
+    on_event: Callable[[str, dict], None] | None = None
+
+
+# ---- what the code ships -------------------------------------------------------------------------
+
+def bundled_checksums() -> dict[str, str]:
+    """sha256 of each migration file this erpctl carries, by revision."""
+    out = {}
+    for script in script_directory().walk_revisions():
+        out[script.revision] = hashlib.sha256(Path(script.path).read_bytes()).hexdigest()
+    return out
+
+
+def pending_migrations(from_rev: str | None) -> list[dict]:
+    migrations = known_migrations()
+    revs = [m["revision"] for m in migrations]
+    if from_rev not in revs:
+        raise NoUpgrade(f"the database is at revision {from_rev!r}, which this erpctl does not know",
+                        fix="Use the erpctl of the release that migrated it.")
+    return migrations[revs.index(from_rev) + 1:]
+
+
+def stage_groups(pending: list[dict]) -> dict[str, str | None]:
+    """The last revision of each stage among the pending migrations (stages must come in order)."""
+    order = {"expand": 0, "backfill": 1, "contract": 2}
+    last, seen = {"expand": None, "backfill": None, "contract": None}, -1
+    for m in pending:
+        rank = order.get(m["stage"])
+        if rank is None or rank < seen:
+            raise UpgradeError(f"migration {m['revision']} ({m['stage']}) is out of stage order",
+                               fix="Migrations must be expand, then backfill, then contract ('erpctl upgrade lint').")
+        seen = rank
+        last[m["stage"]] = m["revision"]
+    return last
+
+
+def backfills_of(revisions: list[str]) -> list:
+    from erp_core import backfill as erp_backfill
+
+    out = []
+    for rev in revisions:
+        out.extend(erp_backfill.backfills(rev))
+    return out
+
+
+# ---- small pieces ---------------------------------------------------------------------------------
+
+class Run:
+    """One run: the options, the state, an engine."""
+
+    def __init__(self, opts: UpgradeOptions, state: dict):
+        self.opts = opts
+        self.target = opts.target
+        self.state = state
+        self.engine: Engine = make_engine(opts.target.database_url, pool_size=2, max_overflow=2)
+        self.dialect = self.engine.dialect.name
+
+    def save(self) -> None:
+        S.save(self.target.data_dir, self.state)
+
+    def say(self, what: str, **data) -> None:
+        log.info(what, extra=data)
+        if self.opts.on_event:
+            self.opts.on_event(what, data)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def maintenance(url: str, enabled: bool | None, reason: str = "") -> dict:
+    from erp_core.services import maintenance
+
+    db = Database(url, pool_size=1, max_overflow=1)
+    try:
+        with db.session(write=enabled is not None, actor=UPGRADE_ACTOR) as s:
+            return maintenance.state(s) if enabled is None else maintenance.set_state(s, enabled, reason)
+    finally:
+        db.dispose()
+
+
+def freeze(ctx: Run, why: str) -> None:
+    m = ctx.state.setdefault("maintenance", {})
+    if not m.get("set"):
+        m["prior"] = maintenance(ctx.target.database_url, None)
+        m["set"] = True
+        ctx.save()  # before switching: a kill after this is cleaned up by resume or rollback
+    maintenance(ctx.target.database_url, True, f"upgrade {ctx.state['id']}: {why}")
+
+
+def thaw(ctx: Run) -> None:
+    m = ctx.state.get("maintenance") or {}
+    if not m.get("set"):
+        return
+    prior = m.get("prior") or {"enabled": False, "reason": ""}
+    maintenance(ctx.target.database_url, bool(prior.get("enabled")), prior.get("reason", ""))
+    m["set"] = False
+    ctx.save()
+
+
+def migrate(ctx: Run, revision: str, *, down: bool = False, point: str) -> None:
+    """Alembic upgrade (or downgrade) to `revision`, each migration in its own transaction (env.py), so a
+    failure or a kill inside one leaves the schema as it was before it. PostgreSQL waits at most
+    LOCK_TIMEOUT for a table lock (so writers never queue behind a waiting ALTER for long) and the
+    step is retried. The failpoint `point` fires inside each migration's transaction."""
+    from alembic import command
+
+    for attempt in range(1, DDL_ATTEMPTS + 1):
+        try:
+            with ctx.engine.connect() as conn:
+                if ctx.dialect == "postgresql":
+                    conn.exec_driver_sql(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
+                    conn.commit()
+                cfg = alembic_config(ctx.target.database_url)
+                cfg.attributes["connection"] = conn
+                cfg.attributes["on_applied"] = lambda _rev: failpoint(point)
+                (command.downgrade if down else command.upgrade)(cfg, revision)
+            return
+        except Exception as exc:  # noqa: BLE001 - only lock timeouts are retried
+            if "lock timeout" not in str(exc).lower() or attempt == DDL_ATTEMPTS:
+                raise
+            ctx.say("lock timeout, retrying", step=point, attempt=attempt)
+            time.sleep(attempt)
+
+
+def revision(ctx: Run) -> str | None:
+    return current_revision(ctx.engine)
+
+
+def http_json(url: str, timeout: float = 5) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, json.loads(r.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        try:
+            return exc.code, json.loads(exc.read() or b"{}")
+        except ValueError:
+            return exc.code, {}
+
+
+def wait_serving(ctx: Run, version: str, timeout: float = SWITCH_TIMEOUT_SECONDS) -> None:
+    """Wait until the ERP at --erp-url reports `version` (erpctl up restarts it on the current release)."""
+    url = ctx.opts.erp_url
+    if not url:
+        return
+    deadline, seen = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        try:
+            code, body = http_json(url.rstrip("/") + "/healthz")
+            seen = body.get("version")
+            if code == 200 and seen == version:
+                return
+        except (OSError, ValueError):
+            seen = "no answer"
+        time.sleep(0.5)
+    raise UpgradeError(f"the ERP at {url} did not come back on release {version} within {timeout:.0f} s "
+                       f"(it reports {seen!r})",
+                       fix="Check that 'erpctl up' runs on this data directory (it follows the current release) "
+                           "and look at its log; then 'erpctl upgrade resume' or 'erpctl upgrade rollback'.")
+
+
+def record_evidence(target: Target, kind: str, state: dict, outcome: str, **extra) -> None:
+    data = {k: state.get(k) for k in ("id", "from_version", "to_version", "from_revision", "to_revision",
+                                      "status", "stage", "completed", "error", "backup")}
+    data["stages"] = {k: {kk: v.get(kk) for kk in ("seconds", "detail")} for k, v in state.get("stages", {}).items()}
+    data.update(extra)
+    EvidenceLog(target.data_dir).append(kind, data, outcome=outcome)
+
+
+def database_bytes(ctx: Run) -> int:
+    path = ctx.target.sqlite_path
+    if path is not None:
+        return sum(p.stat().st_size for p in (path, Path(str(path) + "-wal")) if p.exists())
+    with ctx.engine.connect() as c:
+        return int(c.execute(text("SELECT pg_database_size(current_database())")).scalar())
+
+
+def open_repo(ctx: Run):
+    from ..cli.backup_common import open_repo
+
+    return open_repo(ctx.target, ctx.opts.repo, ctx.opts.key_file, ctx.opts.lock_wait)
+
+
+def backfill_tables(ctx: Run) -> list[str]:
+    bfs = backfills_of([m["revision"] for m in ctx.state["migrations"] if m["stage"] == "backfill"])
+    return sorted({b.table for b in bfs})
