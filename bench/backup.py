@@ -5,8 +5,12 @@
     python bench/backup.py --json           # the figures as one JSON object
 
 Figures, for both tools on the same file:
-    full backup       time of a first backup (erpctl: online snapshot, page chunks, zstd, AES-GCM;
-                      restic: `restic backup` of the same database file, checkpointed, no writers)
+    full backup       time of a first backup (erpctl: online snapshot, page chunks, zstd, AES-GCM,
+                      per-table row counts and checksums; restic: `restic backup` of the same
+                      database file, checkpointed, no writers), and the CPU time each used (a figure
+                      that another load on the machine disturbs less than the wall time)
+    --check-invariants  erpctl's full backup that also runs erp_core.invariants at capture (into
+                      another new repository; by default L3 runs them on the restored copy)
     scattered update  bytes each repository grows by (on disk) with a second backup after 1 % of the
                       rows of the mutable document and master-data tables, picked at random, were
                       updated (sales/purchase order notes, supplier references, addresses, names)
@@ -107,6 +111,19 @@ def timed(fn, *a, **kw):
     return out, time.perf_counter() - t0
 
 
+def cpu_timed(fn, *a, **kw):
+    """(result, wall seconds, CPU seconds of this process and of the children it waited for)."""
+    import resource
+
+    def cpu():
+        own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+    c0 = cpu()
+    out, wall = timed(fn, *a, **kw)
+    return out, wall, cpu() - c0
+
+
 # ---- restic ---------------------------------------------------------------------------------------
 
 class Restic:
@@ -166,22 +183,31 @@ def run(args) -> dict:
         log(f"database {size / 1e6:.0f} MB (scale {info['scale']}), work in {work}")
         restic = Restic(work)
         fig: dict = {"database_bytes": size, "scale": info["scale"], "restic_version": restic.version(),
-                     "cpus": os.cpu_count()}
+                     "cpus": os.cpu_count(), "load_average_start": os.getloadavg()}
 
         # full backups
         repo_dir = work / "erpctl-repo"
         repo = open_repository(f"file://{repo_dir}", passphrase=PASSPHRASE, create=True, data_dir=data)
         log("erpctl: full backup")
-        m1, t = timed(repo.create_backup, target)
-        fig["erpctl_full_backup_seconds"] = t
+        m1, t, cpu = cpu_timed(repo.create_backup, target)
+        fig["erpctl_full_backup_seconds"], fig["erpctl_full_backup_cpu_seconds"] = t, cpu
+        fig["erpctl_full_backup_details"] = m1.details
         fig["erpctl_repo_bytes_after_full"] = du(repo_dir)
-        log(f"  {t:.2f} s, repository {fig['erpctl_repo_bytes_after_full'] / 1e6:.1f} MB")
+        log(f"  {t:.2f} s ({cpu:.2f} s CPU), repository {fig['erpctl_repo_bytes_after_full'] / 1e6:.1f} MB")
         restic.init()
         log("restic: full backup")
-        s1, t = timed(restic.backup, db)
-        fig["restic_full_backup_seconds"] = t
+        s1, t, cpu = cpu_timed(restic.backup, db)
+        fig["restic_full_backup_seconds"], fig["restic_full_backup_cpu_seconds"] = t, cpu
         fig["restic_repo_bytes_after_full"] = du(restic.repo)
-        log(f"  {t:.2f} s, repository {fig['restic_repo_bytes_after_full'] / 1e6:.1f} MB")
+        log(f"  {t:.2f} s ({cpu:.2f} s CPU), repository {fig['restic_repo_bytes_after_full'] / 1e6:.1f} MB")
+        if not args.skip_invariants:
+            log("erpctl: full backup with --check-invariants (another new repository)")
+            other = open_repository(f"file://{work / 'erpctl-repo-invariants'}", passphrase=PASSPHRASE, create=True,
+                                    data_dir=data)
+            mi, t = timed(other.create_backup, target, check_invariants=True)
+            assert mi.invariants == [], mi.invariants
+            fig["erpctl_full_backup_check_invariants_seconds"] = t
+            shutil.rmtree(work / "erpctl-repo-invariants", ignore_errors=True)
 
         # the scattered update, then a second backup
         fig["rows_updated"] = scatter_update(db)
@@ -230,6 +256,7 @@ def run(args) -> dict:
             log("erpctl: fail-closed restore into the live database (L1-L3, swap)")
             r, t = timed(R.restore, target, repo, m1.id)
             fig["erpctl_fail_closed_restore_seconds"] = t
+        fig["load_average_end"] = os.getloadavg()
         return fig
     finally:
         if args.keep:
@@ -246,6 +273,9 @@ def table(f: dict) -> str:
     mb = 1e6
     rows = [
         ("full backup (s)", f["erpctl_full_backup_seconds"], f["restic_full_backup_seconds"], "{:.2f}"),
+        ("  CPU time of it (s)", f["erpctl_full_backup_cpu_seconds"], f["restic_full_backup_cpu_seconds"], "{:.2f}"),
+        ("  erpctl with --check-invariants (s)", f.get("erpctl_full_backup_check_invariants_seconds"), None,
+         "{:.2f}"),
         ("2nd backup after 1 % scattered update (s)", f["erpctl_second_backup_seconds"],
          f["restic_second_backup_seconds"], "{:.2f}"),
         ("  bytes added by it (MB, on disk)", f["erpctl_second_bytes_added"] / mb, f["restic_second_bytes_added"] / mb,
@@ -258,13 +288,18 @@ def table(f: dict) -> str:
         ("full L1-L3 verification (s)", f["erpctl_l1_l3_seconds"], None, "{:.2f}"),
         ("fail-closed restore: L1-L3 + swap (s)", f.get("erpctl_fail_closed_restore_seconds"), None, "{:.2f}"),
     ]
+    load = " -> ".join("/".join(f"{x:.2f}" for x in f[k]) for k in ("load_average_start", "load_average_end"))
     out = [f"database {f['database_bytes'] / mb:.0f} MB (erpctl erp seed --scale {f['scale']}), "
-           f"{f['rows_updated']} rows updated, {f['cpus']} CPUs, {f['restic_version']}",
+           f"{f['rows_updated']} rows updated, {f['cpus']} CPUs, load average {load}, {f['restic_version']}",
            f"{'':<44}{'erpctl':>10}{'restic':>10}{'erpctl/restic':>15}"]
     for name, a, b, fmt in rows:
         out.append(f"{name:<44}{fmt.format(a) if a is not None else '-':>10}"
                    f"{fmt.format(b) if b is not None else '-':>10}{ratio(a, b):>15}")
     out.append("L1-L3 by level (s): " + ", ".join(f"{k} {v}" for k, v in f["erpctl_l1_l3_levels"].items()))
+    d = f.get("erpctl_full_backup_details") or {}
+    if "store_seconds" in d:
+        out.append(f"erpctl full backup: snapshot copy {d.get('capture_seconds')} s, chunking and sealing "
+                   f"{d['store_seconds']} s ({d.get('seal_cpu_seconds')} s CPU in the sealing threads)")
     return "\n".join(out)
 
 
@@ -276,6 +311,7 @@ def main() -> None:
     p.add_argument("--work", default=None, help="parent of the temporary work directory (default: the temp dir)")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     p.add_argument("--skip-restore", action="store_true", help="skip the fail-closed restore")
+    p.add_argument("--skip-invariants", action="store_true", help="skip the full backup with --check-invariants")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = p.parse_args()
     import logging

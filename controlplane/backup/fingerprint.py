@@ -187,9 +187,13 @@ def _sqlite_pages_of_connection(raw: sqlite3.Connection, key: bytes) -> dict[str
 
 
 def _is_wal(path: Path) -> bool:
-    with open(path, "rb") as f:
-        header = f.read(20)
-    return len(header) == 20 and header[18] == 2
+    # asked through SQLite, not read with a file descriptor of our own: closing one would drop the
+    # POSIX locks that this process's SQLite connections hold on the file
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return db.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal"
+    finally:
+        db.close()
 
 
 def _need_key(key: bytes | None) -> bytes:
@@ -200,9 +204,10 @@ def _need_key(key: bytes | None) -> bytes:
 
 def sqlite_file_fingerprint(path: str | os.PathLike, key: bytes | None = None,
                             method: str = SQLITE_PAGES) -> dict[str, dict]:
-    """The fingerprint of the SQLite database file at `path`. A self-contained file (rollback journal,
-    no writer: a snapshot, a restored copy) is read in place; one in WAL mode is first copied, so pages
-    still in its -wal count."""
+    """The fingerprint of the SQLite database file at `path`, a file private to the caller (a snapshot,
+    a restored copy: it is read in place, and no connection of this process may have it open, since
+    closing the file drops their POSIX locks). One in WAL mode is first copied through SQLite, so pages
+    still in its -wal count. For a database in use, see fingerprint(conn)."""
     _check_method(method)
     path = Path(path)
     if method == ROWS:
