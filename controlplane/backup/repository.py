@@ -52,14 +52,14 @@ from .. import results
 from ..config import Target, write_private
 from ..errors import BackupError, BackupNotFound, ChunkCorrupt, RepositoryLocked, RepositoryNotInitialised, WrongKey
 from ..evidence import EvidenceLog
-from . import crypto, fingerprint
+from . import crypto, fingerprint, sealworker
 from .chunker import CDC_AVG_BITS, CDC_MAX, CDC_MIN, MIN_SQLITE_CHUNK, cdc_chunks, sqlite_chunk_size
 from .crypto import AuthenticationFailed, MasterKey, Sealer
 from .lock import Lock
 from .pack import ENTRY, Entry, PackBuilder, PackCorrupt, chunk_aad, name_of_key, pack_key, read_header
 from .retention import RetentionPolicy
 from .retention import select as select_retention
-from .snapshot import capture
+from .snapshot import capture, sqlite_bytes
 from .store import FileStore, NotFound, open_store
 
 log = logging.getLogger("controlplane.backup")
@@ -76,6 +76,11 @@ REPACK_UNUSED_RATIO = 0.4
 UPLOAD_WORKERS = 2
 SEAL_WORKERS = 2  # sealing threads (hashing, zstd and uploads release the GIL; the main thread reads)
 SEAL_BATCH = 1 << 20  # bytes of the snapshot per unit of work of a sealing thread
+# SQLite databases at least this big are sealed by SEAL_PROCESSES processes (see sealworker.py), in
+# ranges of SEAL_RANGE bytes; smaller ones (and pg_dump files, cut by content here) by threads
+SEAL_PROCESS_MIN_BYTES = 32 << 20
+SEAL_PROCESSES = 2
+SEAL_RANGE = 4 << 20
 
 # progress(phase, done, total): phases "capture", "store", "index", "check", "materialize", "prune";
 # done/total in bytes for store/check/materialize, in items otherwise; total may be None.
@@ -240,11 +245,16 @@ class Repository:
         return json.loads(self.sealer.open(data, aad))
 
     # ---- index --------------------------------------------------------------------------------
-    def _encode_index(self, packs: dict[str, list[Entry]]) -> bytes:
+    def _encode_index(self, packs: dict[str, list[Entry] | bytes]) -> bytes:
+        """Entries are a list, or already encoded (ENTRY after ENTRY, as a pack's header holds them)."""
         out = [struct.pack("<I", len(packs))]
         for name, entries in sorted(packs.items()):
-            out.append(bytes.fromhex(name) + struct.pack("<I", len(entries)))
-            out.extend(ENTRY.pack(e.id, e.offset, e.length, e.raw_length) for e in entries)
+            if isinstance(entries, (bytes, bytearray)):
+                out.append(bytes.fromhex(name) + struct.pack("<I", len(entries) // ENTRY.size))
+                out.append(entries)
+            else:
+                out.append(bytes.fromhex(name) + struct.pack("<I", len(entries)))
+                out.extend(ENTRY.pack(e.id, e.offset, e.length, e.raw_length) for e in entries)
         return b"".join(out)
 
     @staticmethod
@@ -429,13 +439,23 @@ class Repository:
             self.load_index()
             adopted = self._adopt_unindexed(self._pack_listing())
             progress("capture", 0, None)
-            with capture(target, check_invariants) as snap:
+            with contextlib.ExitStack() as stack:
+                pool = None
+                if target.backend == "sqlite" and sqlite_bytes(target.sqlite_path) >= SEAL_PROCESS_MIN_BYTES:
+                    # started before the snapshot is copied: their start-up overlaps the copy
+                    pool = sealworker.Pool(SEAL_PROCESSES, self.sealer.master, self.sealer.zstd_level,
+                                           self.index.keys())
+                    stack.push(lambda failed, *_: pool.close(kill=failed is not None))
+                snap = stack.enter_context(capture(target, check_invariants))
                 progress("capture", 1, 1)
                 writer = _PackWriter(self, progress)
                 progress("store", 0, snap.size_bytes)
                 t_store = time.perf_counter()
                 try:
-                    ids, done = self._store_chunks(snap, writer, progress)
+                    if pool is not None and snap.engine == "sqlite":
+                        ids, done = self._store_in_processes(snap, writer, progress, pool)
+                    else:
+                        ids, done = self._store_chunks(snap, writer, progress)
                     if done != snap.size_bytes:
                         raise BackupError(f"the snapshot changed while it was read ({done} of {snap.size_bytes} "
                                           "bytes)", fix="Run again.")
@@ -522,6 +542,57 @@ class Repository:
                 items, n = [], 0
         if items:
             yield items
+
+    def _store_in_processes(self, snap, writer: _PackWriter, progress: Progress,
+                            pool: sealworker.Pool) -> tuple[list[bytes], int]:
+        """_store_chunks for a large SQLite snapshot: the sealing processes hash, compress and encrypt
+        ranges of it, in turn; this thread keeps the first copy of each new chunk and fills the packs."""
+        size = sqlite_chunk_size(snap.path, int(self.config.get("sqlite_min_chunk", MIN_SQLITE_CHUNK)))
+        step = max(size, SEAL_RANGE // size * size)
+        length, path = snap.size_bytes, str(snap.path)
+        ids: list[bytes] = []
+        done = shown = 0
+
+        def take(worker: sealworker.Worker, task_length: int) -> None:
+            nonlocal done, shown
+            id_blob, lengths, sealed, cpu = worker.result()
+            writer.seal_cpu += cpu
+            got = [id_blob[i:i + 32] for i in range(0, len(id_blob), 32)]
+            if len(got) != -(-task_length // size):
+                raise BackupError(f"a sealing process answered {len(got)} chunks for {task_length} bytes",
+                                  fix="Run the backup again.")
+            starts, pos = [], 0
+            for n in lengths:
+                starts.append(pos)
+                pos += n
+            view, new_bytes = memoryview(sealed), 0
+            raw_last = task_length - size * (len(got) - 1)
+            for i in writer.claim_many(got):
+                if not lengths[i]:
+                    raise BackupError(f"chunk {got[i].hex()} was not sealed although the repository lacks it",
+                                      fix="Run the backup again.")
+                raw = size if i < len(got) - 1 else raw_last
+                writer.put(got[i], view[starts[i]:starts[i] + lengths[i]], raw)
+                new_bytes += raw
+            writer.count(0, new_bytes)  # the chunks were counted by claim_many
+            ids.extend(got)
+            done += task_length
+            if done - shown >= 8 << 20:
+                progress("store", done, length)
+                shown = done
+
+        pending: deque[tuple[sealworker.Worker, int]] = deque()
+        workers = pool.workers
+        for k, off in enumerate(range(0, length, step)):
+            worker, task_length = workers[k % len(workers)], min(step, length - off)
+            worker.submit(path, off, task_length, size)
+            pending.append((worker, task_length))
+            while len(pending) > 2 * len(workers):
+                take(*pending.popleft())
+        while pending:
+            take(*pending.popleft())
+        progress("store", done, length)
+        return ids, done
 
     def _store_chunks(self, snap, writer: _PackWriter, progress: Progress) -> tuple[list[bytes], int]:
         """Cut the snapshot into chunks and store the new ones; (the chunk ids in order, bytes read).
@@ -843,7 +914,7 @@ class Repository:
             writer.close()
         # 2. one new index of every surviving pack, then the old index files, then the dead packs
         gone = set(plan["dead"]) | set(plan["repack"])
-        survivors: dict[str, list[Entry]] = {}
+        survivors: dict[str, list[Entry] | bytes] = {}
         for name in listing:
             if name in gone:
                 continue
@@ -898,7 +969,7 @@ class _PackWriter:
         self.mutex = threading.Lock()
         self.local = threading.local()
         self.builders: list[PackBuilder] = []
-        self.new_packs: dict[str, list[Entry]] = {}
+        self.new_packs: dict[str, bytes] = {}  # pack name -> its entries, encoded (pack.encode_entries)
         self.placed: dict[bytes, None] = {}
         self.bytes_written = 0
         self.chunks_new = 0
@@ -979,18 +1050,18 @@ class _PackWriter:
             raise self.failed
         if not len(builder):
             return
-        name, data, entries = builder.finish()
+        name, data, header = builder.finish()
         builder.reset()
         self.slots.acquire()
         try:
-            future = self.pool.submit(self._upload, name, data, entries)
+            future = self.pool.submit(self._upload, name, data, header)
         except BaseException:
             self.slots.release()
             raise
         with self.mutex:
             self.pending.append(future)
 
-    def _upload(self, name: str, data: bytes, entries: list[Entry]) -> None:
+    def _upload(self, name: str, data: bytes, header: bytes) -> None:
         try:
             self.repo.store.put(pack_key(name), data)
         except BaseException as exc:
@@ -998,9 +1069,9 @@ class _PackWriter:
             raise
         finally:
             self.slots.release()
-        log.debug("uploaded pack", extra={"pack": name, "bytes": len(data), "chunks": len(entries)})
+        log.debug("uploaded pack", extra={"pack": name, "bytes": len(data), "chunks": len(header) // ENTRY.size})
         with self.mutex:
-            self.new_packs[name] = entries
+            self.new_packs[name] = header
             self.bytes_written += len(data)
 
     def flush(self) -> None:

@@ -259,7 +259,7 @@ def _capture_sqlite(target: Target, check_invariants: bool):
     target.data_dir.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_path(target.data_dir, ".sqlite3")
     t0 = time.perf_counter()
-    big = _sqlite_bytes(src_path) >= PARALLEL_FACTS_BYTES
+    big = sqlite_bytes(src_path) >= PARALLEL_FACTS_BYTES
     facts = _FactsProcess() if check_invariants and big else None
     try:
         try:
@@ -312,7 +312,7 @@ def _capture_sqlite(target: Target, check_invariants: bool):
             p.unlink(missing_ok=True)
 
 
-def _sqlite_bytes(path: Path) -> int:
+def sqlite_bytes(path: Path) -> int:
     """The database's size, its -wal included (what the snapshot will about be)."""
     total = 0
     for p in (path, Path(str(path) + "-wal")):

@@ -456,3 +456,54 @@ def test_facts_of_a_large_snapshot_in_a_parallel_process(seeded_target, file_rep
     assert broken.tables["stock_levels"] != m.tables["stock_levels"]
     assert {k: v for k, v in broken.tables.items() if k != "stock_levels"} == \
         {k: v for k, v in m.tables.items() if k != "stock_levels"}
+
+
+def test_large_snapshots_are_sealed_by_processes(seeded_target, file_repo_url, monkeypatch, tmp_path):
+    """Above SEAL_PROCESS_MIN_BYTES the sealing runs in worker processes: the same chunks, packs that
+    check, a restorable file, deduplication against the repository, and no process left behind."""
+    import psutil
+
+    from controlplane.backup import repository as R
+
+    threads = new_repo(f"file://{tmp_path / 'threads'}")
+    by_threads = threads.create_backup(seeded_target)
+    monkeypatch.setattr(R, "SEAL_PROCESS_MIN_BYTES", 0)
+    monkeypatch.setattr(R, "SEAL_RANGE", 64 << 10)  # many ranges for a small database
+    repo = new_repo(file_repo_url, pack_size=64 << 10)
+    m = repo.create_backup(seeded_target)
+    assert m.chunk_count == by_threads.chunk_count and m.details["chunks_new"] == by_threads.details["chunks_new"]
+    # the page digests are the chunk ids, whoever computed them (keyed: each repository its own)
+    assert m.tables == sqlite_fingerprint(seeded_target.sqlite_path, repo)
+    assert {t: v["rows"] for t, v in m.tables.items()} == {t: v["rows"] for t, v in by_threads.tables.items()}
+    assert m.details["seal_cpu_seconds"] > 0
+    assert repo.check_chunks().ok
+    art = repo.materialize(m.id, tmp_path / "out")
+    assert art.path.read_bytes() == threads.materialize(by_threads.id, tmp_path / "out-threads").path.read_bytes()
+    scatter_update(seeded_target, 0.01)
+    second = repo.create_backup(seeded_target)
+    assert 0 < second.details["chunks_new"] < m.chunk_count * 0.1
+    assert repo.check_chunks().ok
+    children = [p for p in psutil.Process().children(recursive=True) if "sealworker" in " ".join(p.cmdline())]
+    assert not children, children
+
+
+def test_a_sealing_process_that_dies_fails_the_backup_and_publishes_nothing(seeded_target, file_repo_url,
+                                                                          monkeypatch):
+    from controlplane.backup import repository as R
+    from controlplane.backup import sealworker
+    from controlplane.errors import BackupError
+
+    monkeypatch.setattr(R, "SEAL_PROCESS_MIN_BYTES", 0)
+    monkeypatch.setattr(R, "SEAL_RANGE", 64 << 10)
+    repo = new_repo(file_repo_url)
+    result = sealworker.Worker.result
+
+    def dies(self):
+        self.proc.kill()
+        self.proc.wait()
+        return result(self)
+
+    monkeypatch.setattr(sealworker.Worker, "result", dies)
+    with pytest.raises(BackupError, match="sealing process died"):
+        repo.create_backup(seeded_target)
+    assert repo.list_manifests() == []
