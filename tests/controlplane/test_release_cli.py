@@ -10,8 +10,8 @@ import pytest
 
 from controlplane import config
 from tests.controlplane.cli_helpers import erpctl, ok, ok_json
-from tests.controlplane.test_release import (BAD_WHEELS, DB_1_0, WHEEL_1_0, build_tree_wheel, contract_future_schema,
-                                             leftovers, tree_wheel_and_version)
+from tests.controlplane.release_helpers import DB_1_0, WHEEL_1_0, build_tree_wheel, tree_wheel_and_version
+from tests.controlplane.test_release import BAD_WHEELS, contract_future_schema, leftovers
 
 
 @pytest.fixture(scope="session")

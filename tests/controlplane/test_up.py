@@ -192,7 +192,7 @@ def test_up_with_erp_field_key_from_the_environment(tmp_path, up_factory):
 @pytest.fixture(scope="session")
 def tree_release(tmp_path_factory):
     """(wheel, version) of the release built from this source tree."""
-    from tests.controlplane.test_release import tree_wheel_and_version
+    from tests.controlplane.release_helpers import tree_wheel_and_version
 
     return tree_wheel_and_version(tmp_path_factory)
 

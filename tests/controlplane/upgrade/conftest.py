@@ -30,14 +30,11 @@ from controlplane.config import Target
 from tests.conftest import PG_ADMIN_URL, _pg_admin, _pg_url, clone_pg_database, need
 from tests.controlplane.cli_helpers import env as cli_env
 from tests.controlplane.cli_helpers import erpctl, ok, ok_json
-from tests.controlplane.test_release import build_tree_wheel
+from tests.controlplane.release_helpers import DB_1_0 as FIXTURE_DB
+from tests.controlplane.release_helpers import FIXTURE_ADMIN, FIXTURE_KEY, WHEEL_1_0, build_tree_wheel
 
-ROOT = Path(__file__).parents[3]
-FIXTURES = ROOT / "tests" / "fixtures"
-WHEEL_1_0 = FIXTURES / "releases" / "erp_controlplane-1.0.0-py3-none-any.whl"
-FIXTURE_DB = FIXTURES / "erp-1.0.sqlite3"
-FIELD_KEY = "fixture-field-key"
-ADMIN_PASSWORD = "fixture admin password"
+FIELD_KEY = FIXTURE_KEY
+ADMIN_PASSWORD = FIXTURE_ADMIN[1]
 PASSPHRASE = "upgrade test passphrase"
 OLD, NEW = "1.0.0", erp_core.__version__
 
