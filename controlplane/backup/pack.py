@@ -60,14 +60,11 @@ class PackBuilder:
         self.reset()
 
     def reset(self) -> None:
-        self.data = bytearray()
+        self.parts: list = []  # sealed chunks (bytes, or views of a larger buffer): joined once, at finish
+        self.size = 0
         self.ids: list[bytes] = []
         self.lengths: list[int] = []
         self.raw_lengths: list[int] = []
-
-    @property
-    def size(self) -> int:
-        return len(self.data)
 
     def add(self, chunk_id: bytes, plaintext: bytes) -> int:
         sealed = self.sealer.seal(plaintext, chunk_aad(chunk_id))
@@ -78,19 +75,18 @@ class PackBuilder:
         self.ids.append(chunk_id)
         self.lengths.append(len(sealed))
         self.raw_lengths.append(raw_length)
-        self.data += sealed
+        self.parts.append(sealed)
+        self.size += len(sealed)
 
     def __len__(self) -> int:
         return len(self.ids)
 
-    def finish(self) -> tuple[str, bytearray, bytes]:
+    def finish(self) -> tuple[str, bytes, bytes]:
         """(name, the pack's bytes, its header's plaintext: the entries, ENTRY after ENTRY); the
         builder must be reset() before reuse."""
         header = encode_entries(self.ids, self.lengths, self.raw_lengths)
         sealed_header = self.sealer.seal(header, HEADER_AAD)
-        data = self.data
-        data += sealed_header
-        data += TRAILER.pack(len(sealed_header), MAGIC)
+        data = b"".join([*self.parts, sealed_header, TRAILER.pack(len(sealed_header), MAGIC)])
         return hashlib.sha256(data).hexdigest(), data, header
 
 
