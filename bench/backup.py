@@ -299,7 +299,7 @@ def table(f: dict) -> str:
     d = f.get("erpctl_full_backup_details") or {}
     if "store_seconds" in d:
         out.append(f"erpctl full backup: snapshot copy {d.get('capture_seconds')} s, chunking and sealing "
-                   f"{d['store_seconds']} s ({d.get('seal_cpu_seconds')} s CPU in the sealing threads)")
+                   f"{d['store_seconds']} s ({d.get('seal_cpu_seconds')} s CPU sealing)")
     return "\n".join(out)
 
 

@@ -37,6 +37,11 @@ _RAW_PREFIX, _ZSTD_PREFIX = bytes([RAW]), bytes([ZSTD])
 DEFAULT_KDF = {"name": "argon2id", "time_cost": 3, "memory_cost": 65536, "parallelism": 2}
 
 
+def chunk_aad(chunk_id: bytes) -> bytes:
+    """The associated data that binds a sealed chunk to its id."""
+    return b"chunk:" + chunk_id
+
+
 class AuthenticationFailed(Exception):
     """A sealed object did not open: wrong key, or the bytes were altered."""
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .crypto import AuthenticationFailed, Sealer
+from .crypto import AuthenticationFailed, Sealer, chunk_aad  # noqa: F401 - chunk_aad: part of this API
 
 MAGIC = b"ERPK"
 ENTRY = struct.Struct("<32sQII")
@@ -26,10 +26,6 @@ ENTRY_DTYPE = np.dtype([("id", "S32"), ("offset", "<u8"), ("length", "<u4"), ("r
 assert ENTRY_DTYPE.itemsize == ENTRY.size
 TRAILER = struct.Struct("<I4s")
 HEADER_AAD = b"pack-header"
-
-
-def chunk_aad(chunk_id: bytes) -> bytes:
-    return b"chunk:" + chunk_id
 
 
 def pack_key(name: str) -> str:
@@ -75,6 +71,14 @@ class PackBuilder:
         self.ids.append(chunk_id)
         self.lengths.append(len(sealed))
         self.raw_lengths.append(raw_length)
+        self.parts.append(sealed)
+        self.size += len(sealed)
+
+    def add_run(self, ids: list[bytes], sealed, lengths, raw_lengths: list[int]) -> None:
+        """Chunks sealed one after the other into one buffer (`lengths` their sizes), all added."""
+        self.ids += ids
+        self.lengths += lengths
+        self.raw_lengths += raw_lengths
         self.parts.append(sealed)
         self.size += len(sealed)
 

@@ -561,19 +561,24 @@ class Repository:
             if len(got) != -(-task_length // size):
                 raise BackupError(f"a sealing process answered {len(got)} chunks for {task_length} bytes",
                                   fix="Run the backup again.")
-            starts, pos = [], 0
-            for n in lengths:
-                starts.append(pos)
-                pos += n
-            view, new_bytes = memoryview(sealed), 0
             raw_last = task_length - size * (len(got) - 1)
-            for i in writer.claim_many(got):
-                if not lengths[i]:
-                    raise BackupError(f"chunk {got[i].hex()} was not sealed although the repository lacks it",
-                                      fix="Run the backup again.")
-                raw = size if i < len(got) - 1 else raw_last
-                writer.put(got[i], view[starts[i]:starts[i] + lengths[i]], raw)
-                new_bytes += raw
+            new = writer.claim_many(got)
+            if len(new) == len(got) and all(lengths):  # all new (a first backup): the sealed run as it is
+                writer.put_run(got, sealed, lengths, [size] * (len(got) - 1) + [raw_last])
+                new_bytes = task_length
+            else:
+                starts, pos = [], 0
+                for n in lengths:
+                    starts.append(pos)
+                    pos += n
+                view, new_bytes = memoryview(sealed), 0
+                for i in new:
+                    if not lengths[i]:
+                        raise BackupError(f"chunk {got[i].hex()} was not sealed although the repository lacks it",
+                                          fix="Run the backup again.")
+                    raw = size if i < len(got) - 1 else raw_last
+                    writer.put(got[i], view[starts[i]:starts[i] + lengths[i]], raw)
+                    new_bytes += raw
             writer.count(0, new_bytes)  # the chunks were counted by claim_many
             ids.extend(got)
             done += task_length
@@ -1038,6 +1043,13 @@ class _PackWriter:
                     return
                 self.placed[cid] = None
         self.put(cid, sealed, raw_length)
+
+    def put_run(self, ids: list[bytes], sealed: bytes, lengths, raw_lengths: list[int]) -> None:
+        """put() of chunks sealed one after the other into `sealed` (claimed already)."""
+        b = self._builder()
+        b.add_run(ids, sealed, lengths, raw_lengths)
+        if b.size >= self.repo.pack_size:
+            self._ship(b)
 
     def put(self, cid: bytes, sealed: bytes, raw_length: int) -> None:
         b = self._builder()

@@ -30,8 +30,7 @@ import time
 from pathlib import Path
 
 from ..errors import BackupError
-from .crypto import MasterKey, Sealer
-from .pack import chunk_aad
+from .crypto import MasterKey, Sealer, chunk_aad
 
 INIT = struct.Struct("<32s32siI")
 TASK = struct.Struct("<QQIH")
@@ -66,8 +65,11 @@ def seal_range(sealer: Sealer, known, view, chunk_size: int) -> tuple[list[bytes
 
 
 def serve(inp, out) -> None:
-    enc, ident, level, n = INIT.unpack(_read_exactly(inp, INIT.size))
-    raw = _read_exactly(inp, 32 * n)
+    try:
+        enc, ident, level, n = INIT.unpack(_read_exactly(inp, INIT.size))
+        raw = _read_exactly(inp, 32 * n)
+    except EOFError:  # the parent went away before saying anything
+        return
     known = {raw[i:i + 32] for i in range(0, len(raw), 32)}
     sealer = Sealer(MasterKey(enc, ident), level)
     maps: dict[str, mmap.mmap] = {}
