@@ -70,7 +70,9 @@ def backfills(revision: str | None = None) -> list[Backfill]:
 
 def key_bounds(conn: Connection, bf: Backfill) -> tuple[int, int] | None:
     """The smallest and largest key of the table; None if it is empty."""
-    lo, hi = conn.execute(text(f"SELECT MIN({bf.key}), MAX({bf.key}) FROM {bf.table}")).one()
+    # two subqueries: each is one index probe (one MIN/MAX statement scans the whole table on SQLite)
+    lo, hi = conn.execute(text(f"SELECT (SELECT MIN({bf.key}) FROM {bf.table}), "
+                               f"(SELECT MAX({bf.key}) FROM {bf.table})")).one()
     return None if lo is None else (int(lo), int(hi))
 
 

@@ -79,8 +79,21 @@ def set_clause(table: str) -> str:
     return ", ".join(f"{c} = COALESCE({c}, {fill.format(r='')})" for c, _t, fill in NEW_COLUMNS[table])
 
 
+def create_opening_lots_of_range() -> str:
+    """SQL: the opening lot of each product moved in the key range (:lo, :hi], when it has none yet; one
+    pass over the range. Ranges are filled in key order, so a product's lot is made in the range of its
+    first move, and dated by it."""
+    number = OPENING_NUMBER.format(r="m.")
+    return (f"INSERT INTO lots (product_id, number, received_at, reference) "
+            f"SELECT m.product_id, {number}, MIN(m.created_at), 'opening balance' FROM stock_moves m "
+            f"WHERE m.id > :lo AND m.id <= :hi AND m.lot_id IS NULL GROUP BY m.product_id "
+            f"HAVING NOT EXISTS (SELECT 1 FROM lots WHERE lots.number = {number}) "
+            f"ON CONFLICT (number) DO NOTHING")
+
+
 def create_opening_lots(row: str, where: str) -> str:
-    """SQL: the opening lot of each product of the `row` rows selected by `where`, when it has none yet."""
+    """SQL: the opening lot of each product of the `row` rows selected by `where`, when it has none yet
+    (dated by the product's first move)."""
     number = OPENING_NUMBER.format(r=row)
     return (f"INSERT INTO lots (product_id, number, received_at, reference) "
             f"SELECT DISTINCT {row}product_id, {number}, "
@@ -166,10 +179,11 @@ def create_compat_triggers():
             continue
         if table == "stock_moves":
             body = ("IF NEW.lot_id IS NULL THEN "
+                    f"IF NOT EXISTS (SELECT 1 FROM lots WHERE lots.number = {OPENING_NUMBER.format(r='NEW.')}) THEN "
                     "INSERT INTO lots (product_id, number, received_at, reference) VALUES (NEW.product_id, "
                     f"{OPENING_NUMBER.format(r='NEW.')}, COALESCE((SELECT MIN(x.created_at) FROM stock_moves x "
                     "WHERE x.product_id = NEW.product_id), NEW.created_at), 'opening balance') "
-                    "ON CONFLICT (number) DO NOTHING; "
+                    "ON CONFLICT (number) DO NOTHING; END IF; "
                     f"NEW.lot_id := {OPENING_LOT.format(r='NEW.')}; END IF;")
         else:
             body = " ".join(f"NEW.{c} := COALESCE(NEW.{c}, {fill.format(r='NEW.')});"

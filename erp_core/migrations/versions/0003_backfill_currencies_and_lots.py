@@ -38,8 +38,7 @@ BACKFILLS = [
     _fill("payments", "currency_amounts"),
     _fill("journal_lines", "currency_amounts"),
     _fill("stock_moves", "opening_lot",
-          prepare=_expand.create_opening_lots("m.", "FROM stock_moves m WHERE m.id > :lo AND m.id <= :hi "
-                                                    "AND m.lot_id IS NULL")),
+          prepare=_expand.create_opening_lots_of_range()),
 ]
 
 
