@@ -80,7 +80,7 @@ SEAL_BATCH = 1 << 20  # bytes of the snapshot per unit of work of a sealing thre
 # ranges of SEAL_RANGE bytes; smaller ones (and pg_dump files, cut by content here) by threads
 SEAL_PROCESS_MIN_BYTES = 32 << 20
 SEAL_PROCESSES = 2
-SEAL_RANGE = 4 << 20
+SEAL_RANGE = sealworker.SEAL_RANGE
 
 # progress(phase, done, total): phases "capture", "store", "index", "check", "materialize", "prune";
 # done/total in bytes for store/check/materialize, in items otherwise; total may be None.
@@ -446,6 +446,7 @@ class Repository:
                     pool = sealworker.Pool(SEAL_PROCESSES, self.sealer.master, self.sealer.zstd_level,
                                            self.index.keys())
                     stack.push(lambda failed, *_: pool.close(kill=failed is not None))
+                    pool.preseal(target.sqlite_path, int(self.config.get("sqlite_min_chunk", MIN_SQLITE_CHUNK)))
                 snap = stack.enter_context(capture(target, check_invariants))
                 progress("capture", 1, 1)
                 writer = _PackWriter(self, progress)
@@ -454,6 +455,7 @@ class Repository:
                 try:
                     if pool is not None and snap.engine == "sqlite":
                         ids, done = self._store_in_processes(snap, writer, progress, pool)
+                        pool.finish()
                     else:
                         ids, done = self._store_chunks(snap, writer, progress)
                     if done != snap.size_bytes:

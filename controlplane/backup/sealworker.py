@@ -4,10 +4,22 @@ snapshot file itself (mapped, not sent), so the work runs on every core without 
 interpreter's GIL. The parent keeps what must be decided in one place: which chunks are new
 (deduplication), the packs, the uploads.
 
+While the parent copies the live database into the snapshot (SQLite's backup API: one core, for
+about a second per GB), the workers have nothing to do yet: each reads the live file's pages of the
+ranges it will be given (plain reads in a process of its own, where they disturb no SQLite lock of
+the parent's) and seals them, keyed by chunk id, at the lowest CPU priority (only cycles nothing
+else wants: it must not slow the copy down). A snapshot page with the same bytes has the same
+id (a keyed hash of the bytes), so its sealed form is taken from there; a page that changed in the
+meantime, or was read while a checkpoint wrote it, has another id and is sealed then. What is
+stored is always exactly the snapshot's bytes. This "preseal" stops when the first range comes.
+
 The protocol, over the worker's standard input and output (little-endian):
 
     parent -> worker, once   enc key (32) | id key (32) | zstd level (i32) | n (u32) | n ids known (32 each)
-    parent -> worker, a task offset (u64) | length (u64) | chunk size (u32) | path length (u16) | path
+    parent -> worker, then   kind (u8) | a (u64) | b (u64) | size (u32) | path length (u16) | path
+                             kind SEAL: the chunks of path[a:a + b], chunks of `size` bytes (answered)
+                             kind PRESEAL: seal the live database at path meanwhile, ranges a, a + b,
+                             a + 2b, ... of SEAL_RANGE bytes (rounded to chunks of at least `size`)
     worker -> parent         n (u32) | sealed bytes (u64) | CPU seconds (f64) | n chunk ids (32 each) |
                              n sealed lengths (u32 each, 0: the repository holds it) | the sealed chunks
                              or, on an error: 0xFFFFFFFF | message length (u32) | message
@@ -26,6 +38,7 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -33,7 +46,10 @@ from ..errors import BackupError
 from .crypto import MasterKey, Sealer, chunk_aad
 
 INIT = struct.Struct("<32s32siI")
-TASK = struct.Struct("<QQIH")
+TASK = struct.Struct("<BQQIH")
+SEAL, PRESEAL = 1, 2
+SEAL_RANGE = 4 << 20  # the parent's ranges (repository.SEAL_RANGE)
+PRESEAL_MAX_BYTES = 128 << 20  # sealed pages a worker keeps
 REPLY = struct.Struct("<IQd")
 ERROR = 0xFFFFFFFF
 
@@ -47,10 +63,12 @@ def _read_exactly(f, n: int) -> bytes:
     return data
 
 
-def seal_range(sealer: Sealer, known, view, chunk_size: int) -> tuple[list[bytes], list[int], list[bytes]]:
-    """(chunk ids, sealed lengths, sealed chunks) of the chunks of `view`: those in `known` are not sealed."""
+def seal_range(sealer: Sealer, known, view, chunk_size: int, presealed: dict | None = None
+               ) -> tuple[list[bytes], list[int], list[bytes]]:
+    """(chunk ids, sealed lengths, sealed chunks) of the chunks of `view`: those in `known` are not
+    sealed; those in `presealed` (chunk id -> the same bytes sealed before) are taken from there."""
     ids, lengths, sealed = [], [], []
-    chunk_id, seal = sealer.chunk_id, sealer.seal
+    chunk_id, seal, pre = sealer.chunk_id, sealer.seal, (presealed or {}).pop
     for o in range(0, len(view), chunk_size):
         plain = view[o:o + chunk_size]
         cid = chunk_id(plain)
@@ -58,10 +76,65 @@ def seal_range(sealer: Sealer, known, view, chunk_size: int) -> tuple[list[bytes
         if cid in known:
             lengths.append(0)
         else:
-            s = seal(plain, chunk_aad(cid))
+            s = pre(cid, None)
+            if s is None:
+                s = seal(plain, chunk_aad(cid))
             sealed.append(s)
             lengths.append(len(s))
     return ids, lengths, sealed
+
+
+class _Preseal:
+    """Sealing the live database's pages of this worker's ranges, in a thread, until stopped."""
+
+    def __init__(self, master: MasterKey, level: int, known, path: str, first: int, stride: int, min_chunk: int):
+        self.cache: dict[bytes, bytes] = {}
+        self.cpu = 0.0
+        self.halt = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(Sealer(master, level), known, path, first, stride,
+                                                               min_chunk), daemon=True)
+        self.thread.start()
+
+    def _run(self, sealer: Sealer, known, path: str, first: int, stride: int, min_chunk: int) -> None:
+        cpu = time.thread_time()
+        with contextlib.suppress(OSError, AttributeError):  # idle CPU only: the copy comes first
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                header = os.pread(fd, 100, 0)
+                page = int.from_bytes(header[16:18], "big") if header.startswith(b"SQLite format 3\x00") else 0
+                if not page:
+                    return
+                page = 65536 if page == 1 else page
+                size = page * max(1, -(-min_chunk // page))
+                step = max(size, SEAL_RANGE // size * size)
+                kept, k = 0, first
+                while not self.halt.is_set() and kept < PRESEAL_MAX_BYTES:
+                    data = os.pread(fd, step, k * step)
+                    if len(data) < size:
+                        break
+                    view = memoryview(data)
+                    for o in range(0, len(data) - size + 1, size):
+                        if self.halt.is_set():
+                            break
+                        plain = view[o:o + size]
+                        cid = sealer.chunk_id(plain)
+                        if cid not in known and cid not in self.cache:
+                            self.cache[cid] = sealed = sealer.seal(plain, chunk_aad(cid))
+                            kept += len(sealed)
+                    k += stride
+            finally:
+                os.close(fd)
+        except OSError:
+            pass  # an optimisation only: what is missing is sealed when its range comes
+        finally:
+            self.cpu = time.thread_time() - cpu
+
+    def stop(self) -> tuple[dict[bytes, bytes], float]:
+        self.halt.set()
+        self.thread.join()
+        return self.cache, self.cpu
 
 
 def serve(inp, out) -> None:
@@ -73,12 +146,20 @@ def serve(inp, out) -> None:
     known = {raw[i:i + 32] for i in range(0, len(raw), 32)}
     sealer = Sealer(MasterKey(enc, ident), level)
     maps: dict[str, mmap.mmap] = {}
+    preseal, presealed, extra_cpu = None, {}, 0.0
     while True:
         try:
-            offset, length, chunk_size, path_len = TASK.unpack(_read_exactly(inp, TASK.size))
+            kind, offset, length, chunk_size, path_len = TASK.unpack(_read_exactly(inp, TASK.size))
             path = _read_exactly(inp, path_len).decode()
         except EOFError:
             return
+        if kind == PRESEAL:
+            if preseal is None:
+                preseal = _Preseal(sealer.master, level, known, path, offset, length, chunk_size)
+            continue
+        if preseal is not None:
+            presealed, extra_cpu = preseal.stop()
+            preseal = None
         cpu = time.thread_time()
         try:
             if path not in maps:
@@ -88,7 +169,7 @@ def serve(inp, out) -> None:
             view = memoryview(maps[path])[offset:offset + length]
             if len(view) != length:
                 raise OSError(f"the snapshot {path} ends before byte {offset + length}")
-            ids, lengths, sealed = seal_range(sealer, known, view, chunk_size)
+            ids, lengths, sealed = seal_range(sealer, known, view, chunk_size, presealed)
             del view
         except Exception as exc:  # noqa: BLE001 - told to the parent, which raises it
             msg = f"{type(exc).__name__}: {exc}".encode()
@@ -96,7 +177,8 @@ def serve(inp, out) -> None:
             out.flush()
             continue
         body = b"".join(sealed)
-        out.write(REPLY.pack(len(ids), len(body), time.thread_time() - cpu))
+        out.write(REPLY.pack(len(ids), len(body), time.thread_time() - cpu + extra_cpu))
+        extra_cpu = 0.0
         out.write(b"".join(ids))
         out.write(struct.pack(f"<{len(lengths)}I", *lengths))
         out.write(body)
@@ -138,7 +220,11 @@ class Worker:
 
     def submit(self, path: str, offset: int, length: int, chunk_size: int) -> None:
         p = path.encode()
-        self._send(TASK.pack(offset, length, chunk_size, len(p)) + p)
+        self._send(TASK.pack(SEAL, offset, length, chunk_size, len(p)) + p)
+
+    def preseal(self, live_path: str, first: int, stride: int, min_chunk: int) -> None:
+        p = live_path.encode()
+        self._send(TASK.pack(PRESEAL, first, stride, min_chunk, len(p)) + p)
 
     def result(self) -> tuple[bytes, tuple[int, ...], bytes, float]:
         """(ids concatenated, sealed lengths, sealed chunks concatenated, CPU seconds) of the oldest task."""
@@ -181,6 +267,17 @@ class Pool:
         except BaseException:
             self.close()
             raise
+
+    def preseal(self, live_path, min_chunk: int) -> None:
+        """Each worker seals the live database's pages of the ranges it will get (see the module's doc)."""
+        for i, w in enumerate(self.workers):
+            w.preseal(str(live_path), i, len(self.workers), min_chunk)
+
+    def finish(self) -> None:
+        """No more tasks: the workers exit meanwhile (close() then finds them gone)."""
+        for w in self.workers:
+            with contextlib.suppress(OSError):
+                w.proc.stdin.close()
 
     def close(self, kill: bool = False) -> None:
         """Let the workers finish and exit (their input closes), or kill them (after a failure: one
