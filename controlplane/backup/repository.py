@@ -614,13 +614,13 @@ class Repository:
                 pieces = [data[o:o + size] for o in range(0, len(data), size)]
             else:
                 pieces = batch
-            chunk_id, seal, put = sealer.chunk_id, sealer.seal, writer.put
+            chunk_id, put = sealer.chunk_id, writer.put
             ids = [chunk_id(plain) for plain in pieces]
+            new = writer.claim_many(ids)  # not in the repository yet, nor taken by another thread
             new_bytes = 0
-            for i in writer.claim_many(ids):  # not in the repository yet, nor taken by another thread
-                plain = pieces[i]
-                put(ids[i], seal(plain, chunk_aad(ids[i])), len(plain))
-                new_bytes += len(plain)
+            for i, sealed in zip(new, sealer.seal_many([pieces[i] for i in new], [chunk_aad(ids[i]) for i in new])):
+                put(ids[i], sealed, len(pieces[i]))
+                new_bytes += len(pieces[i])
             nbytes = sum(len(p) for p in pieces) if not isinstance(batch, tuple) else len(batch[0])
             writer.count(0, new_bytes)  # the chunks were counted by claim_many
             writer.seal_cpu += time.thread_time() - cpu

@@ -67,20 +67,26 @@ def seal_range(sealer: Sealer, known, view, chunk_size: int, presealed: dict | N
                ) -> tuple[list[bytes], list[int], list[bytes]]:
     """(chunk ids, sealed lengths, sealed chunks) of the chunks of `view`: those in `known` are not
     sealed; those in `presealed` (chunk id -> the same bytes sealed before) are taken from there."""
-    ids, lengths, sealed = [], [], []
-    chunk_id, seal, pre = sealer.chunk_id, sealer.seal, (presealed or {}).pop
-    for o in range(0, len(view), chunk_size):
-        plain = view[o:o + chunk_size]
-        cid = chunk_id(plain)
-        ids.append(cid)
-        if cid in known:
-            lengths.append(0)
-        else:
+    pieces = [view[o:o + chunk_size] for o in range(0, len(view), chunk_size)]
+    chunk_id = sealer.chunk_id
+    ids = [chunk_id(p) for p in pieces]
+    pre = (presealed or {}).pop
+    done: dict[int, bytes] = {}
+    fresh = []
+    for i, cid in enumerate(ids):
+        if cid not in known:
             s = pre(cid, None)
             if s is None:
-                s = seal(plain, chunk_aad(cid))
+                fresh.append(i)
+            else:
+                done[i] = s
+    done.update(zip(fresh, sealer.seal_many([pieces[i] for i in fresh], [chunk_aad(ids[i]) for i in fresh])))
+    lengths, sealed = [], []
+    for i in range(len(ids)):
+        s = done.get(i)
+        lengths.append(0 if s is None else len(s))
+        if s is not None:
             sealed.append(s)
-            lengths.append(len(s))
     return ids, lengths, sealed
 
 
