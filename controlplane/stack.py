@@ -25,15 +25,12 @@ from dataclasses import dataclass
 from typing import Callable
 
 from erp_core import __version__
-from erp_core import seed as erp_seed
 from erp_core import crypto
 from erp_core.app import create_app
 from erp_core.config import Settings
 from erp_core.db import Database, current_revision, migrate
-from erp_core.domain.permissions import ROLES
-from erp_core.errors import Conflict, SchemaMismatch
+from erp_core.errors import SchemaMismatch
 from erp_core.serve import Server
-from erp_core.services import auth
 
 from . import config
 from . import release as releases
@@ -41,6 +38,7 @@ from .console.app import create_app as create_console
 from .erp_admin import check_schema
 from .errors import CannotListen, Interrupted
 from .monitoring.service import Monitoring
+from .release import inenv
 from .release import runner as release_runner
 from .release.supervisor import Supervisor, reserve_port
 
@@ -175,32 +173,18 @@ class Stack:
         (with the current release's code when there is one)."""
         target = self.opts.target
         login, login_created = config.demo_login(target)
+        payload = {"database_url": target.database_url, "field_key": self._key, "username": login["username"],
+                   "password": login["password"], "scale": DEMO_SCALE}
+        t0 = time.perf_counter()
         if self.release is not None:
-            t0 = time.perf_counter()
-            done = release_runner.call(self.release.python, "demo", {
-                "database_url": target.database_url, "field_key": self._key, "username": login["username"],
-                "password": login["password"], "scale": DEMO_SCALE}, timeout=3600,
-                what=f"release {self.release.version}")
-            created, existing, seeded = done["users_created"], done["users_existing"], done["seeded"]
-            if seeded is not None:
-                log.info("seeded demo data", extra={"scale": DEMO_SCALE, "release": self.release.version,
-                                                    "seconds": round(time.perf_counter() - t0, 2)})
-            return self._demo_result(login, login_created, created, existing, seeded)
-        created, existing = [], []
-        with self.db.session(actor="erpctl") as s:
-            for role in ROLES:
-                username = login["username"] if role == "admin" else role
-                try:
-                    auth.add_user(s, username, login["password"], role, full_name=f"Demo {role}")
-                    created.append(username)
-                except Conflict:
-                    existing.append(username)
-        seeded = None
-        if not erp_seed.has_sales_orders(self.db):
-            t0 = time.perf_counter()
-            # One transaction: an interrupted first start leaves no half-seeded database behind.
-            seeded = erp_seed.seed(self.db, DEMO_SCALE, single_transaction=True)
-            log.info("seeded demo data", extra={"scale": DEMO_SCALE, "seconds": round(time.perf_counter() - t0, 2)})
+            done = release_runner.call(self.release.python, "demo", payload, timeout=3600,
+                                       what=f"release {self.release.version}")
+        else:  # the same step with the bundled erp_core, in this process
+            done = inenv.demo(payload)
+        created, existing, seeded = done["users_created"], done["users_existing"], done["seeded"]
+        if seeded is not None:
+            log.info("seeded demo data", extra={"scale": DEMO_SCALE, "seconds": round(time.perf_counter() - t0, 2),
+                                                "release": self.release.version if self.release else __version__})
         return self._demo_result(login, login_created, created, existing, seeded)
 
     @staticmethod
