@@ -45,7 +45,8 @@ from . import checks, state as S
 from .backfill import run_backfills
 from .plan import describe, plan
 from .preflight import preflight
-from .run import (UPGRADE_ACTOR, Run, UpgradeOptions, backfill_tables, backfills_of, freeze, http_json, migrate,
+from ..release.process import get_json
+from .run import (UPGRADE_ACTOR, Run, UpgradeOptions, backfill_tables, backfills_of, freeze, migrate,
                   open_repo, record_evidence, revision, thaw, wait_serving)
 
 log = logging.getLogger("controlplane.upgrade")
@@ -160,7 +161,7 @@ def _soak(ctx: Run, seconds: float) -> None:
     while time.monotonic() < deadline:
         if ctx.opts.erp_url:
             try:
-                code, body = http_json(ctx.opts.erp_url.rstrip("/") + "/readyz")
+                code, body = get_json(ctx.opts.erp_url.rstrip("/") + "/readyz", timeout=5)
             except (OSError, ValueError) as exc:
                 code, body = 0, {"error": str(exc)}
             if code != 200:

@@ -14,7 +14,8 @@ from erp_core.db import MIGRATIONS_DIR
 from .. import release as releases
 from ..config import Target
 from . import checks
-from .run import Run, bundled_checksums, database_bytes, http_json, open_repo
+from ..release.process import get_json
+from .run import Run, bundled_checksums, database_bytes, open_repo
 
 
 def _check(name: str, ok: bool, detail: str, fix: str = "") -> dict:
@@ -76,7 +77,7 @@ def preflight(ctx: Run, *, with_backup_repo: bool = True) -> list[dict]:
     if ctx.opts.erp_url:
         url = ctx.opts.erp_url.rstrip("/")
         try:
-            code, body = http_json(url + "/readyz")
+            code, body = get_json(url + "/readyz", timeout=5)
             ok = code == 200
             detail = f"{url}/readyz answered {code}" + ("" if ok else f": {json.dumps(body)[:300]}")
         except (OSError, ValueError) as exc:

@@ -4,11 +4,8 @@ maintenance mode, migrating, waiting for the ERP on a release, recording evidenc
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -20,6 +17,7 @@ from erp_core.db import Database, alembic_config, current_revision, known_migrat
 
 from ..config import Target
 from ..errors import NoUpgrade, UpgradeError
+from ..release.process import get_json
 from ..evidence import EvidenceLog
 from ..faults import failpoint
 from . import state as S
@@ -172,17 +170,6 @@ def revision(ctx: Run) -> str | None:
     return current_revision(ctx.engine)
 
 
-def http_json(url: str, timeout: float = 5) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return r.status, json.loads(r.read() or b"{}")
-    except urllib.error.HTTPError as exc:
-        try:
-            return exc.code, json.loads(exc.read() or b"{}")
-        except ValueError:
-            return exc.code, {}
-
-
 def wait_serving(ctx: Run, version: str, timeout: float = SWITCH_TIMEOUT_SECONDS) -> None:
     """Wait until the ERP at --erp-url reports `version` (erpctl up restarts it on the current release)."""
     url = ctx.opts.erp_url
@@ -191,8 +178,8 @@ def wait_serving(ctx: Run, version: str, timeout: float = SWITCH_TIMEOUT_SECONDS
     deadline, seen = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
         try:
-            code, body = http_json(url.rstrip("/") + "/healthz")
-            seen = body.get("version")
+            code, body = get_json(url.rstrip("/") + "/healthz", timeout=5)
+            seen = (body or {}).get("version")
             if code == 200 and seen == version:
                 return
         except (OSError, ValueError):

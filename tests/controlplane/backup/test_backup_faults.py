@@ -16,14 +16,13 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine
 
-from controlplane.backup.fingerprint import fingerprint
 from controlplane.backup.repository import open_repository
 from controlplane.evidence import EvidenceLog
 from tests.controlplane.cli_helpers import env, erpctl, erpctl_path, ok_json
 
 from .conftest import FAST_KDF, PASSPHRASE, need, s3_env, scatter_update, start_moto
+from .test_repository import sqlite_fingerprint
 
 SMALL_PACKS = 16 << 10  # many packs from a small database: many points to be killed between
 
@@ -67,15 +66,6 @@ def assert_repository_valid(url: str, target=None) -> list:
     return manifests
 
 
-def sqlite_fp(path: Path, repo) -> dict:
-    engine = create_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
-    try:
-        with engine.connect() as c:
-            return fingerprint(c, key=repo.fingerprint_key)
-    finally:
-        engine.dispose()
-
-
 @pytest.fixture
 def small_repo(seeded_target, passphrase, tmp_path):
     url = f"file://{tmp_path / 'repo'}"
@@ -112,7 +102,7 @@ def test_sigkill_during_create(seeded_target, small_repo, tmp_path):
     assert repo.check_chunks().ok
     for m in repo.list_manifests():
         art = repo.materialize(m.id, tmp_path / "restored" / m.id)
-        assert sqlite_fp(art.path, repo) == m.tables
+        assert sqlite_fingerprint(art.path, repo) == m.tables
     assert made["id"] in [m.id for m in repo.list_manifests()]
     assert not list(seeded_target.data_dir.glob(".erpctl-backup-*"))  # killed runs' snapshots cleaned
     assert not list((tmp_path / "repo" / "locks").iterdir())
@@ -139,7 +129,7 @@ def test_sigkill_during_prune(seeded_target, small_repo, tmp_path):
     assert len(left) == 2 and left[-1].id == newest.id
     fresh = open_repository(small_repo, passphrase=PASSPHRASE)
     art = fresh.materialize(newest.id, tmp_path / "out")
-    assert sqlite_fp(art.path, fresh) == newest.tables
+    assert sqlite_fingerprint(art.path, fresh) == newest.tables
     assert ok_json("backup", "create", "--repo", small_repo, "--data-dir", str(seeded_target.data_dir))["id"]
     assert open_repository(small_repo, passphrase=PASSPHRASE).check_chunks().ok
 
@@ -274,7 +264,7 @@ def test_data_dir_disk_full_for_the_snapshot(seeded_target, passphrase, small_tm
     assert _tree(tmp_path / "repo") == before
     filler.unlink()
     made = ok_json("backup", "create", "--repo", url, "--data-dir", str(data_dir))
-    assert made["invariants_ok"] is None and made["tables"] == sqlite_fp(target.sqlite_path,
+    assert made["invariants_ok"] is None and made["tables"] == sqlite_fingerprint(target.sqlite_path,
                                                                  open_repository(url, passphrase=PASSPHRASE))
 
 
