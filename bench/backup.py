@@ -42,7 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-MB_PER_SCALE = 1.8  # erpctl erp seed: about 1.8 MB of SQLite per unit of scale
+MB_PER_SCALE = 2.13  # erpctl erp seed (ERP 1.1): about 2.13 MB of SQLite per unit of scale
 PASSPHRASE = "bench passphrase"
 MUTABLE = (("sales_orders", "notes"), ("purchase_orders", "notes"), ("invoices", "supplier_reference"),
            ("partners", "address"), ("products", "name"), ("reorder_rules", "reorder_quantity"))
@@ -298,7 +298,7 @@ def table(f: dict) -> str:
     out.append("L1-L3 by level (s): " + ", ".join(f"{k} {v}" for k, v in f["erpctl_l1_l3_levels"].items()))
     d = f.get("erpctl_full_backup_details") or {}
     if "store_seconds" in d:
-        out.append(f"erpctl full backup: snapshot copy {d.get('capture_seconds')} s, chunking and sealing "
+        out.append(f"erpctl full backup: capture ({d.get('capture', 'copy')}) {d.get('capture_seconds')} s, chunking and sealing "
                    f"{d['store_seconds']} s ({d.get('seal_cpu_seconds')} s CPU sealing)")
     return "\n".join(out)
 

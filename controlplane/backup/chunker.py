@@ -40,9 +40,9 @@ def sqlite_page_size(path: Path) -> int:
     return 65536 if size == 1 else size
 
 
-def sqlite_chunk_size(path: Path, min_chunk: int = MIN_SQLITE_CHUNK) -> int:
-    """The chunk size for this SQLite file: one page, or the fewest whole pages that reach min_chunk."""
-    page = sqlite_page_size(path)
+def page_chunk_size(page: int, min_chunk: int = MIN_SQLITE_CHUNK) -> int:
+    """The chunk size for an SQLite file with pages of `page` bytes: one page, or the fewest whole
+    pages that reach min_chunk."""
     return page * max(1, -(-min_chunk // page))
 
 

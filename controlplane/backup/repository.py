@@ -53,7 +53,7 @@ from ..config import Target, write_private
 from ..errors import BackupError, BackupNotFound, ChunkCorrupt, RepositoryLocked, RepositoryNotInitialised, WrongKey
 from ..evidence import EvidenceLog
 from . import crypto, fingerprint, sealworker
-from .chunker import CDC_AVG_BITS, CDC_MAX, CDC_MIN, MIN_SQLITE_CHUNK, cdc_chunks, sqlite_chunk_size
+from .chunker import CDC_AVG_BITS, CDC_MAX, CDC_MIN, MIN_SQLITE_CHUNK, cdc_chunks, page_chunk_size
 from .crypto import AuthenticationFailed, MasterKey, Sealer
 from .lock import Lock
 from .pack import ENTRY, Entry, PackBuilder, PackCorrupt, chunk_aad, name_of_key, pack_key, read_header
@@ -228,6 +228,10 @@ class Repository:
         self.index: dict[bytes, Loc] = {}
         self.index_files: list[str] = []
         self.indexed_packs: set[str] = set()
+
+    def _sqlite_chunk(self, page_size: int) -> int:
+        """The chunk size of an SQLite snapshot with pages of page_size bytes, in this repository."""
+        return page_chunk_size(page_size, int(self.config.get("sqlite_min_chunk", MIN_SQLITE_CHUNK)))
 
     @property
     def fingerprint_key(self) -> bytes:
@@ -441,13 +445,16 @@ class Repository:
             progress("capture", 0, None)
             with contextlib.ExitStack() as stack:
                 pool = None
+                min_chunk = int(self.config.get("sqlite_min_chunk", MIN_SQLITE_CHUNK))
                 if target.backend == "sqlite" and sqlite_bytes(target.sqlite_path) >= SEAL_PROCESS_MIN_BYTES:
-                    # started before the snapshot is copied: their start-up overlaps the copy
+                    # started first: their start-up overlaps the capture. They read the snapshot, so
+                    # it may be the live file itself (this process never opens it: see snapshot.py)
                     pool = sealworker.Pool(SEAL_PROCESSES, self.sealer.master, self.sealer.zstd_level,
                                            self.index.keys())
                     stack.push(lambda failed, *_: pool.close(kill=failed is not None))
-                    pool.preseal(target.sqlite_path, int(self.config.get("sqlite_min_chunk", MIN_SQLITE_CHUNK)))
-                snap = stack.enter_context(capture(target, check_invariants))
+                snap = stack.enter_context(capture(
+                    target, check_invariants, in_place_min_page=min_chunk if pool is not None else None,
+                    before_copy=pool and (lambda: pool.preseal(target.sqlite_path, min_chunk))))
                 progress("capture", 1, 1)
                 writer = _PackWriter(self, progress)
                 progress("store", 0, snap.size_bytes)
@@ -456,6 +463,7 @@ class Repository:
                     if pool is not None and snap.engine == "sqlite":
                         ids, done = self._store_in_processes(snap, writer, progress, pool)
                         pool.finish()
+                        snap.release()  # every page is read: an in-place snapshot lets checkpoints go on
                     else:
                         ids, done = self._store_chunks(snap, writer, progress)
                     if done != snap.size_bytes:
@@ -511,7 +519,7 @@ class Repository:
         """The snapshot file in order, in batches of about SEAL_BATCH bytes: for SQLite (block, chunk
         size) with the block a whole number of page-aligned chunks; otherwise a list of chunks."""
         if snap.engine == "sqlite":
-            size = sqlite_chunk_size(snap.path, int(self.config.get("sqlite_min_chunk", MIN_SQLITE_CHUNK)))
+            size = self._sqlite_chunk(snap.details["page_size"])
             block = max(size, SEAL_BATCH // size * size)
             with open(snap.path, "rb") as f:
                 length = os.fstat(f.fileno()).st_size
@@ -549,7 +557,7 @@ class Repository:
                             pool: sealworker.Pool) -> tuple[list[bytes], int]:
         """_store_chunks for a large SQLite snapshot: the sealing processes hash, compress and encrypt
         ranges of it, in turn; this thread keeps the first copy of each new chunk and fills the packs."""
-        size = sqlite_chunk_size(snap.path, int(self.config.get("sqlite_min_chunk", MIN_SQLITE_CHUNK)))
+        size = self._sqlite_chunk(snap.details["page_size"])
         step = max(size, SEAL_RANGE // size * size)
         length, path = snap.size_bytes, str(snap.path)
         ids: list[bytes] = []
@@ -655,7 +663,7 @@ class Repository:
         page, a page's digest is its chunk id (computed already); otherwise pages are hashed again."""
         page_size, layout = snap.layout
         key = self.fingerprint_key
-        if sqlite_chunk_size(snap.path, int(self.config.get("sqlite_min_chunk", MIN_SQLITE_CHUNK))) == page_size:
+        if self._sqlite_chunk(page_size) == page_size:
             def run_digests(first: int, last: int) -> bytes:
                 if not 1 <= first <= last <= len(ids):
                     raise BackupError(f"the snapshot's pages {first}-{last} are past its end ({len(ids)} pages)",

@@ -1,12 +1,27 @@
 """Capturing a consistent snapshot of the ERP database while it keeps serving writes, and the facts
 the manifest records about it (what L3 later compares the restored copy with).
 
-SQLite: the online backup API copies the database in one step under a read transaction (in WAL
-mode writers go on meanwhile) into a temporary file in the data directory, switched to a rollback
-journal so the copy is one self-contained file. Its facts are taken on that copy, beside the
-chunking: a thread lists the pages each table owns and counts its rows (SQLite's dbstat and
-count(*), in C, without the GIL) and reads the schema revision; the repository turns the page
-lists into checksums with the chunk ids it computes anyway (fingerprint.SQLITE_PAGES).
+SQLite, in place (a database in WAL mode, read by sealing processes): a read transaction is opened
+on the live database when its WAL is fully checkpointed, so that it reads the file alone (no page
+of its snapshot is in the WAL), and held while the file's pages are read. As long as it is held,
+SQLite copies nothing from the WAL into the file: a checkpoint must not overwrite a page that a
+reader still sees (wal.c: backfilling needs the exclusive read lock 0, which a reader of the file
+alone holds shared, and never goes past the mark of a reader using the WAL). Writers go on
+appending to the WAL meanwhile. Whether the snapshot is the file alone is asked of SQLite, not
+assumed: after the transaction started, a passive checkpoint from another connection reports the
+WAL's frames and how many are in the file; equal, the file holds exactly the snapshot and cannot
+change until the transaction ends. If writers keep that from happening (a few tries), or the
+database is not in WAL mode, the copy below is taken instead. Nothing in this process opens the
+file itself meanwhile (closing a descriptor of our own would drop the locks SQLite holds on it).
+
+SQLite, copied: the online backup API copies the database in one step under a read transaction
+(in WAL mode writers go on meanwhile) into a temporary file in the data directory, switched to a
+rollback journal so the copy is one self-contained file.
+
+Either way the facts are taken beside the chunking: a thread lists the pages each table owns and
+counts its rows (SQLite's dbstat and count(*), in C, without the GIL; in place, on the connection
+holding the snapshot) and reads the schema revision; the repository turns the page lists into
+checksums with the chunk ids it computes anyway (fingerprint.SQLITE_PAGES).
 
 PostgreSQL: a REPEATABLE READ, READ ONLY transaction exports its snapshot (pg_export_snapshot());
 the fingerprint (fingerprint.ROWS, in the server) and the schema revision are computed in that
@@ -77,6 +92,14 @@ class Snapshot:
     # SQLite: (page size, fingerprint.sqlite_layout's tables); the repository turns it into `tables`
     # with the page digests (the chunk ids it computes anyway), see fingerprint.checksums
     layout: tuple[int, dict] | None = None
+    hold: _InPlace | None = None  # SQLite read in place: the read transaction keeping the file as it was
+
+    def release(self) -> None:
+        """Its file is no longer read: an in-place snapshot lets checkpoints go on (facts computed first)."""
+        self.wait_facts()
+        if self.hold is not None:
+            self.hold.close()
+            self.hold = None
 
     def wait_facts(self) -> None:
         """The layout or fingerprint, invariants and schema revision, once computed."""
@@ -169,10 +192,12 @@ def sqlite_facts(path: str, check_invariants: bool = False, db: sqlite3.Connecti
 
 class _FactsThread:
     """sqlite_facts(path) without the invariants, in a thread: SQLite walks the b-trees in C with the
-    GIL released, beside the chunking."""
+    GIL released, beside the chunking. On the snapshot file, or on the connection holding an in-place
+    snapshot (db: left open)."""
 
-    def __init__(self, path: Path):
-        self.db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+    def __init__(self, path: Path, db: sqlite3.Connection | None = None):
+        self.own = db is None
+        self.db = db or sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
         self.out = None
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, args=(str(path),), name="snapshot-facts", daemon=True)
@@ -184,7 +209,8 @@ class _FactsThread:
         except BaseException as exc:  # noqa: BLE001 - handed to result()
             self.error = exc
         finally:
-            self.db.close()
+            if self.own:
+                self.db.close()
 
     def result(self):
         self.thread.join()
@@ -235,13 +261,68 @@ class _FactsProcess:
         self.proc.communicate()
 
 
+class _InPlace:
+    """A read transaction on a live SQLite database in WAL mode whose snapshot is the database file
+    alone, held until close() (see the module's doc); None from take() when SQLite cannot confirm it."""
+
+    TRIES = 5
+
+    def __init__(self, db: sqlite3.Connection, page_size: int, page_count: int, tries: int):
+        self.db, self.page_size, self.page_count, self.tries = db, page_size, page_count, tries
+
+    @classmethod
+    def take(cls, path: Path, min_page: int) -> _InPlace | None:
+        db = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
+        try:
+            if (db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal"
+                    or db.execute("PRAGMA page_size").fetchone()[0] < min_page):
+                db.close()
+                return None
+            for attempt in range(1, cls.TRIES + 1):
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()  # fold the WAL in, waiting for nobody
+                db.execute("BEGIN")
+                db.execute("SELECT count(*) FROM sqlite_schema").fetchone()  # the snapshot is taken here
+                if cls._file_is_snapshot(path):
+                    page_size = db.execute("PRAGMA page_size").fetchone()[0]
+                    return cls(db, page_size, db.execute("PRAGMA page_count").fetchone()[0], attempt)
+                db.execute("COMMIT")
+                time.sleep(0.01 * attempt)
+        except sqlite3.Error:
+            pass  # the copy is taken instead, and reports what is wrong
+        db.close()
+        return None
+
+    @staticmethod
+    def _file_is_snapshot(path: Path) -> bool:
+        """Asked after the read transaction started: are all the WAL's frames in the file (a passive
+        checkpoint from another connection moves what it may, then reports (busy, frames, in file))?"""
+        probe = sqlite3.connect(str(path), timeout=0, isolation_level=None)
+        try:
+            _busy, frames, in_file = probe.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error:
+            return False
+        finally:
+            probe.close()
+        return frames >= 0 and frames == in_file
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self.db.execute("COMMIT")
+        self.db.close()
+
+
 @contextlib.contextmanager
-def capture(target: Target, check_invariants: bool = False):
+def capture(target: Target, check_invariants: bool = False, *, in_place_min_page: int | None = None,
+            before_copy=None):
     """Yields a Snapshot whose file is removed afterwards; with check_invariants, its invariants are
-    checked too (otherwise Snapshot.invariants is None: not checked)."""
+    checked too (otherwise Snapshot.invariants is None: not checked). in_place_min_page: an SQLite
+    database in WAL mode with pages at least this big may be read in place (the caller's chunks are
+    one page, and it never opens the file in this process: see the module's doc); before_copy() is
+    called when a copy is taken instead."""
     clean_stale_temporaries(target.data_dir)
     if target.backend == "sqlite":
-        cm = _capture_sqlite(target, check_invariants)
+        cm = _capture_sqlite(target, check_invariants, None if check_invariants else in_place_min_page,
+                             before_copy)
     elif target.backend == "postgresql":
         cm = _capture_postgresql(target, check_invariants)
     else:
@@ -251,14 +332,31 @@ def capture(target: Target, check_invariants: bool = False):
 
 
 @contextlib.contextmanager
-def _capture_sqlite(target: Target, check_invariants: bool):
+def _capture_sqlite(target: Target, check_invariants: bool, in_place_min_page: int | None, before_copy):
     src_path = target.sqlite_path
     if src_path is None or not src_path.exists():
         raise SchemaMismatch(f"there is no ERP database at {src_path}",
                              fix="Create it with 'erpctl erp migrate' (or 'erpctl up') on the same --data-dir.")
+    t0 = time.perf_counter()
+    hold = _InPlace.take(src_path, in_place_min_page) if in_place_min_page is not None else None
+    if hold is not None:
+        snap = Snapshot("sqlite", "sqlite3", src_path, hold.page_size * hold.page_count, None, None, None,
+                        target.display_url, round(time.perf_counter() - t0, 3),
+                        {"page_size": hold.page_size, "facts": "parallel thread",
+                         "capture": f"in place (read transaction on the checkpointed file, try {hold.tries})"},
+                        _FactsThread(src_path, hold.db), fp.SQLITE_PAGES, hold=hold)
+        try:
+            yield snap
+        finally:
+            if snap.pending is not None:
+                snap.pending.cancel()
+                snap.pending = None
+            snap.release()
+        return
+    if before_copy is not None:
+        before_copy()
     target.data_dir.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_path(target.data_dir, ".sqlite3")
-    t0 = time.perf_counter()
     big = sqlite_bytes(src_path) >= PARALLEL_FACTS_BYTES
     facts = _FactsProcess() if check_invariants and big else None
     try:
@@ -293,8 +391,8 @@ def _capture_sqlite(target: Target, check_invariants: bool):
                 (_FactsThread(tmp), "parallel thread")
             facts = None
             snap = Snapshot("sqlite", "sqlite3", tmp, size, None, None, None, target.display_url,
-                            round(time.perf_counter() - t0, 3), {**details, "facts": how}, pending,
-                            fp.SQLITE_PAGES)
+                            round(time.perf_counter() - t0, 3), {**details, "facts": how, "capture": "copy"},
+                            pending, fp.SQLITE_PAGES)
             try:
                 yield snap
             finally:

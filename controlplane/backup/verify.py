@@ -512,6 +512,9 @@ def sqlite_engine_checks(path: Path, progress: Progress = _noop) -> list[dict]:
         return [{"what": "engine", "check": "open", "detail": f"cannot open {path.name}: {exc}"}]
     try:
         try:
+            # a backup read in place is a WAL-mode file: the private copy is made to stand alone (a
+            # rollback journal; only the journal-mode bytes of its header change, no table's pages)
+            conn.execute("PRAGMA journal_mode=DELETE")
             rows = [r[0] for r in conn.execute("PRAGMA integrity_check(100)")]
         except sqlite3.DatabaseError as exc:
             return [{"what": "engine", "check": "integrity_check", "detail": f"{path.name}: {exc}"}]

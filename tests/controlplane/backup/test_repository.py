@@ -18,6 +18,7 @@ from sqlalchemy import create_engine
 
 from controlplane import results
 from controlplane.backup import lock as lockmod
+from controlplane.backup import verify
 from controlplane.backup.fingerprint import fingerprint
 from controlplane.backup.pack import pack_key
 from controlplane.backup.repository import Manifest, open_repository
@@ -471,20 +472,92 @@ def test_large_snapshots_are_sealed_by_processes(seeded_target, file_repo_url, m
     monkeypatch.setattr(R, "SEAL_RANGE", 64 << 10)  # many ranges for a small database
     repo = new_repo(file_repo_url, pack_size=64 << 10)
     m = repo.create_backup(seeded_target)
+    assert m.details["capture"].startswith("in place") and by_threads.details["capture"] == "copy"
     assert m.chunk_count == by_threads.chunk_count and m.details["chunks_new"] == by_threads.details["chunks_new"]
     # the page digests are the chunk ids, whoever computed them (keyed: each repository its own)
     assert m.tables == sqlite_fingerprint(seeded_target.sqlite_path, repo)
     assert {t: v["rows"] for t, v in m.tables.items()} == {t: v["rows"] for t, v in by_threads.tables.items()}
     assert m.details["seal_cpu_seconds"] > 0
     assert repo.check_chunks().ok
-    art = repo.materialize(m.id, tmp_path / "out")
-    assert art.path.read_bytes() == threads.materialize(by_threads.id, tmp_path / "out-threads").path.read_bytes()
+    in_place = repo.materialize(m.id, tmp_path / "out").path.read_bytes()
+    copied = threads.materialize(by_threads.id, tmp_path / "out-threads").path.read_bytes()
+    # the same pages; only the 100-byte file header differs: read in place, it still says WAL mode
+    # (bytes 18-19), the copy's says rollback journal, and each has its own change counter
+    assert (in_place[18:20], copied[18:20]) == (b"\x02\x02", b"\x01\x01")
+    assert in_place[100:] == copied[100:]
     scatter_update(seeded_target, 0.01)
     second = repo.create_backup(seeded_target)
     assert 0 < second.details["chunks_new"] < m.chunk_count * 0.1
     assert repo.check_chunks().ok
     children = [p for p in psutil.Process().children(recursive=True) if "sealworker" in " ".join(p.cmdline())]
     assert not children, children
+
+
+def _wal_frames(path: Path) -> tuple[int, int]:
+    """(frames in the WAL, frames copied into the file) after a passive checkpoint of another connection."""
+    c = sqlite3.connect(path)
+    try:
+        return tuple(c.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1:])
+    finally:
+        c.close()
+
+
+def test_an_in_place_snapshot_keeps_what_it_saw_while_writers_commit_and_checkpoint(
+        seeded_target, file_repo_url, monkeypatch, tmp_path):
+    """Read in place, the backup is the database as it was when the backup began: the writes committed
+    while its pages are read stay in the WAL (the checkpoints that try to copy them into the file
+    cannot), and the restored copy has none of them. Afterwards the checkpoints go on."""
+    from controlplane.backup import repository as R
+    from controlplane.backup import sealworker
+
+    monkeypatch.setattr(R, "SEAL_PROCESS_MIN_BYTES", 0)
+    monkeypatch.setattr(R, "SEAL_RANGE", 64 << 10)  # many ranges: writes land between them
+    repo = new_repo(file_repo_url, pack_size=64 << 10)
+    live = seeded_target.sqlite_path
+    before = sqlite_fingerprint(live, repo)
+    submit, checkpoints = sealworker.Worker.submit, []
+
+    def submit_then_write(self, *args):
+        submit(self, *args)
+        scatter_update(seeded_target, 0.05, seed=len(checkpoints))
+        checkpoints.append(_wal_frames(live))
+
+    monkeypatch.setattr(sealworker.Worker, "submit", submit_then_write)
+    m = repo.create_backup(seeded_target)
+    monkeypatch.setattr(sealworker.Worker, "submit", submit)
+    assert m.details["capture"].startswith("in place")
+    assert len(checkpoints) > 3 and all(copied < frames for frames, copied in checkpoints), checkpoints
+    assert m.tables == before
+    restored = repo.materialize(m.id, tmp_path / "out").path
+    assert verify.sqlite_engine_checks(restored) == []
+    assert sqlite_fingerprint(restored, repo) == before
+    frames, copied = _wal_frames(live)  # the backup is over: nothing holds the file any more
+    assert frames == copied
+    assert sqlite_fingerprint(live, repo) != before
+
+
+def test_a_backup_copies_the_database_when_a_reader_keeps_the_wal_from_the_file(seeded_target, file_repo_url,
+                                                                               monkeypatch, tmp_path):
+    """A long reader on an older state keeps the newest commits out of the file: the file alone is not
+    the database, so the backup takes SQLite's copy, with every commit in it."""
+    from controlplane.backup import repository as R
+
+    monkeypatch.setattr(R, "SEAL_PROCESS_MIN_BYTES", 0)
+    repo = new_repo(file_repo_url)
+    live = seeded_target.sqlite_path
+    reader = sqlite3.connect(live, isolation_level=None)
+    try:
+        scatter_update(seeded_target, 0.01, seed=1)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM partners").fetchone()
+        scatter_update(seeded_target, 0.01, seed=2)  # past the reader's mark: no checkpoint can copy it
+        newest = sqlite_fingerprint(live, repo)
+        m = repo.create_backup(seeded_target)
+    finally:
+        reader.close()
+    assert m.details["capture"] == "copy"
+    assert m.tables == newest
+    assert sqlite_fingerprint(repo.materialize(m.id, tmp_path / "out").path, repo) == newest
 
 
 def test_a_sealing_process_that_dies_fails_the_backup_and_publishes_nothing(seeded_target, file_repo_url,
