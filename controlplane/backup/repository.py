@@ -73,7 +73,6 @@ DEFAULT_PACK_SIZE = 8 << 20
 DEFAULT_ZSTD_LEVEL = -1
 CHUNK_LIST_IDS = 2048  # ids per chunk-list blob (64 KiB)
 REPACK_UNUSED_RATIO = 0.4
-IOV_MAX = 1024  # buffers per writev (Linux's limit)
 UPLOAD_WORKERS = 2
 SEAL_WORKERS = 2  # sealing threads (hashing, zstd and uploads release the GIL; the main thread reads)
 SEAL_BATCH = 1 << 20  # bytes of the snapshot per unit of work of a sealing thread
@@ -82,6 +81,9 @@ SEAL_BATCH = 1 << 20  # bytes of the snapshot per unit of work of a sealing thre
 SEAL_PROCESS_MIN_BYTES = 32 << 20
 SEAL_PROCESSES = 2
 SEAL_RANGE = sealworker.SEAL_RANGE
+# an L1 check or a restore reading at least this many bytes of packs opens them in SEAL_PROCESSES
+# processes too (each authenticates, decompresses, hashes and writes the chunks of a pack)
+OPEN_PROCESS_MIN_BYTES = 32 << 20
 
 # progress(phase, done, total): phases "capture", "store", "index", "check", "materialize", "prune";
 # done/total in bytes for store/check/materialize, in items otherwise; total may be None.
@@ -404,13 +406,59 @@ class Repository:
         return self._open_chunk(cid, sealed, loc, backups)
 
     def _open_chunk(self, cid: bytes, sealed: bytes, loc: Loc, backups: list[str]) -> bytes:
-        reason = _chunk_problem(self.sealer, cid, sealed, loc)
+        reason = sealworker.chunk_problem(self.sealer, cid, sealed, loc.length, loc.raw_length)
         if isinstance(reason, str):
-            raise ChunkCorrupt(f"chunk {cid.hex()} in pack {loc.pack}: {reason} (needed by {', '.join(backups)})",
-                               fix="This backup cannot be restored as stored; use another one, and run "
-                                   "'erpctl backup verify --level 1' to list every damaged backup.",
-                               chunk=cid.hex(), pack=loc.pack, backups=backups)
+            raise _corrupt(cid, loc.pack, reason, backups)
         return reason
+
+    def _open_packs(self, work: dict[str, list[tuple[bytes, Loc, int]]], dest: Path | None = None
+                    ) -> Iterator[tuple[str, int, list[tuple[bytes, str]]]]:
+        """Open every chunk of `work` (pack -> [(chunk id, location, offset in dest or -1)]): each read
+        back, authenticated, decompressed and hashed, and written at its offset of dest (an existing
+        file) when given. Yields (pack, bytes of it read, [(chunk id, why it is not good)]) pack by
+        pack; a missing pack yields 0 bytes and "its pack is missing" for each of its chunks. Many
+        bytes are opened by the sealing processes, a pack at a time each (their answers stay small)."""
+        total = sum(loc.length for chunks in work.values() for _, loc, _ in chunks)
+        pool = (sealworker.Pool(SEAL_PROCESSES, self.sealer.master, self.sealer.zstd_level, [])
+                if total >= OPEN_PROCESS_MIN_BYTES else None)
+        fd = os.open(dest, os.O_WRONLY) if dest is not None and pool is None else None
+        busy: dict[int, str] = {}  # worker -> the pack it opens
+
+        def answer(k: int) -> tuple[str, int, list[tuple[bytes, str]]]:
+            name = busy.pop(k)
+            _written, problems, _cpu = pool.workers[k].open_result()
+            return name, sizes[name], problems
+
+        sizes: dict[str, int] = {}
+        try:
+            for i, name in enumerate(sorted(work)):
+                try:
+                    data = self.store.get(pack_key(name))
+                except NotFound:
+                    yield name, 0, [(cid, "its pack is missing") for cid, _, _ in work[name]]
+                    continue
+                entries = [(cid, loc.offset, loc.length, loc.raw_length, at) for cid, loc, at in work[name]]
+                if pool is None:
+                    yield name, len(data), sealworker.open_pack(self.sealer, data, entries, fd)[1]
+                    continue
+                k = i % len(pool.workers)
+                if k in busy:
+                    yield answer(k)
+                sizes[name] = len(data)
+                pool.workers[k].submit_open(str(dest or ""), entries, data)
+                busy[k] = name
+            for k in sorted(busy, key=lambda k: busy[k]):
+                yield answer(k)
+        except BaseException:
+            if pool is not None:
+                pool.close(kill=True)
+                pool = None
+            raise
+        finally:
+            if fd is not None:
+                os.close(fd)
+            if pool is not None:
+                pool.close()
 
     # ---- create -------------------------------------------------------------------------------
     def create_backup(self, target: Target, *, progress: Progress | None = None,
@@ -727,23 +775,13 @@ class Repository:
             total = sum(listing[p] for p in by_pack)
             bytes_read = checked = packs_read = 0
             progress("check", 0, total)
-            for name in sorted(by_pack):
-                try:
-                    data = self.store.get(pack_key(name))
-                except NotFound:
-                    for cid, loc in by_pack[name]:
-                        problems.append({"chunk": cid.hex(), "pack": name, "reason": "its pack is missing",
-                                         "backups": sorted(needed[cid])})
-                    continue
-                bytes_read += len(data)
-                packs_read += 1
-                for cid, loc in by_pack[name]:
-                    checked += 1
-                    sealed = data[loc.offset:loc.offset + loc.length]
-                    reason = _chunk_problem(self.sealer, cid, sealed, loc)
-                    if isinstance(reason, str):
-                        problems.append({"chunk": cid.hex(), "pack": name, "reason": reason,
-                                         "backups": sorted(needed[cid])})
+            work = {name: [(cid, loc, -1) for cid, loc in chunks] for name, chunks in by_pack.items()}
+            for name, size, bad in self._open_packs(work):
+                bytes_read += size
+                packs_read += size > 0
+                checked += len(work[name]) if size else 0
+                problems += [{"chunk": cid.hex(), "pack": name, "reason": reason, "backups": sorted(needed[cid])}
+                             for cid, reason in bad]
                 progress("check", bytes_read, total)
         problems.sort(key=lambda p: (p["pack"], p["chunk"]))
         return CheckResult(ok=not problems, chunks_checked=checked, bytes_read=bytes_read,
@@ -786,24 +824,21 @@ class Repository:
                 fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
                 try:
                     os.ftruncate(fd, m.size_bytes)
-                    for name in sorted(by_pack):
-                        cids = by_pack[name]
-                        need = sum(self.index[c].length for c in cids)
-                        data = None
-                        if need * 2 > self.pack_size or len(cids) > 64:
-                            try:
-                                data = self.store.get(pack_key(name))
-                            except NotFound:
-                                data = None
-                        placed = []  # (file offset, plaintext) of this pack's chunks
-                        for cid in cids:
-                            loc = self.index[cid]
-                            if data is not None:
-                                plain = self._open_chunk(cid, data[loc.offset:loc.offset + loc.length], loc, [m.id])
-                            else:
-                                plain = self._read_chunk(cid, [m.id])
-                            placed += [(off, plain) for off in offsets[cid]]
-                        done += _write_runs(fd, placed)
+                    whole: dict[str, list[tuple[bytes, Loc, int]]] = {}  # packs read whole
+                    for name, cids in sorted(by_pack.items()):
+                        if sum(self.index[c].length for c in cids) * 2 > self.pack_size or len(cids) > 64:
+                            whole[name] = [(c, self.index[c], off) for c in cids for off in offsets[c]]
+                            continue
+                        placed = [(off, self._read_chunk(cid, [m.id])) for cid in cids for off in offsets[cid]]
+                        done += sealworker.write_runs(fd, placed)
+                        progress("materialize", done, m.size_bytes)
+                    for name, _size, bad in self._open_packs(whole, partial):
+                        if bad:
+                            cid, reason = bad[0]
+                            if reason == "its pack is missing":
+                                self._read_chunk(cid, [m.id])  # raises ChunkCorrupt naming the pack
+                            raise _corrupt(cid, name, reason, [m.id])
+                        done += sum(self.index[c].raw_length for c, _, _ in whole[name])
                         progress("materialize", done, m.size_bytes)
                     os.fsync(fd)
                 finally:
@@ -920,7 +955,8 @@ class Repository:
                 for cid, loc in per_pack[name]:
                     if cid in needed and cid not in writer.placed:
                         sealed = data[loc.offset:loc.offset + loc.length]
-                        if isinstance(_chunk_problem(self.sealer, cid, sealed, loc), str):
+                        if isinstance(sealworker.chunk_problem(self.sealer, cid, sealed, loc.length, loc.raw_length),
+                                      str):
                             raise ChunkCorrupt(f"chunk {cid.hex()} in pack {name} is damaged; prune stopped before "
                                                "deleting anything", fix="Run 'erpctl backup verify --level 1'.",
                                                chunk=cid.hex(), pack=name)
@@ -955,45 +991,11 @@ class Repository:
         self.load_index()
 
 
-def _write_runs(fd: int, placed: list[tuple[int, bytes]]) -> int:
-    """Write each plaintext at its offset, chunks that follow each other in one system call (one
-    4 KiB write at a time costs more than opening the chunk). Returns the bytes written."""
-    placed.sort(key=lambda p: p[0])
-    written, i = 0, 0
-    while i < len(placed):
-        start, parts = placed[i][0], [placed[i][1]]
-        end = start + len(parts[0])
-        i += 1
-        while i < len(placed) and placed[i][0] == end and len(parts) < IOV_MAX:
-            parts.append(placed[i][1])
-            end += len(placed[i][1])
-            i += 1
-        while start < end:  # a short write goes on where it stopped
-            n = os.pwritev(fd, parts, start)
-            start, written = start + n, written + n
-            while parts and n >= len(parts[0]):
-                n -= len(parts[0])
-                parts.pop(0)
-            if n:
-                parts[0] = memoryview(parts[0])[n:]
-    return written
-
-
-def _chunk_problem(sealer: Sealer, cid: bytes, sealed: bytes, loc: Loc) -> bytes | str:
-    """The plaintext, or why this chunk is not good."""
-    if len(sealed) != loc.length:
-        return f"truncated: {len(sealed)} of {loc.length} bytes"
-    try:
-        plain = sealer.open(sealed, chunk_aad(cid), loc.raw_length)
-    except AuthenticationFailed:
-        return "authentication failed (the stored bytes were altered or damaged)"
-    except zstandard.ZstdError as exc:
-        return f"does not decompress: {exc}"
-    if len(plain) != loc.raw_length:
-        return f"wrong length: {len(plain)} bytes, the index says {loc.raw_length}"
-    if sealer.chunk_id(plain) != cid:
-        return "content does not hash to the chunk id"
-    return plain
+def _corrupt(cid: bytes, pack: str, reason: str, backups: list[str]) -> ChunkCorrupt:
+    return ChunkCorrupt(f"chunk {cid.hex()} in pack {pack}: {reason} (needed by {', '.join(backups)})",
+                        fix="This backup cannot be restored as stored; use another one, and run "
+                            "'erpctl backup verify --level 1' to list every damaged backup.",
+                        chunk=cid.hex(), pack=pack, backups=backups)
 
 
 class _PackWriter:

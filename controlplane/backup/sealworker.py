@@ -20,9 +20,17 @@ The protocol, over the worker's standard input and output (little-endian):
                              kind SEAL: the chunks of path[a:a + b], chunks of `size` bytes (answered)
                              kind PRESEAL: seal the live database at path meanwhile, ranges a, a + b,
                              a + 2b, ... of SEAL_RANGE bytes (rounded to chunks of at least `size`)
+                             kind OPEN: a entries (OPEN_ENTRY each), then a pack of b bytes: open its
+                             chunks (see open_pack), writing them into the file at path (none: check only)
     worker -> parent         n (u32) | sealed bytes (u64) | CPU seconds (f64) | n chunk ids (32 each) |
                              n sealed lengths (u32 each, 0: the repository holds it) | the sealed chunks
+                             OPEN: n problems (u32) | bytes written (u64) | CPU seconds (f64) | n times
+                             chunk id (32) | reason length (u16) | reason
                              or, on an error: 0xFFFFFFFF | message length (u32) | message
+
+The same processes open packs for a restore or an L1 check of a large repository: each
+authenticates, decompresses and hashes the chunks of the packs it is handed and writes them at
+their places in the restored file itself.
 
 A worker serves tasks in order until its input closes. It dies with its parent (PR_SET_PDEATHSIG
 on Linux): a killed backup leaves no process behind. Nothing here is multiprocessing's: a worker
@@ -32,6 +40,7 @@ imports only this module, whatever the parent's main module is.
 from __future__ import annotations
 
 import contextlib
+import errno
 import mmap
 import os
 import signal
@@ -42,12 +51,17 @@ import threading
 import time
 from pathlib import Path
 
+import zstandard
+
 from ..errors import BackupError
-from .crypto import MasterKey, Sealer, chunk_aad
+from .crypto import AuthenticationFailed, MasterKey, Sealer, chunk_aad
 
 INIT = struct.Struct("<32s32siI")
 TASK = struct.Struct("<BQQIH")
-SEAL, PRESEAL = 1, 2
+SEAL, PRESEAL, OPEN = 1, 2, 3
+# a chunk to open: id, offset and length in the pack, raw length, offset in the file (-1: none)
+OPEN_ENTRY = struct.Struct("<32sQIIq")
+IOV_MAX = 1024  # buffers per writev (Linux's limit)
 SEAL_RANGE = 4 << 20  # the parent's ranges (repository.SEAL_RANGE)
 PRESEAL_MAX_BYTES = 128 << 20  # sealed pages a worker keeps
 REPLY = struct.Struct("<IQd")
@@ -88,6 +102,65 @@ def seal_range(sealer: Sealer, known, view, chunk_size: int, presealed: dict | N
         if s is not None:
             sealed.append(s)
     return ids, lengths, sealed
+
+
+def chunk_problem(sealer: Sealer, cid: bytes, sealed: bytes, length: int, raw_length: int) -> bytes | str:
+    """The plaintext of a stored chunk, or why it is not good."""
+    if len(sealed) != length:
+        return f"truncated: {len(sealed)} of {length} bytes"
+    try:
+        plain = sealer.open(sealed, chunk_aad(cid), raw_length)
+    except AuthenticationFailed:
+        return "authentication failed (the stored bytes were altered or damaged)"
+    except zstandard.ZstdError as exc:
+        return f"does not decompress: {exc}"
+    if len(plain) != raw_length:
+        return f"wrong length: {len(plain)} bytes, the index says {raw_length}"
+    if sealer.chunk_id(plain) != cid:
+        return "content does not hash to the chunk id"
+    return plain
+
+
+def write_runs(fd: int, placed: list[tuple[int, bytes]]) -> int:
+    """Write each plaintext at its offset, chunks that follow each other in one system call (one
+    4 KiB write at a time costs more than opening the chunk). Returns the bytes written."""
+    placed.sort(key=lambda p: p[0])
+    written, i = 0, 0
+    while i < len(placed):
+        start, parts = placed[i][0], [placed[i][1]]
+        end = start + len(parts[0])
+        i += 1
+        while i < len(placed) and placed[i][0] == end and len(parts) < IOV_MAX:
+            parts.append(placed[i][1])
+            end += len(placed[i][1])
+            i += 1
+        while start < end:  # a short write goes on where it stopped
+            n = os.pwritev(fd, parts, start)
+            start, written = start + n, written + n
+            while parts and n >= len(parts[0]):
+                n -= len(parts[0])
+                parts.pop(0)
+            if n:
+                parts[0] = memoryview(parts[0])[n:]
+    return written
+
+
+def open_pack(sealer: Sealer, pack, entries, fd: int | None) -> tuple[int, list[tuple[bytes, str]]]:
+    """Open the chunks `entries` (OPEN_ENTRY tuples) of the pack's bytes: each authenticated,
+    decompressed and hashed, and written at its file offset when fd is given. Returns (bytes
+    written, [(chunk id, why it is not good), ...])."""
+    view = memoryview(pack)
+    opened: dict[bytes, bytes | str] = {}
+    placed, problems = [], []
+    for cid, offset, length, raw_length, at in entries:
+        plain = opened.get(cid)
+        if plain is None:
+            plain = opened[cid] = chunk_problem(sealer, cid, view[offset:offset + length], length, raw_length)
+            if isinstance(plain, str):
+                problems.append((cid, plain))
+        if at >= 0 and not isinstance(plain, str):
+            placed.append((at, plain))
+    return (write_runs(fd, placed) if fd is not None else 0), problems
 
 
 class _Preseal:
@@ -152,6 +225,7 @@ def serve(inp, out) -> None:
     known = {raw[i:i + 32] for i in range(0, len(raw), 32)}
     sealer = Sealer(MasterKey(enc, ident), level)
     maps: dict[str, mmap.mmap] = {}
+    files: dict[str, int] = {}  # OPEN: the restored files written, open for writing
     preseal, presealed, extra_cpu = None, {}, 0.0
     while True:
         try:
@@ -162,6 +236,14 @@ def serve(inp, out) -> None:
         if kind == PRESEAL:
             if preseal is None:
                 preseal = _Preseal(sealer.master, level, known, path, offset, length, chunk_size)
+            continue
+        if kind == OPEN:
+            try:
+                raw_entries = _read_exactly(inp, OPEN_ENTRY.size * offset)
+                pack = _read_exactly(inp, length)
+            except EOFError:
+                return
+            _serve_open(out, sealer, path, list(OPEN_ENTRY.iter_unpack(raw_entries)), pack, files)
             continue
         if preseal is not None:
             presealed, extra_cpu = preseal.stop()
@@ -178,9 +260,7 @@ def serve(inp, out) -> None:
             ids, lengths, sealed = seal_range(sealer, known, view, chunk_size, presealed)
             del view
         except Exception as exc:  # noqa: BLE001 - told to the parent, which raises it
-            msg = f"{type(exc).__name__}: {exc}".encode()
-            out.write(struct.pack("<II", ERROR, len(msg)) + msg)
-            out.flush()
+            _error(out, exc)
             continue
         body = b"".join(sealed)
         out.write(REPLY.pack(len(ids), len(body), time.thread_time() - cpu + extra_cpu))
@@ -189,6 +269,31 @@ def serve(inp, out) -> None:
         out.write(struct.pack(f"<{len(lengths)}I", *lengths))
         out.write(body)
         out.flush()
+
+
+def _error(out, exc: Exception) -> None:
+    msg = f"{type(exc).__name__}: {exc}".encode()
+    out.write(struct.pack("<II", ERROR, len(msg)) + msg)
+    out.flush()
+
+
+def _serve_open(out, sealer: Sealer, path: str, entries, pack: bytes, files: dict[str, int]) -> None:
+    cpu = time.thread_time()
+    try:
+        fd = None
+        if path:
+            if path not in files:
+                files[path] = os.open(path, os.O_WRONLY)
+            fd = files[path]
+        written, problems = open_pack(sealer, pack, entries, fd)
+    except Exception as exc:  # noqa: BLE001 - told to the parent, which raises it (a full disk: OSError)
+        _error(out, exc)
+        return
+    out.write(REPLY.pack(len(problems), written, time.thread_time() - cpu))
+    for cid, reason in problems:
+        text = reason.encode()[:65535]
+        out.write(cid + struct.pack("<H", len(text)) + text)
+    out.flush()
 
 
 def _die_with_parent() -> None:
@@ -232,22 +337,52 @@ class Worker:
         p = live_path.encode()
         self._send(TASK.pack(PRESEAL, first, stride, min_chunk, len(p)) + p)
 
-    def result(self) -> tuple[bytes, tuple[int, ...], bytes, float]:
-        """(ids concatenated, sealed lengths, sealed chunks concatenated, CPU seconds) of the oldest task."""
+    def submit_open(self, dest: str, entries: list[tuple], pack: bytes) -> None:
+        """Open the chunks `entries` (OPEN_ENTRY tuples) of a pack, writing them into dest ("": none)."""
+        p = dest.encode()
+        self._send(TASK.pack(OPEN, len(entries), len(pack), 0, len(p)) + p
+                   + b"".join(OPEN_ENTRY.pack(*e) for e in entries))
+        self._send(pack)
+
+    def _head(self, failed: str) -> tuple[int, int, float]:
+        """The oldest answer's (n, bytes, CPU seconds); a failure in the worker is raised, named by `failed`."""
         out = self.proc.stdout
         try:
             head = _read_exactly(out, 4)
             (n,) = struct.unpack("<I", head)
             if n == ERROR:
                 (size,) = struct.unpack("<I", _read_exactly(out, 4))
-                raise BackupError(f"sealing the snapshot failed: {_read_exactly(out, size).decode(errors='replace')}",
-                                  fix="Run the backup again.")
-            _, body, cpu = REPLY.unpack(head + _read_exactly(out, REPLY.size - 4))
+                msg = _read_exactly(out, size).decode(errors="replace")
+                if "No space left" in msg or "Disk quota" in msg:
+                    raise OSError(errno.ENOSPC, msg)
+                raise BackupError(f"{failed} failed: {msg}", fix="Run it again.")
+            return REPLY.unpack(head + _read_exactly(out, REPLY.size - 4))
+        except EOFError:
+            raise self._died() from None
+
+    def result(self) -> tuple[bytes, tuple[int, ...], bytes, float]:
+        """(ids concatenated, sealed lengths, sealed chunks concatenated, CPU seconds) of the oldest task."""
+        n, body, cpu = self._head("sealing the snapshot")
+        out = self.proc.stdout
+        try:
             ids = _read_exactly(out, 32 * n)
             lengths = struct.unpack(f"<{n}I", _read_exactly(out, 4 * n))
             return ids, lengths, _read_exactly(out, body), cpu
         except EOFError:
             raise self._died() from None
+
+    def open_result(self) -> tuple[int, list[tuple[bytes, str]], float]:
+        """(bytes written, [(chunk id, why it is not good)], CPU seconds) of the oldest OPEN task."""
+        n, written, cpu = self._head("opening a pack")
+        out, problems = self.proc.stdout, []
+        try:
+            for _ in range(n):
+                cid = _read_exactly(out, 32)
+                (size,) = struct.unpack("<H", _read_exactly(out, 2))
+                problems.append((cid, _read_exactly(out, size).decode(errors="replace")))
+        except EOFError:
+            raise self._died() from None
+        return written, problems, cpu
 
     def close(self, kill: bool = False) -> None:
         if kill and self.proc.poll() is None:

@@ -493,6 +493,49 @@ def test_large_snapshots_are_sealed_by_processes(seeded_target, file_repo_url, m
     assert not children, children
 
 
+def test_large_checks_and_restores_open_packs_in_processes(seeded_target, file_repo_url, monkeypatch, tmp_path):
+    """Above OPEN_PROCESS_MIN_BYTES the packs are opened (and the restored file written) by worker
+    processes: the same file as in this process, the same L1 result, and a damaged chunk is named
+    with every backup that needs it, and keeps a restore from publishing anything."""
+    import psutil
+
+    from controlplane.backup import repository as R
+    from controlplane.backup import sealworker
+    from tests.controlplane.backup.test_verify import corrupt_shared_chunk
+
+    repo = new_repo(file_repo_url, pack_size=64 << 10)
+    first = repo.create_backup(seeded_target)
+    scatter_update(seeded_target, 0.01)
+    second = repo.create_backup(seeded_target)
+    here = repo.materialize(second.id, tmp_path / "here").path.read_bytes()
+    checked_here = repo.check_chunks()
+    monkeypatch.setattr(R, "OPEN_PROCESS_MIN_BYTES", 0)
+    handed, submit_open = [], sealworker.Worker.submit_open
+
+    def counted(self, dest, entries, pack):
+        handed.append((dest, len(entries)))
+        submit_open(self, dest, entries, pack)
+
+    monkeypatch.setattr(sealworker.Worker, "submit_open", counted)
+    assert repo.materialize(second.id, tmp_path / "workers").path.read_bytes() == here
+    assert handed and all(dest.endswith(".partial-" + str(os.getpid())) for dest, _ in handed)
+    handed.clear()
+    checked = repo.check_chunks()
+    assert checked.ok and (checked.chunks_checked, checked.packs_read, checked.bytes_read) == \
+        (checked_here.chunks_checked, checked_here.packs_read, checked_here.bytes_read)
+    assert len(handed) == checked.packs_read and sum(n for _, n in handed) == checked.chunks_checked
+
+    cid = corrupt_shared_chunk(repo, first, second)
+    bad = repo.check_chunks()
+    assert [(p["chunk"], p["reason"].split(" ")[0], p["backups"]) for p in bad.problems] == \
+        [(cid, "authentication", sorted([first.id, second.id]))]
+    with pytest.raises(ChunkCorrupt, match=cid):
+        repo.materialize(first.id, tmp_path / "damaged")
+    assert list((tmp_path / "damaged").iterdir()) == []  # no file, not even a partial one
+    children = [p for p in psutil.Process().children(recursive=True) if "sealworker" in " ".join(p.cmdline())]
+    assert not children, children
+
+
 def _wal_frames(path: Path) -> tuple[int, int]:
     """(frames in the WAL, frames copied into the file) after a passive checkpoint of another connection."""
     c = sqlite3.connect(path)
