@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -36,8 +36,7 @@ def name_of_key(key: str) -> str:
     return key.rsplit("/", 1)[-1]
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):  # a tuple: hundreds of thousands are made when an index is read
     id: bytes
     offset: int
     length: int
@@ -110,7 +109,7 @@ def encode_entries(ids: list[bytes], lengths: list[int], raw_lengths: list[int])
 def decode_entries(data: bytes) -> list[Entry]:
     if len(data) % ENTRY.size:
         raise PackCorrupt("a list of pack entries with a partial entry")
-    return [Entry(*e) for e in ENTRY.iter_unpack(data)]
+    return list(map(Entry._make, ENTRY.iter_unpack(data)))
 
 
 def parse_header(sealer: Sealer, tail: bytes) -> list[Entry]:
@@ -127,7 +126,7 @@ def parse_header(sealer: Sealer, tail: bytes) -> list[Entry]:
         raise PackCorrupt("pack header fails authentication") from None
     if len(header) % ENTRY.size:
         raise PackCorrupt("pack header has a partial entry")
-    return [Entry(*ENTRY.unpack_from(header, i)) for i in range(0, len(header), ENTRY.size)]
+    return list(map(Entry._make, ENTRY.iter_unpack(header)))
 
 
 def read_header(store, sealer: Sealer, key: str) -> list[Entry]:

@@ -43,6 +43,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import zstandard
 
@@ -56,7 +57,7 @@ from . import crypto, fingerprint, sealworker
 from .chunker import CDC_AVG_BITS, CDC_MAX, CDC_MIN, MIN_SQLITE_CHUNK, cdc_chunks, page_chunk_size
 from .crypto import AuthenticationFailed, MasterKey, Sealer
 from .lock import Lock
-from .pack import ENTRY, Entry, PackBuilder, PackCorrupt, chunk_aad, name_of_key, pack_key, read_header
+from .pack import ENTRY, Entry, PackBuilder, PackCorrupt, chunk_aad, decode_entries, name_of_key, pack_key, read_header
 from .retention import RetentionPolicy
 from .retention import select as select_retention
 from .snapshot import capture, sqlite_bytes
@@ -209,8 +210,7 @@ class PruneResult:
         return dict(self.__dict__)
 
 
-@dataclass(frozen=True)
-class Loc:
+class Loc(NamedTuple):  # where a chunk is (one per chunk of the repository in the index: a tuple)
     pack: str
     offset: int
     length: int
@@ -271,7 +271,7 @@ class Repository:
             name = data[pos:pos + 32].hex()
             (count,) = struct.unpack_from("<I", data, pos + 32)
             pos += 36
-            packs[name] = [Entry(*ENTRY.unpack_from(data, pos + i * ENTRY.size)) for i in range(count)]
+            packs[name] = decode_entries(data[pos:pos + count * ENTRY.size])
             pos += count * ENTRY.size
         return packs
 
@@ -283,8 +283,9 @@ class Repository:
 
     def _add_to_index(self, name: str, entries: Iterable[Entry]) -> None:
         self.indexed_packs.add(name)
-        for e in entries:
-            self.index.setdefault(e.id, Loc(name, e.offset, e.length, e.raw_length))
+        setdefault = self.index.setdefault
+        for cid, offset, length, raw_length in entries:
+            setdefault(cid, Loc(name, offset, length, raw_length))
 
     def forget_index(self) -> None:
         self.index, self.index_files, self.indexed_packs = {}, [], set()
@@ -296,7 +297,7 @@ class Repository:
                 packs = self._decode_index(self.sealer.open(self.store.get(obj.key), b"index"))
             except NotFound:
                 continue
-            except (AuthenticationFailed, struct.error, zstandard.ZstdError) as exc:
+            except (AuthenticationFailed, PackCorrupt, struct.error, zstandard.ZstdError) as exc:
                 log.warning("skipping an unreadable index file (the packs' own headers stand in for it)",
                             extra={"index": obj.key, "error": str(exc)})
                 continue
