@@ -1,11 +1,11 @@
 """erpctl's backups side by side with restic, in one run, on the same ERP database.
 
-    python bench/backup.py                  # about 600 MB (erpctl erp seed --scale 333)
+    python bench/backup.py                  # about 600 MB (erpctl erp seed --scale 282)
     python bench/backup.py --size-mb 50     # a quick run
     python bench/backup.py --json           # the figures as one JSON object
 
 Figures, for both tools on the same file:
-    full backup       time of a first backup (erpctl: online snapshot, page chunks, zstd, AES-GCM,
+    full backup       time of a first backup (erpctl: consistent snapshot, page chunks, zstd, AES-GCM,
                       per-table row counts and checksums; restic: `restic backup` of the same
                       database file, checkpointed, no writers), and the CPU time each used (a figure
                       that another load on the machine disturbs less than the wall time)
@@ -20,7 +20,7 @@ Figures, for both tools on the same file:
                       per-table counts and checksums against the manifest, erp_core.invariants
     fail-closed       erpctl's restore into the live database: materialize, L1-L3, atomic swap
 
-The generated database is cached under <tmp>/erpctl-bench-cache/scale-<N>/ (seeding takes about 3 s
+The generated database is cached under <tmp>/erpctl-bench-cache/scale-<N>/ (seeding takes about 2-3 s
 per MB); every run works on a copy in a fresh temporary directory, removed afterwards unless --keep.
 restic is the Debian package (apt-get install restic); its repository uses format 2 (zstd).
 """
