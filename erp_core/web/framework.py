@@ -155,7 +155,7 @@ def flash_ok(text: str) -> None:
 
 _FIELD_NAMES = {"partner_id": "customer or supplier", "warehouse_id": "warehouse", "product_id": "product",
                 "unit_price": "unit price", "discount_percent": "discount %", "paid_on": "payment date",
-                "supplier_reference": "supplier reference"}
+                "supplier_reference": "supplier reference", "exchange_rate": "exchange rate"}
 
 
 def describe_field(loc: str) -> str:

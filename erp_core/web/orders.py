@@ -12,7 +12,7 @@ from sqlalchemy import func, or_, select
 
 from ..api import schemas as S
 from ..domain import permissions
-from ..domain.money import COMPANY_CURRENCY
+from ..domain.money import COMPANY_CURRENCY, ISO_CURRENCIES
 from ..domain.states import StateMachine
 from ..errors import ErpError, ValidationFailed
 from ..models import Invoice, Partner, Product, Warehouse
@@ -72,7 +72,7 @@ def _choices(s, kind: Kind):
 
 
 def blank_form(line_count: int = DEFAULT_LINES) -> dict:
-    return {"partner_id": "", "warehouse_id": "", "notes": "",
+    return {"partner_id": "", "warehouse_id": "", "notes": "", "currency": "", "exchange_rate": "",
             "lines": [{"product_id": "", "quantity": "", "unit_price": "", "discount_percent": ""}
                       for _ in range(line_count)]}
 
@@ -85,7 +85,8 @@ def read_form(form) -> dict:
         lines.append({k: form.get(f"lines-{i}-{k}", "").strip()
                       for k in ("product_id", "quantity", "unit_price", "discount_percent")})
     return {"partner_id": form.get("partner_id", "").strip(), "warehouse_id": form.get("warehouse_id", "").strip(),
-            "notes": form.get("notes", "").strip(), "lines": lines}
+            "notes": form.get("notes", "").strip(), "currency": form.get("currency", "").strip().upper(),
+            "exchange_rate": form.get("exchange_rate", "").strip(), "lines": lines}
 
 
 def order_input(raw: dict) -> dict:
@@ -112,7 +113,8 @@ def order_input(raw: dict) -> dict:
                                fix="Pick a product and enter a quantity on at least one line.")
     parsed = parse_form(S.OrderIn, {"partner_id": form_id(raw["partner_id"]),
                                     "warehouse_id": form_id(raw["warehouse_id"]), "notes": raw["notes"],
-                                    "lines": lines})
+                                    "currency": raw["currency"] or None,
+                                    "exchange_rate": raw["exchange_rate"] or None, "lines": lines})
     return parsed.model_dump()
 
 
@@ -121,7 +123,8 @@ def render_form(ctx, kind: Kind, raw: dict, error=None, preview=None, status: in
     if not raw["warehouse_id"] and len(warehouses) == 1:
         raw["warehouse_id"] = str(warehouses[0].id)
     return render_template("order_form.html", kind=kind, form=raw, partners=partners, warehouses=warehouses,
-                           products=products, error=error, preview=preview), status
+                           products=products, error=error, preview=preview, company=COMPANY_CURRENCY,
+                           currencies=sorted(ISO_CURRENCIES)), status
 
 
 def preview_order(ctx, create: Callable, data: dict) -> dict:
@@ -130,8 +133,11 @@ def preview_order(ctx, create: Callable, data: dict) -> dict:
     try:
         order = create(ctx.s, data)
         skus = dict(ctx.s.execute(select(Product.id, Product.sku)).all())
-        out = {"lines": [{"sku": skus.get(l.product_id, ""), "unit_price": l.unit_price, "net": l.net_amount,
-                          "tax": l.tax_amount} for l in order.lines],
+        out = {"lines": [{"sku": skus.get(l.product_id, ""), "unit_price": l.unit_price_currency,
+                          "net": l.net_amount_currency, "tax": l.tax_amount_currency} for l in order.lines],
+               "currency": order.currency, "exchange_rate": order.exchange_rate,
+               "net_total_currency": order.net_total_currency, "tax_total_currency": order.tax_total_currency,
+               "gross_total_currency": order.gross_total_currency,
                "net_total": order.net_total, "tax_total": order.tax_total, "gross_total": order.gross_total}
     finally:
         nested.rollback()

@@ -324,6 +324,31 @@ def test_preview_prices_the_order_without_saving_it(sqlite_erp, shop):
     assert "SO000001" in text_of(sales.page(r.headers["Location"]))  # the preview used no number
 
 
+def test_an_order_in_another_currency_is_entered_previewed_and_saved_from_the_form(sqlite_erp, shop):
+    """The currency and its rate on the form: without a rate the form comes back saying so (nothing
+    saved); the preview shows the order's currency and the company's; the saved order has both."""
+    erp = sqlite_erp
+    sales = WebUser(erp, "sales")
+    form = {**order_form(shop["cust"], shop["wh"], [{"product_id": shop["b"], "quantity": "10"}]), "currency": "usd"}
+    r = sales.post("/app/sales/new", form)
+    page = r.get_data(as_text=True)
+    assert r.status_code == 422 and "An order in USD needs an exchange rate" in text_of(page)
+    assert 'id="currency" value="USD"' in page and order_count(erp) == 0
+    page = sales.post("/app/sales/new", {**form, "exchange_rate": "0"}).get_data(as_text=True)
+    assert "Exchange rate: must be a decimal above 0" in text_of(page) and order_count(erp) == 0
+
+    form["exchange_rate"] = "2"  # the customer's 18.00 CNY for B is 9.00 USD; 10 at VAT 9 %
+    page = sales.post("/app/sales/new", {**form, "do": "preview"}).get_data(as_text=True)
+    assert "Preview (not saved), in USD" in text_of(page)
+    assert re.search(r'id="preview-total">98.10<', page) and re.search(r'id="preview-total-company">196.20<', page)
+    r = sales.post("/app/sales/new", form)
+    assert r.status_code == 303
+    assert "USD at 2.000000 CNY" in text_of(sales.page(r.headers["Location"]))
+    order = erp.get(f"/sales-orders/{r.headers['Location'].rsplit('/', 1)[1]}")
+    assert (order["currency"], order["exchange_rate"], order["gross_total_currency"], order["gross_total"]) == \
+        ("USD", "2.000000", "98.10", "196.20")
+
+
 # ---- permissions ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("role,path", [
