@@ -208,6 +208,12 @@ class ReleaseConflict(ReleaseError):
     status, exit_code, title = 409, 39, "Release conflict"
 
 
+class ReleaseInUse(ReleaseError):
+    """The release is current, or an upgrade (in progress, or the last one: its rollback) needs it."""
+
+    status, exit_code, title = 409, 34, "Release in use"
+
+
 
 
 # ---- the migration linter (controlplane/upgrade/lint.py, erpctl upgrade lint) ---------------------
@@ -247,6 +253,7 @@ EXIT_CODES = {
     28: "backup verification failed (erpctl backup verify names what)",
     29: "restore refused: the backup failed verification, live data untouched",
     30: "restore failed and was rolled back, live data untouched",
+    34: "release in use (current, or needed by an upgrade or its rollback): not removed",
     35: "release error (generic): a release could not be installed, switched to or served",
     36: "release not found (erpctl release list shows the installed ones)",
     37: "not a release wheel (not a wheel, another project, or a corrupt archive)",

@@ -16,7 +16,7 @@ from ..errors import EXIT_CODES, DatabaseUnavailable, Interrupted
 from . import (backup_create, backup_init, backup_list, backup_prune, backup_show, erp_check, erp_maintenance,
                erp_migrate, erp_seed, erp_user, status, up)
 from . import backup_restore, backup_verify, evidence_verify
-from . import release_current, release_install, release_list
+from . import release_current, release_install, release_list, release_remove
 from . import upgrade_apply, upgrade_lint, upgrade_plan, upgrade_resume, upgrade_rollback, upgrade_status
 from .options import Options, json_option, state
 
@@ -81,6 +81,7 @@ cli.add_command(up.up)
 release.add_command(release_install.install)
 release.add_command(release_list.list_)
 release.add_command(release_current.current)
+release.add_command(release_remove.remove)
 upgrade.add_command(upgrade_plan.plan)
 upgrade.add_command(upgrade_apply.apply)
 upgrade.add_command(upgrade_status.status)

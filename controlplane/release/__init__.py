@@ -8,6 +8,7 @@ The API (the upgrade engine switches releases and runs a release's ERP with it):
     get(target, version) -> Release                   # ReleaseNotFound
     current(target) -> Release | None
     set_current(target, version, *, check_schema=True, reason="") -> dict   # atomic; evidence; never migrates
+    remove(target, version, *, force=False) -> dict   # ReleaseInUse: current, served, needed by an upgrade
     check_database(target, release) -> dict           # the release's own erp_core.db.schema_status
     require_compatible(target, release) -> dict       # the same, ReleaseIncompatible when unsupported
     check_invariants(target, release, field_key=None) -> dict   # erp_core.invariants of that release
@@ -20,6 +21,7 @@ Layout and atomicity: see store.py; installing: install.py.
 
 from .install import Installed, install
 from .process import ErpProcess
+from .remove import remove
 from .runner import check_database, check_invariants, require_compatible
 from .store import Release, current, current_version, get, releases, releases_dir
 from .switch import set_current
@@ -36,5 +38,5 @@ def migrate_with(target, release, revision: str = "head") -> dict:
 
 
 __all__ = ["ErpProcess", "Installed", "Release", "WheelInfo", "check_database", "check_invariants", "current", "current_version", "get",
-           "inspect_wheel", "install", "migrate_with", "releases", "releases_dir", "require_compatible",
+           "inspect_wheel", "install", "migrate_with", "releases", "releases_dir", "remove", "require_compatible",
            "set_current"]

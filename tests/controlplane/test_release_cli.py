@@ -99,3 +99,52 @@ def test_the_tree_release_beside_1_0_and_a_switch_the_schema_refuses(tmp_path, t
     assert listed["current"] == "1.0.0"
     assert {x["version"]: x["current"] for x in listed["releases"]} == {"1.0.0": True, tree_version: False}
     assert build_tree_wheel(tmp_path / "again") == tree_wheel  # built once per session
+
+
+def test_remove_refuses_what_is_in_use_and_removes_the_rest(tmp_path, tree):
+    """`erpctl release remove`: never the current release, one `erpctl up` still serves, or one an upgrade
+    in progress switches between; the release the last upgrade came from only with --force (its
+    rollback switches back to it). Each removal is in the evidence log."""
+    import os
+
+    from controlplane.release.supervisor import SERVING_FILE
+    from controlplane.upgrade import state as upgrade_state
+
+    tree_wheel, tree_version = tree
+    data = tmp_path / "data"
+    ok("release", "install", WHEEL_1_0, "--data-dir", data)
+    ok("release", "install", tree_wheel, "--data-dir", data)
+    shutil.copy(DB_1_0, data / "erp.sqlite3")
+    ok("release", "current", "1.0.0", "--data-dir", data)
+
+    def refused(version, *extra, code=34):
+        r = erpctl("release", "remove", version, *extra, "--data-dir", data)
+        assert r.returncode == code, r.stderr
+        assert {x["version"] for x in ok_json("release", "list", "--data-dir", data)["releases"]} == \
+            {"1.0.0", tree_version}
+        return r.stderr
+
+    assert "is the current release" in refused("1.0.0") and "erpctl release current" in refused("1.0.0")
+    assert "is not installed" in refused("9.9.9", code=36)
+
+    running = upgrade_state.new(from_version="1.0.0", to_version=tree_version, stage="backfill")
+    upgrade_state.save(data, running)
+    assert f"upgrade {running['id']} (1.0.0 -> {tree_version}) is in progress" in refused(tree_version, "--force")
+    # finished, the other way round: a rollback of it would switch back to the tree release
+    upgrade_state.archive(data, {**running, "status": "done", "from_version": tree_version, "to_version": "1.0.0"})
+    says = refused(tree_version)
+    assert "came from it" in says and "--force" in says
+
+    serving = data / "releases" / SERVING_FILE
+    serving.write_text(json.dumps({"state": "serving", "version": tree_version, "pid": os.getpid()}))
+    assert "still serves it" in refused(tree_version, "--force")
+    serving.unlink()
+
+    r = ok("release", "remove", tree_version, "--force", "--data-dir", data)
+    assert f"removed release {tree_version}" in r.stdout and "can no longer switch back" in r.stdout
+    assert [x["version"] for x in ok_json("release", "list", "--data-dir", data)["releases"]] == ["1.0.0"]
+    assert [name for name in leftovers(config.Target(data, None)) if name not in ("1.0.0", "current")] == []
+    records = [json.loads(line) for line in (data / "evidence.jsonl").read_text().splitlines()]
+    assert records[-1]["kind"] == "release_remove" and records[-1]["data"]["version"] == tree_version
+    assert "came from it" in records[-1]["data"]["kept_for_rollback_but_forced"]
+    assert ok_json("evidence", "verify", "--data-dir", data)["ok"]
