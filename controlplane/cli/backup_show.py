@@ -8,10 +8,22 @@ from .backup_common import human_bytes, open_repo, repo_options
 from .options import emit, json_option, target, target_options
 
 
+def _snapshot(m: dict) -> str:
+    """How the consistent snapshot was taken, from the manifest's details."""
+    d = m.get("details") or {}
+    if m["engine"] == "postgresql":
+        return f"pg_dump of one exported transaction snapshot ({d.get('pg_dump') or 'pg_dump'})"
+    how = d.get("capture") or "copy"
+    if how == "copy":
+        how = "SQLite online-backup copy"
+    return f"{how}, {d.get('capture_seconds', '?')} s"
+
+
 def render(m: dict) -> str:
     lines = [f"backup      {m['id']}", f"created     {m['created_at']} on {m['host']}",
              f"source      {m['source']} ({m['engine']}, {m['format']})",
              f"schema      {m['schema_revision']}   erp {m['erp_version']}",
+             f"snapshot    {_snapshot(m)}",
              f"size        {human_bytes(m['size_bytes'])} in {m['chunk_count']} chunks; added "
              f"{human_bytes(m['bytes_added'])}; took {m['duration_seconds']} s", "tables:"]
     lines += [f"  {t:<32}{v['rows']:>10} rows  {v['checksum']}" for t, v in sorted(m["tables"].items())]

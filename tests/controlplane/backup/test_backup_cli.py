@@ -41,6 +41,7 @@ def test_init_create_list_show_prune(seeded_target, passphrase, tmp_path):
     assert with_chunks["id"] == second["id"] and len(with_chunks["chunks"]) == with_chunks["chunk_count"]
     text = ok("backup", "show", "latest", *dd).stdout
     assert "invariants: not checked" in text and "checksums   sqlite-pages-v1" in text and "sales_orders" in text
+    assert "snapshot    SQLite online-backup copy, " in text  # a small database: no sealing processes, a copy
 
     dry = ok_json("backup", "prune", "--keep-last", "1", "--dry-run", *dd)
     assert dry["dry_run"] and dry["forgotten"] == [first["id"]]
