@@ -107,6 +107,8 @@ def test_sound_backup_passes_every_level_and_each_is_recorded(any_target, file_r
     assert all(l.duration_seconds > 0 for l in v.levels)
     l1, l2, l3, l4 = v.levels
     assert l1.facts["chunks_checked"] >= m.chunk_count // 2
+    # the chunks are opened once: L1 is the materialization of the copy L2 then checks
+    assert l1.facts["how"].startswith("while materializing") and l2.facts["materialized_at_l1"] is True
     assert l3.facts["rows"] == sum(t["rows"] for t in m.tables.values())
     assert l4.facts["sampled"]["sales_orders"] == 5 and l4.facts["sampled"]["invoices"] == 5
 
@@ -118,6 +120,9 @@ def test_sound_backup_passes_every_level_and_each_is_recorded(any_target, file_r
     assert rec["outcome"] == "ok" and rec["data"]["backup"] == m.id and rec["data"]["passed_level"] == 4
     assert [l["level"] for l in rec["data"]["levels"]] == [1, 2, 3, 4]
     assert all(l["duration_seconds"] > 0 for l in rec["data"]["levels"])
+    alone = V.verify_backup(repo, m.id, 1, target=any_target).levels  # L1 alone: the chunk-by-chunk check
+    assert alone[0].ok and "how" not in alone[0].facts
+    assert alone[0].facts["chunks_checked"] == l1.facts["chunks_checked"]
 
     if any_target.backend == "postgresql":  # the scratch database is gone
         engine = create_engine(any_target.database_url)
