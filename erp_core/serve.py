@@ -38,7 +38,10 @@ class Server:
         if self._thread and self._thread.is_alive():
             trigger = next((d for d in self._map.values() if hasattr(d, "pull_trigger")), None)
             if trigger is not None:
-                trigger.pull_trigger(lambda: wasyncore.close_all(self._map))
+                try:
+                    trigger.pull_trigger(lambda: wasyncore.close_all(self._map))
+                except OSError:  # the loop closed its wake-up pipe on its way out already
+                    pass
             self._thread.join(timeout=timeout)
         else:
             wasyncore.close_all(self._map)

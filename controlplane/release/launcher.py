@@ -96,7 +96,10 @@ def main() -> int:
         if os.getppid() != parent:
             log.warning("the process that started this ERP is gone: stopping")
             break
-    server.stop(timeout=5)
+    try:
+        server.stop(timeout=5)
+    except OSError as exc:  # waitress' loop closed its wake-up pipe on its way out first: nothing to wake
+        log.warning("the server's loop was already closing (%s): exiting", exc)
     db = app.extensions.get("erp_db")
     if db is not None:
         db.dispose()
