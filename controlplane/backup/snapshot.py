@@ -274,8 +274,8 @@ class _InPlace:
     def take(cls, path: Path, min_page: int) -> _InPlace | None:
         db = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
         try:
-            if (db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal"
-                    or db.execute("PRAGMA page_size").fetchone()[0] < min_page):
+            page_size = db.execute("PRAGMA page_size").fetchone()[0]
+            if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal" or page_size < min_page:
                 db.close()
                 return None
             for attempt in range(1, cls.TRIES + 1):
@@ -283,7 +283,6 @@ class _InPlace:
                 db.execute("BEGIN")
                 db.execute("SELECT count(*) FROM sqlite_schema").fetchone()  # the snapshot is taken here
                 if cls._file_is_snapshot(path):
-                    page_size = db.execute("PRAGMA page_size").fetchone()[0]
                     return cls(db, page_size, db.execute("PRAGMA page_count").fetchone()[0], attempt)
                 db.execute("COMMIT")
                 time.sleep(0.01 * attempt)
