@@ -32,7 +32,7 @@ def erpctl_path() -> str:
     beside = Path(sys.executable).with_name("erpctl")
     found = str(beside) if beside.exists() else shutil.which("erpctl")
     if not found:
-        pytest.fail("the erpctl console script is not installed: run python -m pip install -e '.[test]'")
+        pytest.fail("the erpctl console script is not installed: run the README's test command")
     return found
 
 
