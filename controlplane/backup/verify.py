@@ -46,8 +46,9 @@ from erp_core.errors import ErpError
 from .. import config, results
 from ..evidence import EvidenceLog
 from . import fingerprint as fp
-from .scratch import pg_admin, pg_database_exists, sqlite_close_cleanly  # noqa: F401 - restore.py uses them here
 from .scratch import RestoredCopy, pg_create_database, pg_restore, pg_url_for
+# restore.py reaches these through this module:
+from .scratch import _quote_ident, pg_admin, pg_database_exists, pg_drop_database, sqlite_close_cleanly  # noqa: F401
 
 log = logging.getLogger("controlplane.backup.verify")
 
