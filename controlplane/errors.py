@@ -216,7 +216,7 @@ class ReleaseInUse(ReleaseError):
 
 
 
-# ---- the migration linter (controlplane/upgrade/lint.py, erpctl upgrade lint) ---------------------
+# ---- the migration linter (controlplane/upgrade/lint/, erpctl upgrade lint) ---------------------
 
 class MigrationLintFailed(ControlPlaneError):
     """Migrations break the staged-upgrade rules (each finding names the file, line, rule and fix)."""

@@ -62,7 +62,7 @@ SEAL, PRESEAL, OPEN = 1, 2, 3
 # a chunk to open: id, offset and length in the pack, raw length, offset in the file (-1: none)
 OPEN_ENTRY = struct.Struct("<32sQIIq")
 IOV_MAX = 1024  # buffers per writev (Linux's limit)
-SEAL_RANGE = 4 << 20  # the parent's ranges (repository.SEAL_RANGE)
+SEAL_RANGE = 4 << 20  # the parent's ranges (repository.tuning.SEAL_RANGE)
 PRESEAL_MAX_BYTES = 128 << 20  # sealed pages a worker keeps
 REPLY = struct.Struct("<IQd")
 ERROR = 0xFFFFFFFF

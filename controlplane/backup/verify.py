@@ -28,7 +28,6 @@ import random
 import secrets
 import shutil
 import sqlite3
-import subprocess
 import tempfile
 import time
 import urllib.error
@@ -38,7 +37,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from erp_core.db import normalise_url
@@ -47,6 +46,9 @@ from erp_core.errors import ErpError
 from .. import config, results
 from ..evidence import EvidenceLog
 from . import fingerprint as fp
+from .scratch import RestoredCopy, pg_create_database, pg_restore, pg_url_for
+# restore.py reaches these through this module:
+from .scratch import _quote_ident, pg_admin, pg_database_exists, pg_drop_database, sqlite_close_cleanly  # noqa: F401
 
 log = logging.getLogger("controlplane.backup.verify")
 
@@ -134,106 +136,7 @@ def _engine_of(m: dict) -> str:
     return "postgresql" if name.startswith("postg") or name in ("pg", "pg_dump") else "sqlite"
 
 
-# ---- PostgreSQL scratch databases ----------------------------------------------------------------
-
-def _quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def pg_url_for(server_url: str, database: str) -> str:
-    """The SQLAlchemy URL of `database` on the server of `server_url`."""
-    return make_url(normalise_url(server_url)).set(database=database).render_as_string(hide_password=False)
-
-
-def libpq(server_url: str, database: str) -> tuple[str, dict]:
-    """A libpq connection URI (without the password) and the environment holding the password,
-    so that no secret appears on a command line."""
-    u = make_url(normalise_url(server_url))
-    env = dict(os.environ)
-    if u.password:
-        env["PGPASSWORD"] = str(u.password)
-    uri = u.set(drivername="postgresql", password=None, database=database).render_as_string(hide_password=False)
-    return uri, env
-
-
-@contextlib.contextmanager
-def pg_admin(server_url: str):
-    """An AUTOCOMMIT connection to the server's maintenance database (CREATE/DROP/ALTER DATABASE
-    cannot run inside a transaction block nor from the database they act on)."""
-    engine = create_engine(pg_url_for(server_url, "postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            yield conn
-    finally:
-        engine.dispose()
-
-
-def pg_database_exists(server_url: str, name: str) -> bool:
-    with pg_admin(server_url) as c:
-        return bool(c.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).scalar())
-
-
-def pg_create_database(server_url: str, name: str) -> None:
-    with pg_admin(server_url) as c:
-        c.execute(text(f"CREATE DATABASE {_quote_ident(name)} TEMPLATE template0"))
-
-
-def pg_drop_database(server_url: str, name: str) -> None:
-    with pg_admin(server_url) as c:
-        c.execute(text(f"DROP DATABASE IF EXISTS {_quote_ident(name)} WITH (FORCE)"))
-
-
-def pg_restore(server_url: str, database: str, dump: Path, jobs: int | None = None) -> list[str]:
-    """Restore a `pg_dump -Fc` file into an existing empty database; the error lines (empty when
-    the restore succeeded with no error at all)."""
-    uri, env = libpq(server_url, database)
-    jobs = jobs or max(1, min(4, os.cpu_count() or 1))
-    cmd = ["pg_restore", "--exit-on-error", f"--jobs={jobs}", f"--dbname={uri}", str(dump)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-    except FileNotFoundError:
-        return ["pg_restore is not installed (Debian: apt-get install postgresql-client)"]
-    lines = [l for l in proc.stderr.splitlines() if l.strip()]
-    errors = [l for l in lines if "error" in l.lower() or "fatal" in l.lower()]
-    if proc.returncode != 0 and not errors:
-        errors = lines or [f"pg_restore exited with {proc.returncode}"]
-    return errors
-
-
-# ---- the restored copy -----------------------------------------------------------------------
-
-@dataclass
-class RestoredCopy:
-    """A backup materialised and opened for checks: a SQLite file, or a PostgreSQL scratch database
-    (the pg_dump file it came from beside it)."""
-
-    engine: str
-    artifact_path: Path
-    database_url: str
-    scratch_database: str | None = None
-    server_url: str | None = None
-
-    def drop(self) -> None:
-        if self.scratch_database and self.server_url:
-            with contextlib.suppress(Exception):
-                pg_drop_database(self.server_url, self.scratch_database)
-        if self.engine == "sqlite":
-            for suffix in ("", "-wal", "-shm", "-journal"):
-                with contextlib.suppress(FileNotFoundError):
-                    Path(str(self.artifact_path) + suffix).unlink()
-
-
-def sqlite_close_cleanly(path: Path) -> None:
-    """Fold any -wal into the file and leave it self-contained (no -wal/-shm beside it)."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        conn.execute("PRAGMA busy_timeout=30000")
-        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-        if mode == "wal":
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        conn.close()
-
+# ---- the ERP on a restored copy -----------------------------------------------------------------
 
 def _erp_db(url: str):
     from erp_core.db import Database
@@ -602,12 +505,6 @@ def serve_and_sample(database_url: str, field_key: str | None, progress: Progres
     """Start an ERP (waitress on a free port) on the copy and compare what its API serves with what
     the copy holds: a sample of sales orders and invoices, list totals and the trial balance."""
     from erp_core import crypto
-    from erp_core.app import create_app
-    from erp_core.config import Settings
-    from erp_core.invariants import cents
-    from erp_core.models import Invoice, JournalLine, SalesOrder
-    from erp_core.serve import Server
-    from erp_core.services import auth, maintenance
 
     problems: list[dict] = []
     facts: dict = {}
@@ -619,105 +516,24 @@ def serve_and_sample(database_url: str, field_key: str | None, progress: Progres
     previous_key = getattr(crypto, "_key", None)
     server = None
     try:
-        # the temporary user and a switched-off maintenance flag exist in this scratch copy only
-        with db.session(actor="erpctl-verify") as s:
-            auth.add_user(s, username, password, "auditor", full_name="backup verification (temporary)")
-            if maintenance.state(s)["enabled"]:
-                maintenance.set_state(s, False, "")
-                facts["maintenance_was_on"] = True
-        with db.session(write=False) as s:
-            so_ids = sorted(s.scalars(select(SalesOrder.id)).all())
-            inv_ids = sorted(s.scalars(select(Invoice.id)).all())
-            rng = random.Random(len(so_ids) * 7919 + len(inv_ids))
-            so_sample = _sample(so_ids, rng)
-            inv_sample = _sample(inv_ids, rng)
-            db_orders = {o.id: {"number": o.number, "state": o.state, "net_total": o.net_total,
-                                "tax_total": o.tax_total, "gross_total": o.gross_total,
-                                "lines": [(l.id, l.net_amount, l.tax_amount) for l in o.lines]}
-                         for o in s.scalars(select(SalesOrder).where(SalesOrder.id.in_(so_sample)))}
-            db_invoices = {i.id: {"number": i.number, "kind": i.kind, "state": i.state, "gross_total": i.gross_total,
-                                  "amount_paid": i.amount_paid}
-                           for i in s.scalars(select(Invoice).where(Invoice.id.in_(inv_sample)))}
-            debit, credit = s.execute(select(func.sum(cents(JournalLine.debit)),
-                                             func.sum(cents(JournalLine.credit)))).one()
-            db_tb = (Decimal(debit or 0) / 100, Decimal(credit or 0) / 100)
-            counts = {"sales-orders": len(so_ids), "invoices": len(inv_ids)}
-        app = create_app(Settings(database_url, field_key=key), db)
-        server = Server(app, host="127.0.0.1", port=0, threads=4).start()
+        _prepare_copy(db, username, password, facts)
+        held = _read_copy(db)
+        server = _start_erp(database_url, key, db)
         base = server.url
         facts["url"] = base
         progress("L4 readyz", None, None)
-        t0, status, body = time.monotonic(), None, None
-        while time.monotonic() - t0 < READY_TIMEOUT:
-            try:
-                status, body = _http("GET", base + "/readyz", timeout=5)
-            except OSError as exc:
-                status, body = None, str(exc)
-            if status == 200:
-                break
-            time.sleep(0.2)
-        facts["readyz_seconds"] = round(time.monotonic() - t0, 3)
-        if status != 200:
-            problems.append({"what": "readyz", "path": "/readyz",
-                             "detail": f"/readyz answered {status}: {json.dumps(body, default=str)[:500]}"})
+        if not _wait_ready(base, facts, problems):
             return _l4(problems, facts)
-        status, body = _http("POST", base + "/api/v1/auth/login", body={"username": username, "password": password})
-        if status != 200:
-            problems.append({"what": "api", "path": "/api/v1/auth/login", "detail": f"login answered {status}"})
+        token = _login(base, username, password, problems)
+        if token is None:
             return _l4(problems, facts)
-        token = body["token"]
-        progress("L4 documents", 0, len(so_sample) + len(inv_sample) + 1)
-        for kind, n in counts.items():
-            st, page = _http("GET", f"{base}/api/v1/{kind}?limit=1", token)
-            if st != 200 or page.get("total") != n:
-                problems.append({"what": "api", "path": f"/api/v1/{kind}",
-                                 "detail": f"list of {kind} answered {st} with total "
-                                           f"{page.get('total') if isinstance(page, dict) else page!r}, "
-                                           f"the copy holds {n}"})
-        for oid in so_sample:
-            path = f"/api/v1/sales-orders/{oid}"
-            st, o = _http("GET", base + path, token)
-            want = db_orders.get(oid)
-            if st != 200:
-                problems.append({"what": "api", "path": path, "detail": f"{path} answered {st}"})
-                continue
-            diffs = [f"{k} {o.get(k)!r} != {want[k]!r}" for k in ("number", "state") if o.get(k) != want[k]]
-            diffs += [f"{k} {o.get(k)} != {want[k]}" for k in ("net_total", "tax_total", "gross_total")
-                      if _dec(o.get(k)) != _dec(want[k])]
-            got_lines = [(l["id"], _dec(l["net_amount"]), _dec(l["tax_amount"])) for l in o.get("lines", [])]
-            if got_lines != [(i, _dec(n), _dec(t)) for i, n, t in want["lines"]]:
-                diffs.append(f"lines differ ({len(got_lines)} served, {len(want['lines'])} stored)")
-            if diffs:
-                problems.append({"what": "api", "path": path, "document": want["number"],
-                                 "detail": f"sales order {want['number']}: " + "; ".join(diffs)})
-        for iid in inv_sample:
-            path = f"/api/v1/invoices/{iid}"
-            st, i = _http("GET", base + path, token)
-            want = db_invoices.get(iid)
-            if st != 200:
-                problems.append({"what": "api", "path": path, "detail": f"{path} answered {st}"})
-                continue
-            diffs = [f"{k} {i.get(k)!r} != {want[k]!r}" for k in ("number", "kind", "state") if i.get(k) != want[k]]
-            diffs += [f"{k} {i.get(k)} != {want[k]}" for k in ("gross_total", "amount_paid")
-                      if _dec(i.get(k)) != _dec(want[k])]
-            if diffs:
-                problems.append({"what": "api", "path": path, "document": want["number"],
-                                 "detail": f"invoice {want['number']}: " + "; ".join(diffs)})
-        path = "/api/v1/reports/trial-balance"
-        st, tb = _http("GET", base + path, token)
-        if st != 200:
-            problems.append({"what": "api", "path": path, "detail": f"{path} answered {st}"})
-        else:
-            totals = tb.get("totals", {})
-            got = (_dec(totals.get("debit")), _dec(totals.get("credit")))
-            if got != db_tb:
-                problems.append({"what": "api", "path": path,
-                                 "detail": f"trial balance totals served {got[0]}/{got[1]}, "
-                                           f"journal lines hold {db_tb[0]}/{db_tb[1]}"})
-            if got[0] != got[1]:
-                problems.append({"what": "api", "path": path,
-                                 "detail": f"trial balance served does not balance: {got[0]} != {got[1]}"})
-        facts["sampled"] = {"sales_orders": len(so_sample), "invoices": len(inv_sample), "trial_balance": 1}
+        progress("L4 documents", 0, len(held.so_sample) + len(held.inv_sample) + 1)
+        _compare_lists(base, token, held, problems)
+        _compare_orders(base, token, held, problems)
+        _compare_invoices(base, token, held, problems)
+        _compare_trial_balance(base, token, held, problems)
+        facts["sampled"] = {"sales_orders": len(held.so_sample), "invoices": len(held.inv_sample),
+                            "trial_balance": 1}
         return _l4(problems, facts)
     finally:
         if server is not None:
@@ -725,6 +541,153 @@ def serve_and_sample(database_url: str, field_key: str | None, progress: Progres
         db.dispose()
         if previous_key is not None:
             crypto._key = previous_key  # the process's own ERP (erpctl up) keeps its key
+
+
+@dataclass
+class _Held:
+    """What the copy holds, read before the ERP serves it: the sampled documents and the totals."""
+
+    so_sample: list[int]
+    inv_sample: list[int]
+    orders: dict[int, dict]
+    invoices: dict[int, dict]
+    trial_balance: tuple[Decimal, Decimal]  # debit, credit
+    counts: dict[str, int]  # list endpoint -> rows
+
+
+def _prepare_copy(db, username: str, password: str, facts: dict) -> None:
+    """The temporary user and a switched-off maintenance flag exist in this scratch copy only."""
+    from erp_core.services import auth, maintenance
+
+    with db.session(actor="erpctl-verify") as s:
+        auth.add_user(s, username, password, "auditor", full_name="backup verification (temporary)")
+        if maintenance.state(s)["enabled"]:
+            maintenance.set_state(s, False, "")
+            facts["maintenance_was_on"] = True
+
+
+def _read_copy(db) -> _Held:
+    from erp_core.invariants import cents
+    from erp_core.models import Invoice, JournalLine, SalesOrder
+
+    with db.session(write=False) as s:
+        so_ids = sorted(s.scalars(select(SalesOrder.id)).all())
+        inv_ids = sorted(s.scalars(select(Invoice.id)).all())
+        rng = random.Random(len(so_ids) * 7919 + len(inv_ids))
+        so_sample = _sample(so_ids, rng)
+        inv_sample = _sample(inv_ids, rng)
+        db_orders = {o.id: {"number": o.number, "state": o.state, "net_total": o.net_total,
+                            "tax_total": o.tax_total, "gross_total": o.gross_total,
+                            "lines": [(l.id, l.net_amount, l.tax_amount) for l in o.lines]}
+                     for o in s.scalars(select(SalesOrder).where(SalesOrder.id.in_(so_sample)))}
+        db_invoices = {i.id: {"number": i.number, "kind": i.kind, "state": i.state, "gross_total": i.gross_total,
+                              "amount_paid": i.amount_paid}
+                       for i in s.scalars(select(Invoice).where(Invoice.id.in_(inv_sample)))}
+        debit, credit = s.execute(select(func.sum(cents(JournalLine.debit)),
+                                         func.sum(cents(JournalLine.credit)))).one()
+        db_tb = (Decimal(debit or 0) / 100, Decimal(credit or 0) / 100)
+        counts = {"sales-orders": len(so_ids), "invoices": len(inv_ids)}
+    return _Held(so_sample, inv_sample, db_orders, db_invoices, db_tb, counts)
+
+
+def _start_erp(database_url: str, key: str, db):
+    """The ERP on the copy, served by waitress on a free port of 127.0.0.1."""
+    from erp_core.app import create_app
+    from erp_core.config import Settings
+    from erp_core.serve import Server
+
+    app = create_app(Settings(database_url, field_key=key), db)
+    return Server(app, host="127.0.0.1", port=0, threads=4).start()
+
+
+def _wait_ready(base: str, facts: dict, problems: list[dict]) -> bool:
+    """Whether /readyz answers 200 within READY_TIMEOUT (else a problem)."""
+    t0, status, body = time.monotonic(), None, None
+    while time.monotonic() - t0 < READY_TIMEOUT:
+        try:
+            status, body = _http("GET", base + "/readyz", timeout=5)
+        except OSError as exc:
+            status, body = None, str(exc)
+        if status == 200:
+            break
+        time.sleep(0.2)
+    facts["readyz_seconds"] = round(time.monotonic() - t0, 3)
+    if status != 200:
+        problems.append({"what": "readyz", "path": "/readyz",
+                         "detail": f"/readyz answered {status}: {json.dumps(body, default=str)[:500]}"})
+        return False
+    return True
+
+
+def _login(base: str, username: str, password: str, problems: list[dict]) -> str | None:
+    status, body = _http("POST", base + "/api/v1/auth/login", body={"username": username, "password": password})
+    if status != 200:
+        problems.append({"what": "api", "path": "/api/v1/auth/login", "detail": f"login answered {status}"})
+        return None
+    return body["token"]
+
+
+def _compare_lists(base: str, token: str, held: _Held, problems: list[dict]) -> None:
+    for kind, n in held.counts.items():
+        st, page = _http("GET", f"{base}/api/v1/{kind}?limit=1", token)
+        if st != 200 or page.get("total") != n:
+            problems.append({"what": "api", "path": f"/api/v1/{kind}",
+                             "detail": f"list of {kind} answered {st} with total "
+                                       f"{page.get('total') if isinstance(page, dict) else page!r}, "
+                                       f"the copy holds {n}"})
+
+
+def _compare_orders(base: str, token: str, held: _Held, problems: list[dict]) -> None:
+    for oid in held.so_sample:
+        path = f"/api/v1/sales-orders/{oid}"
+        st, o = _http("GET", base + path, token)
+        want = held.orders.get(oid)
+        if st != 200:
+            problems.append({"what": "api", "path": path, "detail": f"{path} answered {st}"})
+            continue
+        diffs = [f"{k} {o.get(k)!r} != {want[k]!r}" for k in ("number", "state") if o.get(k) != want[k]]
+        diffs += [f"{k} {o.get(k)} != {want[k]}" for k in ("net_total", "tax_total", "gross_total")
+                  if _dec(o.get(k)) != _dec(want[k])]
+        got_lines = [(l["id"], _dec(l["net_amount"]), _dec(l["tax_amount"])) for l in o.get("lines", [])]
+        if got_lines != [(i, _dec(n), _dec(t)) for i, n, t in want["lines"]]:
+            diffs.append(f"lines differ ({len(got_lines)} served, {len(want['lines'])} stored)")
+        if diffs:
+            problems.append({"what": "api", "path": path, "document": want["number"],
+                             "detail": f"sales order {want['number']}: " + "; ".join(diffs)})
+
+
+def _compare_invoices(base: str, token: str, held: _Held, problems: list[dict]) -> None:
+    for iid in held.inv_sample:
+        path = f"/api/v1/invoices/{iid}"
+        st, i = _http("GET", base + path, token)
+        want = held.invoices.get(iid)
+        if st != 200:
+            problems.append({"what": "api", "path": path, "detail": f"{path} answered {st}"})
+            continue
+        diffs = [f"{k} {i.get(k)!r} != {want[k]!r}" for k in ("number", "kind", "state") if i.get(k) != want[k]]
+        diffs += [f"{k} {i.get(k)} != {want[k]}" for k in ("gross_total", "amount_paid")
+                  if _dec(i.get(k)) != _dec(want[k])]
+        if diffs:
+            problems.append({"what": "api", "path": path, "document": want["number"],
+                             "detail": f"invoice {want['number']}: " + "; ".join(diffs)})
+
+
+def _compare_trial_balance(base: str, token: str, held: _Held, problems: list[dict]) -> None:
+    path = "/api/v1/reports/trial-balance"
+    st, tb = _http("GET", base + path, token)
+    if st != 200:
+        problems.append({"what": "api", "path": path, "detail": f"{path} answered {st}"})
+        return
+    totals = tb.get("totals", {})
+    got = (_dec(totals.get("debit")), _dec(totals.get("credit")))
+    db_tb = held.trial_balance
+    if got != db_tb:
+        problems.append({"what": "api", "path": path,
+                         "detail": f"trial balance totals served {got[0]}/{got[1]}, "
+                                   f"journal lines hold {db_tb[0]}/{db_tb[1]}"})
+    if got[0] != got[1]:
+        problems.append({"what": "api", "path": path,
+                         "detail": f"trial balance served does not balance: {got[0]} != {got[1]}"})
 
 
 def _sample(ids: list[int], rng: random.Random) -> list[int]:

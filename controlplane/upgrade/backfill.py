@@ -330,108 +330,145 @@ def run_backfills(engine: Engine, backfills: list, *, budget: float | None = Non
     from erp_core import backfill as erp_backfill
 
     dialect = engine.dialect.name
-    sqlite = dialect == "sqlite"
     budget = budget or DEFAULT_BUDGET_SECONDS.get(dialect, 0.5)
-    ctl = Controller.for_dialect(dialect, budget)
-    rng = random.Random()
-    can = Canary(engine).start() if canary else None
-    progress: list[Progress] = []
-    by_name: dict[str, Progress] = {}
-    totals = _Totals(engine, backfills, by_name)
-    held: list[float] = []          # how long each batch held its locks
-    lock_retries = 0
-    tuning = None
-    t_start = time.perf_counter()
-    last_report = 0.0
+    run = _Run(engine, erp_backfill, Controller.for_dialect(dialect, budget), budget, on_progress, on_batch)
+    run.can = Canary(engine).start() if canary else None
+    totals = run.totals = _Totals(engine, backfills, run.by_name)
     try:
         with engine.connect().execution_options(erp_write=True) as conn, engine.connect() as reader:
-            tuning = _SqliteTuning(conn) if sqlite else None
+            run.conn = conn
+            run.tuning = _SqliteTuning(conn) if run.sqlite else None
             try:
                 for bf in backfills:
-                    p = Progress(bf.name)
-                    progress.append(p)
-                    by_name[bf.name] = p
-                    # a read transaction: on SQLite, key_bounds scans the table (MIN and MAX in one
-                    # statement), which under the write lock would stall every writer meanwhile
-                    with reader.begin():
-                        after = erp_backfill.checkpoint(reader, bf)
-                        bounds = erp_backfill.key_bounds(reader, bf)
-                    if bounds is None:
-                        continue
-                    if after is None:
-                        after = bounds[0] - 1
-                    stop_at = bounds[1]  # later keys were inserted after the expand: the triggers filled them
-                    p.last_key = after
-                    ctl.start_backfill()
-                    locked_since = None
-                    while after < stop_at:
-                        if can is not None and not sqlite:
-                            can.probe = (bf.table, bf.key, after)
-                        limit = ctl.batch
-                        t0 = time.perf_counter()
-                        try:
-                            with conn.begin():
-                                if not sqlite:
-                                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{max(1, int(budget * 1000))}ms'")
-                                if on_batch:
-                                    on_batch(bf, after, limit, None)
-                                result = erp_backfill.run_batch(conn, bf, after, limit)
-                                if on_batch:
-                                    on_batch(bf, after, limit, result)
-                                failpoint("upgrade.backfill.batch")
-                        except sa_exc.OperationalError as exc:
-                            # a writer holds the lock: nothing of the batch was kept; try it again soon
-                            locked_since = locked_since or t0
-                            if not _lock_busy(exc, sqlite) or t0 - locked_since > LOCK_RETRY_DEADLINE:
-                                raise
-                            lock_retries += 1
-                            time.sleep(rng.uniform(0.0005, 0.0015) if sqlite else rng.uniform(0.005, 0.02))
-                            continue
-                        took = time.perf_counter() - t0
-                        locked_since = None
-                        if result.last_key is None:
-                            break
-                        held.append(took)
-                        after = result.last_key
-                        p.rows_done += result.rows
-                        p.batches += 1
-                        p.seconds += took
-                        p.last_key = after
-                        p.rows_total = max(totals.get(bf.name) or 0, p.rows_done)
-                        ctl.update(limit if after < stop_at else result.rows, took, can.take() if can else [])
-                        p.batch, p.pause_ms = ctl.batch, ctl.pause * 1000
-                        now = time.perf_counter()
-                        if tuning is not None:
-                            tuning.checkpoint()  # no write lock: a waiting writer gets in meanwhile
-                        if on_progress and now - last_report >= 0.5:
-                            last_report = now
-                            on_progress(progress, can.summary() if can else {})
-                        rest = ctl.next_pause(rng) - (time.perf_counter() - now)
-                        if rest > 0:
-                            time.sleep(rest)
-                        p.seconds += time.perf_counter() - now
+                    run.backfill(bf, reader)
             finally:
-                if tuning is not None:
-                    tuning.checkpoint()
-                    tuning.restore()
+                if run.tuning is not None:
+                    run.tuning.checkpoint()
+                    run.tuning.restore()
     finally:
-        if can is not None:
-            can.stop()
+        if run.can is not None:
+            run.can.stop()
         totals.close()
-    for p in progress:
+    for p in run.progress:
         p.rows_total = max(totals.get(p.name) or 0, p.rows_done)
-    figures = {"backfills": [p.as_dict() for p in progress], "budget_ms": round(budget * 1000),
-               "seconds": round(time.perf_counter() - t_start, 2),
-               "rows": sum(p.rows_done for p in progress),
-               "canary": can.summary() if can else None,
-               "controller": {"batches": len(held), "final_batch": ctl.batch,
-                              "final_pause_ms": round(ctl.pause * 1000, 1),
-                              "share": round(ctl.share, 3), "shrinks": ctl.shrinks, "lock_retries": lock_retries,
-                              "batch_ms_median": _ms(held, 0.5), "batch_ms_p99": _ms(held, 0.99),
-                              "batch_ms_max": _ms(held),
-                              "checkpoint_ms_median": _ms(tuning.seconds, 0.5) if tuning else None,
-                              "checkpoint_ms_max": _ms(tuning.seconds) if tuning else None}}
-    figures["rows_per_second"] = round(figures["rows"] / figures["seconds"]) if figures["seconds"] else 0
+    figures = run.figures()
     if on_progress:
-        on_progress(progress, figures["canary"] or {})
+        on_progress(run.progress, figures["canary"] or {})
     return figures
+
+
+class _Run:
+    """One run of run_backfills: the backfills one after the other, batch by batch, on one
+    connection, paced by the controller."""
+
+    def __init__(self, engine: Engine, erp_backfill, ctl: Controller, budget: float, on_progress, on_batch):
+        self.erp_backfill = erp_backfill
+        self.sqlite = engine.dialect.name == "sqlite"
+        self.ctl = ctl
+        self.budget = budget
+        self.on_progress = on_progress
+        self.on_batch = on_batch
+        self.rng = random.Random()
+        self.can: Canary | None = None
+        self.totals: _Totals | None = None
+        self.conn = None
+        self.tuning: _SqliteTuning | None = None
+        self.progress: list[Progress] = []
+        self.by_name: dict[str, Progress] = {}
+        self.held: list[float] = []          # how long each batch held its locks
+        self.lock_retries = 0
+        self.t_start = time.perf_counter()
+        self.last_report = 0.0
+
+    def backfill(self, bf, reader) -> None:
+        p = Progress(bf.name)
+        self.progress.append(p)
+        self.by_name[bf.name] = p
+        # a read transaction: on SQLite, key_bounds scans the table (MIN and MAX in one
+        # statement), which under the write lock would stall every writer meanwhile
+        with reader.begin():
+            after = self.erp_backfill.checkpoint(reader, bf)
+            bounds = self.erp_backfill.key_bounds(reader, bf)
+        if bounds is None:
+            return
+        if after is None:
+            after = bounds[0] - 1
+        stop_at = bounds[1]  # later keys were inserted after the expand: the triggers filled them
+        p.last_key = after
+        self.ctl.start_backfill()
+        locked_since = None
+        while after < stop_at:
+            if self.can is not None and not self.sqlite:
+                self.can.probe = (bf.table, bf.key, after)
+            limit = self.ctl.batch
+            t0 = time.perf_counter()
+            try:
+                result = self._batch(bf, after, limit)
+            except sa_exc.OperationalError as exc:
+                # a writer holds the lock: nothing of the batch was kept; try it again soon
+                locked_since = locked_since or t0
+                if not _lock_busy(exc, self.sqlite) or t0 - locked_since > LOCK_RETRY_DEADLINE:
+                    raise
+                self.lock_retries += 1
+                time.sleep(self.rng.uniform(0.0005, 0.0015) if self.sqlite else self.rng.uniform(0.005, 0.02))
+                continue
+            took = time.perf_counter() - t0
+            locked_since = None
+            if result.last_key is None:
+                break
+            after = result.last_key
+            self._done(p, bf, limit if after < stop_at else result.rows, result, took)
+
+    def _batch(self, bf, after: int, limit: int):
+        """One batch and its checkpoint, in one transaction."""
+        conn, on_batch = self.conn, self.on_batch
+        with conn.begin():
+            if not self.sqlite:
+                conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{max(1, int(self.budget * 1000))}ms'")
+            if on_batch:
+                on_batch(bf, after, limit, None)
+            result = self.erp_backfill.run_batch(conn, bf, after, limit)
+            if on_batch:
+                on_batch(bf, after, limit, result)
+            failpoint("upgrade.backfill.batch")
+        return result
+
+    def _done(self, p: Progress, bf, rows_asked: int, result, took: float) -> None:
+        """A batch committed: count it, let the controller adapt, then pause."""
+        ctl, can = self.ctl, self.can
+        self.held.append(took)
+        p.rows_done += result.rows
+        p.batches += 1
+        p.seconds += took
+        p.last_key = result.last_key
+        p.rows_total = max(self.totals.get(bf.name) or 0, p.rows_done)
+        ctl.update(rows_asked, took, can.take() if can else [])
+        p.batch, p.pause_ms = ctl.batch, ctl.pause * 1000
+        now = time.perf_counter()
+        if self.tuning is not None:
+            self.tuning.checkpoint()  # no write lock: a waiting writer gets in meanwhile
+        if self.on_progress and now - self.last_report >= 0.5:
+            self.last_report = now
+            self.on_progress(self.progress, can.summary() if can else {})
+        rest = ctl.next_pause(self.rng) - (time.perf_counter() - now)
+        if rest > 0:
+            time.sleep(rest)
+        p.seconds += time.perf_counter() - now
+
+    def figures(self) -> dict:
+        ctl, held, tuning = self.ctl, self.held, self.tuning
+        progress = self.progress
+        figures = {"backfills": [p.as_dict() for p in progress], "budget_ms": round(self.budget * 1000),
+                   "seconds": round(time.perf_counter() - self.t_start, 2),
+                   "rows": sum(p.rows_done for p in progress),
+                   "canary": self.can.summary() if self.can else None,
+                   "controller": {"batches": len(held), "final_batch": ctl.batch,
+                                  "final_pause_ms": round(ctl.pause * 1000, 1),
+                                  "share": round(ctl.share, 3), "shrinks": ctl.shrinks,
+                                  "lock_retries": self.lock_retries,
+                                  "batch_ms_median": _ms(held, 0.5), "batch_ms_p99": _ms(held, 0.99),
+                                  "batch_ms_max": _ms(held),
+                                  "checkpoint_ms_median": _ms(tuning.seconds, 0.5) if tuning else None,
+                                  "checkpoint_ms_max": _ms(tuning.seconds) if tuning else None}}
+        figures["rows_per_second"] = round(figures["rows"] / figures["seconds"]) if figures["seconds"] else 0
+        return figures

@@ -23,35 +23,52 @@ def _check(name: str, ok: bool, detail: str, fix: str = "") -> dict:
 
 
 def preflight(ctx: Run, *, with_backup_repo: bool = True) -> list[dict]:
-    st, out = ctx.state, []
-    target = ctx.target
+    """Every check, in order: {check, ok, detail, fix}."""
+    st, target = ctx.state, ctx.target
+    out = [_no_other_operation(target)]
+    cur = releases.current(target)
+    to = _installed(target, st.get("to_version"))
+    out.append(_releases(st.get("to_version"), cur, to))
+    out.append(_migration_checksums(ctx, cur, to))
+    out.append(_migration_lint())
+    if ctx.opts.erp_url:
+        out.append(_erp_healthy(ctx.opts.erp_url))
+    out.append(_invariants(ctx))
+    if ctx.dialect == "postgresql":
+        out.append(_long_transactions(ctx))
+    out.append(_free_disk(ctx))
+    if with_backup_repo:
+        out.append(_backup_possible(ctx))
+    return out
 
-    # another operation
+
+def _no_other_operation(target: Target) -> dict:
     from ..backup import restore as restore_mod
 
     rs = restore_mod.read_state(target)
     busy = rs is not None and rs.get("phase") not in restore_mod.FINAL
-    out.append(_check("no other operation", not busy,
-                      "a restore is in progress" if busy else "no restore in progress (the upgrade lock is held)",
-                      "Finish it first: 'erpctl backup restore' resumes or rolls it back."))
+    return _check("no other operation", not busy,
+                  "a restore is in progress" if busy else "no restore in progress (the upgrade lock is held)",
+                  "Finish it first: 'erpctl backup restore' resumes or rolls it back.")
 
-    # releases
-    cur = releases.current(target)
-    to = _installed(target, st.get("to_version"))
+
+def _releases(to_version: str | None, cur, to) -> dict:
     problems = []
     if cur is None:
         problems.append("no current release is set")
     if to is None:
-        problems.append(f"release {st.get('to_version')} is not installed")
-    if st.get("to_version") != erp_core.__version__:
+        problems.append(f"release {to_version} is not installed")
+    if to_version != erp_core.__version__:
         problems.append(f"this erpctl carries the migrations of release {erp_core.__version__}, "
-                        f"not {st.get('to_version')}")
-    out.append(_check("releases", not problems,
-                      "; ".join(problems) or f"{cur.version} serves; {to.version} installed and carried by this erpctl",
-                      f"Install the releases ('erpctl release install WHEEL'), set the one that serves "
-                      f"('erpctl release current VERSION'), and run the erpctl of release {st.get('to_version')}."))
+                        f"not {to_version}")
+    return _check("releases", not problems,
+                  "; ".join(problems) or f"{cur.version} serves; {to.version} installed and carried by this erpctl",
+                  f"Install the releases ('erpctl release install WHEEL'), set the one that serves "
+                  f"('erpctl release current VERSION'), and run the erpctl of release {to_version}.")
 
-    # migration checksums: every applied migration must be byte-identical in both releases and here
+
+def _migration_checksums(ctx: Run, cur, to) -> dict:
+    """Every applied migration must be byte-identical in both releases and here."""
     bundled = bundled_checksums()
     changed = []
     applied = _applied_revisions(ctx)
@@ -60,69 +77,71 @@ def preflight(ctx: Run, *, with_backup_repo: bool = True) -> list[dict]:
         for rev in applied:
             if rev in shipped and shipped[rev] != bundled.get(rev):
                 changed.append(f"{rev} differs between release {rel.version} and this erpctl")
-    out.append(_check("migration checksums", not changed,
-                      "; ".join(changed) or f"{len(applied)} applied migration(s) unchanged in every release",
-                      "A migration that already ran was edited; restore its original text in the release, "
-                      "and put the change in a new migration."))
+    return _check("migration checksums", not changed,
+                  "; ".join(changed) or f"{len(applied)} applied migration(s) unchanged in every release",
+                  "A migration that already ran was edited; restore its original text in the release, "
+                  "and put the change in a new migration.")
 
-    # migration lint
+
+def _migration_lint() -> dict:
     from .lint import lint_migrations
 
     findings = [f for f in lint_migrations(MIGRATIONS_DIR / "versions") if f.severity == "error"]
-    out.append(_check("migration lint", not findings,
-                      "; ".join(f"{Path(f.path).name}:{f.line} {f.rule}: {f.message}" for f in findings[:5])
-                      or "no errors", "Fix the migrations ('erpctl upgrade lint' lists the findings)."))
+    return _check("migration lint", not findings,
+                  "; ".join(f"{Path(f.path).name}:{f.line} {f.rule}: {f.message}" for f in findings[:5])
+                  or "no errors", "Fix the migrations ('erpctl upgrade lint' lists the findings).")
 
-    # ERP health
-    if ctx.opts.erp_url:
-        url = ctx.opts.erp_url.rstrip("/")
-        try:
-            code, body = get_json(url + "/readyz", timeout=5)
-            ok = code == 200
-            detail = f"{url}/readyz answered {code}" + ("" if ok else f": {json.dumps(body)[:300]}")
-        except (OSError, ValueError) as exc:
-            ok, detail = False, f"{url}/readyz did not answer: {exc}"
-        out.append(_check("ERP healthy", ok, detail,
-                          "Make the ERP ready first (see runbooks/), or pass --offline when it is stopped on purpose."))
 
-    # invariants
+def _erp_healthy(erp_url: str) -> dict:
+    url = erp_url.rstrip("/")
+    try:
+        code, body = get_json(url + "/readyz", timeout=5)
+        ok = code == 200
+        detail = f"{url}/readyz answered {code}" + ("" if ok else f": {json.dumps(body)[:300]}")
+    except (OSError, ValueError) as exc:
+        ok, detail = False, f"{url}/readyz did not answer: {exc}"
+    return _check("ERP healthy", ok, detail,
+                  "Make the ERP ready first (see runbooks/), or pass --offline when it is stopped on purpose.")
+
+
+def _invariants(ctx: Run) -> dict:
     found = checks.run_invariants(ctx.engine)
-    out.append(_check("invariants", not found,
-                      f"{len(found)} violation(s): " + "; ".join(v.get("check", "") + ": " + str(v.get("detail", ""))[:120]
-                                                         for v in found[:3]) if found else "clean",
-                      "Repair the data first ('erpctl erp check' lists them); an upgrade never starts on broken books."))
+    return _check("invariants", not found,
+                  f"{len(found)} violation(s): " + "; ".join(v.get("check", "") + ": " + str(v.get("detail", ""))[:120]
+                                                     for v in found[:3]) if found else "clean",
+                  "Repair the data first ('erpctl erp check' lists them); an upgrade never starts on broken books.")
 
-    # long-running transactions
-    if ctx.dialect == "postgresql":
-        with ctx.engine.connect() as c:
-            rows = c.execute(text(
-                "SELECT pid, coalesce(application_name, ''), extract(epoch FROM now() - xact_start)::int "
-                "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
-                "AND xact_start IS NOT NULL AND state <> 'idle' AND now() - xact_start > make_interval(secs => :s)"),
-                {"s": ctx.opts.long_transaction_seconds}).all()
-        out.append(_check("no long transactions", not rows,
-                          "; ".join(f"pid {p} ({a or 'no name'}) open for {s} s" for p, a, s in rows)
-                          or f"none older than {ctx.opts.long_transaction_seconds:g} s",
-                          "End them (they would hold the expand step's table locks): "
-                          "SELECT pg_terminate_backend(pid) after checking what they are."))
 
-    # disk
+def _long_transactions(ctx: Run) -> dict:
+    with ctx.engine.connect() as c:
+        rows = c.execute(text(
+            "SELECT pid, coalesce(application_name, ''), extract(epoch FROM now() - xact_start)::int "
+            "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND xact_start IS NOT NULL AND state <> 'idle' AND now() - xact_start > make_interval(secs => :s)"),
+            {"s": ctx.opts.long_transaction_seconds}).all()
+    return _check("no long transactions", not rows,
+                  "; ".join(f"pid {p} ({a or 'no name'}) open for {s} s" for p, a, s in rows)
+                  or f"none older than {ctx.opts.long_transaction_seconds:g} s",
+                  "End them (they would hold the expand step's table locks): "
+                  "SELECT pg_terminate_backend(pid) after checking what they are.")
+
+
+def _free_disk(ctx: Run) -> dict:
     need, free, what = _disk_need(ctx)
-    out.append(_check("free disk", free >= need,
-                      f"{free / 2**20:.0f} MiB free in {target.data_dir}, {need / 2**20:.0f} MiB needed ({what})",
-                      "Free space in the data directory's file system, or point the backup repository elsewhere."))
+    return _check("free disk", free >= need,
+                  f"{free / 2**20:.0f} MiB free in {ctx.target.data_dir}, {need / 2**20:.0f} MiB needed ({what})",
+                  "Free space in the data directory's file system, or point the backup repository elsewhere.")
 
-    # backup repository
-    if with_backup_repo:
-        try:
-            repo = open_repo(ctx)
-            out.append(_check("backup possible", True, f"repository {repo.url} opens"))
-        except Exception as exc:  # noqa: BLE001 - the typed error's message is the reason
-            out.append(_check("backup possible", False,
-                              f"no fresh verified backup can be taken: {getattr(exc, 'detail', exc)}",
-                              getattr(exc, "fix", "") or "Initialise the repository ('erpctl backup init') "
-                              "and set ERPCTL_BACKUP_PASSPHRASE or --key-file."))
-    return out
+
+def _backup_possible(ctx: Run) -> dict:
+    try:
+        repo = open_repo(ctx)
+        return _check("backup possible", True, f"repository {repo.url} opens")
+    except Exception as exc:  # noqa: BLE001 - the typed error's message is the reason
+        return _check("backup possible", False,
+                      f"no fresh verified backup can be taken: {getattr(exc, 'detail', exc)}",
+                      getattr(exc, "fix", "") or "Initialise the repository ('erpctl backup init') "
+                      "and set ERPCTL_BACKUP_PASSPHRASE or --key-file.")
 
 
 def _installed(target: Target, version: str | None):

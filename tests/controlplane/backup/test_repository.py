@@ -464,7 +464,7 @@ def test_large_snapshots_are_sealed_by_processes(seeded_target, file_repo_url, m
     check, a restorable file, deduplication against the repository, and no process left behind."""
     import psutil
 
-    from controlplane.backup import repository as R
+    from controlplane.backup.repository import tuning as R
 
     threads = new_repo(f"file://{tmp_path / 'threads'}")
     by_threads = threads.create_backup(seeded_target)
@@ -499,7 +499,7 @@ def test_large_checks_and_restores_open_packs_in_processes(seeded_target, file_r
     with every backup that needs it, and keeps a restore from publishing anything."""
     import psutil
 
-    from controlplane.backup import repository as R
+    from controlplane.backup.repository import tuning as R
     from controlplane.backup import sealworker
     from tests.controlplane.backup.test_verify import corrupt_shared_chunk
 
@@ -550,7 +550,7 @@ def test_an_in_place_snapshot_keeps_what_it_saw_while_writers_commit_and_checkpo
     """Read in place, the backup is the database as it was when the backup began: the writes committed
     while its pages are read stay in the WAL (the checkpoints that try to copy them into the file
     cannot), and the restored copy has none of them. Afterwards the checkpoints go on."""
-    from controlplane.backup import repository as R
+    from controlplane.backup.repository import tuning as R
     from controlplane.backup import sealworker
 
     monkeypatch.setattr(R, "SEAL_PROCESS_MIN_BYTES", 0)
@@ -583,7 +583,7 @@ def test_a_backup_copies_the_database_when_a_reader_keeps_the_wal_from_the_file(
                                                                                monkeypatch, tmp_path):
     """A long reader on an older state keeps the newest commits out of the file: the file alone is not
     the database, so the backup takes SQLite's copy, with every commit in it."""
-    from controlplane.backup import repository as R
+    from controlplane.backup.repository import tuning as R
 
     monkeypatch.setattr(R, "SEAL_PROCESS_MIN_BYTES", 0)
     repo = new_repo(file_repo_url)
@@ -605,7 +605,7 @@ def test_a_backup_copies_the_database_when_a_reader_keeps_the_wal_from_the_file(
 
 def test_a_sealing_process_that_dies_fails_the_backup_and_publishes_nothing(seeded_target, file_repo_url,
                                                                           monkeypatch):
-    from controlplane.backup import repository as R
+    from controlplane.backup.repository import tuning as R
     from controlplane.backup import sealworker
     from controlplane.errors import BackupError
 

@@ -453,10 +453,10 @@ def test_an_in_place_backup_under_write_load_restores_with_invariants_clean(seed
                                                                             monkeypatch):
     """Read in place by the sealing processes (as a large SQLite database is) while orders keep coming:
     the restored copy is one consistent state (L3 runs the invariants on it)."""
-    from controlplane.backup import repository
+    from controlplane.backup.repository import tuning
 
-    monkeypatch.setattr(repository, "SEAL_PROCESS_MIN_BYTES", 0)
-    monkeypatch.setattr(repository, "SEAL_RANGE", 64 << 10)  # many ranges: orders are written between them
+    monkeypatch.setattr(tuning, "SEAL_PROCESS_MIN_BYTES", 0)
+    monkeypatch.setattr(tuning, "SEAL_RANGE", 64 << 10)  # many ranges: orders are written between them
     m = backup_under_write_load(seeded_target, file_repo_url, live)
     assert m.details["capture"].startswith("in place") and m.invariants is None
 

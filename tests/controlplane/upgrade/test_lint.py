@@ -1,4 +1,4 @@
-"""The migration linter (controlplane/upgrade/lint.py) and `erpctl upgrade lint`.
+"""The migration linter (controlplane/upgrade/lint/) and `erpctl upgrade lint`.
 
 Each rule gets a small migration written into tmp_path that it must refuse (right rule, line and
 severity) and a correct variant it must accept; erp_core's own migrations must lint clean.
