@@ -1,0 +1,25 @@
+"""Schema revision, the migrations this code ships with their stages, and running them."""
+
+from __future__ import annotations
+
+from sqlalchemy import inspect, select
+
+from ..db import (MIGRATIONS_DIR, STAGES, Database, SchemaStatus, alembic_config, code_head, current_revision,
+                  default_sqlite_url, known_migrations, make_engine, migrate, normalise_url, schema_status,
+                  script_directory)
+from ..models import SchemaMigration
+from ._bind import session_on
+
+__all__ = ["MIGRATIONS_DIR", "STAGES", "Database", "SchemaStatus", "alembic_config", "code_head",
+           "current_revision", "default_sqlite_url", "known_migrations", "make_engine", "migrate",
+           "normalise_url", "schema_status", "script_directory", "applied_migrations"]
+
+
+def applied_migrations(bind) -> list[dict]:
+    """Each migration applied to the database with its recorded stage, oldest first:
+    [{"revision", "stage", "applied_at"}]; [] on a database that records none."""
+    if not inspect(bind).has_table(SchemaMigration.__tablename__):
+        return []
+    with session_on(bind) as s:
+        rows = s.scalars(select(SchemaMigration).order_by(SchemaMigration.applied_at)).all()
+        return [{"revision": r.revision, "stage": r.stage, "applied_at": r.applied_at} for r in rows]
