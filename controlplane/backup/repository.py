@@ -47,7 +47,7 @@ from typing import NamedTuple
 
 import zstandard
 
-from erp_core import __version__ as ERP_VERSION
+from erp_core.ops import __version__ as ERP_VERSION
 
 from .. import results
 from ..config import Target, write_private

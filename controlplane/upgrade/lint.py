@@ -50,8 +50,8 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from erp_core.db import STAGES, make_engine, normalise_url
 from erp_core.errors import ValidationFailed
+from erp_core.ops import STAGES, make_engine, normalise_url
 
 DEFAULT_LARGE_ROWS = 100_000
 ERROR, WARNING = "error", "warning"
