@@ -34,7 +34,7 @@ Serving
     Settings; create_app(settings, db); Server(app, host, port); error_response(exc)
 Demo data and backfills
     seed(db, scale, rng_seed); has_sales_orders(db)
-    Backfill; backfills(revision); key_bounds; checkpoint; run_batch; remaining; rows_done
+    Backfill; BatchResult; backfills(revision); key_bounds; checkpoint; run_batch; remaining; rows_done
 
 `bind` is a Session, a Connection (read in its transaction) or an Engine; `s` is a Session, e.g.
 `with Database(url).session(actor="erpctl") as s`. Failures are erp_core.errors (ErpError: a

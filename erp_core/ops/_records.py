@@ -46,7 +46,7 @@ def writes_since(bind, *, audit_rows: int | None = None, at: dt.datetime | None 
 
 
 def numbering_state(bind) -> dict[str, int]:
-    """The last number issued in each document series (SO, PO, INV, BILL, PAY, JE, ST) that has
+    """The last number issued in each document series (SO, PO, INV, BILL, PAY, JE, ST, LOT) that has
     issued one; numbering is gapless, so the next document of a series gets last + 1."""
     with session_on(bind) as s:
         return {r.name: int(r.last) for r in s.execute(select(DocSequence.name, DocSequence.last))}
