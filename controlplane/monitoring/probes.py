@@ -231,9 +231,11 @@ class DbIntegrityProbe:
             tables = c.execute(text("SELECT count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
                                     "ON n.oid = c.relnamespace WHERE n.nspname = current_schema() "
                                     "AND c.relkind = 'r'")).scalar()
-            current_revision(c)
+            revision = current_revision(c)
         if not tables:
             raise ProbeFailed("the database has no tables in its schema")
+        if revision is None:
+            raise ProbeFailed("the database has no ERP schema revision (alembic_version): not migrated")
         return f"catalog ok ({tables} tables)"
 
     def close(self) -> None:
