@@ -33,8 +33,8 @@ def _service_user(erp, password="first password 1", role="auditor") -> dict:
 # ---- the interface itself -------------------------------------------------------------------------
 
 def test_importing_the_interface_loads_none_of_the_erp():
-    probe = ("import sys, erp_core.ops; "
-             "print(sorted(m for m in ('sqlalchemy', 'flask', 'waitress', 'alembic', 'erp_core.db') if m in sys.modules))")
+    heavy = "('sqlalchemy', 'flask', 'waitress', 'alembic', 'erp_core.db')"
+    probe = f"import sys, erp_core.ops; print(sorted(m for m in {heavy} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
