@@ -58,7 +58,7 @@ from sqlalchemy.pool import NullPool
 
 from erp_core.errors import SchemaMismatch
 from erp_core.ops import check_invariants as erp_invariants  # loaded now: overlaps the copy
-from erp_core.ops import current_revision
+from erp_core.ops import current_revision, sqlite_file_revision
 
 from ..config import Target
 from ..errors import BackupError, DatabaseUnavailable, DiskFull
@@ -153,13 +153,6 @@ def _pg_facts(conn, check_invariants: bool) -> tuple[dict, list[dict] | None, st
     return tables, None, current_revision(conn)
 
 
-def _sqlite_revision(db: sqlite3.Connection) -> str | None:
-    if not db.execute("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'alembic_version'").fetchone():
-        return None  # not migrated
-    row = db.execute("SELECT version_num FROM alembic_version").fetchone()
-    return row[0] if row else None
-
-
 def sqlite_facts(path: str, check_invariants: bool = False, db: sqlite3.Connection | None = None
                  ) -> tuple[tuple[int, dict], list[dict] | None, str | None]:
     """(page size, layout) for the fingerprint (fingerprint.sqlite_layout), invariants (None unless
@@ -167,7 +160,7 @@ def sqlite_facts(path: str, check_invariants: bool = False, db: sqlite3.Connecti
     own = db is None
     db = db or sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
     try:
-        layout, revision = fp.sqlite_layout(db), _sqlite_revision(db)
+        layout, revision = fp.sqlite_layout(db), sqlite_file_revision(db)
     finally:
         if own:
             db.close()

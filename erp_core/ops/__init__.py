@@ -21,7 +21,8 @@ Invariants (the business checks)
     check_invariants(bind) -> InvariantsResult (ok, checks, seconds, violations; as_dict())
     invariant_checks() -> names
 Schema revision and migrations with their stages
-    current_revision(engine_or_connection); schema_status(engine) -> SchemaStatus; code_head()
+    current_revision(engine_or_connection); sqlite_file_revision(sqlite3_connection)
+    schema_status(engine) -> SchemaStatus; code_head()
     known_migrations() -> [{"revision", "down_revision", "stage", "doc"}]; STAGES
     applied_migrations(bind) -> [{"revision", "stage", "applied_at"}]
     migrate(url, revision="head"); alembic_config(url); script_directory(); MIGRATIONS_DIR
@@ -55,7 +56,8 @@ _WHERE = {
                     "_checks"),
     **dict.fromkeys(["MIGRATIONS_DIR", "STAGES", "Database", "SchemaStatus", "alembic_config", "code_head",
                      "current_revision", "default_sqlite_url", "known_migrations", "make_engine", "migrate",
-                     "normalise_url", "schema_status", "script_directory", "applied_migrations"], "_schema"),
+                     "normalise_url", "schema_status", "script_directory", "applied_migrations",
+                     "sqlite_file_revision"], "_schema"),
     **dict.fromkeys(["writes_since", "numbering_state", "document_ids", "sales_order_facts", "invoice_facts",
                      "journal_totals"], "_records"),
     **dict.fromkeys(["Settings", "create_app", "error_response", "Server"], "_serving"),

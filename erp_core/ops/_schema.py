@@ -12,7 +12,16 @@ from ._bind import session_on
 
 __all__ = ["MIGRATIONS_DIR", "STAGES", "Database", "SchemaStatus", "alembic_config", "code_head",
            "current_revision", "default_sqlite_url", "known_migrations", "make_engine", "migrate",
-           "normalise_url", "schema_status", "script_directory", "applied_migrations"]
+           "normalise_url", "schema_status", "script_directory", "applied_migrations", "sqlite_file_revision"]
+
+
+def sqlite_file_revision(conn) -> str | None:
+    """current_revision through a standard-library sqlite3 connection (an SQLite file read without
+    SQLAlchemy, e.g. a snapshot opened immutable); None when never migrated."""
+    if not conn.execute("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'alembic_version'").fetchone():
+        return None
+    row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    return row[0] if row else None
 
 
 def applied_migrations(bind) -> list[dict]:

@@ -3,13 +3,16 @@ control plane's own tests already show through it (test_operator.py covers the H
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import sqlite3
 import subprocess
 import sys
 
 import pytest
 from cryptography.exceptions import InvalidTag
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from erp_core import crypto, ops
 from erp_core.errors import Conflict, NotFound, ValidationFailed
@@ -187,3 +190,11 @@ def test_maintenance_switched_in_its_own_transaction(erp):
         assert ops.maintenance_state(s) == {"enabled": True, "reason": "restore"}
     ops.switch_maintenance(erp.url, False, actor="tool")
     assert erp.client.get("/readyz").status_code == 200
+
+
+def test_the_revision_of_an_sqlite_file_read_without_sqlalchemy(sqlite_erp, tmp_path):
+    path = make_url(sqlite_erp.url).database
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        assert ops.sqlite_file_revision(conn) == ops.code_head()
+    with contextlib.closing(sqlite3.connect(tmp_path / "new.sqlite3")) as conn:
+        assert ops.sqlite_file_revision(conn) is None
