@@ -20,7 +20,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from erp_core.db import default_sqlite_url, normalise_url
+from erp_core.ops import default_sqlite_url, normalise_url
 
 from .errors import DataDirProblem
 from .fsutil import create_exclusive

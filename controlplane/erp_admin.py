@@ -1,4 +1,4 @@
-"""Administering the ERP's database through erp_core's documented interfaces: migrations and
+"""Administering the ERP's database through its operator interface (erp_core.ops): migrations and
 their stages, users, demo data, the business invariants and the maintenance switch.
 
 Each function takes a Target (controlplane.config), does one job and returns plain data for the
@@ -11,11 +11,8 @@ import contextlib
 import logging
 import time
 
-from erp_core import crypto, invariants
-from erp_core import seed as erp_seed
-from erp_core.db import Database, current_revision, known_migrations, make_engine, migrate, schema_status
+from erp_core import ops
 from erp_core.errors import SchemaMismatch
-from erp_core.services import auth, maintenance
 
 from . import config
 from .config import Target
@@ -33,7 +30,7 @@ def require_database(target: Target) -> None:
 
 
 def check_schema(engine, target: Target):
-    status = schema_status(engine)
+    status = ops.schema_status(engine)
     if not status.supported:
         raise SchemaMismatch(f"the database schema is not supported: {status.reason}",
                              fix="Run 'erpctl erp migrate' when the schema is older; upgrade erpctl when the "
@@ -45,7 +42,7 @@ def check_schema(engine, target: Target):
 def open_database(target: Target):
     """A Database on a migrated, supported schema, disposed afterwards."""
     require_database(target)
-    db = Database(target.database_url)
+    db = ops.Database(target.database_url)
     try:
         check_schema(db.engine, target)
         yield db
@@ -59,13 +56,13 @@ def migrate_database(target: Target) -> dict:
     """Upgrade the schema to the code's head; report the revisions and every migration's stage."""
     if target.sqlite_path is not None:
         config.ensure_data_dir(target)
-    known = known_migrations()
+    known = ops.known_migrations()
     order = [m["revision"] for m in known]
-    engine = make_engine(target.database_url)
+    engine = ops.make_engine(target.database_url)
     try:
-        before = current_revision(engine)
+        before = ops.current_revision(engine)
         if before is not None and before not in order:
-            status = schema_status(engine)  # the database is ahead of this code
+            status = ops.schema_status(engine)  # the database is ahead of this code
             if not status.supported:
                 check_schema(engine, target)
             after = before
@@ -76,7 +73,7 @@ def migrate_database(target: Target) -> dict:
         engine.dispose()
     if after is None:
         t0 = time.perf_counter()
-        after = migrate(target.database_url)
+        after = ops.migrate(target.database_url)
         note = "already at the code's revision" if after == before else "migrated"
         log.info("migrated the database", extra={"database": target.display_url, "from_revision": before,
                                                   "to_revision": after,
@@ -103,18 +100,17 @@ def migrate_database(target: Target) -> dict:
 
 def add_user(target: Target, username: str, password: str, role: str, full_name: str = "") -> dict:
     with open_database(target) as db, db.session(actor="erpctl") as s:
-        user = auth.add_user(s, username, password, role, full_name=full_name)
-        return {"id": user.id, "username": user.username, "role": user.role, "full_name": user.full_name}
+        user = ops.create_user(s, username, password, role, full_name=full_name)
+        return {k: user[k] for k in ("id", "username", "role", "full_name")}
 
 
 # ---- demo data --------------------------------------------------------------------------------
 
 def seed(target: Target, scale: int, rng_seed: int = 1) -> dict:
     """Demo data of the given scale (see erp_core.seed), encrypted with the installation's key."""
-    with open_database(target) as db:
-        crypto.configure(config.field_key(target, create=True))
+    with open_database(target) as db, ops.field_key(config.field_key(target, create=True)):
         t0 = time.perf_counter()
-        counts = erp_seed.seed(db, scale, rng_seed)
+        counts = ops.seed(db, scale, rng_seed)
         seconds = round(time.perf_counter() - t0, 2)
     log.info("seeded demo data", extra={"scale": scale, "seconds": seconds})
     return {"scale": scale, "seconds": seconds, "created": counts}
@@ -126,20 +122,13 @@ def check(target: Target) -> dict:
     """Run every business invariant; `violations` is empty when the database is consistent. When an
     installed release other than this erpctl's serves the ERP, its own code checks (its schema may
     be one this code no longer runs on)."""
-    from erp_core import __version__ as bundled
-
     from . import release
 
     current = release.current(target)
-    if current is not None and current.version != bundled:
+    if current is not None and current.version != ops.__version__:
         return release.check_invariants(target, current, config.field_key(target, create=False))
     with open_database(target) as db, db.session(write=False, actor="erpctl") as s:
-        t0 = time.perf_counter()
-        found = invariants.check_all(s)
-        seconds = round(time.perf_counter() - t0, 3)
-    checks = [c.__name__ for c in getattr(invariants, "CHECKS", ())]
-    return {"ok": not found, "checks": checks, "seconds": seconds,
-            "violations": [v.as_dict() for v in found]}
+        return ops.check_invariants(s).as_dict()
 
 
 # ---- maintenance ------------------------------------------------------------------------------
@@ -148,7 +137,7 @@ def set_maintenance(target: Target, enabled: bool | None, reason: str = "") -> d
     """Switch the ERP's read-only mode on or off (None: only report it)."""
     with open_database(target) as db, db.session(write=enabled is not None, actor="erpctl") as s:
         if enabled is None:
-            return maintenance.state(s)
-        state = maintenance.set_state(s, enabled, reason)
+            return ops.maintenance_state(s)
+        state = ops.set_maintenance(s, enabled, reason)
     log.info("maintenance mode switched", extra={"enabled": state["enabled"], "reason": state["reason"]})
     return state

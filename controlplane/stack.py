@@ -24,13 +24,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from erp_core import __version__
-from erp_core import crypto
-from erp_core.app import create_app
-from erp_core.config import Settings
-from erp_core.db import Database, current_revision, migrate
 from erp_core.errors import SchemaMismatch
-from erp_core.serve import Server
+from erp_core.ops import Database, Server, Settings, __version__, create_app, current_revision, load_field_key, migrate
 
 from . import config
 from . import release as releases
@@ -103,7 +98,7 @@ class Stack:
             self.erp = _listen(erp_app, o.host, o.erp_port, "ERP", "--erp-port")
             erp_port = self.erp.port
         else:
-            crypto.configure(key)
+            load_field_key(key)
             erp_port = reserve_port(o.host, o.erp_port, "--erp-port")  # the child binds it when it starts
             if o.ops_port == erp_port:
                 raise CannotListen(f"cannot listen on {o.host}:{erp_port} for the ops console: the ERP uses it",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 
@@ -21,6 +22,18 @@ def configure(key: str | bytes) -> None:
         _key = decoded if len(decoded) == 32 else hashlib.sha256(raw).digest()
     except Exception:
         _key = hashlib.sha256(raw).digest()
+
+
+@contextlib.contextmanager
+def key_loaded(key: str | bytes):
+    """The field key set for the duration of the block; the key set before (or none) afterwards."""
+    global _key
+    previous = _key
+    configure(key)
+    try:
+        yield
+    finally:
+        _key = previous
 
 
 def _require_key() -> AESGCM:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import create_engine, event, func, inspect, select, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import Query, Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -169,10 +169,13 @@ def migrate(url: str, revision: str = "head") -> str:
         engine.dispose()
 
 
-def current_revision(engine: Engine) -> str | None:
-    if not inspect(engine).has_table("alembic_version"):
+def current_revision(bind: Engine | Connection) -> str | None:
+    """The schema revision, None when never migrated; on a Connection, read in its transaction."""
+    if not inspect(bind).has_table("alembic_version"):
         return None
-    with engine.connect() as c:
+    if isinstance(bind, Connection):
+        return bind.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    with bind.connect() as c:
         return c.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 

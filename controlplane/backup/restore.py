@@ -41,6 +41,8 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from erp_core import ops
+
 from .. import config, results
 from ..errors import ControlPlaneError, RestoreFailed, RestoreRefused
 from ..evidence import EvidenceLog
@@ -103,20 +105,10 @@ def _restore_lock(target: config.Target):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-# ---- the maintenance switch (erp_core.services.maintenance) ---------------------------------------
+# ---- the maintenance switch (erp_core.ops) --------------------------------------------------------
 
 def _maintenance(url: str, enabled: bool | None = None, reason: str = "") -> dict:
-    from erp_core.db import Database
-    from erp_core.services import maintenance
-
-    db = Database(url, pool_size=1, max_overflow=1)
-    try:
-        with db.session(write=enabled is not None, actor="erpctl-restore") as s:
-            if enabled is None:
-                return maintenance.state(s)
-            return maintenance.set_state(s, enabled, reason)
-    finally:
-        db.dispose()
+    return ops.switch_maintenance(url, enabled, reason, actor="erpctl-restore")
 
 
 def _swap_marker(state: dict) -> str:

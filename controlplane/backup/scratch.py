@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from erp_core.db import normalise_url
+from erp_core.ops import normalise_url
 
 
 def _quote_ident(name: str) -> str:

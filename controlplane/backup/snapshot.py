@@ -52,13 +52,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
-from erp_core import invariants
 from erp_core.errors import SchemaMismatch
+from erp_core.ops import check_invariants as erp_invariants  # loaded now: overlaps the copy
+from erp_core.ops import current_revision, sqlite_file_revision
 
 from ..config import Target
 from ..errors import BackupError, DatabaseUnavailable, DiskFull
@@ -140,16 +140,8 @@ def clean_stale_temporaries(data_dir: Path) -> list[str]:
     return removed
 
 
-def _schema_revision(conn) -> str | None:
-    if not inspect(conn).has_table("alembic_version"):
-        return None  # not migrated
-    return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-
-
 def _invariants_and_revision(conn) -> tuple[list[dict], str | None]:
-    with Session(bind=conn) as s:
-        found = [v.as_dict() for v in invariants.check_all(s)]
-    return found, _schema_revision(conn)
+    return erp_invariants(conn).violations, current_revision(conn)
 
 
 def _pg_facts(conn, check_invariants: bool) -> tuple[dict, list[dict] | None, str | None]:
@@ -158,14 +150,7 @@ def _pg_facts(conn, check_invariants: bool) -> tuple[dict, list[dict] | None, st
     tables = fp.fingerprint(conn, fp.ROWS)
     if check_invariants:
         return (tables, *_invariants_and_revision(conn))
-    return tables, None, _schema_revision(conn)
-
-
-def _sqlite_revision(db: sqlite3.Connection) -> str | None:
-    if not db.execute("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'alembic_version'").fetchone():
-        return None  # not migrated
-    row = db.execute("SELECT version_num FROM alembic_version").fetchone()
-    return row[0] if row else None
+    return tables, None, current_revision(conn)
 
 
 def sqlite_facts(path: str, check_invariants: bool = False, db: sqlite3.Connection | None = None
@@ -175,7 +160,7 @@ def sqlite_facts(path: str, check_invariants: bool = False, db: sqlite3.Connecti
     own = db is None
     db = db or sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
     try:
-        layout, revision = fp.sqlite_layout(db), _sqlite_revision(db)
+        layout, revision = fp.sqlite_layout(db), sqlite_file_revision(db)
     finally:
         if own:
             db.close()

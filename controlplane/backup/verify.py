@@ -37,11 +37,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
-from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
-from erp_core.db import normalise_url
+from erp_core import ops
 from erp_core.errors import ErpError
+from erp_core.ops import normalise_url
 
 from .. import config, results
 from ..evidence import EvidenceLog
@@ -139,9 +139,7 @@ def _engine_of(m: dict) -> str:
 # ---- the ERP on a restored copy -----------------------------------------------------------------
 
 def _erp_db(url: str):
-    from erp_core.db import Database
-
-    return Database(url, **({"pool_size": 2, "max_overflow": 2} if url.startswith("sqlite") else
+    return ops.Database(url, **({"pool_size": 2, "max_overflow": 2} if url.startswith("sqlite") else
                             {"pool_size": 2, "max_overflow": 4}))
 
 
@@ -336,9 +334,6 @@ class Ladder:
 
     # -- L3 --
     def _level3(self) -> LevelResult:
-        from erp_core import invariants
-        from erp_core.db import current_revision
-
         assert self.copy is not None, "L3 needs the copy restored at L2"
         problems: list[dict] = []
         facts: dict = {}
@@ -364,20 +359,19 @@ class Ladder:
             for diff in fp.compare(expected, actual):
                 table = diff.split(":", 1)[0].removeprefix("table ").strip()
                 problems.append({"what": "table", "table": table, "detail": diff})
-            revision = current_revision(db.engine)
+            revision = ops.current_revision(db.engine)
             facts["schema_revision"] = revision
             want = self.manifest.get("schema_revision")
             if want and revision != want:
                 problems.append({"what": "schema", "detail": f"schema revision {revision} restored, "
                                                              f"{want} in the manifest"})
             self.progress("L3 invariants", None, None)
-            t0 = time.perf_counter()
             with db.session(write=False, actor="erpctl-verify") as s:
-                found = invariants.check_all(s)
-            facts["invariants_seconds"] = round(time.perf_counter() - t0, 3)
-            facts["invariant_checks"] = [c.__name__ for c in invariants.CHECKS]
-            for v in found:
-                problems.append({"what": "invariant", "invariant": v.check, "ref": v.ref, "detail": v.detail})
+                found = ops.check_invariants(s)
+            facts["invariants_seconds"] = found.seconds
+            facts["invariant_checks"] = found.checks
+            for v in found.violations:
+                problems.append({"what": "invariant", "invariant": v["check"], "ref": v["ref"], "detail": v["detail"]})
         finally:
             db.dispose()
         if problems:
@@ -504,16 +498,17 @@ def _field_key_for_l4(key: str | None) -> tuple[str, bool]:
 def serve_and_sample(database_url: str, field_key: str | None, progress: Progress = _noop) -> LevelResult:
     """Start an ERP (waitress on a free port) on the copy and compare what its API serves with what
     the copy holds: a sample of sales orders and invoices, list totals and the trial balance."""
-    from erp_core import crypto
-
-    problems: list[dict] = []
-    facts: dict = {}
     key, temporary = _field_key_for_l4(field_key)
-    facts["field_key"] = "temporary" if temporary else "the installation's"
+    with ops.field_key(key):  # the process's own ERP (erpctl up) has its key back afterwards
+        return _serve_and_sample(database_url, key, "temporary" if temporary else "the installation's", progress)
+
+
+def _serve_and_sample(database_url: str, key: str, key_origin: str, progress: Progress) -> LevelResult:
+    problems: list[dict] = []
+    facts: dict = {"field_key": key_origin}
     username = f"verify-{secrets.token_hex(4)}"
     password = secrets.token_urlsafe(24)
     db = _erp_db(database_url)
-    previous_key = getattr(crypto, "_key", None)
     server = None
     try:
         _prepare_copy(db, username, password, facts)
@@ -539,8 +534,6 @@ def serve_and_sample(database_url: str, field_key: str | None, progress: Progres
         if server is not None:
             server.stop(timeout=5)
         db.dispose()
-        if previous_key is not None:
-            crypto._key = previous_key  # the process's own ERP (erpctl up) keeps its key
 
 
 @dataclass
@@ -557,47 +550,29 @@ class _Held:
 
 def _prepare_copy(db, username: str, password: str, facts: dict) -> None:
     """The temporary user and a switched-off maintenance flag exist in this scratch copy only."""
-    from erp_core.services import auth, maintenance
-
     with db.session(actor="erpctl-verify") as s:
-        auth.add_user(s, username, password, "auditor", full_name="backup verification (temporary)")
-        if maintenance.state(s)["enabled"]:
-            maintenance.set_state(s, False, "")
+        ops.create_user(s, username, password, "auditor", full_name="backup verification (temporary)")
+        if ops.maintenance_state(s)["enabled"]:
+            ops.set_maintenance(s, False, "")
             facts["maintenance_was_on"] = True
 
 
 def _read_copy(db) -> _Held:
-    from erp_core.invariants import cents
-    from erp_core.models import Invoice, JournalLine, SalesOrder
-
     with db.session(write=False) as s:
-        so_ids = sorted(s.scalars(select(SalesOrder.id)).all())
-        inv_ids = sorted(s.scalars(select(Invoice.id)).all())
+        ids = ops.document_ids(s)
+        so_ids, inv_ids = ids["sales-orders"], ids["invoices"]
         rng = random.Random(len(so_ids) * 7919 + len(inv_ids))
         so_sample = _sample(so_ids, rng)
         inv_sample = _sample(inv_ids, rng)
-        db_orders = {o.id: {"number": o.number, "state": o.state, "net_total": o.net_total,
-                            "tax_total": o.tax_total, "gross_total": o.gross_total,
-                            "lines": [(l.id, l.net_amount, l.tax_amount) for l in o.lines]}
-                     for o in s.scalars(select(SalesOrder).where(SalesOrder.id.in_(so_sample)))}
-        db_invoices = {i.id: {"number": i.number, "kind": i.kind, "state": i.state, "gross_total": i.gross_total,
-                              "amount_paid": i.amount_paid}
-                       for i in s.scalars(select(Invoice).where(Invoice.id.in_(inv_sample)))}
-        debit, credit = s.execute(select(func.sum(cents(JournalLine.debit)),
-                                         func.sum(cents(JournalLine.credit)))).one()
-        db_tb = (Decimal(debit or 0) / 100, Decimal(credit or 0) / 100)
         counts = {"sales-orders": len(so_ids), "invoices": len(inv_ids)}
-    return _Held(so_sample, inv_sample, db_orders, db_invoices, db_tb, counts)
+        return _Held(so_sample, inv_sample, ops.sales_order_facts(s, so_sample), ops.invoice_facts(s, inv_sample),
+                     ops.journal_totals(s), counts)
 
 
 def _start_erp(database_url: str, key: str, db):
     """The ERP on the copy, served by waitress on a free port of 127.0.0.1."""
-    from erp_core.app import create_app
-    from erp_core.config import Settings
-    from erp_core.serve import Server
-
-    app = create_app(Settings(database_url, field_key=key), db)
-    return Server(app, host="127.0.0.1", port=0, threads=4).start()
+    app = ops.create_app(ops.Settings(database_url, field_key=key), db)
+    return ops.Server(app, host="127.0.0.1", port=0, threads=4).start()
 
 
 def _wait_ready(base: str, facts: dict, problems: list[dict]) -> bool:

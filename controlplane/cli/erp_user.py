@@ -6,8 +6,8 @@ import sys
 
 import click
 
-from erp_core.domain.permissions import ROLES
 from erp_core.errors import ValidationFailed
+from erp_core.ops import ROLES
 
 from .. import erp_admin
 from .options import emit, json_option, target, target_options

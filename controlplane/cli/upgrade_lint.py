@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from erp_core.db import MIGRATIONS_DIR
+from erp_core.ops import MIGRATIONS_DIR
 
 from .. import erp_admin
 from ..errors import MigrationLintFailed

@@ -15,8 +15,8 @@ from flask import Flask, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException
 
-from erp_core.app import error_response
 from erp_core.errors import ErpError, NotAuthenticated, ValidationFailed
+from erp_core.ops import error_response
 
 from .. import __version__
 from ..errors import DataDirProblem

@@ -12,11 +12,8 @@ import logging
 import secrets
 from pathlib import Path
 
-from sqlalchemy import select
-
+from erp_core import ops
 from erp_core.errors import Conflict
-from erp_core.models import User
-from erp_core.services import auth
 
 from ..config import read_private, write_private
 from ..errors import DataDirProblem
@@ -52,15 +49,13 @@ def ensure_probe_user(db, data_dir) -> dict:
     login = probe_login(data_dir)
     with db.session(actor="erpctl") as s:
         try:
-            auth.add_user(s, login["username"], login["password"], PROBE_ROLE, full_name="erpctl business probe")
+            ops.create_user(s, login["username"], login["password"], PROBE_ROLE, full_name="erpctl business probe")
             state = "created"
         except Conflict:
             state = "exists"
     if state == "exists" and created_file:
         with db.session(actor="erpctl") as s:
-            user = s.scalar(select(User).where(User.username == login["username"]))
-            user.password_hash = auth.hash_password(login["password"])
-            user.active = True
+            ops.set_password(s, login["username"], login["password"])
         state = "password reset"
     if state != "exists":
         log.info("probe user ready", extra={"user": login["username"], "state": state})

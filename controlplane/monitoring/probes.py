@@ -222,7 +222,7 @@ class DbIntegrityProbe:
         from sqlalchemy import create_engine, text
         from sqlalchemy.pool import NullPool
 
-        from erp_core.db import normalise_url
+        from erp_core.ops import current_revision, normalise_url
 
         if self._engine is None:
             self._engine = create_engine(normalise_url(self.url.render_as_string(hide_password=False)),
@@ -231,9 +231,11 @@ class DbIntegrityProbe:
             tables = c.execute(text("SELECT count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
                                     "ON n.oid = c.relnamespace WHERE n.nspname = current_schema() "
                                     "AND c.relkind = 'r'")).scalar()
-            c.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            revision = current_revision(c)
         if not tables:
             raise ProbeFailed("the database has no tables in its schema")
+        if revision is None:
+            raise ProbeFailed("the database has no ERP schema revision (alembic_version): not migrated")
         return f"catalog ok ({tables} tables)"
 
     def close(self) -> None:

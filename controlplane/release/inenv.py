@@ -7,6 +7,11 @@ erp_core.services.auth.add_user; erp_core.seed; erp_core.domain.permissions.ROLE
 erp_core.invariants.check_all). Input is one
 JSON object on stdin (database URLs and keys never go on the command line); the answer is one
 JSON object on stdout: {"ok": true, "result": ...} or {"ok": false, "error": ..., "detail": ..., "fix": ...}.
+
+With launcher.py, exempt from the rule that the control plane imports only erp_core.ops and
+erp_core.errors: it imports the release's own erp_core, and release 1.0 has no erp_core.ops.
+tests/controlplane/test_import_graph.py checks that it keeps to the standard library and to
+names release 1.0 has.
 """
 
 import json

@@ -6,6 +6,11 @@ the command line, which `ps` shows. Uses only the standard library and ERP inter
 already has: erp_core.config.Settings, erp_core.app.create_app, erp_core.serve.Server (its
 constructor, start and stop). Prints one JSON line on stdout once listening ({"event": "serving",
 "port": ..., "version": ...}) and logs JSON lines on stderr. Stops by itself if its parent goes away.
+
+With inenv.py, exempt from the rule that the control plane imports only erp_core.ops and
+erp_core.errors: it imports the release's own erp_core, and release 1.0 has no erp_core.ops.
+tests/controlplane/test_import_graph.py checks that it keeps to the standard library and to
+names release 1.0 has.
 """
 
 import argparse

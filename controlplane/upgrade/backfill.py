@@ -49,6 +49,8 @@ from typing import Callable
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
+from erp_core import ops
+
 from ..faults import failpoint
 
 DEFAULT_BUDGET_SECONDS = {"sqlite": 0.100, "postgresql": 0.500}
@@ -257,8 +259,6 @@ class _Totals:
         self._thread.start()
 
     def _run(self) -> None:
-        from erp_core import backfill as erp_backfill
-
         try:
             with self.engine.connect() as conn:
                 for bf in self.backfills:
@@ -267,7 +267,7 @@ class _Totals:
                     with conn.begin():
                         p = self.progress.get(bf.name)
                         done = p.rows_done if p else 0
-                        self.totals[bf.name] = done + erp_backfill.remaining(conn, bf)
+                        self.totals[bf.name] = done + ops.remaining(conn, bf)
         except Exception:  # noqa: BLE001 - totals only feed the ETA
             pass
 
@@ -327,11 +327,9 @@ def run_backfills(engine: Engine, backfills: list, *, budget: float | None = Non
 
     on_batch(backfill, after_key, limit, result), if given, is called in each batch's transaction:
     before run_batch with result None, and after it, before the commit, with its BatchResult."""
-    from erp_core import backfill as erp_backfill
-
     dialect = engine.dialect.name
     budget = budget or DEFAULT_BUDGET_SECONDS.get(dialect, 0.5)
-    run = _Run(engine, erp_backfill, Controller.for_dialect(dialect, budget), budget, on_progress, on_batch)
+    run = _Run(engine, Controller.for_dialect(dialect, budget), budget, on_progress, on_batch)
     run.can = Canary(engine).start() if canary else None
     totals = run.totals = _Totals(engine, backfills, run.by_name)
     try:
@@ -361,8 +359,7 @@ class _Run:
     """One run of run_backfills: the backfills one after the other, batch by batch, on one
     connection, paced by the controller."""
 
-    def __init__(self, engine: Engine, erp_backfill, ctl: Controller, budget: float, on_progress, on_batch):
-        self.erp_backfill = erp_backfill
+    def __init__(self, engine: Engine, ctl: Controller, budget: float, on_progress, on_batch):
         self.sqlite = engine.dialect.name == "sqlite"
         self.ctl = ctl
         self.budget = budget
@@ -387,8 +384,8 @@ class _Run:
         # a read transaction: on SQLite, key_bounds scans the table (MIN and MAX in one
         # statement), which under the write lock would stall every writer meanwhile
         with reader.begin():
-            after = self.erp_backfill.checkpoint(reader, bf)
-            bounds = self.erp_backfill.key_bounds(reader, bf)
+            after = ops.checkpoint(reader, bf)
+            bounds = ops.key_bounds(reader, bf)
         if bounds is None:
             return
         if after is None:
@@ -427,7 +424,7 @@ class _Run:
                 conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{max(1, int(self.budget * 1000))}ms'")
             if on_batch:
                 on_batch(bf, after, limit, None)
-            result = self.erp_backfill.run_batch(conn, bf, after, limit)
+            result = ops.run_batch(conn, bf, after, limit)
             if on_batch:
                 on_batch(bf, after, limit, result)
             failpoint("upgrade.backfill.batch")

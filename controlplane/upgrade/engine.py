@@ -32,8 +32,7 @@ import logging
 import time
 from pathlib import Path
 
-from sqlalchemy import text
-
+from erp_core import ops
 from erp_core.errors import ErpError
 
 from .. import release as releases
@@ -110,12 +109,10 @@ def _stage_backfill(ctx: Run) -> dict:
 
 
 def _stage_verify(ctx: Run) -> dict:
-    from erp_core import backfill as erp_backfill
-
     freeze(ctx, "verifying")
     bfs = backfills_of([m["revision"] for m in ctx.state["migrations"] if m["stage"] == "backfill"])
     with ctx.engine.connect() as c:
-        left = {b.name: n for b in bfs if (n := erp_backfill.remaining(c, b))}
+        left = {b.name: n for b in bfs if (n := ops.remaining(c, b))}
     if left:
         raise UpgradeError(f"rows left unfilled after the backfill: {left}",
                            fix="A writer of the old release bypassed the compatibility triggers; see the log.")
@@ -383,17 +380,8 @@ def writes_since_backup(ctx: Run, limit: int = 200) -> dict:
     n = (ctx.state.get("backup") or {}).get("audit_rows")
     if n is None:
         return {"count": None, "entries": [], "note": "the backup recorded no audit-log row count"}
-    with ctx.engine.connect() as c:
-        last = c.execute(text("SELECT id FROM audit_log ORDER BY id LIMIT 1 OFFSET :off"),
-                         {"off": int(n) - 1}).scalar() if int(n) > 0 else 0
-        where = "id > :last AND actor <> :own"
-        params = {"last": last or 0, "own": UPGRADE_ACTOR}
-        total = int(c.execute(text(f"SELECT count(*) FROM audit_log WHERE {where}"), params).scalar())
-        rows = c.execute(text(f"SELECT id, at, actor, action, entity, entity_id FROM audit_log WHERE {where} "
-                              "ORDER BY id LIMIT :lim"), {**params, "lim": limit}).all()
-    return {"count": total, "since": ctx.state["backup"].get("created_at"), "entries": [
-        {"id": r[0], "at": str(r[1]), "actor": r[2], "action": r[3], "entity": r[4], "entity_id": r[5]}
-        for r in rows]}
+    lost = ops.writes_since(ctx.engine, audit_rows=int(n), exclude_actors=(UPGRADE_ACTOR,), limit=limit)
+    return {"count": lost["count"], "since": ctx.state["backup"].get("created_at"), "entries": lost["entries"]}
 
 
 def _rollback_restore(ctx: Run, confirmed: bool) -> dict:

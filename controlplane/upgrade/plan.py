@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import inspect, text
 
-import erp_core
+from erp_core.ops import __version__ as ERP_VERSION
 
 from .. import release as releases
 from ..errors import NoUpgrade
@@ -22,13 +22,13 @@ def describe(ctx: Run) -> dict:
     """What an upgrade from the database's revision to the target release would do."""
     target = ctx.target
     cur = releases.current(target)
-    to_version = ctx.opts.to_version or erp_core.__version__
+    to_version = ctx.opts.to_version or ERP_VERSION
     rev = revision(ctx)
     if rev is None:
         raise NoUpgrade("the database is not migrated yet", fix="Create it with 'erpctl erp migrate'.")
     pending = pending_migrations(rev)
     if not pending:
-        raise NoUpgrade(f"the database is already at {rev}, the head of release {erp_core.__version__}",
+        raise NoUpgrade(f"the database is already at {rev}, the head of release {ERP_VERSION}",
                         fix="Nothing to do.")
     groups = stage_groups(pending)
     return {"from_version": cur.version if cur else None, "to_version": to_version, "from_revision": rev,

@@ -6,10 +6,10 @@ import json
 import shutil
 from pathlib import Path
 
-from sqlalchemy import inspect, text
+from sqlalchemy import text
 
-import erp_core
-from erp_core.db import MIGRATIONS_DIR
+from erp_core.ops import MIGRATIONS_DIR, applied_migrations
+from erp_core.ops import __version__ as ERP_VERSION
 
 from .. import release as releases
 from ..config import Target
@@ -58,8 +58,8 @@ def _releases(to_version: str | None, cur, to) -> dict:
         problems.append("no current release is set")
     if to is None:
         problems.append(f"release {to_version} is not installed")
-    if to_version != erp_core.__version__:
-        problems.append(f"this erpctl carries the migrations of release {erp_core.__version__}, "
+    if to_version != ERP_VERSION:
+        problems.append(f"this erpctl carries the migrations of release {ERP_VERSION}, "
                         f"not {to_version}")
     return _check("releases", not problems,
                   "; ".join(problems) or f"{cur.version} serves; {to.version} installed and carried by this erpctl",
@@ -154,10 +154,7 @@ def _installed(target: Target, version: str | None):
 
 
 def _applied_revisions(ctx: Run) -> list[str]:
-    if not inspect(ctx.engine).has_table("erp_schema_migrations"):
-        return []
-    with ctx.engine.connect() as c:
-        return [r[0] for r in c.execute(text("SELECT revision FROM erp_schema_migrations"))]
+    return [m["revision"] for m in applied_migrations(ctx.engine)]
 
 
 def _disk_need(ctx: Run) -> tuple[int, int, str]:

@@ -13,7 +13,7 @@ from typing import Callable
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from erp_core.db import Database, alembic_config, current_revision, known_migrations, make_engine, script_directory
+from erp_core import ops
 
 from ..config import Target
 from ..errors import NoUpgrade, UpgradeError
@@ -50,13 +50,13 @@ class UpgradeOptions:
 def bundled_checksums() -> dict[str, str]:
     """sha256 of each migration file this erpctl carries, by revision."""
     out = {}
-    for script in script_directory().walk_revisions():
+    for script in ops.script_directory().walk_revisions():
         out[script.revision] = hashlib.sha256(Path(script.path).read_bytes()).hexdigest()
     return out
 
 
 def pending_migrations(from_rev: str | None) -> list[dict]:
-    migrations = known_migrations()
+    migrations = ops.known_migrations()
     revs = [m["revision"] for m in migrations]
     if from_rev not in revs:
         raise NoUpgrade(f"the database is at revision {from_rev!r}, which this erpctl does not know",
@@ -79,11 +79,9 @@ def stage_groups(pending: list[dict]) -> dict[str, str | None]:
 
 
 def backfills_of(revisions: list[str]) -> list:
-    from erp_core import backfill as erp_backfill
-
     out = []
     for rev in revisions:
-        out.extend(erp_backfill.backfills(rev))
+        out.extend(ops.backfills(rev))
     return out
 
 
@@ -96,7 +94,7 @@ class Run:
         self.opts = opts
         self.target = opts.target
         self.state = state
-        self.engine: Engine = make_engine(opts.target.database_url, pool_size=2, max_overflow=2)
+        self.engine: Engine = ops.make_engine(opts.target.database_url, pool_size=2, max_overflow=2)
         self.dialect = self.engine.dialect.name
 
     def save(self) -> None:
@@ -112,14 +110,7 @@ class Run:
 
 
 def maintenance(url: str, enabled: bool | None, reason: str = "") -> dict:
-    from erp_core.services import maintenance
-
-    db = Database(url, pool_size=1, max_overflow=1)
-    try:
-        with db.session(write=enabled is not None, actor=UPGRADE_ACTOR) as s:
-            return maintenance.state(s) if enabled is None else maintenance.set_state(s, enabled, reason)
-    finally:
-        db.dispose()
+    return ops.switch_maintenance(url, enabled, reason, actor=UPGRADE_ACTOR)
 
 
 def freeze(ctx: Run, why: str) -> None:
@@ -154,7 +145,7 @@ def migrate(ctx: Run, revision: str, *, down: bool = False, point: str) -> None:
                 if ctx.dialect == "postgresql":
                     conn.exec_driver_sql(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
                     conn.commit()
-                cfg = alembic_config(ctx.target.database_url)
+                cfg = ops.alembic_config(ctx.target.database_url)
                 cfg.attributes["connection"] = conn
                 cfg.attributes["on_applied"] = lambda _rev: failpoint(point)
                 (command.downgrade if down else command.upgrade)(cfg, revision)
@@ -167,7 +158,7 @@ def migrate(ctx: Run, revision: str, *, down: bool = False, point: str) -> None:
 
 
 def revision(ctx: Run) -> str | None:
-    return current_revision(ctx.engine)
+    return ops.current_revision(ctx.engine)
 
 
 def wait_serving(ctx: Run, version: str, timeout: float = SWITCH_TIMEOUT_SECONDS) -> None:

@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from ..domain.permissions import ROLES
-from ..errors import Conflict, NotAuthenticated, TooManyRequests, ValidationFailed
+from ..errors import Conflict, NotAuthenticated, NotFound, TooManyRequests, ValidationFailed
 from ..models import ApiToken, LoginAttempt, User
 from ..models.base import utcnow
 from . import audit
@@ -29,16 +29,48 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def add_user(s: Session, username: str, password: str, role: str, full_name: str = "") -> User:
-    if role not in ROLES:
-        raise ValidationFailed(f"unknown role {role!r}", field="role", fix=f"Use one of: {', '.join(ROLES)}.")
+def _check_password(password: str) -> None:
     if len(password) < MIN_PASSWORD:
         raise ValidationFailed(f"password is shorter than {MIN_PASSWORD} characters", field="password",
                                fix=f"Choose a password of at least {MIN_PASSWORD} characters.")
+
+
+def add_user(s: Session, username: str, password: str, role: str, full_name: str = "") -> User:
+    if role not in ROLES:
+        raise ValidationFailed(f"unknown role {role!r}", field="role", fix=f"Use one of: {', '.join(ROLES)}.")
+    _check_password(password)
     if s.scalar(select(User.id).where(User.username == username)):
         raise Conflict(f"user {username!r} already exists.", field="username", fix="Choose another username.")
     user = User(username=username, password_hash=hash_password(password), role=role, full_name=full_name)
     s.add(user)
+    s.flush()
+    return user
+
+
+def _existing_user(s: Session, username: str) -> User:
+    user = s.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise NotFound(f"there is no user {username!r}.", fix="Check the username, or create the user first.")
+    return user
+
+
+def set_password(s: Session, username: str, password: str) -> User:
+    """A new password for an existing user, who is active afterwards; the user's bearer tokens are
+    revoked (whoever held the old password logs in again)."""
+    _check_password(password)
+    user = _existing_user(s, username)
+    user.password_hash = hash_password(password)
+    user.active = True
+    s.execute(update(ApiToken).where(ApiToken.user_id == user.id).values(revoked=True))
+    s.flush()
+    return user
+
+
+def deactivate(s: Session, username: str) -> User:
+    """The user can no longer log in, and the tokens it holds stop working."""
+    user = _existing_user(s, username)
+    user.active = False
+    s.execute(update(ApiToken).where(ApiToken.user_id == user.id).values(revoked=True))
     s.flush()
     return user
 

@@ -21,7 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from erp_core import __version__ as ERP_VERSION
+from erp_core.ops import __version__ as ERP_VERSION
 
 from ...config import Target
 from ...errors import BackupError

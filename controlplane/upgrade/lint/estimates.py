@@ -14,7 +14,7 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from erp_core.db import make_engine, normalise_url
+from erp_core.ops import make_engine, normalise_url
 from erp_core.errors import ValidationFailed
 
 

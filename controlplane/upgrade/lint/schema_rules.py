@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ast
 
-from erp_core.db import STAGES
+from erp_core.ops import STAGES
 
 from .estimates import TableSizes
 from .findings import ERROR, WARNING

@@ -1,0 +1,81 @@
+"""erp_core.ops: the ERP's operator interface — what any operator's tool may use.
+
+Everything an operator needs from the ERP is here, and only here: the control plane (`erpctl`)
+imports nothing else from erp_core but erp_core.errors. The rest of erp_core (models, services,
+tables) may change between releases; these names keep their meaning. Names load on first use, so
+importing this package costs nothing.
+
+Version
+    __version__                       the ERP release this code is
+Maintenance mode (the read-only switch)
+    maintenance_state(s) -> {"enabled", "reason"}; set_maintenance(s, enabled, reason="")
+    switch_maintenance(database_url, enabled=None, reason="", actor=...)   its own transaction
+Service users
+    ROLES; create_user(s, username, password, role, full_name="") -> dict
+    set_password(s, username, password)   rotate: active afterwards, its tokens revoked
+    deactivate_user(s, username)
+Field encryption key
+    with field_key(key): ...              set for the block, the previous key restored after
+    load_field_key(key)                   for the rest of the process (a process serving the ERP)
+Invariants (the business checks)
+    check_invariants(bind) -> InvariantsResult (ok, checks, seconds, violations; as_dict())
+    invariant_checks() -> names
+Schema revision and migrations with their stages
+    current_revision(engine_or_connection); sqlite_file_revision(sqlite3_connection)
+    schema_status(engine) -> SchemaStatus; code_head()
+    known_migrations() -> [{"revision", "down_revision", "stage", "doc"}]; STAGES
+    applied_migrations(bind) -> [{"revision", "stage", "applied_at"}]
+    migrate(url, revision="head"); alembic_config(url); script_directory(); MIGRATIONS_DIR
+    Database(url); make_engine(url); normalise_url(url); default_sqlite_url(data_dir)
+Records
+    writes_since(bind, audit_rows=N | at=T, exclude_actors=(), limit=200) -> {"count", "entries"}
+    numbering_state(bind) -> {series: last number issued}
+    document_ids(s); sales_order_facts(s, ids); invoice_facts(s, ids); journal_totals(s)
+Serving
+    Settings; create_app(settings, db); Server(app, host, port); error_response(exc)
+Demo data and backfills
+    seed(db, scale, rng_seed); has_sales_orders(db)
+    Backfill; BatchResult; backfills(revision); key_bounds; checkpoint; run_batch; remaining; rows_done
+
+`bind` is a Session, a Connection (read in its transaction) or an Engine; `s` is a Session, e.g.
+`with Database(url).session(actor="erpctl") as s`. Failures are erp_core.errors (ErpError: a
+message, a fix, an exit code).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .. import __version__
+
+# name -> the module of this package that defines it (read on first use)
+_WHERE = {
+    **dict.fromkeys(["maintenance_state", "set_maintenance", "switch_maintenance"], "_maintenance"),
+    **dict.fromkeys(["ROLES", "create_user", "set_password", "deactivate_user"], "_users"),
+    **dict.fromkeys(["InvariantsResult", "check_invariants", "invariant_checks", "load_field_key", "field_key"],
+                    "_checks"),
+    **dict.fromkeys(["MIGRATIONS_DIR", "STAGES", "Database", "SchemaStatus", "alembic_config", "code_head",
+                     "current_revision", "default_sqlite_url", "known_migrations", "make_engine", "migrate",
+                     "normalise_url", "schema_status", "script_directory", "applied_migrations",
+                     "sqlite_file_revision"], "_schema"),
+    **dict.fromkeys(["writes_since", "numbering_state", "document_ids", "sales_order_facts", "invoice_facts",
+                     "journal_totals"], "_records"),
+    **dict.fromkeys(["Settings", "create_app", "error_response", "Server"], "_serving"),
+    **dict.fromkeys(["Backfill", "BatchResult", "backfills", "checkpoint", "key_bounds", "remaining", "rows_done",
+                     "run_batch", "seed", "has_sales_orders"], "_backfills"),
+}
+
+__all__ = ["__version__", *_WHERE]
+
+
+def __getattr__(name: str):
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"erp_core.ops has no {name!r} (the operator interface is listed in its docstring)")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
