@@ -11,10 +11,10 @@ from sqlalchemy import inspect, text
 import erp_core
 from erp_core.db import MIGRATIONS_DIR
 
+from .. import http
 from .. import release as releases
 from ..config import Target
 from . import checks
-from ..release.process import get_json
 from .run import Run, bundled_checksums, database_bytes, open_repo
 
 
@@ -77,7 +77,7 @@ def preflight(ctx: Run, *, with_backup_repo: bool = True) -> list[dict]:
     if ctx.opts.erp_url:
         url = ctx.opts.erp_url.rstrip("/")
         try:
-            code, body = get_json(url + "/readyz", timeout=5)
+            code, body = http.get(url + "/readyz", timeout=5)
             ok = code == 200
             detail = f"{url}/readyz answered {code}" + ("" if ok else f": {json.dumps(body)[:300]}")
         except (OSError, ValueError) as exc:
