@@ -53,6 +53,7 @@ from .. import results
 from ..config import Target, write_private
 from ..errors import BackupError, BackupNotFound, ChunkCorrupt, RepositoryLocked, RepositoryNotInitialised, WrongKey
 from ..evidence import EvidenceLog
+from ..faults import failpoint
 from . import crypto, fingerprint, sealworker
 from .chunker import CDC_AVG_BITS, CDC_MAX, CDC_MIN, MIN_SQLITE_CHUNK, cdc_chunks, page_chunk_size
 from .crypto import AuthenticationFailed, MasterKey, Sealer
@@ -898,6 +899,7 @@ class Repository:
             for i, m in enumerate(forget):
                 self.store.delete(f"snapshots/{m.id}")
                 log.debug("prune step", extra={"step": "forget", "backup": m.id})
+                failpoint("backup.prune.step")
                 progress("prune", i + 1, len(forget))
             if not exclusive:
                 result.deferred = True
@@ -981,13 +983,16 @@ class Repository:
         if survivors:
             new_index, _ = self._write_index(survivors)
             log.debug("prune step", extra={"step": "index written", "index": new_index})
+            failpoint("backup.prune.step")
         for key in old_indexes:
             if key != f"index/{new_index}":
                 self.store.delete(key)
                 log.debug("prune step", extra={"step": "old index deleted", "index": key})
+                failpoint("backup.prune.step")
         for i, name in enumerate(sorted(gone)):
             self.store.delete(pack_key(name))
             log.debug("prune step", extra={"step": "pack deleted", "pack": name})
+            failpoint("backup.prune.step")
             progress("prune", i + 1, len(gone))
         self.load_index()
 
@@ -1123,6 +1128,7 @@ class _PackWriter:
         with self.mutex:
             self.new_packs[name] = header
             self.bytes_written += len(data)
+        failpoint("backup.pack.uploaded")
 
     def flush(self) -> None:
         """Ship every partly filled pack and wait for the uploads (re-raising the first error). The
