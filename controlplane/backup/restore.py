@@ -46,6 +46,7 @@ from erp_core import ops
 from .. import config, results
 from ..errors import ControlPlaneError, RestoreFailed, RestoreRefused
 from ..evidence import EvidenceLog
+from ..faults import failpoint
 from ..fsutil import atomic_write_text, fsync_dir
 from . import verify as V
 
@@ -281,9 +282,10 @@ def _recover(target: config.Target) -> dict | None:
 
 def restore(target: config.Target, repo, backup_id: str, *, into: Path | None = None,
             progress: V.Progress | None = None, keep_previous: bool = False,
-            scratch_database_url: str | None = None, _fault=None) -> dict:
+            scratch_database_url: str | None = None) -> dict:
     """Restore one backup: into the live database (fail-closed, atomic swap) or, with `into`, into a
-    directory for inspection. Raises RestoreRefused when verification fails (nothing touched)."""
+    directory for inspection. Raises RestoreRefused when verification fails (nothing touched).
+    Failpoints (controlplane.faults): restore.before_swap, restore.after_swap."""
     progress = progress or V._noop
     if into is not None:
         return _restore_into(target, repo, backup_id, Path(into), progress, scratch_database_url)
@@ -293,111 +295,132 @@ def restore(target: config.Target, repo, backup_id: str, *, into: Path | None = 
         manifest = V._manifest_dict(repo.load_manifest(backup_id))
         backup_id = str(manifest.get("id") or backup_id)
         engine = V._engine_of(manifest)
-        if engine != target.backend:
-            raise RestoreRefused(f"backup {backup_id} is a {engine} backup; the live database is {target.backend}",
-                                 fix="Restore it with --target DIR, or point --database-url at a matching database.")
-        if engine == "postgresql" and not V.pg_database_exists(target.database_url, _pg_live_name(target)):
-            raise RestoreRefused(f"the live database {_pg_live_name(target)} does not exist",
-                                 fix="Create it (empty) first, or restore with --target DIR.")
+        _check_restorable(target, backup_id, engine)
         state = _new_state(target, backup_id, engine)
         state["keep_previous"] = keep_previous
         _phase(target, state, "verifying")
-        ladder = V.Ladder(repo, backup_id, workdir=Path(state["workdir"]),
-                          server_url=target.database_url if engine == "postgresql" else None,
-                          field_key=V.default_field_key(target), progress=progress,
-                          scratch_database=state.get("scratch_database"), keep_copy=True)
-        try:
-            levels = ladder.run(3)
-        except BaseException as exc:
-            ladder.keep_copy = False
-            ladder.close()
-            _rollback(target, state, f"verification could not run: {exc}")
-            raise
-        verification = V.Verification(backup_id, 3, engine, levels, time.perf_counter() - t0)
-        V.record_verification(target.data_dir, verification, extra={"for": "restore", "run": state["run"]})
-        state["verification"] = {"ok": verification.ok, "passed_level": verification.passed_level,
-                                 "levels": [{"level": l.level, "ok": l.ok, "duration_seconds": round(l.duration_seconds, 3),
-                                             "summary": l.summary} for l in levels]}
-        if not verification.ok:
-            ladder.keep_copy = False
-            ladder.close()
-            _cleanup_copy(target, state)
-            failed = verification.failed
-            state["error"] = failed.summary
-            _phase(target, state, "refused")
-            duration = time.perf_counter() - t0
-            results.record(target.data_dir, "backup.restore", False, backup=backup_id, duration=round(duration, 3),
-                           refused=True, failed_level=failed.level)
-            EvidenceLog(target.data_dir).append("backup.restore", {
-                "backup": backup_id, "run": state["run"], "into": "live", "result": "refused",
-                "failed_level": failed.level, "failure": failed.summary, "problems": failed.problems[:20],
-                "live_data": "untouched", "duration_seconds": round(duration, 3)}, outcome="refused")
-            raise RestoreRefused(f"backup {backup_id} failed verification at L{failed.level} ({failed.name}): "
-                                 f"{failed.summary}; the live data is untouched",
-                                 fix="Run 'erpctl backup verify' on the other backups and restore one that passes.",
-                                 verification=verification.as_dict())
-        copy = ladder.copy
+        ladder, verification = _verify_copy(target, repo, state, progress, t0)
         try:
             progress("swap", None, None)
-            # the copy carries the maintenance flag across the swap, marked with this run
-            _maintenance(copy.database_url, True, _swap_marker(state))
-            if engine == "sqlite":
-                V.sqlite_close_cleanly(copy.artifact_path)
-            live_exists = engine == "postgresql" or Path(state["live_path"]).exists()
-            if live_exists:
-                state["prior_maintenance"] = _maintenance(target.database_url)
-                state["maintenance_set"] = True
-                _phase(target, state, "maintenance")
-                _maintenance(target.database_url, True, _pre_swap_reason(state))
-            else:
-                state["prior_maintenance"] = {"enabled": False, "reason": ""}
-            if _fault:
-                _fault("before_swap", state)
-            _phase(target, state, "swapping")
-            t_swap = time.perf_counter()
-            how = (_sqlite_swap(copy.artifact_path, Path(state["live_path"])) if engine == "sqlite"
-                   else _pg_swap(target, state))
-            state["swap"] = how
-            state["swap_seconds"] = round(time.perf_counter() - t_swap, 3)
-            state["maintenance_set"] = True
-            _phase(target, state, "swapped")
-            if _fault:
-                _fault("after_swap", state)
+            _swap(target, state, ladder.copy)
         except BaseException as exc:
-            if state.get("phase") == "swapped" or (state.get("phase") == "swapping" and _swap_committed(target, state)):
-                # the swap committed: the restore is done whatever failed after it; finish it below
-                log.warning("error after the swap committed; finishing the restore", exc_info=True)
-                if state["phase"] != "swapped":
-                    state.setdefault("swap", "committed (confirmed after an error)")
-                    _phase(target, state, "swapped")
-            else:
-                _rollback(target, state, f"{exc.__class__.__name__}: {exc}")
-                duration = time.perf_counter() - t0
-                results.record(target.data_dir, "backup.restore", False, backup=backup_id,
-                               duration=round(duration, 3), error=str(exc))
-                EvidenceLog(target.data_dir).append("backup.restore", {
-                    "backup": backup_id, "run": state["run"], "into": "live", "result": "rolled_back",
-                    "error": f"{exc.__class__.__name__}: {exc}", "live_data": "untouched",
-                    "duration_seconds": round(duration, 3)}, outcome="failed")
-                if isinstance(exc, (ControlPlaneError, KeyboardInterrupt)):
-                    raise
-                raise RestoreFailed(f"the restore of backup {backup_id} failed before the swap and was rolled "
-                                    f"back ({exc.__class__.__name__}: {exc}); the live data is untouched",
-                                    fix="Fix the cause (see the log) and run the restore again.") from exc
+            if not _committed_despite(target, state):
+                _fail_before_swap(target, state, exc, t0)
         _finish(target, state, keep_previous)
         duration = time.perf_counter() - t0
-        result = {"backup": backup_id, "run": state["run"], "engine": engine, "into": "live",
-                  "database": target.display_url, "ok": True, "swap": state["swap"],
-                  "previous_database": state.get("previous_database") if keep_previous else None,
-                  "duration_seconds": round(duration, 3), "swap_seconds": state.get("swap_seconds"),
-                  "verification": verification.as_dict(),
-                  "recovered": recovered}
         results.record(target.data_dir, "backup.restore", True, backup=backup_id, duration=round(duration, 3),
                        engine=engine)
         EvidenceLog(target.data_dir).append("backup.restore", {
             "backup": backup_id, "run": state["run"], "into": "live", "result": "swapped", "engine": engine,
             "swap": state["swap"], "verified_through": 3, "duration_seconds": round(duration, 3)})
-        return result
+        return {"backup": backup_id, "run": state["run"], "engine": engine, "into": "live",
+                "database": target.display_url, "ok": True, "swap": state["swap"],
+                "previous_database": state.get("previous_database") if keep_previous else None,
+                "duration_seconds": round(duration, 3), "swap_seconds": state.get("swap_seconds"),
+                "verification": verification.as_dict(), "recovered": recovered}
+
+
+def _check_restorable(target: config.Target, backup_id: str, engine: str) -> None:
+    if engine != target.backend:
+        raise RestoreRefused(f"backup {backup_id} is a {engine} backup; the live database is {target.backend}",
+                             fix="Restore it with --target DIR, or point --database-url at a matching database.")
+    if engine == "postgresql" and not V.pg_database_exists(target.database_url, _pg_live_name(target)):
+        raise RestoreRefused(f"the live database {_pg_live_name(target)} does not exist",
+                             fix="Create it (empty) first, or restore with --target DIR.")
+
+
+def _verify_copy(target: config.Target, repo, state: dict, progress, t0: float):
+    """Materialise the backup and verify it through L3: (the ladder holding the copy, the verification).
+    A copy that fails is removed and the restore refused (RestoreRefused), the live data untouched."""
+    engine, backup_id = state["engine"], state["backup"]
+    ladder = V.Ladder(repo, backup_id, workdir=Path(state["workdir"]),
+                      server_url=target.database_url if engine == "postgresql" else None,
+                      field_key=V.default_field_key(target), progress=progress,
+                      scratch_database=state.get("scratch_database"), keep_copy=True)
+    try:
+        levels = ladder.run(3)
+    except BaseException as exc:
+        ladder.keep_copy = False
+        ladder.close()
+        _rollback(target, state, f"verification could not run: {exc}")
+        raise
+    verification = V.Verification(backup_id, 3, engine, levels, time.perf_counter() - t0)
+    V.record_verification(target.data_dir, verification, extra={"for": "restore", "run": state["run"]})
+    state["verification"] = {"ok": verification.ok, "passed_level": verification.passed_level,
+                             "levels": [{"level": l.level, "ok": l.ok, "duration_seconds": round(l.duration_seconds, 3),
+                                         "summary": l.summary} for l in levels]}
+    if verification.ok:
+        return ladder, verification
+    ladder.keep_copy = False
+    ladder.close()
+    _cleanup_copy(target, state)
+    failed = verification.failed
+    state["error"] = failed.summary
+    _phase(target, state, "refused")
+    duration = time.perf_counter() - t0
+    results.record(target.data_dir, "backup.restore", False, backup=backup_id, duration=round(duration, 3),
+                   refused=True, failed_level=failed.level)
+    EvidenceLog(target.data_dir).append("backup.restore", {
+        "backup": backup_id, "run": state["run"], "into": "live", "result": "refused",
+        "failed_level": failed.level, "failure": failed.summary, "problems": failed.problems[:20],
+        "live_data": "untouched", "duration_seconds": round(duration, 3)}, outcome="refused")
+    raise RestoreRefused(f"backup {backup_id} failed verification at L{failed.level} ({failed.name}): "
+                         f"{failed.summary}; the live data is untouched",
+                         fix="Run 'erpctl backup verify' on the other backups and restore one that passes.",
+                         verification=verification.as_dict())
+
+
+def _swap(target: config.Target, state: dict, copy) -> None:
+    """Maintenance on (the live ERP read-only, the copy marked with this run), then the swap."""
+    engine = state["engine"]
+    _maintenance(copy.database_url, True, _swap_marker(state))  # the copy carries the flag across the swap
+    if engine == "sqlite":
+        V.sqlite_close_cleanly(copy.artifact_path)
+    if engine == "postgresql" or Path(state["live_path"]).exists():
+        state["prior_maintenance"] = _maintenance(target.database_url)
+        state["maintenance_set"] = True
+        _phase(target, state, "maintenance")
+        _maintenance(target.database_url, True, _pre_swap_reason(state))
+    else:
+        state["prior_maintenance"] = {"enabled": False, "reason": ""}
+    failpoint("restore.before_swap")
+    _phase(target, state, "swapping")
+    t_swap = time.perf_counter()
+    state["swap"] = (_sqlite_swap(copy.artifact_path, Path(state["live_path"])) if engine == "sqlite"
+                     else _pg_swap(target, state))
+    state["swap_seconds"] = round(time.perf_counter() - t_swap, 3)
+    state["maintenance_set"] = True
+    _phase(target, state, "swapped")
+    failpoint("restore.after_swap")
+
+
+def _committed_despite(target: config.Target, state: dict) -> bool:
+    """After an error in the swap step: whether the swap committed (then the restore is finished)."""
+    if not (state.get("phase") == "swapped" or (state.get("phase") == "swapping" and _swap_committed(target, state))):
+        return False
+    log.warning("error after the swap committed; finishing the restore", exc_info=True)
+    if state["phase"] != "swapped":
+        state.setdefault("swap", "committed (confirmed after an error)")
+        _phase(target, state, "swapped")
+    return True
+
+
+def _fail_before_swap(target: config.Target, state: dict, exc: BaseException, t0: float) -> None:
+    """Nothing live changed: roll back, record the failure, raise (a typed error as it is, else RestoreFailed)."""
+    backup_id = state["backup"]
+    _rollback(target, state, f"{exc.__class__.__name__}: {exc}")
+    duration = time.perf_counter() - t0
+    results.record(target.data_dir, "backup.restore", False, backup=backup_id, duration=round(duration, 3),
+                   error=str(exc))
+    EvidenceLog(target.data_dir).append("backup.restore", {
+        "backup": backup_id, "run": state["run"], "into": "live", "result": "rolled_back",
+        "error": f"{exc.__class__.__name__}: {exc}", "live_data": "untouched",
+        "duration_seconds": round(duration, 3)}, outcome="failed")
+    if isinstance(exc, (ControlPlaneError, KeyboardInterrupt)):
+        raise exc
+    raise RestoreFailed(f"the restore of backup {backup_id} failed before the swap and was rolled "
+                        f"back ({exc.__class__.__name__}: {exc}); the live data is untouched",
+                        fix="Fix the cause (see the log) and run the restore again.") from exc
 
 
 def _swap_committed(target: config.Target, state: dict) -> bool:

@@ -30,8 +30,6 @@ import shutil
 import sqlite3
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -43,7 +41,7 @@ from erp_core import ops
 from erp_core.errors import ErpError
 from erp_core.ops import normalise_url
 
-from .. import config, results
+from .. import config, http, results
 from ..evidence import EvidenceLog
 from . import fingerprint as fp
 from .scratch import RestoredCopy, pg_create_database, pg_restore, pg_url_for
@@ -467,22 +465,8 @@ def sqlite_engine_checks(path: Path, progress: Progress = _noop) -> list[dict]:
 # ---- L4: an ERP on the copy -------------------------------------------------------------------
 
 def _http(method: str, url: str, token: str | None = None, body: dict | None = None, timeout: float = 30):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            raw = resp.read()
-            return resp.status, (json.loads(raw) if raw else None)
-    except urllib.error.HTTPError as exc:
-        raw = exc.read()
-        try:
-            return exc.code, json.loads(raw)
-        except ValueError:
-            return exc.code, raw.decode(errors="replace")
+    """L4's requests to the ERP it serves on the copy (controlplane.http; nothing answering is an OSError)."""
+    return http.request(method, url, body, token=token, timeout=timeout)
 
 
 def _dec(v) -> Decimal | None:

@@ -7,17 +7,12 @@ import logging
 import sys
 
 import click
-from sqlalchemy.exc import OperationalError
 
 from erp_core.errors import ErpError
 
 from .. import __version__, logs
 from ..errors import EXIT_CODES, DatabaseUnavailable, Interrupted
-from . import (backup_create, backup_init, backup_list, backup_prune, backup_show, erp_check, erp_maintenance,
-               erp_migrate, erp_seed, erp_user, status, up)
-from . import backup_restore, backup_verify, evidence_verify
-from . import release_current, release_install, release_list, release_remove
-from . import upgrade_apply, upgrade_lint, upgrade_plan, upgrade_resume, upgrade_rollback, upgrade_status
+from .lazy import LazyGroup
 from .options import Options, json_option, state
 
 log = logging.getLogger("controlplane.cli")
@@ -39,7 +34,75 @@ def _epilog() -> str:
     return f"\b\nExit codes:\n{codes}"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+# The command tree: group -> {command: ("module:attribute" in controlplane.cli, its one-line help)}.
+# A command module is imported only when its command runs; --help lists this table
+# (tests/controlplane/test_cli.py keeps it in sync with the commands themselves).
+GROUPS = {
+    "erp": "The ERP's database: migrations, users, demo data, invariant checks, maintenance mode.",
+    "backup": "Backups that are proven to restore: create, list, show, verify, restore, prune.",
+    "evidence": "The evidence log: an append-only, hash-chained record of backups, verifications, restores, drills.",
+    "upgrade": "Staged upgrades: plan, apply, status, resume, rollback, lint.",
+    "release": "ERP releases: install a release wheel, list them, show or switch the current one.",
+}
+COMMANDS: dict[str, dict[str, tuple[str, str]]] = {
+    "": {
+        "up": ("up:up", "Serve the ERP and the ops console until SIGINT or SIGTERM."),
+        "status": ("status:status", "Health of the installation: the ERP, firing alerts and failing probes with "
+                                    "their runbooks, backups and verifications, the upgrade, the host's headroom."),
+    },
+    "erp": {
+        "migrate": ("erp_migrate:migrate", "Migrate the ERP database to this code's schema revision."),
+        "user": ("erp_user:user", "ERP users."),
+        "seed": ("erp_seed:seed", "Add demo data: partners, products, price lists, reorder rules and a year of "
+                                  "orders, invoices, payments, transfers and a stocktake, all through the ERP's "
+                                  "services."),
+        "check": ("erp_check:check", "Check the books, the stock and the documents (exit 0 when consistent)."),
+        "maintenance": ("erp_maintenance:maintenance", "Switch maintenance mode on or off, or show it (status)."),
+    },
+    "backup": {
+        "init": ("backup_init:init", "Create the backup repository."),
+        "create": ("backup_create:create", "Back up the ERP database into the repository."),
+        "list": ("backup_list:list_", "List the backups (id, time, engine, size, bytes added, schema revision, "
+                                      "invariants)."),
+        "show": ("backup_show:show", "Show a backup's manifest."),
+        "prune": ("backup_prune:prune", "Apply a retention policy: forget the other backups, delete the packs no "
+                                        "kept backup needs."),
+        "verify": ("backup_verify:verify", "Prove that backups restore: run the verification ladder up to --level "
+                                           "(default 3)."),
+        "restore": ("backup_restore:restore", "Restore a backup, fail-closed."),
+    },
+    "evidence": {
+        "verify": ("evidence_verify:verify", "Check every record of the evidence log, offline: each record's hash, "
+                                             "its link to the one before, the sequence numbers and the head."),
+    },
+    "upgrade": {
+        "plan": ("upgrade_plan:plan", "Print each stage with its lock level, estimated rows and time, its rollback "
+                                      "method and the point of no return."),
+        "apply": ("upgrade_apply:apply", "Upgrade the ERP to a new release, online, in resumable stages."),
+        "status": ("upgrade_status:status", "Show the upgrade in progress: its stage, backfill rows/s and ETA; or "
+                                            "the last finished one."),
+        "resume": ("upgrade_resume:resume", "Continue the upgrade from its last finished stage (a backfill from its "
+                                            "last checkpoint)."),
+        "rollback": ("upgrade_rollback:rollback", "Before contract: migrate the schema down to the old release's "
+                                                  "and serve it again, keeping every row."),
+        "lint": ("upgrade_lint:lint", "Check migrations against the staged-upgrade rules, without running them."),
+    },
+    "release": {
+        "install": ("release_install:install", "Install the ERP release in WHEEL "
+                                               "(erp_controlplane-<version>-py3-none-any.whl) offline, into "
+                                               "<data dir>/releases/<version>, in its own environment built on "
+                                               "erpctl's Python and packages."),
+        "list": ("release_list:list_", "List the installed releases (version, schema head, install time, wheel); "
+                                       "* marks the current one."),
+        "current": ("release_current:current", "Show the current release, or make VERSION current."),
+        "remove": ("release_remove:remove", "Remove the installed release VERSION (its directory and environment) "
+                                            "to free disk space."),
+    },
+}
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS[""],
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
              epilog=_epilog())
 @json_option
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_version,
@@ -52,56 +115,8 @@ def cli(log_level: str) -> None:
     logs.setup(log_level)
 
 
-@cli.group()
-def erp() -> None:
-    """The ERP's database: migrations, users, demo data, invariant checks, maintenance mode."""
-
-
-@cli.group()
-def backup() -> None:
-    """Backups that are proven to restore: create, list, show, verify, restore, prune."""
-
-
-@cli.group()
-def evidence() -> None:
-    """The evidence log: an append-only, hash-chained record of backups, verifications, restores, drills."""
-
-
-@cli.group()
-def upgrade() -> None:
-    """Staged upgrades: plan, apply, status, resume, rollback, lint."""
-
-
-@cli.group()
-def release() -> None:
-    """ERP releases: install a release wheel, list them, show or switch the current one."""
-
-
-cli.add_command(up.up)
-release.add_command(release_install.install)
-release.add_command(release_list.list_)
-release.add_command(release_current.current)
-release.add_command(release_remove.remove)
-upgrade.add_command(upgrade_plan.plan)
-upgrade.add_command(upgrade_apply.apply)
-upgrade.add_command(upgrade_status.status)
-upgrade.add_command(upgrade_resume.resume)
-upgrade.add_command(upgrade_rollback.rollback)
-upgrade.add_command(upgrade_lint.lint)
-evidence.add_command(evidence_verify.verify)
-cli.add_command(status.status)
-backup.add_command(backup_init.init)
-backup.add_command(backup_create.create)
-backup.add_command(backup_list.list_)
-backup.add_command(backup_show.show)
-backup.add_command(backup_prune.prune)
-backup.add_command(backup_verify.verify)
-backup.add_command(backup_restore.restore)
-erp.add_command(erp_migrate.migrate)
-erp.add_command(erp_user.user)
-erp.add_command(erp_seed.seed)
-erp.add_command(erp_check.check)
-erp.add_command(erp_maintenance.maintenance)
+for _name, _help in GROUPS.items():
+    cli.add_command(LazyGroup(_name, help=_help, lazy=COMMANDS[_name]))
 
 
 def _fail(opts: Options, exc: ErpError) -> None:
@@ -115,16 +130,23 @@ def _fail(opts: Options, exc: ErpError) -> None:
     sys.exit(exc.exit_code)
 
 
+def _database_unavailable(exc: Exception) -> DatabaseUnavailable | None:
+    """SQLAlchemy's OperationalError as a typed error (SQLAlchemy is imported only by the commands
+    that use a database: an error of its kind can only come when it is loaded)."""
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    if sa_exc is None or not isinstance(exc, sa_exc.OperationalError):
+        return None
+    return DatabaseUnavailable(f"the database did not answer: {str(exc.orig).strip()}",
+                               fix="Check that the database server runs and that --database-url "
+                                   "(or ERPCTL_DATABASE_URL) points at it; see runbooks/.")
+
+
 def main(argv: list[str] | None = None) -> None:
     opts = Options()
     try:
         rv = cli.main(args=argv, prog_name="erpctl", obj=opts, standalone_mode=False)
     except ErpError as exc:
         _fail(opts, exc)
-    except OperationalError as exc:
-        _fail(opts, DatabaseUnavailable(f"the database did not answer: {str(exc.orig).strip()}",
-                                        fix="Check that the database server runs and that --database-url "
-                                            "(or ERPCTL_DATABASE_URL) points at it; see runbooks/."))
     except click.exceptions.Abort:
         _fail(opts, Interrupted("interrupted", fix="Run the command again."))
     except click.ClickException as exc:
@@ -135,6 +157,8 @@ def main(argv: list[str] | None = None) -> None:
     except BrokenPipeError:
         sys.exit(1)
     except Exception as exc:  # noqa: BLE001 - the last resort: log it, say so, distinct exit code
+        if (unavailable := _database_unavailable(exc)) is not None:
+            _fail(opts, unavailable)
         log.exception("unexpected error")
         click.echo(f"erpctl: internal error: {exc.__class__.__name__}: {exc}", err=True)
         click.echo("  fix: this is a bug; the log above has the details. Report it with the command you ran.",

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import click
 
-from .. import config
+if TYPE_CHECKING:
+    from ..config import Target
 
 
 @dataclass
@@ -36,6 +38,8 @@ def json_option(fn):
 
 def target_options(fn):
     """--data-dir and --database-url, resolved to a config.Target passed as `target`."""
+    from .. import config  # here, not at the top: erpctl --help imports no command (config loads SQLAlchemy)
+
     fn = click.option("--database-url", envvar="ERPCTL_DATABASE_URL", metavar="URL",
                       help="Database URL (PostgreSQL: postgresql://user:pass@host/db). "
                            "Default: SQLite in the data directory. [env ERPCTL_DATABASE_URL]")(fn)
@@ -46,7 +50,9 @@ def target_options(fn):
     return fn
 
 
-def target(data_dir: str | None, database_url: str | None) -> config.Target:
+def target(data_dir: str | None, database_url: str | None) -> Target:
+    from .. import config
+
     return config.resolve(data_dir, database_url)
 
 

@@ -17,14 +17,12 @@ import json
 import logging
 import sqlite3
 import time
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import psutil
 
-from .. import results
+from .. import http, results
 
 log = logging.getLogger("controlplane.probes")
 
@@ -90,32 +88,11 @@ def run(probe, data_dir=None) -> ProbeResult:
 # ---- HTTP -----------------------------------------------------------------------------------
 
 def http_json(method: str, url: str, body=None, token: str | None = None, timeout: float = HTTP_TIMEOUT):
-    """(status, parsed JSON or None). Connection problems raise ProbeFailed."""
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
-    req.add_header("Accept", "application/json")
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
+    """controlplane.http.request, with nothing answering as a failed probe (ProbeFailed)."""
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            status, raw = resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        status, raw = exc.code, exc.read()
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise ProbeFailed(f"{method} {url}: {reason}") from None
-    try:
-        return status, json.loads(raw) if raw else None
-    except ValueError:
-        return status, None
-
-
-def _problem(status: int, payload) -> str:
-    if isinstance(payload, dict):
-        return f"{status} {payload.get('title', '')}: {payload.get('detail', '')}".strip()
-    return str(status)
+        return http.request(method, url, body, token=token, timeout=timeout)
+    except http.Unreachable as exc:
+        raise ProbeFailed(str(exc)) from None
 
 
 # ---- the probes -------------------------------------------------------------------------------
@@ -153,7 +130,7 @@ class BusinessProbe:
         status, body = http_json("POST", self.api + "/auth/login",
                                  {"username": login["username"], "password": login["password"]}, timeout=self.timeout)
         if status != 200 or not isinstance(body, dict) or "token" not in body:
-            raise ProbeFailed(f"login as {login['username']!r} failed: {_problem(status, body)}")
+            raise ProbeFailed(f"login as {login['username']!r} failed: {http.describe(status, body)}")
         return body["token"]
 
     def _get(self, path: str):
@@ -165,7 +142,7 @@ class BusinessProbe:
                 self._token = None  # expired or revoked: log in again, once
                 continue
             if status != 200:
-                raise ProbeFailed(f"GET {path} answered {_problem(status, body)}")
+                raise ProbeFailed(f"GET {path} answered {http.describe(status, body)}")
             return body
         raise AssertionError("unreachable")
 

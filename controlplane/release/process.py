@@ -20,10 +20,9 @@ import signal
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
+from .. import http
 from ..errors import CannotListen, ReleaseError
 from . import runner
 from .store import Release
@@ -43,20 +42,6 @@ def http_url(host: str, port: int) -> str:
     if ":" in shown:
         shown = f"[{shown}]"
     return f"http://{shown}:{port}"
-
-
-def get_json(url: str, timeout: float = 2.0) -> tuple[int, dict | None]:
-    """(status, JSON body or None); raises OSError when nothing answers."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            status, body = resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        status, body = exc.code, exc.read()
-    try:
-        data = json.loads(body)
-    except ValueError:
-        data = None
-    return status, data if isinstance(data, dict) else None
 
 
 class ErpProcess:
@@ -190,7 +175,7 @@ class ErpProcess:
                 raise ReleaseError("cancelled while waiting for the ERP to serve", fix="")
             if "serving" in self._events:
                 try:
-                    status, body = get_json(self.url + "/healthz")
+                    status, body = http.get(self.url + "/healthz", timeout=2)
                     if status == 200:
                         return body or {}
                 except OSError:
@@ -211,7 +196,7 @@ class ErpProcess:
             if self._proc.poll() is not None:
                 raise self._died("before it was ready")
             try:
-                status, body = get_json(self.url + "/readyz")
+                status, body = http.get(self.url + "/readyz", timeout=2)
                 last = body
                 if status == 200:
                     return body or {}

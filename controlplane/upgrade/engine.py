@@ -35,6 +35,7 @@ from pathlib import Path
 from erp_core import ops
 from erp_core.errors import ErpError
 
+from .. import http
 from .. import release as releases
 from ..config import Target
 from ..errors import NoUpgrade, PreflightFailed, RollbackNeedsRestore, UpgradeError, UpgradeFailed
@@ -44,7 +45,6 @@ from . import checks, state as S
 from .backfill import run_backfills
 from .plan import describe, plan
 from .preflight import preflight
-from ..release.process import get_json
 from .run import (UPGRADE_ACTOR, Run, UpgradeOptions, backfill_tables, backfills_of, freeze, migrate,
                   open_repo, record_evidence, revision, thaw, wait_serving)
 
@@ -158,7 +158,7 @@ def _soak(ctx: Run, seconds: float) -> None:
     while time.monotonic() < deadline:
         if ctx.opts.erp_url:
             try:
-                code, body = get_json(ctx.opts.erp_url.rstrip("/") + "/readyz", timeout=5)
+                code, body = http.get(ctx.opts.erp_url.rstrip("/") + "/readyz", timeout=5)
             except (OSError, ValueError) as exc:
                 code, body = 0, {"error": str(exc)}
             if code != 200:

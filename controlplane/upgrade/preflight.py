@@ -11,10 +11,10 @@ from sqlalchemy import text
 from erp_core.ops import MIGRATIONS_DIR, applied_migrations
 from erp_core.ops import __version__ as ERP_VERSION
 
+from .. import http
 from .. import release as releases
 from ..config import Target
 from . import checks
-from ..release.process import get_json
 from .run import Run, bundled_checksums, database_bytes, open_repo
 
 
@@ -95,7 +95,7 @@ def _migration_lint() -> dict:
 def _erp_healthy(erp_url: str) -> dict:
     url = erp_url.rstrip("/")
     try:
-        code, body = get_json(url + "/readyz", timeout=5)
+        code, body = http.get(url + "/readyz", timeout=5)
         ok = code == 200
         detail = f"{url}/readyz answered {code}" + ("" if ok else f": {json.dumps(body)[:300]}")
     except (OSError, ValueError) as exc:

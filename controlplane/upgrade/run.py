@@ -15,9 +15,9 @@ from sqlalchemy.engine import Engine
 
 from erp_core import ops
 
+from .. import http
 from ..config import Target
 from ..errors import NoUpgrade, UpgradeError
-from ..release.process import get_json
 from ..evidence import EvidenceLog
 from ..faults import failpoint
 from . import state as S
@@ -169,7 +169,7 @@ def wait_serving(ctx: Run, version: str, timeout: float = SWITCH_TIMEOUT_SECONDS
     deadline, seen = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
         try:
-            code, body = get_json(url.rstrip("/") + "/healthz", timeout=5)
+            code, body = http.get(url.rstrip("/") + "/healthz", timeout=5)
             seen = (body or {}).get("version")
             if code == 200 and seen == version:
                 return

@@ -4,16 +4,24 @@ and the typed errors with their exit codes."""
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import json
 import shutil
 import sqlite3
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
+import click
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import create_engine, text
 
 from tests.controlplane.cli_helpers import PASSWORD, PG_ADMIN_URL, erpctl, log_lines, need, ok, ok_json
 from controlplane import __version__
+from controlplane.cli import lazy
+from controlplane.cli import main as main_module
 from controlplane.errors import EXIT_CODES
 from erp_core import __version__ as erp_version
 from erp_core.app import create_app
@@ -51,6 +59,107 @@ def test_help_lists_commands_and_exit_codes():
     out = ok("erp", "--help").stdout
     for cmd in ("migrate", "user", "seed", "check", "maintenance"):
         assert cmd in out
+
+
+# Imported only by the commands that use them: `erpctl --help` and `--version` start in a few tens of ms.
+HEAVY = ("boto3", "botocore", "sqlalchemy", "flask", "werkzeug", "numpy", "zstandard", "cryptography", "apscheduler",
+         "prometheus_client", "psutil", "rich", "alembic", "pydantic", "waitress", "argon2", "psycopg", "erp_core.db")
+IMPORTED_BY = """
+import json, sys
+from controlplane.cli.main import main
+try:
+    main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+print(json.dumps({"exit": code, "modules": sorted(sys.modules)}), file=sys.stderr)
+"""
+
+
+def modules_imported_by(*args) -> tuple[int, set[str]]:
+    """Run erpctl's main in a fresh interpreter; its exit code and every module it imported."""
+    r = subprocess.run([sys.executable, "-c", IMPORTED_BY, *args], capture_output=True, text=True, timeout=60)
+    out = json.loads(r.stderr.splitlines()[-1])
+    return out["exit"], set(out["modules"])
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["--json", "--version"], ["backup", "--help"],
+                                  ["upgrade", "--help"], ["erp", "--help"]])
+def test_help_and_version_import_no_heavy_module(args):
+    code, modules = modules_imported_by(*args)
+    assert code == 0
+    loaded = sorted(m for m in modules for h in HEAVY if m == h or m.startswith(h + "."))
+    assert loaded == [], f"erpctl {' '.join(args)} imported {loaded[:10]}"
+    commands = sorted(m for m in modules if m.startswith("controlplane.cli.") and
+                      m not in ("controlplane.cli.main", "controlplane.cli.lazy", "controlplane.cli.options"))
+    assert commands == [], f"erpctl {' '.join(args)} imported command modules {commands}"
+
+
+def test_a_command_imports_its_own_module_only():
+    code, modules = modules_imported_by("evidence", "verify", "--help")
+    assert code == 0
+    commands = {m for m in modules if m.startswith("controlplane.cli.") and m.split(".")[-1] not in
+                ("main", "lazy", "options")}
+    assert commands == {"controlplane.cli.evidence_verify"}
+
+
+NOT_NEEDED = {  # command -> heavy modules it has no use for (it must not import them)
+    "evidence verify": {"flask", "boto3", "numpy", "zstandard", "cryptography", "apscheduler", "prometheus_client",
+                        "psutil", "rich", "alembic", "pydantic"},
+    "erp maintenance status": {"flask", "boto3", "numpy", "zstandard", "apscheduler", "prometheus_client", "psutil",
+                               "rich"},
+    "backup list": {"flask", "boto3", "apscheduler", "prometheus_client", "rich", "alembic", "pydantic"},
+    "status": {"flask", "boto3", "numpy", "zstandard", "rich", "alembic"},
+}
+
+
+def test_commands_import_only_the_heavy_modules_they_use(tmp_path, monkeypatch):
+    data, repo = tmp_path / "data", f"file://{tmp_path / 'repo'}"
+    ok("erp", "migrate", "--data-dir", data)
+    ok("backup", "init", "--kdf-memory", "8192", "--repo", repo, "--data-dir", data, ERPCTL_BACKUP_PASSPHRASE="pass")
+    args = {"evidence verify": [], "erp maintenance status": [], "backup list": ["--repo", repo],
+            "status": ["--erp-url", "http://127.0.0.1:9", "--timeout", "1"]}
+    monkeypatch.setenv("ERPCTL_BACKUP_PASSPHRASE", "pass")
+    for command, unused in NOT_NEEDED.items():
+        code, modules = modules_imported_by(*command.split(), "--data-dir", str(data), *args[command])
+        assert code in (0, 17), command  # status: nothing serves on port 9 (critical)
+        assert sorted(unused & modules) == [], f"erpctl {command} imported what it does not use"
+
+
+def test_the_command_table_matches_the_commands():
+    """--help lists main.COMMANDS without importing the commands: it must say what they say."""
+    for group, rows in main_module.COMMANDS.items():
+        parent = main_module.cli if not group else main_module.cli.commands[group]
+        if group:
+            assert parent.help == main_module.GROUPS[group]
+        for name, (where, help_) in rows.items():
+            command = lazy.load(where)
+            assert command.name == name, f"{group} {name}: the table names {where}, which is {command.name!r}"
+            assert command.get_short_help_str(10 ** 6) == help_, f"erpctl {group} {name}: update its help in main.py"
+    # every command defined in controlplane/cli is in the table (a command left out could not be run)
+    listed = {where for rows in main_module.COMMANDS.values() for where, _ in rows.values()}
+    for path in sorted(Path(main_module.__file__).parent.glob("*.py")):
+        module = importlib.import_module(f"controlplane.cli.{path.stem}")
+        subcommands = {id(c) for v in vars(module).values() if isinstance(v, click.Group) for c in v.commands.values()}
+        for attr, value in vars(module).items():
+            if isinstance(value, click.Command) and value.callback is not None and \
+                    value.callback.__module__ == module.__name__ and id(value) not in subcommands \
+                    and path.stem != "main":
+                assert f"{path.stem}:{attr}" in listed, f"controlplane.cli.{path.stem}.{attr} is not in main.COMMANDS"
+
+
+def test_help_lists_as_click_would_with_every_command_loaded():
+    lazy_help = {g: ok(*g.split(), "--help", COLUMNS="82").stdout for g in ("", "backup", "erp", "upgrade", "release", "evidence")}
+    for group, rows in main_module.COMMANDS.items():  # the real commands, as an eager click group holds them
+        parent = main_module.cli if not group else main_module.cli.commands[group]
+        for name, (where, _) in rows.items():
+            parent.add_command(lazy.load(where), name)
+    runner = CliRunner()
+    for group, text in lazy_help.items():
+        eager = runner.invoke(main_module.cli, [*group.split(), "--help"], prog_name="erpctl",  # width 82 - 2
+                              obj=main_module.Options(), terminal_width=80)
+        assert eager.exit_code == 0
+        rows = lambda out: out.split("Commands:")[1].split("Exit codes:")[0]  # noqa: E731
+        assert rows(text) == rows(eager.output), group
 
 
 def test_migrate_json_on_a_fresh_data_dir(tmp_path):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import shutil
 import signal
 import socket
@@ -29,6 +28,7 @@ from controlplane.evidence import EvidenceLog
 from controlplane.release import runner
 from controlplane.release.store import TMP_PREFIX
 from tests.controlplane.cli_helpers import env, erpctl_path, port_is_free
+from tests.controlplane.fault_helpers import seeded_rng
 
 from tests.controlplane.release_helpers import (DB_1_0, FIXTURE_ADMIN, FIXTURE_KEY, REPO_ROOT, WHEEL_1_0,
                                                tree_wheel_and_version)
@@ -345,7 +345,7 @@ def test_an_install_killed_at_any_point_leaves_no_listed_half_release(tmp_path):
         builds.append(published - started)
     build = min(builds)
 
-    rng = random.Random(int(os.environ.get("ERPCTL_TEST_SEED", "20261125")))
+    rng = seeded_rng(20261125)
     fractions = [0.0, 0.1, 0.3, 0.5, 0.7, 0.9, rng.uniform(0, 1), rng.uniform(0, 1)]
     interrupted = 0
     for i, fraction in enumerate(fractions):

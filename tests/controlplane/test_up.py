@@ -310,7 +310,9 @@ def test_up_follows_current_through_an_upgrade_and_a_rollback(tmp_path, up_facto
     switched = ok("release", "current", tree_version, "--data-dir", data)
     assert "does not migrate" in switched.stdout
     _until(f"release {tree_version} serving", lambda: _erp_version(erp) == tree_version, timeout=30)
-    assert _serving(data)["version"] == tree_version
+    # `up` publishes what it serves once its own check of the new ERP has passed: a moment later
+    _until(f"release {tree_version} published as serving",
+           lambda: _serving(data)["version"] == tree_version and _serving(data)["state"] == "serving", timeout=10)
     token = login(erp, *FIXTURE_ADMIN)
     orders = requests.get(erp + "/api/v1/sales-orders", headers={"Authorization": f"Bearer {token}"}, timeout=10)
     assert orders.status_code == 200 and orders.json()["total"] == 163

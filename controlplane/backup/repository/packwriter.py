@@ -7,6 +7,7 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+from ...faults import failpoint
 from ..crypto import Sealer
 from ..pack import ENTRY, PackBuilder, chunk_aad, pack_key
 from . import tuning
@@ -141,6 +142,7 @@ class PackWriter:
         with self.mutex:
             self.new_packs[name] = header
             self.bytes_written += len(data)
+        failpoint("backup.pack.uploaded")
 
     def flush(self) -> None:
         """Ship every partly filled pack and wait for the uploads (re-raising the first error). The

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ...errors import ChunkCorrupt, RepositoryLocked
+from ...faults import failpoint
 from .. import sealworker
 from ..lock import Lock
 from ..pack import Entry, pack_key
@@ -64,6 +65,7 @@ def _prune(repo: Repository, policy: RetentionPolicy, dry_run: bool, lock_wait: 
         for i, m in enumerate(forget):
             repo.store.delete(f"snapshots/{m.id}")
             log.debug("prune step", extra={"step": "forget", "backup": m.id})
+            failpoint("backup.prune.step")
             progress("prune", i + 1, len(forget))
         if not exclusive:
             result.deferred = True
@@ -156,13 +158,16 @@ def _gc(repo: Repository, plan: _GcPlan, listing: dict[str, int], lock: Lock, pr
     if survivors:
         new_index, _ = repo.chunk_index.write(survivors)
         log.debug("prune step", extra={"step": "index written", "index": new_index})
+        failpoint("backup.prune.step")
     for key in old_indexes:
         if key != f"index/{new_index}":
             repo.store.delete(key)
             log.debug("prune step", extra={"step": "old index deleted", "index": key})
+            failpoint("backup.prune.step")
     for i, name in enumerate(sorted(gone)):
         repo.store.delete(pack_key(name))
         log.debug("prune step", extra={"step": "pack deleted", "pack": name})
+        failpoint("backup.prune.step")
         progress("prune", i + 1, len(gone))
     repo.load_index()
 

@@ -1,5 +1,5 @@
-"""Faults during backups, with real processes: SIGKILL at random points of `erpctl backup create`
-and `erpctl backup prune`, the S3 server stopped mid-upload, a disk that fills up, a wrong key.
+"""Faults during backups, with real processes: SIGKILL at named failpoints (controlplane.faults) and
+at random moments of `erpctl backup create` and `erpctl backup prune` (the seed printed), the S3 server stopped mid-upload, a disk that fills up, a wrong key.
 After each: the repository is valid (L1 clean), there is no manifest for an unfinished backup,
 nothing half-published, and the next run succeeds."""
 
@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import signal
 import subprocess
 import threading
@@ -20,6 +19,7 @@ import pytest
 from controlplane.backup.repository import open_repository
 from controlplane.evidence import EvidenceLog
 from tests.controlplane.cli_helpers import env, erpctl, erpctl_path, ok_json
+from tests.controlplane.fault_helpers import seeded_rng
 
 from .conftest import FAST_KDF, PASSPHRASE, need, s3_env, scatter_update, start_moto
 from .test_repository import sqlite_fingerprint
@@ -27,31 +27,17 @@ from .test_repository import sqlite_fingerprint
 SMALL_PACKS = 16 << 10  # many packs from a small database: many points to be killed between
 
 
-def run_killed(args: list[str], *, kill_after_line: tuple[str, int] | None = None, kill_after: float | None = None,
+def run_killed(args: list[str], *, failpoint: str | None = None, kill_after: float | None = None,
                extra_env: dict | None = None, timeout: float = 60) -> tuple[int, list[str]]:
-    """Run erpctl with debug JSON logs; SIGKILL it after the n-th log line containing a text (then a
-    random few ms), or after a delay. Returns (returncode, stderr lines)."""
+    """Run erpctl with debug JSON logs; it SIGKILLs itself at a failpoint ("name=kill@N": the N-th time
+    it gets there), or is SIGKILLed after a delay. Returns (returncode, stderr lines)."""
+    extra = {**(extra_env or {}), **({"ERPCTL_FAILPOINTS": failpoint} if failpoint else {})}
     proc = subprocess.Popen([erpctl_path(), "--log-level", "debug", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env=env(**(extra_env or {})))
-    lines: list[str] = []
-    killed = threading.Event()
-
-    def kill():
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            killed.set()
-
-    timer = threading.Timer(kill_after, kill) if kill_after is not None else None
+                            stderr=subprocess.PIPE, text=True, env=env(**extra))
+    timer = threading.Timer(kill_after, proc.send_signal, (signal.SIGKILL,)) if kill_after is not None else None
     if timer:
         timer.start()
-    seen = 0
-    for line in proc.stderr:
-        lines.append(line)
-        if kill_after_line and kill_after_line[0] in line:
-            seen += 1
-            if seen == kill_after_line[1]:
-                time.sleep(random.uniform(0, 0.02))
-                kill()
+    lines = list(proc.stderr)
     rc = proc.wait(timeout=timeout)
     if timer:
         timer.cancel()
@@ -74,18 +60,18 @@ def small_repo(seeded_target, passphrase, tmp_path):
 
 
 def test_sigkill_during_create(seeded_target, small_repo, tmp_path):
-    rng = random.Random(int(os.environ.get("ERPCTL_FAULT_SEED", "0")) or None)
+    rng = seeded_rng()
     args = ["backup", "create", "--repo", small_repo, "--data-dir", str(seeded_target.data_dir)]
     completed = 0
     kills = 0
     # Kill after the first or second pack of each run: a run after a scattered update stores only a
     # few packs (16 KiB each), so a later pack number might never come and the run would complete.
-    plans = [("uploaded pack", rng.randint(1, 2)) for _ in range(4)] + [None] * 3
+    plans = [f"backup.pack.uploaded=kill@{rng.randint(1, 2)}" for _ in range(4)] + [None] * 3
     for plan in plans:
         if plan is None:
             rc, lines = run_killed(args, kill_after=rng.uniform(0.8, 2.0))
         else:
-            rc, lines = run_killed(args, kill_after_line=plan)
+            rc, lines = run_killed(args, failpoint=plan)
         if rc == -signal.SIGKILL:
             kills += 1
         else:
@@ -110,7 +96,7 @@ def test_sigkill_during_create(seeded_target, small_repo, tmp_path):
 
 
 def test_sigkill_during_prune(seeded_target, small_repo, tmp_path):
-    rng = random.Random(int(os.environ.get("ERPCTL_FAULT_SEED", "0")) or None)
+    rng = seeded_rng()
     repo = open_repository(small_repo, passphrase=PASSPHRASE)
     for seed in range(5):
         repo.create_backup(seeded_target)
@@ -135,7 +121,7 @@ def test_sigkill_during_prune(seeded_target, small_repo, tmp_path):
 
 
 def test_sigkill_prune_between_its_steps(seeded_target, small_repo, tmp_path):
-    """Killed after each delete of prune's garbage collection in turn (debug log lines as markers)."""
+    """Killed after each delete of prune's garbage collection in turn (failpoint backup.prune.step)."""
     repo = open_repository(small_repo, passphrase=PASSPHRASE)
     for seed in range(4):
         repo.create_backup(seeded_target)
@@ -143,7 +129,8 @@ def test_sigkill_prune_between_its_steps(seeded_target, small_repo, tmp_path):
     keep = repo.create_backup(seeded_target)
     args = ["backup", "prune", "--keep-last", "1", "--repo", small_repo, "--data-dir", str(seeded_target.data_dir)]
     for n in (1, 3, 6):
-        rc, _ = run_killed(args, kill_after_line=("prune step", n))
+        rc, _ = run_killed(args, failpoint=f"backup.prune.step=kill@{n}")
+        assert rc == -signal.SIGKILL
         left = assert_repository_valid(small_repo)
         assert keep.id in [m.id for m in left]
     ok_json(*args)
@@ -163,18 +150,21 @@ def test_s3_server_stopped_mid_upload(seeded_target, passphrase, monkeypatch, tm
         args = ["--json", "--log-level", "debug", "backup", "create", "--repo", url,
                 "--data-dir", str(seeded_target.data_dir)]
         fast_fail = {"ERPCTL_S3_READ_TIMEOUT": "2", "ERPCTL_S3_CONNECT_TIMEOUT": "2", "ERPCTL_S3_MAX_ATTEMPTS": "1"}
-        proc = subprocess.Popen([erpctl_path(), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=env(**fast_fail))
-        stopped = False
-        err_lines = []
-        for line in proc.stderr:
-            err_lines.append(line)
-            if "uploaded pack" in line and not stopped:
-                os.kill(server.proc.pid, signal.SIGSTOP)  # the server stops answering mid-upload
-                stopped = True
-        rc = proc.wait(timeout=120)
-        assert stopped, "".join(err_lines[-5:])
-        assert rc == 22, "".join(err_lines[-5:])
+        paused, stderr = tmp_path / "paused-after-first-pack", tmp_path / "stderr"
+        with open(stderr, "w") as err:  # a file, not a pipe: nothing read while it runs would block it
+            proc = subprocess.Popen([erpctl_path(), *args], stdout=subprocess.DEVNULL, stderr=err, text=True,
+                                    env=env(**fast_fail, ERPCTL_FAILPOINTS=f"backup.pack.uploaded=pause:{paused}@1"))
+        deadline = time.monotonic() + 120
+        while not paused.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        stopped = paused.exists()
+        if stopped:
+            os.kill(server.proc.pid, signal.SIGSTOP)  # the server stops answering mid-upload
+            paused.unlink()
+        proc.wait(timeout=120)
+        err_lines = stderr.read_text().splitlines()
+        assert stopped, "\n".join(err_lines[-5:])
+        assert proc.returncode == 22, "\n".join(err_lines[-5:])
         error = json.loads(err_lines[-1])["error"]
         assert error["title"] == "Backup store unreachable" and "did not answer" in error["detail"]
         assert "run again" in error["fix"]

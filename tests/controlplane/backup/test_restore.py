@@ -9,10 +9,7 @@ end with the real `erpctl backup verify` and `erpctl evidence verify` telling th
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -30,6 +27,7 @@ from erp_core.config import Settings
 from erp_core.db import Database
 from erp_core.serve import Server
 from tests.conftest import FIELD_KEY, PASSWORD
+from tests.controlplane.cli_helpers import erpctl
 
 from .conftest import PASSPHRASE
 from .test_verify import break_stock, cli, cli_json, corrupt_shared_chunk, evidence_ok, live_fingerprint, new_repo
@@ -286,19 +284,12 @@ def _repo_and_backup(target, url):
     return repo, repo.create_backup(target)
 
 
-def test_failure_before_the_swap_rolls_back_and_clears_maintenance(any_target, file_repo_url):
+def test_failure_before_the_swap_rolls_back_and_clears_maintenance(any_target, file_repo_url, monkeypatch):
     repo, m = _repo_and_backup(any_target, file_repo_url)
     fp_before = live_fingerprint(any_target)
-    seen = {}
-
-    def fault(point, state):
-        if point == "before_swap":
-            seen["maintenance"] = maintenance(any_target)
-            raise OSError(28, "No space left on device")
-
+    monkeypatch.setenv("ERPCTL_FAILPOINTS", "restore.before_swap=errno:ENOSPC")  # the disk fills up there
     with pytest.raises(RestoreFailed, match="rolled back"):
-        R.restore(any_target, repo, m.id, _fault=fault)
-    assert seen["maintenance"]["enabled"] is True, "the ERP was read-only during the swap"
+        R.restore(any_target, repo, m.id)
     assert maintenance(any_target)["enabled"] is False
     # untouched but for the maintenance switch itself (system_settings, and its audit records)
     assert business(live_fingerprint(any_target)) == business(fp_before)
@@ -329,23 +320,23 @@ def test_swap_failure_rolls_back_and_keeps_the_operators_maintenance(seeded_targ
     assert maintenance(seeded_target) == {"enabled": True, "reason": "quarterly close"}
 
 
-def test_a_second_restore_is_refused_while_one_runs(seeded_target, file_repo_url):
+def test_a_second_restore_is_refused_while_one_runs(seeded_target, file_repo_url, tmp_path, monkeypatch):
     repo, m = _repo_and_backup(seeded_target, file_repo_url)
-    started, release, errors = threading.Event(), threading.Event(), []
-
-    def slow(point, state):
-        if point == "before_swap":
-            started.set()
-            release.wait(30)
-
-    t = threading.Thread(target=lambda: R.restore(seeded_target, repo, m.id, _fault=slow))
+    paused = tmp_path / "paused-before-swap"
+    monkeypatch.setenv("ERPCTL_FAILPOINTS", f"restore.before_swap=pause:{paused}")
+    errors: list = []
+    t = threading.Thread(target=lambda: R.restore(seeded_target, repo, m.id))
     t.start()
     try:
-        assert started.wait(60)
+        deadline = time.monotonic() + 120
+        while not paused.exists() and t.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert paused.exists(), "the restore never reached the swap"
+        assert maintenance(seeded_target)["enabled"] is True, "the ERP is read-only just before the swap"
         r = cli(seeded_target, file_repo_url, "backup", "restore", m.id, "--yes")
         errors.append(r)
     finally:
-        release.set()
+        paused.unlink(missing_ok=True)
         t.join(60)
     assert errors[0].returncode == 30 and "another restore" in errors[0].stderr
     assert R.read_state(seeded_target)["phase"] == "done"
@@ -353,24 +344,6 @@ def test_a_second_restore_is_refused_while_one_runs(seeded_target, file_repo_url
 
 
 # ---- killed at any point: the next run finishes or rolls back -------------------------------------
-
-KILLER = """
-import os, signal, sys
-from pathlib import Path
-from controlplane.backup import restore
-from controlplane.backup.repository import open_repository
-from controlplane.config import Target
-
-data_dir, url, repo_url, backup_id, point = sys.argv[1:6]
-repo = open_repository(repo_url, passphrase=os.environ["ERPCTL_BACKUP_PASSPHRASE"])
-
-def fault(where, state):
-    if where == point:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-restore.restore(Target(Path(data_dir), url), repo, backup_id, _fault=fault)
-"""
-
 
 @pytest.mark.parametrize("point", ["before_swap", "after_swap"])
 def test_restore_killed_is_finished_or_rolled_back_by_the_next_run(any_target, file_repo_url, point):
@@ -381,9 +354,9 @@ def test_restore_killed_is_finished_or_rolled_back_by_the_next_run(any_target, f
     engine.dispose()
     fp_live = live_fingerprint(any_target)
 
-    proc = subprocess.run([sys.executable, "-c", KILLER, str(any_target.data_dir), any_target.database_url,
-                           file_repo_url, m.id, point], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "ERPCTL_BACKUP_PASSPHRASE": PASSPHRASE})
+    proc = erpctl("backup", "restore", m.id, "--yes", "--data-dir", any_target.data_dir, "--database-url",
+                  any_target.database_url, "--repo", file_repo_url, timeout=300,
+                  ERPCTL_BACKUP_PASSPHRASE=PASSPHRASE, ERPCTL_FAILPOINTS=f"restore.{point}=kill")
     assert proc.returncode == -9, proc.stderr
     state = R.read_state(any_target)
     assert state["phase"] == ("maintenance" if point == "before_swap" else "swapped")

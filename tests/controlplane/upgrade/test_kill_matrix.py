@@ -6,7 +6,6 @@ changed row, clean invariants, maintenance mode off, the right release current."
 from __future__ import annotations
 
 import json
-import random
 import subprocess
 import time
 
@@ -23,6 +22,7 @@ from erp_core import backfill as erp_backfill
 from erp_core.db import make_engine
 from tests.controlplane.cli_helpers import erpctl_path
 from tests.controlplane.cli_helpers import env as cli_env
+from tests.controlplane.fault_helpers import seeded_rng
 
 from .bulk import grow_draft_orders
 from .conftest import NEW, OLD
@@ -150,7 +150,7 @@ def pending_rows(site) -> dict[str, int]:
 def test_sigkill_at_random_points_of_a_large_backfill_redoes_at_most_the_batch_in_flight(site, tmp_path):
     grow_draft_orders(site.database_url, 60_000 if site.backend == "sqlite" else 30_000)
     before = old_columns_snapshot(site, expected_catalogue(site, OLD, tmp_path))
-    rng = random.Random(7)
+    rng = seeded_rng(7)
     kills_inside = 0
     for attempt in range(6):  # the apply, then resumes, each killed at a random moment of the backfill
         command = "apply" if attempt == 0 else "resume"
