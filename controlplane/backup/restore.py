@@ -48,6 +48,7 @@ from ..errors import ControlPlaneError, RestoreFailed, RestoreRefused
 from ..evidence import EvidenceLog
 from ..faults import failpoint
 from ..fsutil import atomic_write_text, fsync_dir
+from . import scratch
 from . import verify as V
 
 log = logging.getLogger("controlplane.backup.restore")
@@ -155,7 +156,7 @@ def _pg_live_name(target: config.Target) -> str:
 
 
 def _pg_terminate(conn, name: str) -> None:
-    conn.execute(text(f"ALTER DATABASE {V._quote_ident(name)} ALLOW_CONNECTIONS false"))
+    conn.execute(text(f"ALTER DATABASE {scratch._quote_ident(name)} ALLOW_CONNECTIONS false"))
     deadline = time.monotonic() + TERMINATE_TIMEOUT
     while True:
         left = conn.execute(text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
@@ -170,29 +171,29 @@ def _pg_terminate(conn, name: str) -> None:
 def _pg_swap(target: config.Target, state: dict) -> str:
     server = target.database_url
     live, new, old = state["live_database"], state["scratch_database"], state["previous_database"]
-    with V.pg_admin(server) as c:
+    with scratch.pg_admin(server) as c:
         _pg_terminate(c, new)
         try:
             _pg_terminate(c, live)
             c.execute(text("BEGIN"))
-            c.execute(text(f"ALTER DATABASE {V._quote_ident(live)} RENAME TO {V._quote_ident(old)}"))
-            c.execute(text(f"ALTER DATABASE {V._quote_ident(new)} RENAME TO {V._quote_ident(live)}"))
+            c.execute(text(f"ALTER DATABASE {scratch._quote_ident(live)} RENAME TO {scratch._quote_ident(old)}"))
+            c.execute(text(f"ALTER DATABASE {scratch._quote_ident(new)} RENAME TO {scratch._quote_ident(live)}"))
             c.execute(text("COMMIT"))
         except BaseException:
             with contextlib.suppress(Exception):
                 c.execute(text("ROLLBACK"))
             with contextlib.suppress(Exception):
-                c.execute(text(f"ALTER DATABASE {V._quote_ident(live)} ALLOW_CONNECTIONS true"))
+                c.execute(text(f"ALTER DATABASE {scratch._quote_ident(live)} ALLOW_CONNECTIONS true"))
             raise
-        c.execute(text(f"ALTER DATABASE {V._quote_ident(live)} ALLOW_CONNECTIONS true"))
-        c.execute(text(f"ALTER DATABASE {V._quote_ident(old)} ALLOW_CONNECTIONS true"))
+        c.execute(text(f"ALTER DATABASE {scratch._quote_ident(live)} ALLOW_CONNECTIONS true"))
+        c.execute(text(f"ALTER DATABASE {scratch._quote_ident(old)} ALLOW_CONNECTIONS true"))
     return f"databases renamed in one transaction: {live} -> {old}, {new} -> {live}"
 
 
 def _pg_swapped(target: config.Target, state: dict) -> bool:
     """After a crash in 'swapping': the renames are one transaction, so the previous database's
     new name exists exactly when the swap committed."""
-    return V.pg_database_exists(target.database_url, state["previous_database"])
+    return scratch.pg_database_exists(target.database_url, state["previous_database"])
 
 
 # ---- the state machine -------------------------------------------------------------------------
@@ -216,7 +217,7 @@ def _new_state(target: config.Target, backup_id: str, engine: str) -> dict:
 def _cleanup_copy(target: config.Target, state: dict) -> None:
     if state.get("engine") == "postgresql" and state.get("scratch_database"):
         with contextlib.suppress(Exception):
-            V.pg_drop_database(target.database_url, state["scratch_database"])
+            scratch.pg_drop_database(target.database_url, state["scratch_database"])
     if state.get("workdir"):
         shutil.rmtree(state["workdir"], ignore_errors=True)
 
@@ -234,12 +235,12 @@ def _rollback(target: config.Target, state: dict, reason: str) -> None:
 def _finish(target: config.Target, state: dict, keep_previous: bool) -> None:
     """The swap committed: live maintenance back as before the restore, old data and copy removed."""
     if state["engine"] == "postgresql":  # killed between the renames and re-allowing connections
-        with V.pg_admin(target.database_url) as c:
-            c.execute(text(f"ALTER DATABASE {V._quote_ident(state['live_database'])} ALLOW_CONNECTIONS true"))
+        with scratch.pg_admin(target.database_url) as c:
+            c.execute(text(f"ALTER DATABASE {scratch._quote_ident(state['live_database'])} ALLOW_CONNECTIONS true"))
     _restore_prior_maintenance(target.database_url, state)
     state["maintenance_set"] = False
     if state["engine"] == "postgresql" and not keep_previous:
-        V.pg_drop_database(target.database_url, state["previous_database"])
+        scratch.pg_drop_database(target.database_url, state["previous_database"])
         state["previous_dropped"] = True
     if state["engine"] == "sqlite":
         shutil.rmtree(state["workdir"], ignore_errors=True)
@@ -263,8 +264,8 @@ def _recover(target: config.Target) -> dict | None:
         if state["engine"] == "postgresql":
             swapped = _pg_swapped(target, state)
             if not swapped:
-                with V.pg_admin(target.database_url) as c:
-                    c.execute(text(f"ALTER DATABASE {V._quote_ident(state['live_database'])} ALLOW_CONNECTIONS true"))
+                with scratch.pg_admin(target.database_url) as c:
+                    c.execute(text(f"ALTER DATABASE {scratch._quote_ident(state['live_database'])} ALLOW_CONNECTIONS true"))
         else:
             live = Path(state["live_path"])
             swapped = live.exists() and _maintenance(f"sqlite:///{live}")["reason"] == _swap_marker(state)
@@ -324,7 +325,7 @@ def _check_restorable(target: config.Target, backup_id: str, engine: str) -> Non
     if engine != target.backend:
         raise RestoreRefused(f"backup {backup_id} is a {engine} backup; the live database is {target.backend}",
                              fix="Restore it with --target DIR, or point --database-url at a matching database.")
-    if engine == "postgresql" and not V.pg_database_exists(target.database_url, _pg_live_name(target)):
+    if engine == "postgresql" and not scratch.pg_database_exists(target.database_url, _pg_live_name(target)):
         raise RestoreRefused(f"the live database {_pg_live_name(target)} does not exist",
                              fix="Create it (empty) first, or restore with --target DIR.")
 
@@ -375,7 +376,7 @@ def _swap(target: config.Target, state: dict, copy) -> None:
     engine = state["engine"]
     _maintenance(copy.database_url, True, _swap_marker(state))  # the copy carries the flag across the swap
     if engine == "sqlite":
-        V.sqlite_close_cleanly(copy.artifact_path)
+        scratch.sqlite_close_cleanly(copy.artifact_path)
     if engine == "postgresql" or Path(state["live_path"]).exists():
         state["prior_maintenance"] = _maintenance(target.database_url)
         state["maintenance_set"] = True
@@ -450,7 +451,7 @@ def _restore_into(target: config.Target, repo, backup_id: str, into: Path, progr
         verification = V.Verification(backup_id, 3, engine, levels, time.perf_counter() - t0)
         if verification.ok:
             if engine == "sqlite":
-                V.sqlite_close_cleanly(ladder.copy.artifact_path)
+                scratch.sqlite_close_cleanly(ladder.copy.artifact_path)
             os.replace(ladder.copy.artifact_path, final)
     finally:
         ladder.close()

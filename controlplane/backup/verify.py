@@ -45,8 +45,6 @@ from .. import config, http, results
 from ..evidence import EvidenceLog
 from . import fingerprint as fp
 from .scratch import RestoredCopy, pg_create_database, pg_restore, pg_url_for
-# restore.py reaches these through this module:
-from .scratch import _quote_ident, pg_admin, pg_database_exists, pg_drop_database, sqlite_close_cleanly  # noqa: F401
 
 log = logging.getLogger("controlplane.backup.verify")
 
