@@ -53,7 +53,7 @@ from .. import results
 from ..config import Target, write_private
 from ..errors import BackupError, BackupNotFound, ChunkCorrupt, RepositoryLocked, RepositoryNotInitialised, WrongKey
 from ..evidence import EvidenceLog
-from . import crypto, fingerprint, sealworker
+from . import crypto, dictionary, fingerprint, sealworker
 from .chunker import CDC_AVG_BITS, CDC_MAX, CDC_MIN, MIN_SQLITE_CHUNK, cdc_chunks, page_chunk_size
 from .crypto import AuthenticationFailed, MasterKey, Sealer
 from .lock import Lock
@@ -65,7 +65,7 @@ from .store import FileStore, NotFound, open_store
 
 log = logging.getLogger("controlplane.backup")
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest format this code reads: 2 = 1 with a compression dictionary (dictionary.py)
 DEFAULT_PACK_SIZE = 8 << 20
 # zstd level of new repositories (kept in their config; a repository keeps the one it was made with).
 # Chunks are single 4 KiB pages: on the bench's 600 MB ERP database, level -1 compresses them in
@@ -223,7 +223,9 @@ class Repository:
     def __init__(self, store, config: dict, master: MasterKey, *, lock_wait: float = 0.0):
         self.store = store
         self.config = config
-        self.sealer = Sealer(master, int(config.get("zstd_level", 3)))
+        entry = config.get("dictionary")  # see dictionary.py
+        self.sealer = Sealer(master, int(config.get("zstd_level", 3)),
+                             dictionary.load(store, Sealer(master), entry) if entry else None)
         self.pack_size = int(config.get("pack_size", DEFAULT_PACK_SIZE))
         self.lock_wait = lock_wait
         self.url = store.url
@@ -420,7 +422,8 @@ class Repository:
         pack; a missing pack yields 0 bytes and "its pack is missing" for each of its chunks. Many
         bytes are opened by the sealing processes, a pack at a time each (their answers stay small)."""
         total = sum(loc.length for chunks in work.values() for _, loc, _ in chunks)
-        pool = (sealworker.Pool(SEAL_PROCESSES, self.sealer.master, self.sealer.zstd_level, [])
+        pool = (sealworker.Pool(SEAL_PROCESSES, self.sealer.master, self.sealer.zstd_level, [],
+                                self.sealer.dictionary)
                 if total >= OPEN_PROCESS_MIN_BYTES else None)
         fd = os.open(dest, os.O_WRONLY) if dest is not None and pool is None else None
         busy: dict[int, str] = {}  # worker -> the pack it opens
@@ -500,7 +503,7 @@ class Repository:
                     # started first: their start-up overlaps the capture. They read the snapshot, so
                     # it may be the live file itself (this process never opens it: see snapshot.py)
                     pool = sealworker.Pool(SEAL_PROCESSES, self.sealer.master, self.sealer.zstd_level,
-                                           self.index.keys())
+                                           self.index.keys(), self.sealer.dictionary)
                     stack.push(lambda failed, *_: pool.close(kill=failed is not None))
                 snap = stack.enter_context(capture(
                     target, check_invariants, in_place_min_page=min_chunk if pool is not None else None,
@@ -1024,7 +1027,7 @@ class _PackWriter:
         """This thread's own Sealer."""
         sealer = getattr(self.local, "sealer", None)
         if sealer is None:
-            sealer = self.local.sealer = Sealer(self.repo.sealer.master, self.repo.sealer.zstd_level)
+            sealer = self.local.sealer = self.repo.sealer.copy()
         return sealer
 
     def _builder(self) -> PackBuilder:
@@ -1165,7 +1168,7 @@ def _record(data_dir: Path, key: str, ok: bool, data: dict) -> None:
 # ---- opening and creating ---------------------------------------------------------------------
 
 def _new_config(pack_size: int | None, zstd_level: int | None = None) -> dict:
-    return {"format": "erpctl-backup-repository", "version": FORMAT_VERSION, "id": secrets.token_hex(16),
+    return {"format": "erpctl-backup-repository", "version": 1, "id": secrets.token_hex(16),
             "created_at": _now_iso(), "pack_size": int(pack_size or DEFAULT_PACK_SIZE),
             "zstd_level": DEFAULT_ZSTD_LEVEL if zstd_level is None else int(zstd_level),
             "sqlite_min_chunk": MIN_SQLITE_CHUNK,
@@ -1175,9 +1178,11 @@ def _new_config(pack_size: int | None, zstd_level: int | None = None) -> dict:
 
 def open_repository(url: str, *, passphrase: str | None = None, key_file: Path | None = None,
                     create: bool = False, data_dir: Path | None = None, kdf: dict | None = None,
-                    pack_size: int | None = None, lock_wait: float = 0.0, zstd_level: int | None = None) -> Repository:
+                    pack_size: int | None = None, lock_wait: float = 0.0, zstd_level: int | None = None,
+                    dictionary_from: Path | None = None) -> Repository:
     """Open (or with create=True, create if missing) the repository at file:///abs/path or
-    s3://bucket/prefix. The passphrase defaults to env ERPCTL_BACKUP_PASSPHRASE and the key file to
+    s3://bucket/prefix. A repository created with dictionary_from (an SQLite database) gets a zstd
+    dictionary trained on its pages (dictionary.py). The passphrase defaults to env ERPCTL_BACKUP_PASSPHRASE and the key file to
     env ERPCTL_BACKUP_KEY_FILE. Creating with a key file that does not exist writes a new random one
     (mode 0600). A wrong key raises WrongKey before anything is written."""
     passphrase = passphrase if passphrase is not None else os.environ.get("ERPCTL_BACKUP_PASSPHRASE") or None
@@ -1193,7 +1198,7 @@ def open_repository(url: str, *, passphrase: str | None = None, key_file: Path |
             raise RepositoryNotInitialised(f"there is no backup repository at {store.describe()}",
                                            fix="Create it with 'erpctl backup init --repo URL' (or check --repo / "
                                                "ERPCTL_BACKUP_REPO).")
-        return _create(store, passphrase, key_file, kdf, pack_size, lock_wait, zstd_level)
+        return _create(store, passphrase, key_file, kdf, pack_size, lock_wait, zstd_level, dictionary_from)
     try:
         config = json.loads(raw)
         assert config.get("format") == "erpctl-backup-repository"
@@ -1235,7 +1240,8 @@ def _unlock(config: dict, store, passphrase: str | None, key_file: Path | None) 
                    fix="Use the passphrase (ERPCTL_BACKUP_PASSPHRASE) or key file the repository was created with.")
 
 
-def _create(store, passphrase, key_file, kdf, pack_size, lock_wait, zstd_level=None) -> Repository:
+def _create(store, passphrase, key_file, kdf, pack_size, lock_wait, zstd_level=None, dictionary_from=None
+            ) -> Repository:
     if passphrase is None and key_file is None:
         raise WrongKey("a new backup repository needs a passphrase or a key file",
                        fix="Set ERPCTL_BACKUP_PASSPHRASE, or pass --key-file PATH (created if it does not exist).")
@@ -1244,7 +1250,13 @@ def _create(store, passphrase, key_file, kdf, pack_size, lock_wait, zstd_level=N
     else:
         store.exists_root()
     master = MasterKey.generate()
-    config = _new_config(pack_size, zstd_level)
+    trained = (dictionary.train(dictionary.sample_pages(dictionary_from, MIN_SQLITE_CHUNK))
+               if dictionary_from is not None else None)
+    config = _new_config(pack_size, dictionary.ZSTD_LEVEL if zstd_level is None and trained else zstd_level)
+    if trained is not None:  # stored before the config that names it: a config never names a missing one
+        config["dictionary"], sealed = dictionary.seal(Sealer(master), trained)
+        config["version"] = 2
+        store.put_new(config["dictionary"]["key"], sealed)
     if passphrase is not None:
         config["keys"].append(crypto.wrap_with_passphrase(master, passphrase, kdf))
     if key_file is not None:
