@@ -126,7 +126,7 @@ def scatter_update(db: Path, fraction: float = 0.01, seed: int = 7) -> int:
     conn.execute("BEGIN")
     for table, column in MUTABLE:
         ids = [r[0] for r in conn.execute(f'SELECT id FROM "{table}"')]
-        for i in rng.sample(ids, max(1, int(len(ids) * fraction))):
+        for i in rng.sample(ids, min(len(ids), max(1, int(len(ids) * fraction)))):
             value = rng.randint(50, 500) if column == "reorder_quantity" else f"edited {rng.random():.6f}"
             conn.execute(f'UPDATE "{table}" SET "{column}" = ? WHERE id = ?', (value, i))
             changed += 1

@@ -5,6 +5,12 @@ repositories without one keep working; a damaged or missing one is refused with 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -12,8 +18,10 @@ import pytest
 from controlplane.backup import repository as R
 from controlplane.backup import verify
 from controlplane.backup.repository import open_repository
+from controlplane.config import Target
 from controlplane.errors import BackupError, ChunkCorrupt
 from tests.controlplane.cli_helpers import erpctl, ok_json
+from tests.controlplane.release_helpers import FIXTURES, WHEEL_1_0
 
 from .conftest import FAST_KDF, PASSPHRASE, scatter_update
 
@@ -37,9 +45,48 @@ def backup_restore_check(repo, target, out: Path) -> None:
     assert result.ok, result.as_dict()
 
 
-def test_a_repository_without_a_dictionary_keeps_backing_up_verifying_and_restoring(seeded_target, tmp_path):
-    """A repository made as before (format 1, every chunk compressed on its own) opens with this code
-    and stays as it is: no dictionary is added to it, its new chunks are of the old kind."""
+def test_a_repository_of_release_1_0_keeps_backing_up_verifying_and_restoring(tmp_path):
+    """A repository made and written by release 1.0's own code (the kept wheel: format 1, zstd level
+    3, no dictionary) still verifies and restores here, takes new backups, and stays format 1."""
+    code, data = tmp_path / "erpctl-1.0", tmp_path / "data"
+    with zipfile.ZipFile(WHEEL_1_0) as z:
+        z.extractall(code)
+    data.mkdir()
+    shutil.copy(FIXTURES / "erp-1.0.sqlite3", data / "erp.sqlite3")
+    url = f"file://{tmp_path / 'repo'}"
+    made_by_1_0 = (
+        "import sys; from pathlib import Path; from controlplane.backup import repository as R; "
+        "from controlplane.config import Target; assert R.__file__.startswith(sys.argv[1]), R.__file__; "
+        "d = Path(sys.argv[2]); r = R.open_repository(sys.argv[3], passphrase='pw', create=True, data_dir=d, "
+        "kdf={'memory_cost': 8192, 'time_cost': 1, 'parallelism': 1}); "
+        "print(r.create_backup(Target(d, f'sqlite:///{d}/erp.sqlite3')).id)")
+    old = subprocess.run([sys.executable, "-c", made_by_1_0, str(code), str(data), url], cwd=code,
+                         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+                         capture_output=True, text=True, check=True)
+    first = old.stdout.split()[-1]
+    config = json.loads((tmp_path / "repo" / "config").read_text())
+    assert config["version"] == 1 and config["zstd_level"] == 3 and "dictionary" not in config
+
+    repo = open_repository(url, passphrase="pw")
+    assert repo.sealer.dictionary is None and repo.check_chunks().ok
+    db = data / "erp.sqlite3"
+    assert repo.materialize(first, tmp_path / "first").path.read_bytes()[100:] == db.read_bytes()[100:]
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE sales_orders SET notes = 'edited after 1.0' WHERE id % 50 = 0")
+    conn.commit()
+    conn.close()
+    target = Target(data, f"sqlite:///{db}")
+    second = repo.create_backup(target)
+    assert 0 < second.details["chunks_new"] < second.chunk_count * 0.2
+    assert repo.check_chunks().ok and len(repo.list_manifests()) == 2
+    assert repo.materialize(second.id, tmp_path / "second").path.read_bytes()[100:] == db.read_bytes()[100:]
+    assert verify.verify_backup(repo, second.id, 2, target=target).ok
+    assert json.loads((tmp_path / "repo" / "config").read_text()) == config
+
+
+def test_a_repository_made_without_a_database_to_sample_keeps_working(seeded_target, tmp_path):
+    """No dictionary (format 1, every chunk compressed on its own): backs up, verifies and restores,
+    and stays as it is."""
     url = f"file://{tmp_path / 'old'}"
     open_repository(url, passphrase="pw", create=True, kdf=FAST_KDF)  # no database to sample: as before
     config = json.loads((tmp_path / "old" / "config").read_text())
@@ -124,8 +171,6 @@ def test_formats_this_code_does_not_know_are_refused(seeded_target, tmp_path, mo
 
 def test_too_small_a_database_gets_no_dictionary(tmp_path):
     small = tmp_path / "small.sqlite3"
-    import sqlite3
-
     conn = sqlite3.connect(small)
     conn.execute("CREATE TABLE t (x)")
     conn.commit()
