@@ -317,10 +317,30 @@ class Worker:
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         known = list(known)
         dictionary = dictionary or b""
-        self._send(INIT.pack(master.enc, master.ident, int(level), len(known), len(dictionary)) + b"".join(known)
-                   + dictionary)
+        init = (INIT.pack(master.enc, master.ident, int(level), len(known), len(dictionary)) + b"".join(known)
+                + dictionary)
+        # written by a thread: the worker reads it only once started, and the ids of a large repository
+        # fill the pipe; meanwhile this process goes on (the capture). The first task waits for it.
+        self._init_failed = False
+        self._init: threading.Thread | None = threading.Thread(target=self._write_init, args=(init,), daemon=True)
+        self._init.start()
+
+    def _write_init(self, data: bytes) -> None:
+        try:
+            self.proc.stdin.write(data)
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            self._init_failed = True
+
+    def _wait_init(self) -> None:
+        if self._init is not None:
+            self._init.join()
+            self._init = None
+            if self._init_failed:
+                raise self._died()
 
     def _send(self, data: bytes) -> None:
+        self._wait_init()
         try:
             self.proc.stdin.write(data)
             self.proc.stdin.flush()
@@ -391,6 +411,9 @@ class Worker:
     def close(self, kill: bool = False) -> None:
         if kill and self.proc.poll() is None:
             self.proc.kill()
+        if self._init is not None:  # killed, its write fails at once; alive, the worker reads it
+            self._init.join()
+            self._init = None
         with contextlib.suppress(OSError):
             self.proc.stdin.close()
         try:
@@ -421,7 +444,8 @@ class Pool:
     def finish(self) -> None:
         """No more tasks: the workers exit meanwhile (close() then finds them gone)."""
         for w in self.workers:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, BackupError):
+                w._wait_init()
                 w.proc.stdin.close()
 
     def close(self, kill: bool = False) -> None:
