@@ -63,8 +63,11 @@ def erpctl_exe() -> str:
 
 
 def clean_env(**extra) -> dict:
-    """This environment without erpctl's, restic's or borg's own settings, plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ERPCTL_", "ERP_FIELD_KEY", "RESTIC_", "BORG_"))}
+    """This environment without erpctl's, restic's or borg's own settings, plus `extra`. Python may
+    cache bytecode (as an installed package has it: pip compiles it), or every erpctl run would
+    compile the project's modules again."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ERPCTL_", "ERP_FIELD_KEY", "RESTIC_", "BORG_"))
+           and k != "PYTHONDONTWRITEBYTECODE"}
     return {**env, **extra}
 
 

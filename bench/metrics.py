@@ -296,7 +296,8 @@ def latency_http(url: str, requests_n: int, port: int = 0) -> dict:
     env = dict(os.environ)
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.Popen([sys.executable, __file__, "_latency_http", url, str(requests_n), str(port)], stdin=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, __file__, "_latency_http", url, str(requests_n), str(port)],
+                            stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         ports = json.loads(proc.stdout.readline())

@@ -682,7 +682,8 @@ def resume(site, args, rng: random.Random, total_rows: int) -> dict:
 
 def run_backend(backend: str, args, work: Path, rng: random.Random) -> dict:
     lines = args.order_lines or DEFAULT_LINES[backend]
-    site = SqliteSite(lines, Path(args.cache), work) if backend == "sqlite" else PgSite(lines, args.pg_url, args.template_name)
+    site = (SqliteSite(lines, Path(args.cache), work) if backend == "sqlite"
+            else PgSite(lines, args.pg_url, args.template_name))
     try:
         info = site.ensure()
         fig: dict = {"backend": backend, "order_lines": info["sales_order_lines"], "orders": info["sales_orders"],

@@ -10,8 +10,9 @@ b"dictionary"), under the store key `dictionaries/<its id>`:
     sealed(MAGIC "ERPD" | format version u16 | id (16 random bytes) | dictionary bytes)
 
 The repository's config names it: {"dictionary": {"version": 1, "key": "dictionaries/<id>", "id":
-hex of the id, "bytes": N}} (nothing derived from the data is in the plaintext config), and such a repository is of format 2 (an erpctl that
-knows only format 1 refuses it instead of failing on its chunks). Chunks sealed with it are body
+hex of the id, "bytes": N}} (nothing derived from the data is in the plaintext config), and such
+a repository is of format 2 (an erpctl that knows only format 1 refuses it instead of failing on
+its chunks). Chunks sealed with it are body
 type 2 (crypto.py); the sealing processes, restores and verifications open them with it. A
 repository without a dictionary (format 1, or one created with no database to sample) keeps
 compressing chunks on their own (body type 1), and both kinds open in every repository.
