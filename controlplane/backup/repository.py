@@ -1183,7 +1183,8 @@ def open_repository(url: str, *, passphrase: str | None = None, key_file: Path |
                     dictionary_from: Path | None = None) -> Repository:
     """Open (or with create=True, create if missing) the repository at file:///abs/path or
     s3://bucket/prefix. A repository created with dictionary_from (an SQLite database) gets a zstd
-    dictionary trained on its pages (dictionary.py). The passphrase defaults to env
+    dictionary trained on its pages (dictionary.py: plain reads of the file, so no SQLite connection
+    of this process may have it open). The passphrase defaults to env
     ERPCTL_BACKUP_PASSPHRASE and the key file to env ERPCTL_BACKUP_KEY_FILE. Creating with a key file that does not exist writes a new random one
     (mode 0600). A wrong key raises WrongKey before anything is written."""
     passphrase = passphrase if passphrase is not None else os.environ.get("ERPCTL_BACKUP_PASSPHRASE") or None
