@@ -75,7 +75,7 @@ class _JsonLines(logging.Handler):
             pass
 
 
-def serve(url: str, threads: int) -> None:
+def serve(url: str, threads: int, port: int = 0) -> None:
     """The ERP in this process: print 'LISTENING <port>' once bound, then serve until terminated."""
     import signal
 
@@ -86,18 +86,19 @@ def serve(url: str, threads: int) -> None:
     root = logging.getLogger()
     root.handlers[:] = [_JsonLines()]
     root.setLevel(logging.WARNING)
-    server = Server(create_app(Settings(url, field_key=FIELD_KEY)), port=0, threads=threads)
+    server = Server(create_app(Settings(url, field_key=FIELD_KEY)), port=port, threads=threads)
     signal.signal(signal.SIGTERM, lambda *_: (server.stop(), os._exit(0)))
     print(f"LISTENING {server.port}", flush=True)
     server.serve_forever()
 
 
 class ServerProcess:
-    def __init__(self, url: str, threads: int, log_path: Path):
+    def __init__(self, url: str, threads: int, log_path: Path, port: int = 0):
         self.log_path = log_path
         self._log = open(log_path, "wb")
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), SERVE_MARK, url, str(threads)],
+        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), SERVE_MARK, url, str(threads),
+                                      str(port)],
                                      stdout=subprocess.PIPE, stderr=self._log, env=env, cwd=str(ROOT))
         port = self._read_port(timeout=60)
         self.base = f"http://127.0.0.1:{port}"
@@ -184,13 +185,13 @@ class SqliteBackend(Backend):
 class PostgresBackend(Backend):
     name = "postgres"
 
-    def __init__(self, admin_url: str):
+    def __init__(self, admin_url: str, dbname: str | None = None):
         from sqlalchemy import create_engine
 
         from erp_core.db import normalise_url
         self.admin_url = admin_url
         self.admin = create_engine(normalise_url(admin_url), isolation_level="AUTOCOMMIT")
-        self.dbname = f"erp_bench_{uuid.uuid4().hex[:10]}"
+        self.dbname = dbname or f"erp_bench_{uuid.uuid4().hex[:10]}"
 
     def create(self) -> str:
         from sqlalchemy import text
@@ -467,7 +468,7 @@ def _pct(seconds, duration):
 def bench_backend(name: str, args, workdir: Path, say) -> dict:
     out: dict = {"backend": name, "runs": [], "server_log": [], "error": None}
     try:
-        backend = SqliteBackend(workdir) if name == "sqlite" else PostgresBackend(args.pg_url)
+        backend = SqliteBackend(workdir) if name == "sqlite" else PostgresBackend(args.pg_url, args.db_name)
         if name == "postgres":
             from sqlalchemy import text
             with backend.admin.connect() as c:
@@ -484,7 +485,7 @@ def bench_backend(name: str, args, workdir: Path, say) -> dict:
         created = True
         out["database"] = url if name == "postgres" else "sqlite file in a temporary directory"
         prepare_database(url)
-        server = ServerProcess(url, args.server_threads, workdir / f"server-{name}.log")
+        server = ServerProcess(url, args.server_threads, workdir / f"server-{name}.log", args.port)
         say(f"[{name}] ERP server pid {server.proc.pid} at {server.base} ({args.server_threads} threads)")
         fx = set_up_through_api(server.base, args.products)
         ok_flows = 0
@@ -620,6 +621,12 @@ def main(argv=None) -> int:
     p.add_argument("--pg-url", default=DEFAULT_PG_URL,
                    help="PostgreSQL maintenance database URL; a uniquely named database is created beside it "
                         "and dropped at the end (default: $ERPCTL_PG_URL or %(default)s)")
+    p.add_argument("--db-name", default=None,
+                   help="name of the PostgreSQL database to create (default: erp_bench_<random>, so two runs can "
+                        "share a server); it must not exist")
+    p.add_argument("--port", type=int, default=0,
+                   help="port of the ERP server process (default 0: a free port, so two runs can share a machine)")
+    p.add_argument("--work", default=None, help="parent of the run's temporary directory (default: the temp dir)")
     p.add_argument("--keep", action="store_true",
                    help="keep the databases and the server logs (their paths are printed)")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
@@ -633,7 +640,7 @@ def main(argv=None) -> int:
     def say(msg):
         print(msg, file=sys.stderr, flush=True)
 
-    workdir = Path(tempfile.mkdtemp(prefix="erp-bench-"))
+    workdir = Path(tempfile.mkdtemp(prefix="erp-bench-", dir=args.work))
     import platform
     meta = {"python": platform.python_version(), "cpus": os.cpu_count(), "server_threads": args.server_threads,
             "duration_s": args.duration, "warmup_s": args.warmup, "clients": args.clients,
@@ -662,6 +669,6 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == SERVE_MARK:
-        serve(sys.argv[2], int(sys.argv[3]))
+        serve(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     else:
         sys.exit(main())

@@ -44,7 +44,7 @@ if str(ROOT) not in sys.path:
 FIELD_KEY = "bench-key"
 PASSWORD = "bench password 2024"
 USER = "bench_admin"
-CACHE = Path(tempfile.gettempdir()) / "erpctl-bench-cache" / "metrics-scale-1"
+CACHE = Path(tempfile.gettempdir()) / "erpctl-bench-cache"  # --cache; the database in metrics-scale-1/
 TARGETS = {"erp_single_ms": 25.0, "erp_multi_ms": 75.0, "overhead_pct": 3.0}
 STATUSES = {"GET": ("200", "401", "403", "404"), "POST": ("201", "401", "409", "422"),
             "PUT": ("200", "401", "409", "422"), "PATCH": ("200", "401", "409", "422"),
@@ -65,14 +65,24 @@ def summary_ms(seconds: list[float]) -> dict:
 
 # ---- the database ---------------------------------------------------------------------------------
 
-def prepare_database(work: Path) -> str:
-    """A seeded SQLite database (cached between runs), copied into `work`."""
+def prepare_database(work: Path, cache: Path = CACHE) -> str:
+    """A seeded SQLite database (cached between runs under `cache`; a lock keeps two runs from
+    seeding it at once), copied into `work`."""
+    import fcntl
+
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".metrics-scale-1.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _prepare_database(work, cache / "metrics-scale-1")
+
+
+def _prepare_database(work: Path, cache_dir: Path) -> str:
     from erp_core import crypto
     from erp_core.db import Database, code_head, current_revision, make_engine, migrate
     from erp_core.seed import seed
     from erp_core.services import auth
 
-    cached = CACHE / "erp.sqlite3"
+    cached = cache_dir / "erp.sqlite3"
     ok = False
     if cached.exists():
         engine = make_engine(f"sqlite:///{cached}")
@@ -81,10 +91,10 @@ def prepare_database(work: Path) -> str:
         finally:
             engine.dispose()
     if not ok:
-        shutil.rmtree(CACHE, ignore_errors=True)
-        CACHE.mkdir(parents=True)
+        shutil.rmtree(cache_dir, ignore_errors=True)
+        cache_dir.mkdir(parents=True)
         url = f"sqlite:///{cached}"
-        print("bench: seeding a demo database (once, cached in %s)" % CACHE, file=sys.stderr)
+        print("bench: seeding a demo database (once, cached in %s)" % cache_dir, file=sys.stderr)
         migrate(url)
         crypto.configure(FIELD_KEY)
         db = Database(url)
@@ -165,13 +175,13 @@ def child_erp_render(url: str, renders: int, fill: bool) -> dict:
             if os.environ.get("PROMETHEUS_MULTIPROC_DIR") else None}
 
 
-def child_latency_http(url: str, requests_n: int) -> None:
+def child_latency_http(url: str, requests_n: int, port: int = 0) -> None:
     """Serve both apps (instrumented, and not) from this process; print the ports; run until stdin closes."""
     from erp_core.serve import Server
 
     on = _app(url, instrument=True)
     off = _app(url, instrument=False)
-    servers = [Server(on, port=0, threads=4).start(), Server(off, port=0, threads=4).start()]
+    servers = [Server(on, port=port, threads=4).start(), Server(off, port=port + 1 if port else 0, threads=4).start()]
     print(json.dumps({"on": servers[0].port, "off": servers[1].port}), flush=True)
     sys.stdin.read()
     for s in servers:
@@ -282,11 +292,12 @@ def control_plane_render(work: Path, renders: int) -> dict:
 
 # ---- latency over HTTP -----------------------------------------------------------------------------
 
-def latency_http(url: str, requests_n: int) -> dict:
+def latency_http(url: str, requests_n: int, port: int = 0) -> dict:
     env = dict(os.environ)
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.Popen([sys.executable, __file__, "_latency_http", url, str(requests_n)], stdin=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, __file__, "_latency_http", url, str(requests_n), str(port)],
+                            stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         ports = json.loads(proc.stdout.readline())
@@ -342,12 +353,18 @@ def main(argv=None) -> int:
     p.add_argument("--renders", type=int, default=200, help="renders of each /metrics measured (default 200)")
     p.add_argument("--requests", type=int, default=3000, help="requests per side for the overhead (default 3000)")
     p.add_argument("--workers", type=int, default=4, help="worker processes for the multi-worker render (default 4)")
+    p.add_argument("--port", type=int, default=0,
+                   help="first of the two ports of the latency servers (default 0: free ports, so two runs can "
+                        "share a machine)")
+    p.add_argument("--cache", type=Path, default=CACHE,
+                   help="where the seeded database is kept between runs (default %(default)s)")
+    p.add_argument("--work", default=None, help="parent of the run's temporary directory (default: the temp dir)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     a = p.parse_args(argv)
 
-    work = Path(tempfile.mkdtemp(prefix="erpctl-bench-metrics-"))
+    work = Path(tempfile.mkdtemp(prefix="erpctl-bench-metrics-", dir=a.work))
     try:
-        url = prepare_database(work)
+        url = prepare_database(work, a.cache)
         out = {"cpus": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()]}
         out["erp_single"] = run_child("_erp_render", url, a.renders, 1)
         mp = work / "prom"
@@ -357,7 +374,7 @@ def main(argv=None) -> int:
         out["erp_multi"] = run_child("_erp_render", url, a.renders, 0, env_extra={"PROMETHEUS_MULTIPROC_DIR": str(mp)})
         out["erp_multi"]["workers"] = a.workers
         out["controlplane"] = control_plane_render(work, a.renders)
-        out["latency_http"] = overhead(latency_http(url, a.requests))
+        out["latency_http"] = overhead(latency_http(url, a.requests, a.port))
         out["latency_wsgi"] = overhead(run_child("_latency_wsgi", url, a.requests))
         out["targets"] = {
             "erp_single_p50_ms<=25": out["erp_single"]["scrape"]["p50_ms"] <= TARGETS["erp_single_ms"],
@@ -401,7 +418,7 @@ if __name__ == "__main__":
         elif mode == "_erp_render":
             print(json.dumps(child_erp_render(args[0], int(args[1]), args[2] == "1")))
         elif mode == "_latency_http":
-            child_latency_http(args[0], int(args[1]))
+            child_latency_http(args[0], int(args[1]), int(args[2]))
         elif mode == "_latency_wsgi":
             print(json.dumps(child_latency_wsgi(args[0], int(args[1]))))
         sys.exit(0)

@@ -192,7 +192,7 @@ class SqliteSite:
 class PgSite:
     backend = "postgresql"
 
-    def __init__(self, order_lines: int, admin_url: str):
+    def __init__(self, order_lines: int, admin_url: str, template: str | None = None):
         from sqlalchemy import create_engine
 
         from erp_core.db import normalise_url
@@ -200,7 +200,7 @@ class PgSite:
         self.order_lines = order_lines
         self.admin_url = admin_url
         self.admin = create_engine(normalise_url(admin_url), isolation_level="AUTOCOMMIT")
-        self.template = f"erp_bench_1_0_{order_lines}"
+        self.template = template or f"erp_bench_1_0_{order_lines}"
         self.created: list[str] = []
         self.info: dict = {}
 
@@ -682,7 +682,8 @@ def resume(site, args, rng: random.Random, total_rows: int) -> dict:
 
 def run_backend(backend: str, args, work: Path, rng: random.Random) -> dict:
     lines = args.order_lines or DEFAULT_LINES[backend]
-    site = SqliteSite(lines, Path(args.cache), work) if backend == "sqlite" else PgSite(lines, args.pg_url)
+    site = (SqliteSite(lines, Path(args.cache), work) if backend == "sqlite"
+            else PgSite(lines, args.pg_url, args.template_name))
     try:
         info = site.ensure()
         fig: dict = {"backend": backend, "order_lines": info["sales_order_lines"], "orders": info["sales_orders"],
@@ -828,6 +829,10 @@ def main(argv=None) -> int:
                    help="where generated SQLite databases are kept between runs")
     p.add_argument("--work", default=None, help="parent of the temporary work directory")
     p.add_argument("--pg-url", default=DEFAULT_PG_URL, help="PostgreSQL admin URL (default $ERPCTL_PG_URL or local)")
+    p.add_argument("--template-name", default=None,
+                   help="PostgreSQL template database of the generated 1.0 data (default erp_bench_1_0_<lines>; "
+                        "give each of two runs sharing a server its own, or let them share a ready one); the "
+                        "working copies always get unique names")
     p.add_argument("--writer-interval", type=float, default=0.01,
                    help="mean pause between the writer's transactions, seconds (jittered +-50 %%)")
     p.add_argument("--editor-interval", type=float, default=0.05,

@@ -6,7 +6,9 @@ with argon2id (memory-hard; its parameters kept beside the wrapped key) or from 
 
     chunk id  = BLAKE2b-256 keyed with the id key, of the plaintext: equal data, equal id (dedup),
                 and the id tells nothing about the data to whoever lacks the key.
-    sealed    = nonce (12) || AES-256-GCM(zstd(plaintext) or plaintext, associated data = purpose + id)
+    sealed    = nonce (12) || AES-256-GCM(body, associated data = purpose + id)
+    body      = 0 || plaintext, or 1 || zstd frame, or 2 || zstd frame made with the repository's
+                dictionary (see dictionary.py; no dictionary id or content size in the frame)
 
 The associated data binds each ciphertext to its id (a chunk swapped for another fails to open).
 """
@@ -29,8 +31,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 NONCE = 12
 TAG = 16
-RAW, ZSTD = 0, 1
-_RAW_PREFIX, _ZSTD_PREFIX = bytes([RAW]), bytes([ZSTD])
+RAW, ZSTD, ZSTD_DICT = 0, 1, 2
+_RAW_PREFIX, _ZSTD_PREFIX, _DICT_PREFIX = bytes([RAW]), bytes([ZSTD]), bytes([ZSTD_DICT])
 
 # argon2id: 64 MiB, 3 passes, 2 lanes (about 0.2 s here). Stored per key slot, so changing the
 # defaults never locks out an existing repository.
@@ -44,6 +46,10 @@ def chunk_aad(chunk_id: bytes) -> bytes:
 
 class AuthenticationFailed(Exception):
     """A sealed object did not open: wrong key, or the bytes were altered."""
+
+
+class NoDictionary(AuthenticationFailed):
+    """A chunk compressed with the repository's dictionary, opened without one."""
 
 
 def b64(data: bytes) -> str:
@@ -136,12 +142,25 @@ def new_key_file_text() -> str:
 class Sealer:
     """Chunk ids, sealing and opening under one master key (one per repository per process)."""
 
-    def __init__(self, master: MasterKey, zstd_level: int = 3):
+    def __init__(self, master: MasterKey, zstd_level: int = 3, dictionary: bytes | None = None):
+        """With a dictionary (its bytes, see dictionary.py), chunks are compressed with it (body type 2);
+        chunks of either kind open."""
         self.master = master
         self.zstd_level = zstd_level
+        self.dictionary = dictionary or None
         self._aead = AESGCM(master.enc)
-        self._cctx = zstandard.ZstdCompressor(level=zstd_level)
         self._dctx = zstandard.ZstdDecompressor()
+        if self.dictionary is None:
+            self._cctx, self._prefix, self._ddctx = zstandard.ZstdCompressor(level=zstd_level), _ZSTD_PREFIX, None
+        else:
+            zdict = zstandard.ZstdCompressionDict(self.dictionary, dict_type=zstandard.DICT_TYPE_FULLDICT)
+            self._cctx = zstandard.ZstdCompressor(level=zstd_level, dict_data=zdict, write_dict_id=False,
+                                                  write_content_size=False)
+            self._prefix, self._ddctx = _DICT_PREFIX, zstandard.ZstdDecompressor(dict_data=zdict)
+
+    def copy(self) -> Sealer:
+        """Another Sealer with the same key, level and dictionary (a zstd context is single-threaded)."""
+        return Sealer(self.master, self.zstd_level, self.dictionary)
 
     def chunk_id(self, data: bytes) -> bytes:
         return hashlib.blake2b(data, key=self.master.ident, digest_size=32).digest()
@@ -154,7 +173,7 @@ class Sealer:
         if compress:
             packed = self._cctx.compress(plaintext)
             if len(packed) < len(plaintext):
-                body = _ZSTD_PREFIX + packed
+                body = self._prefix + packed
         if body is None:
             body = _RAW_PREFIX + plaintext
         nonce = os.urandom(NONCE)
@@ -165,9 +184,9 @@ class Sealer:
         same frames as one by one, without a Python round trip each)."""
         if not plaintexts:
             return []
-        out, urandom, encrypt = [], os.urandom, self._aead.encrypt
+        out, urandom, encrypt, prefix = [], os.urandom, self._aead.encrypt, self._prefix
         for plain, packed, aad in zip(plaintexts, self._cctx.multi_compress_to_buffer(plaintexts, threads=0), aads):
-            body = _ZSTD_PREFIX + packed if len(packed) < len(plain) else _RAW_PREFIX + plain
+            body = prefix + packed if len(packed) < len(plain) else _RAW_PREFIX + plain
             nonce = urandom(NONCE)
             out.append(nonce + encrypt(nonce, body, aad))
         return out
@@ -182,7 +201,14 @@ class Sealer:
         if body[0] == RAW:
             return body[1:]
         if body[0] == ZSTD:
-            if raw_length is not None:
-                return self._dctx.decompress(body[1:], max_output_size=raw_length)
-            return self._dctx.decompressobj().decompress(body[1:])
-        raise AuthenticationFailed(f"unknown body type {body[0]}")
+            dctx = self._dctx
+        elif body[0] == ZSTD_DICT:
+            if self._ddctx is None:
+                raise NoDictionary("the chunk was compressed with the repository's dictionary, and the "
+                                   "repository has none")
+            dctx = self._ddctx
+        else:
+            raise AuthenticationFailed(f"unknown body type {body[0]}")
+        if raw_length is not None:
+            return dctx.decompress(body[1:], max_output_size=raw_length)
+        return dctx.decompressobj().decompress(body[1:])

@@ -15,7 +15,8 @@ stored is always exactly the snapshot's bytes. This "preseal" stops when the fir
 
 The protocol, over the worker's standard input and output (little-endian):
 
-    parent -> worker, once   enc key (32) | id key (32) | zstd level (i32) | n (u32) | n ids known (32 each)
+    parent -> worker, once   enc key (32) | id key (32) | zstd level (i32) | n (u32) | dictionary length
+                             (u32, 0: none) | n ids known (32 each) | the repository's dictionary
     parent -> worker, then   kind (u8) | a (u64) | b (u64) | size (u32) | path length (u16) | path
                              kind SEAL: the chunks of path[a:a + b], chunks of `size` bytes (answered)
                              kind PRESEAL: seal the live database at path meanwhile, ranges a, a + b,
@@ -56,7 +57,7 @@ import zstandard
 from ..errors import BackupError
 from .crypto import AuthenticationFailed, MasterKey, Sealer, chunk_aad
 
-INIT = struct.Struct("<32s32siI")
+INIT = struct.Struct("<32s32siII")
 TASK = struct.Struct("<BQQIH")
 SEAL, PRESEAL, OPEN = 1, 2, 3
 # a chunk to open: id, offset and length in the pack, raw length, offset in the file (-1: none)
@@ -166,11 +167,11 @@ def open_pack(sealer: Sealer, pack, entries, fd: int | None) -> tuple[int, list[
 class _Preseal:
     """Sealing the live database's pages of this worker's ranges, in a thread, until stopped."""
 
-    def __init__(self, master: MasterKey, level: int, known, path: str, first: int, stride: int, min_chunk: int):
+    def __init__(self, sealer: Sealer, known, path: str, first: int, stride: int, min_chunk: int):
         self.cache: dict[bytes, bytes] = {}
         self.cpu = 0.0
         self.halt = threading.Event()
-        self.thread = threading.Thread(target=self._run, args=(Sealer(master, level), known, path, first, stride,
+        self.thread = threading.Thread(target=self._run, args=(sealer.copy(), known, path, first, stride,
                                                                min_chunk), daemon=True)
         self.thread.start()
 
@@ -218,12 +219,13 @@ class _Preseal:
 
 def serve(inp, out) -> None:
     try:
-        enc, ident, level, n = INIT.unpack(_read_exactly(inp, INIT.size))
+        enc, ident, level, n, dict_length = INIT.unpack(_read_exactly(inp, INIT.size))
         raw = _read_exactly(inp, 32 * n)
+        dictionary = _read_exactly(inp, dict_length) if dict_length else None
     except EOFError:  # the parent went away before saying anything
         return
     known = {raw[i:i + 32] for i in range(0, len(raw), 32)}
-    sealer = Sealer(MasterKey(enc, ident), level)
+    sealer = Sealer(MasterKey(enc, ident), level, dictionary)
     maps: dict[str, mmap.mmap] = {}
     files: dict[str, int] = {}  # OPEN: the restored files written, open for writing
     preseal, presealed, extra_cpu = None, {}, 0.0
@@ -235,7 +237,7 @@ def serve(inp, out) -> None:
             return
         if kind == PRESEAL:
             if preseal is None:
-                preseal = _Preseal(sealer.master, level, known, path, offset, length, chunk_size)
+                preseal = _Preseal(sealer, known, path, offset, length, chunk_size)
             continue
         if kind == OPEN:
             try:
@@ -308,15 +310,37 @@ def _die_with_parent() -> None:
 class Worker:
     """One sealing process; tasks are answered in the order they were sent."""
 
-    def __init__(self, master: MasterKey, level: int, known):
+    def __init__(self, master: MasterKey, level: int, known, dictionary: bytes | None = None):
         root = str(Path(__file__).resolve().parents[2])  # the same code as ours
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
         self.proc = subprocess.Popen([sys.executable, "-m", "controlplane.backup.sealworker"], env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         known = list(known)
-        self._send(INIT.pack(master.enc, master.ident, int(level), len(known)) + b"".join(known))
+        dictionary = dictionary or b""
+        init = (INIT.pack(master.enc, master.ident, int(level), len(known), len(dictionary)) + b"".join(known)
+                + dictionary)
+        # written by a thread: the worker reads it only once started, and the ids of a large repository
+        # fill the pipe; meanwhile this process goes on (the capture). The first task waits for it.
+        self._init_failed = False
+        self._init: threading.Thread | None = threading.Thread(target=self._write_init, args=(init,), daemon=True)
+        self._init.start()
+
+    def _write_init(self, data: bytes) -> None:
+        try:
+            self.proc.stdin.write(data)
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            self._init_failed = True
+
+    def _wait_init(self) -> None:
+        if self._init is not None:
+            self._init.join()
+            self._init = None
+            if self._init_failed:
+                raise self._died()
 
     def _send(self, data: bytes) -> None:
+        self._wait_init()
         try:
             self.proc.stdin.write(data)
             self.proc.stdin.flush()
@@ -387,6 +411,9 @@ class Worker:
     def close(self, kill: bool = False) -> None:
         if kill and self.proc.poll() is None:
             self.proc.kill()
+        if self._init is not None:  # killed, its write fails at once; alive, the worker reads it
+            self._init.join()
+            self._init = None
         with contextlib.suppress(OSError):
             self.proc.stdin.close()
         try:
@@ -399,12 +426,12 @@ class Worker:
 class Pool:
     """A few Workers, started now (their start-up overlaps whatever the parent does next)."""
 
-    def __init__(self, workers: int, master: MasterKey, level: int, known):
+    def __init__(self, workers: int, master: MasterKey, level: int, known, dictionary: bytes | None = None):
         known = list(known)
         self.workers = []
         try:
             for _ in range(workers):
-                self.workers.append(Worker(master, level, known))
+                self.workers.append(Worker(master, level, known, dictionary))
         except BaseException:
             self.close()
             raise
@@ -417,7 +444,8 @@ class Pool:
     def finish(self) -> None:
         """No more tasks: the workers exit meanwhile (close() then finds them gone)."""
         for w in self.workers:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, BackupError):
+                w._wait_init()
                 w.proc.stdin.close()
 
     def close(self, kill: bool = False) -> None:

@@ -8,6 +8,7 @@ an index of chunk -> pack, and one manifest per backup, in a directory or an S3 
     snapshots/<backup id>   sealed manifests, written last and atomically: a backup exists when its
                             manifest does, and every chunk it names is in an indexed pack by then
     locks/<lock id>         shared locks (backup, check, restore) and exclusive ones (prune)
+    dictionaries/<id>       format 2: the sealed zstd dictionary the config names (dictionary.py)
 
 A backup is a state machine whose state is the repository itself: packs are uploaded as they
 fill, then an index for them, then the manifest. Killed at any point, it leaves packs (and maybe

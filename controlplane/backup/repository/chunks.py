@@ -62,7 +62,8 @@ class ChunkReader:
         pack; a missing pack yields 0 bytes and "its pack is missing" for each of its chunks. Many
         bytes are opened by the sealing processes, a pack at a time each (their answers stay small)."""
         total = sum(loc.length for chunks in work.values() for _, loc, _ in chunks)
-        pool = (sealworker.Pool(tuning.SEAL_PROCESSES, self.sealer.master, self.sealer.zstd_level, [])
+        pool = (sealworker.Pool(tuning.SEAL_PROCESSES, self.sealer.master, self.sealer.zstd_level, [],
+                                self.sealer.dictionary)
                 if total >= tuning.OPEN_PROCESS_MIN_BYTES else None)
         fd = os.open(dest, os.O_WRONLY) if dest is not None and pool is None else None
         busy: dict[int, str] = {}  # worker -> the pack it opens

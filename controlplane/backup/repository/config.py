@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ...config import write_private
 from ...errors import BackupError, RepositoryNotInitialised, WrongKey
-from .. import crypto
+from .. import crypto, dictionary
 from ..chunker import CDC_AVG_BITS, CDC_MAX, CDC_MIN, MIN_SQLITE_CHUNK
 from ..crypto import AuthenticationFailed, MasterKey, Sealer
 from ..store import FileStore, NotFound, open_store
@@ -27,7 +27,7 @@ from .records import now_iso
 
 log = logging.getLogger("controlplane.backup")
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest format this code reads: 2 = 1 with a compression dictionary (dictionary.py)
 DEFAULT_PACK_SIZE = 8 << 20
 # zstd level of new repositories (kept in their config; a repository keeps the one it was made with).
 # Chunks are single 4 KiB pages: on the bench's 600 MB ERP database, level -1 compresses them in
@@ -37,14 +37,18 @@ DEFAULT_ZSTD_LEVEL = -1
 
 
 def _repository(store, config: dict, master: MasterKey, lock_wait: float) -> Repository:
-    """The repository as its config says: chunks sealed at its zstd level, packs of its size."""
-    return Repository(store, config, Sealer(master, int(config.get("zstd_level", 3))),
+    """The repository as its config says: chunks sealed at its zstd level (with its dictionary, if
+    it has one), packs of its size."""
+    entry = config.get("dictionary")  # see dictionary.py
+    sealer = Sealer(master, int(config.get("zstd_level", 3)),
+                    dictionary.load(store, Sealer(master), entry) if entry else None)
+    return Repository(store, config, sealer,
                       int(config.get("pack_size", DEFAULT_PACK_SIZE)), lock_wait=lock_wait)
 
 
 def new_config(pack_size: int | None, zstd_level: int | None = None) -> dict:
     """The config of a new repository, without key slots yet."""
-    return {"format": "erpctl-backup-repository", "version": FORMAT_VERSION, "id": secrets.token_hex(16),
+    return {"format": "erpctl-backup-repository", "version": 1, "id": secrets.token_hex(16),
             "created_at": now_iso(), "pack_size": int(pack_size or DEFAULT_PACK_SIZE),
             "zstd_level": DEFAULT_ZSTD_LEVEL if zstd_level is None else int(zstd_level),
             "sqlite_min_chunk": MIN_SQLITE_CHUNK,
@@ -54,9 +58,12 @@ def new_config(pack_size: int | None, zstd_level: int | None = None) -> dict:
 
 def open_repository(url: str, *, passphrase: str | None = None, key_file: Path | None = None,
                     create: bool = False, data_dir: Path | None = None, kdf: dict | None = None,
-                    pack_size: int | None = None, lock_wait: float = 0.0, zstd_level: int | None = None) -> Repository:
+                    pack_size: int | None = None, lock_wait: float = 0.0, zstd_level: int | None = None,
+                    dictionary_from: Path | None = None) -> Repository:
     """Open (or with create=True, create if missing) the repository at file:///abs/path or
-    s3://bucket/prefix. The passphrase defaults to env ERPCTL_BACKUP_PASSPHRASE and the key file to
+    s3://bucket/prefix. A repository created with dictionary_from (an SQLite database) gets a zstd
+    dictionary trained on its pages (dictionary.py: plain reads of the file, so no SQLite connection
+    of this process may have it open). The passphrase defaults to env ERPCTL_BACKUP_PASSPHRASE and the key file to
     env ERPCTL_BACKUP_KEY_FILE. Creating with a key file that does not exist writes a new random one
     (mode 0600). A wrong key raises WrongKey before anything is written."""
     passphrase = passphrase if passphrase is not None else os.environ.get("ERPCTL_BACKUP_PASSPHRASE") or None
@@ -72,7 +79,7 @@ def open_repository(url: str, *, passphrase: str | None = None, key_file: Path |
             raise RepositoryNotInitialised(f"there is no backup repository at {store.describe()}",
                                            fix="Create it with 'erpctl backup init --repo URL' (or check --repo / "
                                                "ERPCTL_BACKUP_REPO).")
-        return _init(store, passphrase, key_file, kdf, pack_size, lock_wait, zstd_level)
+        return _init(store, passphrase, key_file, kdf, pack_size, lock_wait, zstd_level, dictionary_from)
     try:
         config = json.loads(raw)
         assert config.get("format") == "erpctl-backup-repository"
@@ -114,7 +121,8 @@ def _unlock(config: dict, store, passphrase: str | None, key_file: Path | None) 
                    fix="Use the passphrase (ERPCTL_BACKUP_PASSPHRASE) or key file the repository was created with.")
 
 
-def _init(store, passphrase, key_file, kdf, pack_size, lock_wait, zstd_level=None) -> Repository:
+def _init(store, passphrase, key_file, kdf, pack_size, lock_wait, zstd_level=None, dictionary_from=None
+          ) -> Repository:
     if passphrase is None and key_file is None:
         raise WrongKey("a new backup repository needs a passphrase or a key file",
                        fix="Set ERPCTL_BACKUP_PASSPHRASE, or pass --key-file PATH (created if it does not exist).")
@@ -123,7 +131,13 @@ def _init(store, passphrase, key_file, kdf, pack_size, lock_wait, zstd_level=Non
     else:
         store.exists_root()
     master = MasterKey.generate()
-    config = new_config(pack_size, zstd_level)
+    trained = (dictionary.train(dictionary.sample_pages(dictionary_from, MIN_SQLITE_CHUNK))
+               if dictionary_from is not None else None)
+    config = new_config(pack_size, dictionary.ZSTD_LEVEL if zstd_level is None and trained else zstd_level)
+    if trained is not None:  # stored before the config that names it: a config never names a missing one
+        config["dictionary"], sealed = dictionary.seal(Sealer(master), trained)
+        config["version"] = 2
+        store.put_new(config["dictionary"]["key"], sealed)
     if passphrase is not None:
         config["keys"].append(crypto.wrap_with_passphrase(master, passphrase, kdf))
     if key_file is not None:

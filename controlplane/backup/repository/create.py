@@ -98,7 +98,8 @@ def _sealing_processes(repo: Repository, target: Target, stack: contextlib.ExitS
         return None
     # started first: their start-up overlaps the capture. They read the snapshot, so
     # it may be the live file itself (this process never opens it: see snapshot.py)
-    pool = sealworker.Pool(tuning.SEAL_PROCESSES, repo.sealer.master, repo.sealer.zstd_level, repo.index.keys())
+    pool = sealworker.Pool(tuning.SEAL_PROCESSES, repo.sealer.master, repo.sealer.zstd_level, repo.index.keys(),
+                           repo.sealer.dictionary)
     stack.push(lambda failed, *_: pool.close(kill=failed is not None))
     return pool
 

@@ -43,7 +43,7 @@ class PackWriter:
         """This thread's own Sealer."""
         sealer = getattr(self.local, "sealer", None)
         if sealer is None:
-            sealer = self.local.sealer = Sealer(self.repo.sealer.master, self.repo.sealer.zstd_level)
+            sealer = self.local.sealer = self.repo.sealer.copy()
         return sealer
 
     def _builder(self) -> PackBuilder:

@@ -40,7 +40,7 @@ def test_presealed_pages_are_used_only_for_the_same_bytes(tmp_path):
     changed[17] = changed[17][::-1]
     _file(snapshot, changed)
 
-    pre = sealworker._Preseal(master, -1, set(), str(live), 0, 1, PAGE)
+    pre = sealworker._Preseal(sealer, set(), str(live), 0, 1, PAGE)
     pre.thread.join(10)  # let it seal the whole (small) file, then stop it
     cache, cpu = pre.stop()
     assert len(cache) == 41 and cpu >= 0  # the header page and the 40 pages, each sealed once
