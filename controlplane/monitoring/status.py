@@ -91,6 +91,17 @@ def _intervals(settings: dict) -> dict[str, float | None]:
     return out
 
 
+def _alerting_pipeline(flags: dict, settings: dict, timeout: float, flag) -> dict:
+    """Whether Prometheus and Alertmanager answer; a configured one that does not is critical."""
+    watch = {ep.part: pipeline.check(ep, timeout) for ep in pipeline.urls(flags, settings, os.environ)}
+    for part, row in watch.items():
+        if row["configured"] and not row["ok"]:
+            flag(CRITICAL, f"{part} unreachable", f"{row['url']} ({row['source']}): "
+                 f"{row.get('error') or 'HTTP ' + str(row.get('status'))}; no alert reaches anyone: "
+                 + pipeline.fix(part), _runbook("Watchdog"))
+    return watch
+
+
 def gather(target, erp_url: str | None = None, timeout: float = 3.0, alerting_urls: dict | None = None) -> dict:
     now = time.time()
     data_dir = target.data_dir
@@ -131,14 +142,7 @@ def gather(target, erp_url: str | None = None, timeout: float = 3.0, alerting_ur
         flag(level, f"alert {a['alertname']}", a.get("summary") or a["annotations"].get("description", ""),
              {"runbook_url": a["runbook_url"], "runbook_path": a["runbook_path"]})
 
-    # ---- the alerting pipeline: Prometheus and Alertmanager ----
-    watch = {ep.part: pipeline.check(ep, timeout)
-             for ep in pipeline.urls(alerting_urls or {}, settings, os.environ)}
-    for part, row in watch.items():
-        if row["configured"] and not row["ok"]:
-            flag(CRITICAL, f"{part} unreachable", f"{row['url']} ({row['source']}): "
-                 f"{row.get('error') or 'HTTP ' + str(row.get('status'))}; no alert reaches anyone: "
-                 + pipeline.fix(part), _runbook("Watchdog"))
+    watch = _alerting_pipeline(alerting_urls or {}, settings, timeout, flag)
 
     # ---- probes ----
     intervals = _intervals(settings)
