@@ -170,10 +170,11 @@ class EvidenceLog:
             found = f"record {crash.seq} ({crash.kind}) complete in the log; the head moved to it"
         else:
             done = head
-            with open(self.path, "r+b") as f:
-                f.truncate(crash.keep_bytes)
-                os.fsync(f.fileno())
-            fsync_dir(self.dir)
+            if self.path.exists():  # the first append of a log may have died before creating it
+                with open(self.path, "r+b") as f:
+                    f.truncate(crash.keep_bytes)
+                    os.fsync(f.fileno())
+                fsync_dir(self.dir)
             found = f"record {crash.seq} ({crash.kind}) never written; the head left at record {head['seq']}"
         atomic_write_text(self.head_path, json.dumps(_anchor(done)))
         self._append(_anchor(done), REPAIR_KIND, {"interrupted": crash.as_dict(), "repair": found},

@@ -108,3 +108,27 @@ def _readable(log: EvidenceLog) -> list[dict]:
         except ValueError:
             pass
     return out
+
+
+def test_erpctl_backup_create_killed_in_its_evidence_append_and_the_next_one_repairs(tmp_path):
+    """The same with the real commands: `erpctl backup create` killed at each failpoint, `erpctl
+    evidence verify` after it, and the next `erpctl backup create` completing the append."""
+    data, key = tmp_path / "data", {"ERPCTL_BACKUP_PASSPHRASE": "evidence crash test"}
+    for args in (("erp", "migrate"), ("backup", "init")):
+        r = erpctl(*args, "--data-dir", data, **key)
+        assert r.returncode == 0, r.stderr
+    log = EvidenceLog(data)
+    for point, written in (("evidence.append.after_intent", False), ("evidence.append.after_log", True)):
+        before = len(log.records())
+        killed = erpctl("backup", "create", "--data-dir", data, ERPCTL_FAILPOINTS=f"{point}=kill", **key)
+        assert killed.returncode == -signal.SIGKILL, killed.stderr
+        r, out = verify(data)
+        assert r.returncode == 0 and out["interrupted"]["written"] is written, r.stdout
+        assert out["records"] == before + written
+        r = erpctl("backup", "create", "--data-dir", data, **key)
+        assert r.returncode == 0, r.stderr
+        r, out = verify(data)
+        assert r.returncode == 0 and out["interrupted"] is None, r.stdout
+        kinds = [x["kind"] for x in log.records()[before:]]
+        assert kinds == ["backup.create"] * written + [REPAIR_KIND, "backup.create"], kinds
+    assert [x["seq"] for x in log.records()] == list(range(1, len(log.records()) + 1))
