@@ -99,8 +99,8 @@ class CpuSampler:
 
 
 def erp_processes(pid: int | None = None) -> list[psutil.Process]:
-    """The process serving the ERP (`erpctl up` serves it in-process) and its children (workers
-    of a pre-forking server)."""
+    """The process (default: this one, `erpctl up`) and its children: the ERP's child process, and
+    workers of a pre-forking server."""
     try:
         me = psutil.Process(pid or os.getpid())
         return [me, *me.children(recursive=True)]

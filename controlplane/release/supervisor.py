@@ -10,6 +10,10 @@ that exited. A child that stops answering is killed at most
 later, and serves again after the back-off (1 s the first time) and its start-up.
 Every restart counts in `restarts` (the metric erpctl_erp_restarts_total).
 
+With no release current, `erpctl up` serves the ERP bundled with erpctl the same way (`Bundled`: this
+environment's Python and erp_core), with the same liveness, and never switches to a release (a
+release made current is served from the next `erpctl up`).
+
 The state is published for `erpctl status` in <data dir>/releases/serving.json.
 """
 
@@ -21,7 +25,9 @@ import logging
 import os
 import socket
 import threading
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Target
@@ -57,6 +63,15 @@ def reserve_port(host: str, port: int, flag: str = "--erp-port") -> int:
         s.close()
 
 
+@dataclass(frozen=True)
+class Bundled:
+    """The erp_core of erpctl's own environment, served as a child like a release when none is current."""
+
+    version: str
+    python: Path = Path(sys.executable)
+    path: Path = Path(sys.prefix)
+
+
 def read_serving(target: Target) -> dict:
     """What the last `erpctl up` published about the release it serves ({} if none)."""
     try:
@@ -81,8 +96,9 @@ class Supervisor:
                  poll_seconds: float = 1.0, start_timeout: float = 60.0, backoff=BACKOFF_SECONDS,
                  stable_seconds: float = STABLE_SECONDS, log_level: str = "info",
                  health_interval: float = HEALTH_INTERVAL_SECONDS, health_timeout: float = HEALTH_TIMEOUT_SECONDS,
-                 unhealthy_after: int = UNHEALTHY_AFTER):
+                 unhealthy_after: int = UNHEALTHY_AFTER, bundled: Bundled | None = None):
         self.target, self.host = target, host
+        self.bundled = bundled
         self.port = reserve_port(host, port) if port == 0 else port
         self._key = field_key
         self.poll_seconds, self.start_timeout = poll_seconds, start_timeout
@@ -92,7 +108,7 @@ class Supervisor:
         self.unhealthy_after = unhealthy_after
         self._next_check = 0.0
         self._failed_checks = 0
-        self.release: Release | None = None
+        self.release: Release | Bundled | None = None
         self.proc: ErpProcess | None = None
         self.restarts = 0
         self._failures = 0
@@ -110,7 +126,7 @@ class Supervisor:
     def start(self) -> dict:
         """Serve the current release; ReleaseNotFound when none is current, ReleaseError/CannotListen when
         its ERP does not come up."""
-        release = current(self.target)
+        release = self.bundled or current(self.target)
         if release is None:
             raise ReleaseError("no release is current", fix="Make one current with 'erpctl release current VERSION'.")
         self.release = release
@@ -140,10 +156,10 @@ class Supervisor:
         return {"version": self.release.version if self.release else None, "pid": p.pid if p else None,
                 "alive": bool(p and p.alive()), "url": self.url + "/", "restarts": self.restarts,
                 "path": str(self.release.path) if self.release else None,
-                "python": str(self.release.python) if self.release else None}
+                "python": str(self.release.python) if self.release else None, "bundled": self.bundled is not None}
 
     # ---- the watch -------------------------------------------------------------------------------
-    def _spawn(self, release: Release) -> ErpProcess:
+    def _spawn(self, release: Release | Bundled) -> ErpProcess:
         return ErpProcess(release, self.target.database_url, self._key, host=self.host, port=self.port,
                           log_level=self._log_level).start()
 
@@ -162,6 +178,9 @@ class Supervisor:
                 log.exception("release supervisor: unexpected error (still supervising)")
 
     def _tick(self) -> None:
+        if self.bundled is not None:
+            self._keep_alive()
+            return
         wanted = current_version(self.target)
         if wanted is not None:
             self._warned_no_current = False
@@ -174,6 +193,10 @@ class Supervisor:
             self._warned_no_current = True
             log.warning("no release is current any more: still serving the last one",
                         extra={"release": self.release.version})
+        self._keep_alive()
+
+    def _keep_alive(self) -> None:
+        """Check a serving child's health; restart one that exited, after the back-off."""
         if self.proc.alive():
             self._check_health()
             return
