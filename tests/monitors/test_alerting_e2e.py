@@ -4,9 +4,9 @@ real control plane (`erpctl up`); the ERP is killed, and ErpDown must reach the 
 for + scrape interval + evaluation interval + group_wait (plus a little slack for delivery), then
 resolve once the ERP is back.
 
-`erpctl up` serves the ERP and the control plane from one process, so the `erp` target is a second
-process serving the ERP alone on the same database (tests/monitors/erp_only.py); killing it leaves
-the control plane running to receive the alert.
+`erpctl up` restarts the ERP child it serves when it dies, so the `erp` target is a second process
+serving the ERP alone on the same database (tests/monitors/erp_only.py), which stays down when
+killed, while the control plane keeps running to receive the alert.
 
 The configurations are derived from the examples in monitors/ (tests/monitors/alerting.py).
 """
