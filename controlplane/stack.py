@@ -3,7 +3,8 @@
 Which code serves the ERP: when a release is current in the data directory (`erpctl release
 current`), that release's ERP runs as a supervised child process on the ERP port (restarted with a
 back-off if it exits, replaced when `current` names another release); its own code creates,
-checks and seeds the database. With no release installed, the bundled erp_core serves in-process.
+checks and seeds the database. With no release installed, the bundled erp_core serves the same way, as
+a supervised child process of erpctl's own environment (restarted if it exits or hangs).
 
 First start on a data directory: create it, create the field-encryption key, migrate the new
 database, and with demo=True add one user per role (the admin's random password kept in the data
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from erp_core.errors import SchemaMismatch
-from erp_core.ops import Database, Server, Settings, __version__, create_app, current_revision, load_field_key, migrate
+from erp_core.ops import Database, Server, __version__, current_revision, load_field_key, migrate
 
 from . import config
 from . import release as releases
@@ -35,7 +36,7 @@ from .errors import CannotListen, Interrupted
 from .monitoring.service import Monitoring
 from .release import inenv
 from .release import runner as release_runner
-from .release.supervisor import Supervisor, reserve_port
+from .release.supervisor import Bundled, Supervisor, reserve_port
 
 log = logging.getLogger("controlplane.up")
 
@@ -80,8 +81,7 @@ class Stack:
     def __init__(self, opts: UpOptions):
         self.opts = opts
         self.db: Database | None = None
-        self.erp: Server | None = None  # the bundled ERP, in-process (no release current)
-        self.supervisor: Supervisor | None = None  # the current release's ERP, a child process
+        self.supervisor: Supervisor | None = None  # the ERP (the current release's, else the bundled), a child
         self.release: releases.Release | None = None
         self.ops: Server | None = None
         self.monitoring: Monitoring | None = None
@@ -93,17 +93,14 @@ class Stack:
         key = self._key = config.field_key(target, create=True)
         self.release = releases.current(target)
         self.db = Database(target.database_url)
-        if self.release is None:
-            erp_app = create_app(Settings(target.database_url, field_key=key), self.db)
-            self.erp = _listen(erp_app, o.host, o.erp_port, "ERP", "--erp-port")
-            erp_port = self.erp.port
-        else:
+        if self.release is not None:
             load_field_key(key)
-            erp_port = reserve_port(o.host, o.erp_port, "--erp-port")  # the child binds it when it starts
-            if o.ops_port == erp_port:
-                raise CannotListen(f"cannot listen on {o.host}:{erp_port} for the ops console: the ERP uses it",
-                                   fix="Choose another port with --ops-port.", host=o.host, port=erp_port)
-            self.supervisor = Supervisor(target, key, host=o.host, port=erp_port, log_level=_log_level())
+        erp_port = reserve_port(o.host, o.erp_port, "--erp-port")  # the child binds it when it starts
+        if o.ops_port == erp_port:
+            raise CannotListen(f"cannot listen on {o.host}:{erp_port} for the ops console: the ERP uses it",
+                               fix="Choose another port with --ops-port.", host=o.host, port=erp_port)
+        self.supervisor = Supervisor(target, key, host=o.host, port=erp_port, log_level=_log_level(),
+                                     bundled=Bundled(__version__) if self.release is None else None)
         erp_url = _url(o.host, erp_port)
         self.monitoring = Monitoring(target, erp_url)  # checks the job schedules before anything else
         links = {"erp": erp_url + "/", "api_docs": erp_url + "/api/v1/openapi.json"}
@@ -196,13 +193,10 @@ class Stack:
 
     def start(self) -> dict | None:
         """Serve; the release served (version, pid, path) when a release is current, else None."""
-        served = None
-        if self.supervisor is not None:
-            served = self.supervisor.start()
-            erp_port = self.supervisor.port
-        else:
-            self.erp.start()
-            erp_port = self.erp.port
+        served = self.supervisor.start()
+        erp_port = self.supervisor.port
+        if self.release is None:
+            served = None  # the bundled erp_core, no release
         self.ops.start()
         self.monitoring.start()
         log.info("serving", extra={"erp_port": erp_port, "ops_port": self.ops.port, "host": self.opts.host,
@@ -210,18 +204,17 @@ class Stack:
         return served
 
     def stop(self) -> None:
-        """Stop the scheduled jobs, the ERP (in-process server or the release's child), the ops console,
+        """Stop the scheduled jobs, the ERP (a child process), the ops console,
         then the engine."""
         if self.monitoring is not None:
             self.monitoring.stop()
         if self.supervisor is not None:
             self.supervisor.stop()
-        for srv in (self.erp, self.ops):
-            if srv is not None:
-                srv.stop(timeout=STOP_GRACE_SECONDS)
+        if self.ops is not None:
+            self.ops.stop(timeout=STOP_GRACE_SECONDS)
         if self.db is not None:
             self.db.dispose()
-        self.erp = self.ops = self.db = self.monitoring = self.supervisor = None
+        self.ops = self.db = self.monitoring = self.supervisor = None
 
 
 def run(opts: UpOptions, started: Callable[[dict], None]) -> dict:

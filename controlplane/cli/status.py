@@ -50,6 +50,9 @@ def render(r: dict) -> str:
                                   "none current (the bundled erp_core serves)")
                  + (f"; serving {serving['version']} ({serving['state']}, pid {serving['pid']}, "
                     f"{serving['restarts']} restart(s))" if serving else ""))
+    lines.append("pipeline   " + "  ".join(
+        f"{part} {row['url']} {'ok' if row['ok'] else 'UNREACHABLE' if row['configured'] else 'not answering'}"
+        for part, row in r["alerting"].items()))
     lines.append(f"alerts     {len(r['alerts'])} firing")
     for a in r["alerts"]:
         lines.append(f"  {a['severity']:<8} {a['alertname']}  {a.get('summary', '')}  since {a.get('startsAt')}")
@@ -96,18 +99,26 @@ def _release(t, up: dict) -> dict:
 @click.option("--erp-url", envvar="ERPCTL_ERP_URL", metavar="URL",
               help="The ERP to check. Default: where 'erpctl up' serves it for this data directory, else "
                    "http://127.0.0.1:$ERPCTL_ERP_PORT (8000). [env ERPCTL_ERP_URL]")
+@click.option("--prometheus-url", metavar="URL",
+              help="Prometheus, checked for an answer. [env ERPCTL_PROMETHEUS_URL; erpctl.toml [monitoring] "
+                   "prometheus_url; default http://127.0.0.1:9090, not flagged when nothing answers there]")
+@click.option("--alertmanager-url", metavar="URL",
+              help="Alertmanager, checked for an answer. [env ERPCTL_ALERTMANAGER_URL; erpctl.toml [monitoring] "
+                   "alertmanager_url; default http://127.0.0.1:9093, not flagged when nothing answers there]")
 @click.option("--timeout", type=click.FloatRange(0.1, 60), default=3.0, show_default=True,
               help="Seconds to wait for the ERP's answers.")
 @json_option
-def status(data_dir, erp_url, timeout):
+def status(data_dir, erp_url, prometheus_url, alertmanager_url, timeout):
     """Health of the installation: the ERP, firing alerts and failing probes with their runbooks,
     backups and verifications, the upgrade, the host's headroom.
 
     Exit 0 when nothing needs attention, 16 when something does (warnings), 17 when something is
-    critical (the ERP down or not ready, a critical alert, a nearly full disk, invariant violations).
+    critical (the ERP down or not ready, a critical alert, a nearly full disk, invariant violations,
+    a Prometheus or Alertmanager that was configured but does not answer).
     """
     t = target(data_dir, None)
-    report = monitoring_status.gather(t, erp_url, timeout)
+    report = monitoring_status.gather(t, erp_url, timeout, {"prometheus": prometheus_url,
+                                                            "alertmanager": alertmanager_url})
     report["release"] = _release(t, report["erp"]["served_by_erpctl_up"])
     emit(report, render(report))
     if report["state"] != "ok":

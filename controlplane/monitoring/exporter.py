@@ -15,6 +15,8 @@ Result fields read (controlplane.results.record(data_dir, key, ok, **fields)):
     upgrade                       in_progress (bool), stage, started_at (unix seconds or ISO 8601)
     scheduler.<job id>            ok
 
+and the release supervisor's serving state (restarts of the ERP child by this `erpctl up`).
+
 No instrument objects here (only collectors): under PROMETHEUS_MULTIPROC_DIR, prometheus-client
 would put them in the ERP workers' files.
 """
@@ -27,9 +29,10 @@ import os
 
 import psutil
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from .. import results
+from ..release.supervisor import restarts_here
 from . import alerts, probes
 
 log = logging.getLogger("controlplane.exporter")
@@ -96,8 +99,8 @@ class CpuSampler:
 
 
 def erp_processes(pid: int | None = None) -> list[psutil.Process]:
-    """The process serving the ERP (`erpctl up` serves it in-process) and its children (workers
-    of a pre-forking server)."""
+    """The process (default: this one, `erpctl up`) and its children: the ERP's child process, and
+    workers of a pre-forking server."""
     try:
         me = psutil.Process(pid or os.getpid())
         return [me, *me.children(recursive=True)]
@@ -169,6 +172,9 @@ class ControlPlaneCollector:
         yield _gauge("erpctl_upgrade_in_progress", "1 while an upgrade is in progress", int(in_progress))
         yield _gauge("erpctl_upgrade_stage_started_timestamp_seconds", "When the current (or last) upgrade stage "
                      "started (0: no upgrade recorded)", _ts(up.get("started_at")))
+        yield CounterMetricFamily("erpctl_erp_restarts", "Restarts of the ERP's process by this erpctl up (it "
+                                  "exited, or hung and was killed)",
+                                  value=restarts_here(self.data_dir) if self.data_dir is not None else 0)
 
     def _alerts_and_jobs(self, r):
         firing = alerts.firing_by_severity(self.data_dir) if self.data_dir is not None else \

@@ -9,6 +9,7 @@ What needs attention, and how much (the exit code: 0 nothing, 16 warnings only, 
               an alert of severity "page" or "critical" is firing
               the data directory's filesystem has less free space than the disk headroom limit
               the latest invariants check found violations
+              Prometheus or Alertmanager, at a URL that was set (monitoring/pipeline.py), does not answer
     warning   an alert of any other severity but "info" (ticket, warning...) is firing
               a probe's latest run failed, or it has not run for 3 of its intervals while erpctl up runs
               no successful backup, or the last one is older than the backup age limit
@@ -26,7 +27,7 @@ import time
 import psutil
 
 from .. import results, scheduler
-from . import alerts, jobs, probes
+from . import alerts, jobs, pipeline, probes
 from .exporter import _ts
 from .probes import ProbeFailed, http_json
 from .service import read_runtime
@@ -90,7 +91,18 @@ def _intervals(settings: dict) -> dict[str, float | None]:
     return out
 
 
-def gather(target, erp_url: str | None = None, timeout: float = 3.0) -> dict:
+def _alerting_pipeline(flags: dict, settings: dict, timeout: float, flag) -> dict:
+    """Whether Prometheus and Alertmanager answer; a configured one that does not is critical."""
+    watch = {ep.part: pipeline.check(ep, timeout) for ep in pipeline.urls(flags, settings, os.environ)}
+    for part, row in watch.items():
+        if row["configured"] and not row["ok"]:
+            flag(CRITICAL, f"{part} unreachable", f"{row['url']} ({row['source']}): "
+                 f"{row.get('error') or 'HTTP ' + str(row.get('status'))}; no alert reaches anyone: "
+                 + pipeline.fix(part), _runbook("Watchdog"))
+    return watch
+
+
+def gather(target, erp_url: str | None = None, timeout: float = 3.0, alerting_urls: dict | None = None) -> dict:
     now = time.time()
     data_dir = target.data_dir
     erp_url = erp_url or default_erp_url(data_dir)
@@ -129,6 +141,8 @@ def gather(target, erp_url: str | None = None, timeout: float = 3.0) -> dict:
         level = CRITICAL if a["severity"] in alerts.URGENT else WARNING
         flag(level, f"alert {a['alertname']}", a.get("summary") or a["annotations"].get("description", ""),
              {"runbook_url": a["runbook_url"], "runbook_path": a["runbook_path"]})
+
+    watch = _alerting_pipeline(alerting_urls or {}, settings, timeout, flag)
 
     # ---- probes ----
     intervals = _intervals(settings)
@@ -219,7 +233,8 @@ def gather(target, erp_url: str | None = None, timeout: float = 3.0) -> dict:
     levels = {a["level"] for a in attention}
     state = CRITICAL if CRITICAL in levels else WARNING if levels else "ok"
     attention.sort(key=lambda a: (a["level"] != CRITICAL, a["what"]))
-    return {"state": state, "attention": attention, "erp": erp, "alerts": firing, "probes": probe_rows,
+    return {"state": state, "attention": attention, "erp": erp, "alerts": firing, "alerting": watch,
+            "probes": probe_rows,
             "backup": backup, "invariants": invariants, "upgrade": upgrade, "host": host, "jobs": job_rows,
             "data_dir": str(data_dir), "checked_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))}
 

@@ -26,7 +26,8 @@ def _in_use(target: Target, version: str) -> tuple[str, str] | None:
     if current_version(target) == version:
         return "it is the current release", "Make another release current first ('erpctl release current VERSION')."
     serving = read_serving(target)
-    if serving.get("version") == version and serving.get("pid") and psutil.pid_exists(serving["pid"]):
+    if (serving.get("version") == version and not serving.get("bundled") and serving.get("pid")
+            and psutil.pid_exists(serving["pid"])):
         return (f"'erpctl up' still serves it (ERP process {serving['pid']})",
                 "Wait until 'erpctl up' follows the current release (a few seconds), or stop it.")
     from ..upgrade import state as upgrade_state

@@ -2,6 +2,18 @@
 back-off when it exits unexpectedly, replaced when the `current` link names another release (an
 upgrade or a rollback switches releases while `erpctl up` runs).
 
+Liveness: a serving child is asked GET /healthz every HEALTH_INTERVAL_SECONDS, waiting at most
+HEALTH_TIMEOUT_SECONDS. After UNHEALTHY_AFTER failed checks in a row it is hung (stopped, deadlocked,
+swapping): it is stopped (SIGTERM, SIGKILL after the stop grace of 10 s) and restarted like a child
+that exited. A child that stops answering is killed at most
+    UNHEALTHY_AFTER x (HEALTH_INTERVAL_SECONDS + HEALTH_TIMEOUT_SECONDS) + poll (1 s) + grace (10 s) = 32 s
+later, and serves again after the back-off (1 s the first time) and its start-up.
+Every restart counts in `restarts` (the metric erpctl_erp_restarts_total).
+
+With no release current, `erpctl up` serves the ERP bundled with erpctl the same way (`Bundled`: this
+environment's Python and erp_core), with the same liveness, and never switches to a release (a
+release made current is served from the next `erpctl up`).
+
 The state is published for `erpctl status` in <data dir>/releases/serving.json.
 """
 
@@ -13,19 +25,25 @@ import logging
 import os
 import socket
 import threading
+import sys
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 from ..config import Target
 from ..errors import CannotListen, ReleaseError
 from ..fsutil import atomic_write_text
-from .process import ErpProcess, http_url
-from .store import Release, current, current_version, get, releases_dir
+from .process import ErpProcess, get_json, http_url
+from .store import RELEASES_DIR, Release, current, current_version, get, releases_dir
 
 log = logging.getLogger("controlplane.erp")
 
 SERVING_FILE = "serving.json"
 BACKOFF_SECONDS = (1, 2, 4, 8, 16, 30)
 STABLE_SECONDS = 60.0  # a child that served this long starts the back-off afresh when it exits
+HEALTH_INTERVAL_SECONDS = 5.0
+HEALTH_TIMEOUT_SECONDS = 2.0
+UNHEALTHY_AFTER = 3
 
 
 def reserve_port(host: str, port: int, flag: str = "--erp-port") -> int:
@@ -45,6 +63,15 @@ def reserve_port(host: str, port: int, flag: str = "--erp-port") -> int:
         s.close()
 
 
+@dataclass(frozen=True)
+class Bundled:
+    """The erp_core of erpctl's own environment, served as a child like a release when none is current."""
+
+    version: str
+    python: Path = Path(sys.executable)
+    path: Path = Path(sys.prefix)
+
+
 def read_serving(target: Target) -> dict:
     """What the last `erpctl up` published about the release it serves ({} if none)."""
     try:
@@ -53,19 +80,35 @@ def read_serving(target: Target) -> dict:
         return {}
 
 
+def restarts_here(data_dir) -> int:
+    """How many times the `erpctl up` of this process has restarted its ERP (0 when it serves none)."""
+    try:
+        serving = json.loads((Path(data_dir) / RELEASES_DIR / SERVING_FILE).read_text())
+    except (FileNotFoundError, NotADirectoryError, ValueError):
+        return 0
+    return int(serving.get("restarts") or 0) if serving.get("erpctl_pid") == os.getpid() else 0
+
+
 class Supervisor:
     """start() serves the current release (raises if it cannot), a thread then watches; always stop()."""
 
     def __init__(self, target: Target, field_key: str, *, host: str = "127.0.0.1", port: int = 0,
                  poll_seconds: float = 1.0, start_timeout: float = 60.0, backoff=BACKOFF_SECONDS,
-                 stable_seconds: float = STABLE_SECONDS, log_level: str = "info"):
+                 stable_seconds: float = STABLE_SECONDS, log_level: str = "info",
+                 health_interval: float = HEALTH_INTERVAL_SECONDS, health_timeout: float = HEALTH_TIMEOUT_SECONDS,
+                 unhealthy_after: int = UNHEALTHY_AFTER, bundled: Bundled | None = None):
         self.target, self.host = target, host
+        self.bundled = bundled
         self.port = reserve_port(host, port) if port == 0 else port
         self._key = field_key
         self.poll_seconds, self.start_timeout = poll_seconds, start_timeout
         self.backoff, self.stable_seconds = tuple(backoff), stable_seconds
         self._log_level = log_level
-        self.release: Release | None = None
+        self.health_interval, self.health_timeout = health_interval, health_timeout
+        self.unhealthy_after = unhealthy_after
+        self._next_check = 0.0
+        self._failed_checks = 0
+        self.release: Release | Bundled | None = None
         self.proc: ErpProcess | None = None
         self.restarts = 0
         self._failures = 0
@@ -83,7 +126,7 @@ class Supervisor:
     def start(self) -> dict:
         """Serve the current release; ReleaseNotFound when none is current, ReleaseError/CannotListen when
         its ERP does not come up."""
-        release = current(self.target)
+        release = self.bundled or current(self.target)
         if release is None:
             raise ReleaseError("no release is current", fix="Make one current with 'erpctl release current VERSION'.")
         self.release = release
@@ -113,15 +156,16 @@ class Supervisor:
         return {"version": self.release.version if self.release else None, "pid": p.pid if p else None,
                 "alive": bool(p and p.alive()), "url": self.url + "/", "restarts": self.restarts,
                 "path": str(self.release.path) if self.release else None,
-                "python": str(self.release.python) if self.release else None}
+                "python": str(self.release.python) if self.release else None, "bundled": self.bundled is not None}
 
     # ---- the watch -------------------------------------------------------------------------------
-    def _spawn(self, release: Release) -> ErpProcess:
+    def _spawn(self, release: Release | Bundled) -> ErpProcess:
         return ErpProcess(release, self.target.database_url, self._key, host=self.host, port=self.port,
                           log_level=self._log_level).start()
 
     def _started(self) -> None:
         self._restart_at = None
+        self._failed_checks, self._next_check = 0, time.monotonic() + self.health_interval
         log.info("serving release", extra={"release": self.release.version, "pid": self.proc.pid,
                                           "url": self.url + "/", "restarts": self.restarts})
         self._publish("serving")
@@ -134,6 +178,9 @@ class Supervisor:
                 log.exception("release supervisor: unexpected error (still supervising)")
 
     def _tick(self) -> None:
+        if self.bundled is not None:
+            self._keep_alive()
+            return
         wanted = current_version(self.target)
         if wanted is not None:
             self._warned_no_current = False
@@ -146,7 +193,12 @@ class Supervisor:
             self._warned_no_current = True
             log.warning("no release is current any more: still serving the last one",
                         extra={"release": self.release.version})
+        self._keep_alive()
+
+    def _keep_alive(self) -> None:
+        """Check a serving child's health; restart one that exited, after the back-off."""
         if self.proc.alive():
+            self._check_health()
             return
         now = time.monotonic()
         if self._restart_at is None:
@@ -163,6 +215,31 @@ class Supervisor:
         elif now >= self._restart_at:
             self.restarts += 1
             self._launch()
+
+    def _check_health(self) -> None:
+        """Ask the serving child GET /healthz when due; stop it once UNHEALTHY_AFTER checks in a row failed
+        (the next tick restarts it as a child that exited)."""
+        now = time.monotonic()
+        if self._restart_at is not None or now < self._next_check:
+            return
+        self._next_check = now + self.health_interval
+        try:
+            status, _ = get_json(self.url + "/healthz", timeout=self.health_timeout)
+            failure = None if status == 200 else f"HTTP {status}"
+        except OSError as exc:
+            failure = str(getattr(exc, "reason", exc))
+        if failure is None:
+            self._failed_checks = 0
+            return
+        self._failed_checks += 1
+        log.warning("the ERP did not answer /healthz", extra={
+            "release": self.release.version, "pid": self.proc.pid, "reason": failure,
+            "failed_checks": self._failed_checks, "limit": self.unhealthy_after})
+        if self._failed_checks >= self.unhealthy_after:
+            log.error("the ERP is hung (no answer to /healthz): killing it to restart it", extra={
+                "release": self.release.version, "pid": self.proc.pid, "failed_checks": self._failed_checks})
+            self._publish("restarting")
+            self.proc.stop()
 
     def _switch(self, version: str) -> None:
         try:

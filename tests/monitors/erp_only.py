@@ -1,7 +1,7 @@
 """Serve the ERP alone, without the control plane, on the database of an `erpctl up` data directory.
 
-The end-to-end alerting test scrapes this process as the `erp` job and kills it, while the control
-plane of `erpctl up` (which also serves an ERP of its own, in the same process) keeps running to
+The end-to-end alerting test scrapes this process as the `erp` job and kills it (nothing restarts
+it, unlike the ERP child of `erpctl up`), while the control plane of `erpctl up` keeps running to
 receive the alert. The app and the server are erpctl up's: erp_core.app.create_app behind
 erp_core.serve.Server (waitress).
 

@@ -73,15 +73,32 @@ def _routes_to(labels: dict) -> set[str]:
     return {name.strip() for name in r.stdout.strip().split(",") if name.strip()}
 
 
-def test_alertmanager_routes_every_alert_to_the_control_plane_or_its_team():
-    """amtool resolves each alert's labels through the routing tree: pages and tickets are recorded
-    by the control plane's receiver, LowStock also reaches purchasing, and ControlPlaneDown, which
-    that receiver cannot take, a pager outside it."""
-    expected = {"ControlPlaneDown": {"oncall-pager"}, "LowStock": {"purchasing", "erpctl-console"}}
+def test_alertmanager_routes_every_page_to_a_person_and_the_rest_to_the_control_plane_or_its_team():
+    """amtool resolves each alert's labels through the routing tree: every page reaches the person
+    on call (a receiver outside the control plane) and is recorded by the control plane's receiver,
+    tickets are recorded there, LowStock also reaches purchasing, and Watchdog goes to the dead-man
+    receiver alone."""
+    expected = {"LowStock": {"purchasing", "erpctl-console"}, "Watchdog": {"deadman"}}
     for rule in alert_rules():
         labels = {"alertname": rule["alert"], **rule["labels"]}
-        default = {"erpctl-oncall"} if rule["labels"]["severity"] == "page" else {"erpctl-console"}
+        default = {"oncall", "erpctl-oncall"} if rule["labels"]["severity"] == "page" else {"erpctl-console"}
         assert _routes_to(labels) == expected.get(rule["alert"], default), rule["alert"]
+
+
+def test_the_person_and_the_dead_man_receivers_are_outside_the_control_plane():
+    cfg = load_yaml(ALERTMANAGER_CONFIG)
+    receivers = {r["name"]: r for r in cfg["receivers"]}
+    for name, resolved in (("oncall", True), ("deadman", False)):
+        (hook,) = receivers[name]["webhook_configs"]
+        assert hook["url"].startswith("https://") and ":8001" not in hook["url"], name
+        assert hook["send_resolved"] is resolved, name
+    (deadman,) = [r for r in cfg["route"]["routes"] if r["receiver"] == "deadman"]
+    assert deadman["matchers"] == ['alertname="Watchdog"'] and not deadman.get("continue")
+    assert deadman["repeat_interval"] == "1m"
+    (page,) = [r for r in cfg["route"]["routes"] if r["receiver"] == "oncall"]
+    assert page["matchers"] == ['severity="page"'] and page["continue"] is True
+    targets = " ".join(m for rule in cfg["inhibit_rules"] for m in rule["target_matchers"])
+    assert "Watchdog" not in targets and "ControlPlaneDown" not in targets
 
 
 def test_alertmanager_receivers_post_to_the_ops_port_with_the_data_directory_token():
