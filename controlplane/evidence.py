@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .fsutil import atomic_write_text, locked
+from . import layout
 
 GENESIS = "0" * 64
-LOG_NAME = "evidence.jsonl"
-HEAD_NAME = "evidence.head"
+LOG_NAME = layout.name("evidence")
+HEAD_NAME = layout.name("evidence_head")
 
 
 def _canonical(record: dict) -> bytes:
@@ -55,7 +56,7 @@ class EvidenceLog:
 
     def append(self, kind: str, data: dict, *, actor: str | None = None, outcome: str = "ok") -> dict:
         """Append one record (what was done and what it proved); durable when this returns."""
-        with locked(self.dir / ".evidence.lock"):
+        with locked(layout.path(self.dir, "evidence_lock")):
             seq, prev = self._head()
             record = {
                 "seq": seq + 1,

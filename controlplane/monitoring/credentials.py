@@ -20,13 +20,14 @@ from erp_core.services import auth
 
 from ..config import read_private, write_private
 from ..errors import DataDirProblem
+from .. import layout
 
 log = logging.getLogger("controlplane.monitoring")
 
-PROBE_LOGIN_FILE = "probe-login.json"
+PROBE_LOGIN_FILE = layout.name("probe_login")
 PROBE_USER = "erpctl-probe"
 PROBE_ROLE = "auditor"
-WEBHOOK_TOKEN_FILE = "alert-webhook.token"
+WEBHOOK_TOKEN_FILE = layout.name("webhook_token")
 
 
 def probe_login(data_dir) -> dict:

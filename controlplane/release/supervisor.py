@@ -18,12 +18,13 @@ import time
 from ..config import Target
 from ..errors import CannotListen, ReleaseError
 from ..fsutil import atomic_write_text
+from .. import layout
 from .process import ErpProcess, http_url
 from .store import Release, current, current_version, get, releases_dir
 
 log = logging.getLogger("controlplane.erp")
 
-SERVING_FILE = "serving.json"
+SERVING_FILE = layout.basename("serving")
 BACKOFF_SECONDS = (1, 2, 4, 8, 16, 30)
 STABLE_SECONDS = 60.0  # a child that served this long starts the back-off afresh when it exits
 

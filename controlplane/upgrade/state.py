@@ -16,9 +16,12 @@ from pathlib import Path
 
 from ..errors import UpgradeBusy
 from ..fsutil import atomic_write_text
+from ..installation import check_version
+from .. import layout
 
 STAGES = ("preflight", "backup", "expand", "backfill", "verify", "switch", "contract")
 FINISHED = ("done", "rolled_back")
+VERSION = 1  # of the state record; states written before it had one are version 1
 
 
 def now_iso() -> str:
@@ -26,18 +29,22 @@ def now_iso() -> str:
 
 
 def directory(data_dir: Path) -> Path:
-    return Path(data_dir) / "upgrade"
+    return layout.path(data_dir, "upgrade")
 
 
 def state_path(data_dir: Path) -> Path:
-    return directory(data_dir) / "state.json"
+    return layout.path(data_dir, "upgrade_state")
 
 
 def load(data_dir: Path) -> dict | None:
+    """The upgrade in progress (None when there is none); a state written by a newer erpctl is refused."""
+    path = state_path(data_dir)
     try:
-        return json.loads(state_path(data_dir).read_text())
+        state = json.loads(path.read_text())
     except FileNotFoundError:
         return None
+    check_version(state, VERSION, str(path))
+    return state
 
 
 def save(data_dir: Path, state: dict) -> None:
@@ -47,13 +54,13 @@ def save(data_dir: Path, state: dict) -> None:
 
 
 def new(**fields) -> dict:
-    return {"id": uuid.uuid4().hex[:12], "status": "running", "stage": "preflight", "completed": [],
+    return {"version": VERSION, "id": uuid.uuid4().hex[:12], "status": "running", "stage": "preflight", "completed": [],
             "stages": {}, "started_at": now_iso(), "error": None, "events": [], **fields}
 
 
 def archive(data_dir: Path, state: dict) -> Path:
     """Move a finished upgrade's state into the history."""
-    hist = directory(data_dir) / "history"
+    hist = layout.path(data_dir, "upgrade_history")
     hist.mkdir(parents=True, exist_ok=True)
     dest = hist / f"{state['started_at'][:19].replace(':', '')}-{state['id']}.json"
     atomic_write_text(dest, json.dumps(state, indent=1, default=str) + "\n")
@@ -63,8 +70,13 @@ def archive(data_dir: Path, state: dict) -> Path:
 
 
 def history(data_dir: Path) -> list[dict]:
-    hist = directory(data_dir) / "history"
-    return [json.loads(p.read_text()) for p in sorted(hist.glob("*.json"))] if hist.exists() else []
+    hist = layout.path(data_dir, "upgrade_history")
+    out = []
+    for p in sorted(hist.glob("*.json")) if hist.exists() else []:
+        state = json.loads(p.read_text())
+        check_version(state, VERSION, str(p))
+        out.append(state)
+    return out
 
 
 def event(state: dict, what: str, **data) -> None:
@@ -76,7 +88,7 @@ def exclusive(data_dir: Path):
     """Hold the upgrade lock, or fail at once naming the process that holds it."""
     d = directory(data_dir)
     d.mkdir(parents=True, exist_ok=True)
-    path = d / "lock"
+    path = layout.path(data_dir, "upgrade_lock")
     with open(path, "a+") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
