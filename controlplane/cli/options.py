@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import click
 
 from .. import config
+from ..installation import Installation
 
 
 @dataclass
@@ -35,10 +36,10 @@ def json_option(fn):
 
 
 def target_options(fn):
-    """--data-dir and --database-url, resolved to a config.Target passed as `target`."""
-    fn = click.option("--database-url", envvar="ERPCTL_DATABASE_URL", metavar="URL",
-                      help="Database URL (PostgreSQL: postgresql://user:pass@host/db). "
-                           "Default: SQLite in the data directory. [env ERPCTL_DATABASE_URL]")(fn)
+    """--data-dir and --database-url, resolved by `target()` to the Installation."""
+    fn = click.option("--database-url", metavar="URL",
+                      help="Database URL (PostgreSQL: postgresql://user:pass@host/db). Default: [database] url "
+                           "in erpctl.toml, else SQLite in the data directory. [env ERPCTL_DATABASE_URL]")(fn)
     fn = click.option("--data-dir", envvar="ERPCTL_DATA_DIR", metavar="DIR",
                       type=click.Path(file_okay=False, path_type=str),
                       help=f"Data directory (database, keys). Default: ./{config.DEFAULT_DATA_DIR} "
@@ -46,8 +47,9 @@ def target_options(fn):
     return fn
 
 
-def target(data_dir: str | None, database_url: str | None) -> config.Target:
-    return config.resolve(data_dir, database_url)
+def target(data_dir: str | None, database_url: str | None, **flags) -> Installation:
+    """The installation the command acts on (a config.Target), with the settings given as flags."""
+    return Installation.open(data_dir, database_url, **flags)
 
 
 def emit(data, human: str | None = None) -> None:
