@@ -17,6 +17,7 @@ from . import (backup_create, backup_init, backup_list, backup_prune, backup_sho
                erp_migrate, erp_seed, erp_user, status, up)
 from . import backup_restore, backup_verify, evidence_verify
 from . import release_current, release_install, release_list, release_remove
+from . import settings
 from . import upgrade_apply, upgrade_lint, upgrade_plan, upgrade_resume, upgrade_rollback, upgrade_status
 from .options import Options, json_option, state
 
@@ -78,6 +79,7 @@ def release() -> None:
 
 
 cli.add_command(up.up)
+cli.add_command(settings.settings)
 release.add_command(release_install.install)
 release.add_command(release_list.list_)
 release.add_command(release_current.current)

@@ -235,3 +235,18 @@ def test_upgrade_apply_watches_the_erp_where_erpctl_up_serves_it(tmp_path):
     assert options(erp_url=None, offline=False, **common).erp_url == "http://127.0.0.1:9556"
     assert options(erp_url="http://127.0.0.1:7", offline=False, **common).erp_url == "http://127.0.0.1:7"
     assert options(erp_url=None, offline=True, **common).erp_url is None
+
+
+def test_erpctl_settings_shows_each_value_and_its_source(tmp_path):
+    d = tmp_path / "data"
+    _write_toml(d, "backup_repo", "/srv/nightly")
+    r = erpctl("--json", "settings", "--data-dir", d, ERPCTL_BACKUP_PASSPHRASE="hunter2", ERPCTL_ERP_PORT="8124")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)["settings"]
+    assert rows["backup_repo"] == {"value": "file:///srv/nightly", "source": "erpctl.toml [backup] repo"}
+    assert rows["backup_passphrase"]["value"] == "(set)" and "hunter2" not in r.stdout
+    assert rows["erp_port"] == {"value": 8124, "source": "environment ERPCTL_ERP_PORT"}
+    assert rows["database_url"]["value"].endswith("erp.sqlite3")
+    bad = erpctl("settings", "--data-dir", d, ERPCTL_PROBE_DISK_MIN_FREE_BYTES="lots")
+    assert bad.returncode == 2 and "probe_disk_min_free_bytes = 'lots'" in bad.stderr
+    assert "INVALID" in bad.stdout
