@@ -12,16 +12,70 @@ import fcntl
 import json
 import os
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from ..errors import UpgradeBusy
 from ..fsutil import atomic_write_text
-from ..installation import check_version
+from ..installation import Record, check_version
 from .. import layout
 
 STAGES = ("preflight", "backup", "expand", "backfill", "verify", "switch", "contract")
 FINISHED = ("done", "rolled_back")
 VERSION = 1  # of the state record; states written before it had one are version 1
+
+
+@dataclass
+class UpgradeState(Record):
+    """The upgrade state as a typed record (upgrade/state.json and upgrade/history/*.json). The engine
+    keeps the dict form while it runs (as_dict() of this record); readers take the record."""
+
+    KEY: ClassVar[str] = "upgrade_state"
+    VERSION: ClassVar[int] = VERSION
+    version: int = VERSION
+    id: str = ""
+    status: str = "running"
+    stage: str = "preflight"
+    completed: list = field(default_factory=list)
+    stages: dict = field(default_factory=dict)
+    started_at: str | None = None
+    updated_at: str | None = None
+    error: dict | None = None
+    events: list = field(default_factory=list)
+    from_version: str | None = None
+    to_version: str | None = None
+    from_revision: str | None = None
+    to_revision: str | None = None
+    expand_revision: str | None = None
+    backfill_revision: str | None = None
+    contract_revision: str | None = None
+    migrations: list = field(default_factory=list)
+    backup: dict | None = None
+    backfill: dict | None = None
+    rollback: dict | None = None
+    maintenance: dict | None = None
+    options: dict | None = None
+    soak_seconds: float | None = None
+    stall_budget_ms: float | None = None
+    catalogue_before: dict | None = None
+    preflight: dict | None = None
+    verified: dict | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+
+def load_record(data_dir: Path) -> UpgradeState | None:
+    """The upgrade in progress as a typed record (None when there is none)."""
+    state = load(data_dir)
+    return None if state is None else UpgradeState.from_dict(state, str(state_path(data_dir)))
+
+
+def history_records(data_dir: Path) -> list[UpgradeState]:
+    """Finished upgrades, oldest first, as typed records."""
+    return [UpgradeState.from_dict(s, "upgrade history") for s in history(data_dir)]
 
 
 def now_iso() -> str:

@@ -186,6 +186,8 @@ def test_an_upgrade_state_of_a_newer_erpctl_is_refused_with_exit_14(tmp_path):
     d = tmp_path / "data"
     S.save(d, {k: v for k, v in S.new(from_version="1.0").items() if k != "version"})  # as 1.0 wrote it
     assert S.load(d)["from_version"] == "1.0"
+    record = S.load_record(d)
+    assert record.version == 1 and record.from_version == "1.0" and record.stage == "preflight" and not record.finished
     S.save(d, {**S.new(), "version": 99})
     r = erpctl("--json", "upgrade", "status", "--data-dir", d)
     assert r.returncode == 14, r.stderr
