@@ -273,6 +273,7 @@ class Installation(Target):
     flags: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     toml: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     toml_error: str | None = field(default=None, compare=False, repr=False)
+    read_recorded: bool = field(default=True, compare=False, repr=False)  # False inside `erpctl up`, the recorder
 
     @classmethod
     def open(cls, data_dir=None, database_url=None, *, environ: Mapping[str, str] | None = None,
@@ -330,7 +331,7 @@ class Installation(Target):
             yield f"flag {s.flag}", self.flags[s.name]
         for env in s.env:
             yield f"environment {env}", self.environ.get(env, UNSET)
-        if s.recorded:
+        if s.recorded and self.read_recorded:
             rt = self.runtime()
             if rt.alive():
                 yield "the running 'erpctl up' (runtime.json)", rt.recorded(s.name)

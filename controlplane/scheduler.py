@@ -79,8 +79,10 @@ class JobContext:
 
     @property
     def installation(self) -> Installation:
-        """The settings of the jobs: this context's environment and erpctl.toml."""
-        return Installation(self.data_dir, self.target.database_url, self.environ, {}, self.settings)
+        """The settings of the jobs: this context's environment and erpctl.toml (the jobs run in the
+        `erpctl up` that records its settings: what an earlier one recorded does not count)."""
+        return Installation(self.data_dir, self.target.database_url, self.environ, {}, self.settings,
+                            read_recorded=False)
 
 
 def load_settings(data_dir) -> dict:

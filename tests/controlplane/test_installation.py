@@ -252,3 +252,19 @@ def test_erpctl_settings_shows_each_value_and_its_source(tmp_path):
     bad = erpctl("settings", "--data-dir", d, ERPCTL_PROBE_DISK_MIN_FREE_BYTES="lots")
     assert bad.returncode == 2 and "probe_disk_min_free_bytes = 'lots'" in bad.stderr
     assert "INVALID" in bad.stdout
+
+
+def test_status_judges_the_disk_by_the_threshold_the_running_erpctl_up_uses(tmp_path):
+    d = tmp_path / "data"
+    _write_toml(d, "probe_disk_min_free_bytes", 1)
+    I.Installation.open(d, environ={}).write_runtime(I.RuntimeRecord(
+        pid=os.getpid(), running=True, erp_url="http://127.0.0.1:9",
+        settings={"probe_disk_min_free_bytes": 1 << 60}))
+    r = erpctl("--json", "status", "--data-dir", d, timeout=60)
+    report = json.loads(r.stdout)
+    assert report["host"]["disk_min_free_bytes"] == 1 << 60 and "disk nearly full" in {a["what"] for a in
+                                                                                       report["attention"]}
+    assert report["erp"]["url"] == "http://127.0.0.1:9/"  # where that erpctl up serves
+    shell = json.loads(erpctl("--json", "status", "--data-dir", d, timeout=60,
+                              ERPCTL_PROBE_DISK_MIN_FREE_BYTES="1").stdout)
+    assert shell["host"]["disk_min_free_bytes"] == 1  # the environment still comes first
