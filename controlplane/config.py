@@ -22,14 +22,15 @@ from sqlalchemy.engine import make_url
 
 from erp_core.ops import default_sqlite_url, normalise_url
 
+from . import layout
 from .errors import DataDirProblem
 from .fsutil import create_exclusive
 
 log = logging.getLogger("controlplane.config")
 
 DEFAULT_DATA_DIR = "erpctl-data"
-KEY_FILE = "field.key"
-DEMO_LOGIN_FILE = "demo-login.json"
+KEY_FILE = layout.name("field_key")
+DEMO_LOGIN_FILE = layout.name("demo_login")
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,11 @@ class Target:
     def display_url(self) -> str:
         """The URL with any password hidden, fit for output and logs."""
         return make_url(self.database_url).render_as_string(hide_password=True)
+
+
+def default_url(directory: Path) -> str:
+    """The embedded SQLite database of a data directory."""
+    return default_sqlite_url(directory)
 
 
 def resolve(data_dir: str | os.PathLike | None = None, database_url: str | None = None) -> Target:

@@ -40,6 +40,12 @@ class DataDirProblem(ControlPlaneError):
     status, exit_code, title = 500, 14, "Data directory problem"
 
 
+class SettingInvalid(ControlPlaneError):
+    """An operator setting (a flag, an environment variable, erpctl.toml) has a value it cannot take."""
+
+    status, exit_code, title = 400, 2, "Invalid setting"
+
+
 class Interrupted(ControlPlaneError):
     """Stopped by a signal before the work was done."""
 

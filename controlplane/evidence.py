@@ -30,10 +30,11 @@ from pathlib import Path
 
 from .faults import failpoint
 from .fsutil import atomic_write_text, fsync_dir, locked
+from . import layout
 
 GENESIS = "0" * 64
-LOG_NAME = "evidence.jsonl"
-HEAD_NAME = "evidence.head"
+LOG_NAME = layout.name("evidence")
+HEAD_NAME = layout.name("evidence_head")
 REPAIR_KIND = "evidence.repair"
 
 
@@ -130,7 +131,7 @@ class EvidenceLog:
     def append(self, kind: str, data: dict, *, actor: str | None = None, outcome: str = "ok") -> dict:
         """Append one record (what was done and what it proved); durable when this returns. An append
         interrupted before is completed first, and its repair recorded."""
-        with locked(self.dir / ".evidence.lock"):
+        with locked(layout.path(self.dir, "evidence_lock")):
             head = self._head_file()
             if "pending" in head:
                 head = self._repair(head)

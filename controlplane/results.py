@@ -11,8 +11,9 @@ import time
 from pathlib import Path
 
 from .fsutil import atomic_write_text, locked
+from . import layout
 
-FILE = "results.json"
+FILE = layout.name("results")
 
 
 def _path(data_dir) -> Path:
@@ -32,7 +33,7 @@ def record(data_dir, key: str, ok: bool, **fields) -> dict:
     now = time.time()
     entry = {"ok": bool(ok), "at": now,
              "at_iso": dt.datetime.fromtimestamp(now, dt.timezone.utc).isoformat(), **fields}
-    with locked(Path(data_dir) / ".results.lock"):
+    with locked(layout.path(data_dir, "results_lock")):
         data = read(data_dir)
         data[key] = entry
         if ok:

@@ -27,13 +27,13 @@ import os
 import re
 import threading
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from . import results
-from .errors import ControlPlaneError
+from .errors import SettingInvalid
+from .installation import FILES, Installation, read_toml, schedule_env
 
 log = logging.getLogger("controlplane.scheduler")
 
@@ -41,14 +41,13 @@ JOB_PROVIDERS = [
     "controlplane.monitoring.jobs",
     "controlplane.backup.schedule",
 ]
-CONFIG_FILE = "erpctl.toml"
-ENV_PREFIX = "ERPCTL_SCHEDULE_"
+CONFIG_FILE = FILES["config"].path
 RESULT_PREFIX = "scheduler."
 _INTERVAL = re.compile(r"^\s*(?:every\s+)?(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)?\s*$", re.IGNORECASE)
 _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 
 
-class ScheduleInvalid(ControlPlaneError):
+class ScheduleInvalid(SettingInvalid):
     """A job schedule (or erpctl.toml) cannot be understood."""
 
     status, exit_code, title = 400, 2, "Invalid schedule"
@@ -78,23 +77,24 @@ class JobContext:
     def data_dir(self) -> Path:
         return Path(self.target.data_dir)
 
+    @property
+    def installation(self) -> Installation:
+        """The settings of the jobs: this context's environment and erpctl.toml (the jobs run in the
+        `erpctl up` that records its settings: what an earlier one recorded does not count)."""
+        return Installation(self.data_dir, self.target.database_url, self.environ, {}, self.settings,
+                            read_recorded=False)
+
 
 def load_settings(data_dir) -> dict:
     """erpctl.toml in the data directory ({} when there is none)."""
-    path = Path(data_dir) / CONFIG_FILE
     try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        return {}
-    except (tomllib.TOMLDecodeError, OSError) as exc:
-        raise ScheduleInvalid(f"cannot read {path}: {exc}",
-                              fix="Fix the file (TOML: [schedule] then lines like \"probe.readyz\" = \"15s\"), "
-                                  "or remove it to use the defaults.") from None
+        return read_toml(Path(data_dir) / CONFIG_FILE)
+    except SettingInvalid as exc:
+        raise ScheduleInvalid(exc.detail, fix=exc.fix) from None
 
 
 def env_name(job_id: str) -> str:
-    return ENV_PREFIX + re.sub(r"[^A-Za-z0-9]", "_", job_id).upper()
+    return schedule_env(job_id)
 
 
 def interval_seconds(spec: str) -> float | None:
@@ -124,13 +124,7 @@ def parse_schedule(spec: str, timezone=None):
 
 def schedule_of(job: Job, settings: dict, environ: dict) -> tuple[str, str]:
     """(schedule, where it came from) for a job."""
-    env = environ.get(env_name(job.id))
-    if env:
-        return env, f"environment {env_name(job.id)}"
-    table = settings.get("schedule") or {}
-    if job.id in table:
-        return str(table[job.id]), f"{CONFIG_FILE} [schedule] {job.id!r}"
-    return job.schedule, "default"
+    return Installation(Path("."), "", environ, {}, settings).schedule(job.id, job.schedule)
 
 
 def collect_jobs(context: JobContext, providers: list[str] | None = None) -> list[Job]:
@@ -161,7 +155,7 @@ class Planned:
 
 def plan(context: JobContext, providers: list[str] | None = None) -> list[Planned]:
     """Every job with its schedule resolved and checked (nothing runs)."""
-    timezone = (context.settings.get("scheduler") or {}).get("timezone")
+    timezone = context.installation.get("scheduler_timezone")
     out = []
     for job in collect_jobs(context, providers):
         spec, source = schedule_of(job, context.settings, context.environ)
@@ -195,7 +189,7 @@ class Scheduler:
 
         # APScheduler logs every job added and every run at INFO; failures are logged here, with the job's id.
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
-        timezone = (self.context.settings.get("scheduler") or {}).get("timezone")
+        timezone = self.context.installation.get("scheduler_timezone")
         kw = {"timezone": timezone} if timezone else {}
         sched = BackgroundScheduler(executors={"default": ThreadPoolExecutor(self.max_workers)},
                                     job_defaults={"coalesce": True, "max_instances": 1,

@@ -48,13 +48,16 @@ from ..errors import ControlPlaneError, RestoreFailed, RestoreRefused
 from ..evidence import EvidenceLog
 from ..faults import failpoint
 from ..fsutil import atomic_write_text, fsync_dir
+from .. import layout
+from ..installation import check_version
 from . import scratch
 from . import verify as V
 
 log = logging.getLogger("controlplane.backup.restore")
 
-STATE_DIR = "restore"
-STATE_FILE = "state.json"
+STATE_DIR = layout.name("restore")
+STATE_FILE = layout.basename("restore_state")
+STATE_VERSION = 1  # of the state record; states written before it had one are version 1
 FINAL = ("done", "refused", "rolled_back")
 TERMINATE_TIMEOUT = 15.0
 
@@ -68,12 +71,14 @@ def _state_dir(target: config.Target) -> Path:
 def read_state(target: config.Target) -> dict | None:
     path = _state_dir(target) / STATE_FILE
     try:
-        return json.loads(path.read_text())
+        state = json.loads(path.read_text())
     except FileNotFoundError:
         return None
     except ValueError:  # a torn write cannot happen (atomic rename); a hand-edited file can
         raise RestoreFailed(f"the restore state {path} is not readable JSON",
                             fix="Inspect it; if no restore is running, move it away and run the restore again.")
+    check_version(state, STATE_VERSION, str(path))
+    return state
 
 
 def _write_state(target: config.Target, state: dict) -> None:
@@ -94,7 +99,7 @@ def _phase(target: config.Target, state: dict, phase: str) -> None:
 def _restore_lock(target: config.Target):
     d = _state_dir(target)
     d.mkdir(parents=True, exist_ok=True)
-    with open(d / ".lock", "a") as lock:
+    with open(d / layout.basename("restore_lock"), "a") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -201,7 +206,7 @@ def _pg_swapped(target: config.Target, state: dict) -> bool:
 def _new_state(target: config.Target, backup_id: str, engine: str) -> dict:
     ts = dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S")
     run = f"{ts}-{secrets.token_hex(3)}"
-    state = {"run": run, "backup": backup_id, "engine": engine, "phase": "new", "phases": [],
+    state = {"version": STATE_VERSION, "run": run, "backup": backup_id, "engine": engine, "phase": "new", "phases": [],
              "started_at": dt.datetime.now(dt.UTC).isoformat(),
              "workdir": str(_state_dir(target) / run), "pid": os.getpid()}
     if engine == "postgresql":

@@ -9,9 +9,10 @@
     backup.prune         off               [backup.retention] in erpctl.toml turns it on (cron:0 5 * * *)
 
 Schedules are changed like every job's (ERPCTL_SCHEDULE_BACKUP_CREATE="cron:0 */6 * * *", or the
-[schedule] table of erpctl.toml). The repository is [backup] repo in erpctl.toml, else env
-ERPCTL_BACKUP_REPO, else the data directory's backup.json, else file://<data dir>/backups; its key
-is env ERPCTL_BACKUP_PASSPHRASE, or a key file ([backup] key_file, env ERPCTL_BACKUP_KEY_FILE).
+[schedule] table of erpctl.toml). The repository and its key are the installation's, resolved as for
+every erpctl command (controlplane/installation.py): env ERPCTL_BACKUP_REPO, else [backup] repo in
+erpctl.toml, else the data directory's backup.json, else file://<data dir>/backups; the key is env
+ERPCTL_BACKUP_PASSPHRASE, or a key file (env ERPCTL_BACKUP_KEY_FILE, else [backup] key_file).
 
     [backup]
     repo = "s3://erp-backups/prod"
@@ -29,12 +30,11 @@ backup.restore_test, backup.prune).
 
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
 
-from ..errors import VerificationFailed
+from ..errors import SettingInvalid, VerificationFailed
 from ..scheduler import Job, JobContext, ScheduleInvalid
+from . import access
 
 log = logging.getLogger("controlplane.backup.schedule")
 
@@ -47,45 +47,25 @@ DEFAULT_SCHEDULES = {
 PRUNE_WHEN_RETENTION = "cron:0 5 * * *"
 
 
-def _settings(context: JobContext) -> dict:
-    return context.settings.get("backup") or {}
-
-
 def repo_url(context: JobContext) -> str:
-    url = _settings(context).get("repo") or context.environ.get("ERPCTL_BACKUP_REPO")
-    if not url:
-        try:
-            url = json.loads((context.data_dir / "backup.json").read_text()).get("repo")
-        except (OSError, ValueError):
-            url = None
-    url = url or f"file://{context.data_dir / 'backups'}"
-    return url if "://" in url else f"file://{Path(url).expanduser().resolve()}"
+    return context.installation.get("backup_repo")
 
 
 def open_repo(context: JobContext):
-    from .repository import open_repository
-
-    key_file = _settings(context).get("key_file") or context.environ.get("ERPCTL_BACKUP_KEY_FILE")
-    return open_repository(repo_url(context), passphrase=context.environ.get("ERPCTL_BACKUP_PASSPHRASE") or None,
-                           key_file=Path(key_file) if key_file else None, data_dir=context.data_dir)
+    return access.open_repo(context.installation)
 
 
-def _level(context: JobContext, name: str, default: int) -> int:
-    raw = _settings(context).get(name, default)
+def _level(context: JobContext, name: str) -> int:
     try:
-        level = int(raw)
-    except (TypeError, ValueError):
-        level = 0
-    if not 1 <= level <= 4:
-        raise ScheduleInvalid(f"[backup] {name} = {raw!r} is not a level from 1 to 4",
-                              fix=f"Set [backup] {name} in erpctl.toml to 1, 2, 3 or 4.")
-    return level
+        return context.installation.get(name)
+    except SettingInvalid as exc:
+        raise ScheduleInvalid(exc.detail, fix=exc.fix) from None
 
 
 def _retention(context: JobContext):
     from .retention import RetentionPolicy
 
-    table = _settings(context).get("retention") or {}
+    table = context.installation.section("backup.retention")
     try:
         policy = RetentionPolicy(**{k: int(v) for k, v in table.items()})
     except (TypeError, ValueError) as exc:
@@ -132,8 +112,8 @@ def prune(context: JobContext, policy) -> dict:
 
 
 def scheduled_jobs(context: JobContext) -> list[Job]:
-    verify_level = _level(context, "verify_level", 3)
-    test_level = _level(context, "restore_test_level", 4)
+    verify_level = _level(context, "backup_verify_level")
+    test_level = _level(context, "backup_restore_test_level")
     policy = _retention(context)
     return [
         Job("backup.create", lambda: create_backup(context), DEFAULT_SCHEDULES["backup.create"],

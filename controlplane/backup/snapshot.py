@@ -62,11 +62,12 @@ from erp_core.ops import current_revision, sqlite_file_revision
 
 from ..config import Target
 from ..errors import BackupError, DatabaseUnavailable, DiskFull
+from .. import layout
 from . import fingerprint as fp
 
 log = logging.getLogger("controlplane.backup.snapshot")
 
-TMP_PREFIX = ".erpctl-backup-"
+TMP_PREFIX = layout.basename("snapshot_tmp").split("<")[0]
 
 
 # With check_invariants, SQLite databases at least this big get them (and the other facts) computed

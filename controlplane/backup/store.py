@@ -9,7 +9,6 @@ Failures become typed errors: StoreUnreachable, DiskFull.
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 import secrets
@@ -19,11 +18,13 @@ from urllib.parse import unquote, urlparse
 
 from ..errors import DiskFull, StoreUnreachable
 from ..fsutil import create_exclusive, fsync_dir
+from ..installation import Installation, environment_only
 
 log = logging.getLogger("controlplane.backup.store")
 
 TMP_PREFIX = ".tmp-"
-S3_SETTINGS_FILE = "backup.json"  # in the data directory: {"s3": {"endpoint_url", "region", ...}}
+S3_KEYS = ("endpoint_url", "region", "access_key_id", "secret_access_key", "connect_timeout", "read_timeout",
+           "max_attempts")
 
 
 class NotFound(KeyError):
@@ -172,27 +173,10 @@ class FileStore:
 
 
 def s3_settings(data_dir: Path | None) -> dict:
-    """S3 settings: environment first, then the data directory's backup.json ("s3": {...})."""
-    file_cfg: dict = {}
-    if data_dir is not None:
-        try:
-            file_cfg = json.loads((Path(data_dir) / S3_SETTINGS_FILE).read_text()).get("s3", {})
-        except FileNotFoundError:
-            pass
-        except (OSError, ValueError) as exc:
-            log.warning("cannot read the backup settings", extra={"path": str(Path(data_dir) / S3_SETTINGS_FILE),
-                                                                   "error": str(exc)})
-    env = os.environ
-    return {
-        "endpoint_url": env.get("ERPCTL_S3_ENDPOINT_URL") or env.get("AWS_ENDPOINT_URL_S3")
-        or env.get("AWS_ENDPOINT_URL") or file_cfg.get("endpoint_url"),
-        "region": env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or file_cfg.get("region") or "us-east-1",
-        "access_key_id": env.get("AWS_ACCESS_KEY_ID") or file_cfg.get("access_key_id"),
-        "secret_access_key": env.get("AWS_SECRET_ACCESS_KEY") or file_cfg.get("secret_access_key"),
-        "connect_timeout": float(env.get("ERPCTL_S3_CONNECT_TIMEOUT") or file_cfg.get("connect_timeout") or 5),
-        "read_timeout": float(env.get("ERPCTL_S3_READ_TIMEOUT") or file_cfg.get("read_timeout") or 60),
-        "max_attempts": int(env.get("ERPCTL_S3_MAX_ATTEMPTS") or file_cfg.get("max_attempts") or 3),
-    }
+    """S3 settings of the installation: environment, then erpctl.toml [backup.s3], then the data
+    directory's backup.json ("s3": {...}), then the defaults (controlplane/installation.py)."""
+    inst = Installation.open(data_dir, strict=False) if data_dir is not None else environment_only()
+    return {key: inst.get("s3_" + key) for key in S3_KEYS}
 
 
 class S3Store:
@@ -230,7 +214,7 @@ class S3Store:
         if isinstance(exc, NoCredentialsError):
             return StoreUnreachable(f"no S3 credentials while {what} ({where})",
                                     fix="Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or an AWS profile), "
-                                        "or put them in the data directory's backup.json.")
+                                        "or put them in erpctl.toml [backup.s3].")
         if isinstance(exc, ClientError):
             code = exc.response.get("Error", {}).get("Code", "")
             if code == "NoSuchBucket":

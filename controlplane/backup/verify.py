@@ -43,6 +43,7 @@ from erp_core.ops import normalise_url
 
 from .. import config, http, results
 from ..evidence import EvidenceLog
+from .. import layout
 from . import fingerprint as fp
 from .scratch import RestoredCopy, pg_create_database, pg_restore, pg_url_for
 
@@ -695,7 +696,7 @@ def verify_backup(repo, backup_id: str, level: int = 3, *, target: config.Target
                   record: bool = True) -> Verification:
     """Run levels 1..level on one backup, stop at the first failure, record the result."""
     data_dir = Path(data_dir) if data_dir else (target.data_dir if target else None)
-    base = Path(scratch_dir) if scratch_dir else (data_dir / "scratch" if data_dir else None)
+    base = Path(scratch_dir) if scratch_dir else (layout.path(data_dir, "scratch") if data_dir else None)
     if base is not None:
         base.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="verify-", dir=base))

@@ -1,21 +1,22 @@
 """What the `erpctl backup ...` commands share: the repository options and opening it.
 
-The repository URL comes from --repo, else env ERPCTL_BACKUP_REPO, else the data directory's
+The repository and its key are the installation's settings (controlplane/installation.py): --repo,
+else env ERPCTL_BACKUP_REPO, else [backup] repo in erpctl.toml, else the data directory's
 backup.json ("repo"), else file://<data dir>/backups. The passphrase comes from env
-ERPCTL_BACKUP_PASSPHRASE (asked on a terminal when unset), or a key file from --key-file / env
-ERPCTL_BACKUP_KEY_FILE.
+ERPCTL_BACKUP_PASSPHRASE (asked on a terminal when unset), or a key file from --key-file, env
+ERPCTL_BACKUP_KEY_FILE or [backup] key_file.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 from pathlib import Path
 
 import click
 
+from ..backup import access
 from ..config import Target
+from ..installation import Installation
 from .options import state
 
 REPO_ENV = "ERPCTL_BACKUP_REPO"
@@ -24,42 +25,44 @@ REPO_ENV = "ERPCTL_BACKUP_REPO"
 def repo_options(fn):
     fn = click.option("--lock-wait", type=click.FloatRange(0), default=0, show_default=True, metavar="SECONDS",
                       help="Wait this long for a conflicting repository lock before giving up.")(fn)
-    fn = click.option("--key-file", envvar="ERPCTL_BACKUP_KEY_FILE", metavar="PATH",
-                      type=click.Path(dir_okay=False, path_type=Path),
-                      help="Key file instead of (or besides) the passphrase. [env ERPCTL_BACKUP_KEY_FILE]")(fn)
-    fn = click.option("--repo", envvar=REPO_ENV, metavar="URL",
-                      help="Backup repository: file:///abs/path or s3://bucket/prefix. Default: "
-                           "file://<data dir>/backups. [env ERPCTL_BACKUP_REPO] Passphrase: env "
-                           "ERPCTL_BACKUP_PASSPHRASE; S3: AWS_* variables, ERPCTL_S3_ENDPOINT_URL.")(fn)
+    fn = click.option("--key-file", metavar="PATH", type=click.Path(dir_okay=False, path_type=Path),
+                      help="Key file instead of (or besides) the passphrase. [env ERPCTL_BACKUP_KEY_FILE, "
+                           "erpctl.toml [backup] key_file]")(fn)
+    fn = click.option("--repo", metavar="URL",
+                      help="Backup repository: file:///abs/path or s3://bucket/prefix. Default: [backup] repo "
+                           "in erpctl.toml, else file://<data dir>/backups. [env ERPCTL_BACKUP_REPO] "
+                           "Passphrase: env ERPCTL_BACKUP_PASSPHRASE; S3: AWS_* variables, "
+                           "ERPCTL_S3_ENDPOINT_URL.")(fn)
     return fn
 
 
+def installation(target: Target, repo: str | None, key_file: Path | None) -> Installation:
+    """The target's installation with the repository flags given on the command line."""
+    return Installation.open(target.data_dir, target.database_url, backup_repo=repo, backup_key_file=key_file)
+
+
 def repo_url(target: Target, repo: str | None) -> str:
-    if repo:
-        return repo if "://" in repo else f"file://{Path(repo).expanduser().resolve()}"
-    try:
-        configured = json.loads((target.data_dir / "backup.json").read_text()).get("repo")
-    except (OSError, ValueError):
-        configured = None
-    return configured or f"file://{target.data_dir / 'backups'}"
+    return installation(target, repo, None).get("backup_repo")
 
 
-def _passphrase(confirm: bool, key_file) -> str | None:
-    env = os.environ.get("ERPCTL_BACKUP_PASSPHRASE")
-    if env:
-        return env
-    if key_file is None and sys.stdin.isatty() and sys.stderr.isatty():
+def ask_passphrase(confirm: bool = False) -> str | None:
+    """The passphrase asked on a terminal (None when not on one)."""
+    if sys.stdin.isatty() and sys.stderr.isatty():
         return click.prompt("Repository passphrase", hide_input=True, confirmation_prompt=confirm, err=True)
     return None
 
 
+def _passphrase(inst: Installation, confirm: bool) -> str | None:
+    if inst.get("backup_passphrase") or inst.get("backup_key_file") is not None:
+        return None
+    return ask_passphrase(confirm)
+
+
 def open_repo(target: Target, repo: str | None, key_file: Path | None, lock_wait: float = 0,
               create: bool = False, **kw):
-    """The Repository (imported here: erpctl's other commands need not load the backup code)."""
-    from ..backup.repository import open_repository
-
-    return open_repository(repo_url(target, repo), passphrase=_passphrase(create, key_file), key_file=key_file,
-                           create=create, data_dir=target.data_dir, lock_wait=lock_wait, **kw)
+    """The installation's Repository, --repo and --key-file first."""
+    inst = installation(target, repo, key_file)
+    return access.open_repo(inst, passphrase=_passphrase(inst, create), create=create, lock_wait=lock_wait, **kw)
 
 
 def progress():

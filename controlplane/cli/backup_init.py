@@ -38,7 +38,8 @@ def init(pack_size, zstd_level, kdf_memory, repo, key_file, lock_wait, data_dir,
     Keep them safe: without them no backup can be read. For an SQLite database, a zstd dictionary is
     trained on a sample of its pages and kept (encrypted) in the repository: its chunks compress better.
     """
-    t = target(data_dir, database_url)
+    t = target(data_dir, database_url, backup_key_file=key_file)
+    key_file = t.get("backup_key_file")  # --key-file, else env ERPCTL_BACKUP_KEY_FILE, else [backup] key_file
     kdf = {"memory_cost": kdf_memory} if kdf_memory else None
     repository = open_repo(t, repo, Path(key_file) if key_file else None, lock_wait, create=True, kdf=kdf,
                            pack_size=pack_size, zstd_level=zstd_level,

@@ -47,6 +47,8 @@ GROUPS = {
 COMMANDS: dict[str, dict[str, tuple[str, str]]] = {
     "": {
         "up": ("up:up", "Serve the ERP and the ops console until SIGINT or SIGTERM."),
+        "settings": ("settings:settings", "Show every setting (backup repository and key, S3, ports, the ERP's URL, "
+                                          "probe thresholds...) with its value and source; secrets show as (set)."),
         "status": ("status:status", "Health of the installation: the ERP, firing alerts and failing probes with "
                                     "their runbooks, backups and verifications, the upgrade, the host's headroom."),
     },

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from ..config import Target
+    from ..installation import Installation
 
 
 @dataclass
@@ -37,12 +37,12 @@ def json_option(fn):
 
 
 def target_options(fn):
-    """--data-dir and --database-url, resolved to a config.Target passed as `target`."""
+    """--data-dir and --database-url, resolved by `target()` to the Installation."""
     from .. import config  # here, not at the top: erpctl --help imports no command (config loads SQLAlchemy)
 
-    fn = click.option("--database-url", envvar="ERPCTL_DATABASE_URL", metavar="URL",
-                      help="Database URL (PostgreSQL: postgresql://user:pass@host/db). "
-                           "Default: SQLite in the data directory. [env ERPCTL_DATABASE_URL]")(fn)
+    fn = click.option("--database-url", metavar="URL",
+                      help="Database URL (PostgreSQL: postgresql://user:pass@host/db). Default: [database] url "
+                           "in erpctl.toml, else SQLite in the data directory. [env ERPCTL_DATABASE_URL]")(fn)
     fn = click.option("--data-dir", envvar="ERPCTL_DATA_DIR", metavar="DIR",
                       type=click.Path(file_okay=False, path_type=str),
                       help=f"Data directory (database, keys). Default: ./{config.DEFAULT_DATA_DIR} "
@@ -50,10 +50,11 @@ def target_options(fn):
     return fn
 
 
-def target(data_dir: str | None, database_url: str | None) -> Target:
-    from .. import config
+def target(data_dir: str | None, database_url: str | None, **flags) -> Installation:
+    """The installation the command acts on (a config.Target), with the settings given as flags."""
+    from ..installation import Installation
 
-    return config.resolve(data_dir, database_url)
+    return Installation.open(data_dir, database_url, **flags)
 
 
 def emit(data, human: str | None = None) -> None:

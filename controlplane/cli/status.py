@@ -6,10 +6,10 @@ import click
 
 from .. import config
 from ..errors import Critical, NeedsAttention
+from ..installation import Installation
 from ..monitoring import status as monitoring_status
 from ..release import current_version
-from ..release.supervisor import read_serving
-from .options import emit, json_option, target
+from .options import emit, json_option
 
 MARK = {True: "ok  ", False: "FAIL", None: "--  "}
 
@@ -67,6 +67,7 @@ def render(r: dict) -> str:
                  + (f", latest attempt {'ok' if b['latest']['ok'] else 'FAILED'}" if b["latest"] else ""))
     ver = "  ".join(f"{lv} {'-' if v is None else 'ok' if v['ok'] else 'FAIL'}" for lv, v in b["verifications"].items())
     lines.append(f"verified   {ver}   restore test: {b['restore_test_last_success_at'] or 'never'}")
+    lines.append(f"repository {b['repository']}")
     inv = r["invariants"]
     found = "not checked yet" if inv["violations"] is None else f"{inv['violations']} violation(s)"
     lines.append(f"invariants {found}"
@@ -83,22 +84,23 @@ def render(r: dict) -> str:
     return "\n".join(lines)
 
 
-def _release(t, up: dict) -> dict:
+def _release(inst: Installation, up: dict) -> dict:
     """The current release, and the one the running `erpctl up` serves (None when it serves the bundled ERP)."""
-    serving = read_serving(t) if up["running"] else {}
-    if serving.get("erpctl_pid") != up.get("pid"):
-        serving = {}  # written by an earlier `erpctl up`
-    return {"current": current_version(t),
-            "serving": {k: serving.get(k) for k in ("version", "state", "pid", "restarts", "at")}
-            if serving.get("state") in ("serving", "restarting", "switching", "failed") else None}
+    serving = inst.serving() if up["running"] else None
+    if serving is not None and serving.erpctl_pid != up.get("pid"):
+        serving = None  # written by an earlier `erpctl up`
+    shown = serving is not None and serving.state in ("serving", "restarting", "switching", "failed")
+    return {"current": current_version(inst),
+            "serving": {k: getattr(serving, k) for k in ("version", "state", "pid", "restarts", "at")}
+            if shown else None}
 
 
 @click.command()
 @click.option("--data-dir", envvar="ERPCTL_DATA_DIR", metavar="DIR", type=click.Path(file_okay=False, path_type=str),
               help=f"Data directory of the installation. Default: ./{config.DEFAULT_DATA_DIR} [env ERPCTL_DATA_DIR]")
-@click.option("--erp-url", envvar="ERPCTL_ERP_URL", metavar="URL",
+@click.option("--erp-url", metavar="URL",
               help="The ERP to check. Default: where 'erpctl up' serves it for this data directory, else "
-                   "http://127.0.0.1:$ERPCTL_ERP_PORT (8000). [env ERPCTL_ERP_URL]")
+                   "[erp] url in erpctl.toml, else http://<host>:<erp port> (8000). [env ERPCTL_ERP_URL]")
 @click.option("--prometheus-url", metavar="URL",
               help="Prometheus, checked for an answer. [env ERPCTL_PROMETHEUS_URL; erpctl.toml [monitoring] "
                    "prometheus_url; default http://127.0.0.1:9090, not flagged when nothing answers there]")
@@ -116,10 +118,10 @@ def status(data_dir, erp_url, prometheus_url, alertmanager_url, timeout):
     critical (the ERP down or not ready, a critical alert, a nearly full disk, invariant violations,
     a Prometheus or Alertmanager that was configured but does not answer).
     """
-    t = target(data_dir, None)
-    report = monitoring_status.gather(t, erp_url, timeout, {"prometheus": prometheus_url,
-                                                            "alertmanager": alertmanager_url})
-    report["release"] = _release(t, report["erp"]["served_by_erpctl_up"])
+    inst = Installation.open(data_dir, strict=False, erp_url=erp_url)
+    report = monitoring_status.gather(inst, erp_url, timeout, {"prometheus": prometheus_url,
+                                                               "alertmanager": alertmanager_url})
+    report["release"] = _release(inst, report["erp"]["served_by_erpctl_up"])
     emit(report, render(report))
     if report["state"] != "ok":
         cls = Critical if report["state"] == monitoring_status.CRITICAL else NeedsAttention

@@ -38,12 +38,11 @@ def render_started(info: dict) -> str:
 @click.command()
 @target_options
 @click.option("--demo", is_flag=True, help="Add demo users (one per role) and demo data on first start.")
-@click.option("--host", default="127.0.0.1", show_default=True, envvar="ERPCTL_HOST",
-              help="Address to listen on. [env ERPCTL_HOST]")
-@click.option("--erp-port", type=click.IntRange(0, 65535), default=8000, show_default=True,
-              envvar="ERPCTL_ERP_PORT", help="Port of the ERP (web pages, REST API). [env ERPCTL_ERP_PORT]")
-@click.option("--ops-port", type=click.IntRange(0, 65535), default=8001, show_default=True,
-              envvar="ERPCTL_OPS_PORT", help="Port of the ops console. [env ERPCTL_OPS_PORT]")
+@click.option("--host", help="Address to listen on. Default: 127.0.0.1 [env ERPCTL_HOST, erpctl.toml [erp] host]")
+@click.option("--erp-port", type=click.IntRange(0, 65535),
+              help="Port of the ERP (web pages, REST API). Default: 8000 [env ERPCTL_ERP_PORT, erpctl.toml [erp] port]")
+@click.option("--ops-port", type=click.IntRange(0, 65535),
+              help="Port of the ops console. Default: 8001 [env ERPCTL_OPS_PORT, erpctl.toml [ops] port]")
 @json_option
 def up(data_dir, database_url, demo, host, erp_port, ops_port):
     """Serve the ERP and the ops console until SIGINT or SIGTERM.
@@ -56,7 +55,8 @@ def up(data_dir, database_url, demo, host, erp_port, ops_port):
     if it exits, and replaced within seconds when the current release is switched (by an upgrade, a
     rollback or by hand). Otherwise the erp_core bundled with erpctl serves.
     """
-    opts = stack.UpOptions(target(data_dir, database_url), host=host, erp_port=erp_port, ops_port=ops_port,
+    inst = target(data_dir, database_url, host=host, erp_port=erp_port, ops_port=ops_port)
+    opts = stack.UpOptions(inst, host=inst.get("host"), erp_port=inst.get("erp_port"), ops_port=inst.get("ops_port"),
                            demo=demo)
     result = stack.run(opts, lambda info: emit({"event": "started", **info}, render_started(info)))
     if state().json:

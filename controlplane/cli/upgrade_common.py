@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from .backup_common import repo_options
+from .backup_common import ask_passphrase, repo_options
 from .options import state, target
 
 
@@ -14,17 +14,20 @@ def erp_options(fn):
     fn = click.option("--offline", is_flag=True,
                       help="The ERP is stopped on purpose: skip its health check and do not wait for it to "
                            "come back on the new release.")(fn)
-    fn = click.option("--erp-url", envvar="ERPCTL_ERP_URL", default="http://127.0.0.1:8000", show_default=True,
-                      metavar="URL", help="The running ERP (erpctl up's ERP port): must be ready before the "
-                                          "upgrade and is watched across the release switch. [env ERPCTL_ERP_URL]")(fn)
+    fn = click.option("--erp-url", metavar="URL",
+                      help="The running ERP: must be ready before the upgrade and is watched across the release "
+                           "switch. Default: where 'erpctl up' serves it for this data directory, else [erp] url "
+                           "in erpctl.toml, else http://<host>:<erp port> (8000). [env ERPCTL_ERP_URL]")(fn)
     return repo_options(fn)
 
 
 def options(data_dir, database_url, erp_url, offline, repo, key_file, lock_wait, **kw):
     from ..upgrade.engine import UpgradeOptions
 
-    return UpgradeOptions(target=target(data_dir, database_url), erp_url=None if offline else erp_url,
-                          repo=repo, key_file=key_file, lock_wait=lock_wait, on_event=_echo, **kw)
+    inst = target(data_dir, database_url, erp_url=erp_url, backup_repo=repo, backup_key_file=key_file)
+    return UpgradeOptions(target=inst, erp_url=None if offline else inst.get("erp_url"), repo=repo,
+                          key_file=key_file, lock_wait=lock_wait, ask_passphrase=ask_passphrase, on_event=_echo,
+                          **kw)
 
 
 def _echo(what: str, data: dict) -> None:

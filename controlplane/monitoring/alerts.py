@@ -17,8 +17,9 @@ from erp_core.errors import ValidationFailed
 
 from ..evidence import EvidenceLog
 from ..fsutil import atomic_write_text, locked
+from .. import layout
 
-FILE = "alerts.json"
+FILE = layout.name("alerts")
 MAX_RESOLVED = 200
 # Most urgent first. monitors/ uses page (wake someone up), ticket (working hours) and info;
 # critical and warning are the common alternative. Any other value counts as "other".
@@ -85,7 +86,7 @@ def record(data_dir, payload, *, evidence: bool = True) -> dict:
     now = time.time()
     now_iso = dt.datetime.fromtimestamp(now, dt.timezone.utc).isoformat()
     counts = {"firing": 0, "resolved": 0, "ignored": 0}
-    with locked(Path(data_dir) / ".alerts.lock"):
+    with locked(layout.path(data_dir, "alerts_lock")):
         data = _read(data_dir)
         store = data.setdefault("alerts", {})
         for a in incoming:

@@ -17,13 +17,14 @@ from erp_core.errors import Conflict
 
 from ..config import read_private, write_private
 from ..errors import DataDirProblem
+from .. import layout
 
 log = logging.getLogger("controlplane.monitoring")
 
-PROBE_LOGIN_FILE = "probe-login.json"
+PROBE_LOGIN_FILE = layout.name("probe_login")
 PROBE_USER = "erpctl-probe"
 PROBE_ROLE = "auditor"
-WEBHOOK_TOKEN_FILE = "alert-webhook.token"
+WEBHOOK_TOKEN_FILE = layout.name("webhook_token")
 
 
 def probe_login(data_dir) -> dict:

@@ -1,10 +1,13 @@
 """The monitoring jobs of the scheduler: the five probes and the invariants check.
 
-Thresholds come from the environment, else the [probes] table of erpctl.toml, else the defaults:
+Thresholds are the installation's settings (controlplane/installation.py): the environment, else
+the [probes] table of erpctl.toml, else the defaults:
 
     ERPCTL_PROBE_BACKUP_MAX_AGE_SECONDS   backup_max_age_seconds   26 h
     ERPCTL_PROBE_DISK_MIN_FREE_BYTES      disk_min_free_bytes      1 GiB
     ERPCTL_PROBE_HTTP_TIMEOUT_SECONDS     http_timeout_seconds     5
+
+`erpctl up` records the values it uses in runtime.json, so `erpctl status` judges by the same ones.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import logging
 
 from .. import erp_admin, results
+from ..errors import SettingInvalid
 from ..scheduler import Job, JobContext, ScheduleInvalid
 from . import probes
 from .credentials import probe_login
@@ -27,37 +31,26 @@ DEFAULT_SCHEDULES = {
     "probe.disk_headroom": "1m",
     "invariants": "1h",
 }
-THRESHOLDS = {  # setting name: (environment variable, default, type)
-    "backup_max_age_seconds": ("ERPCTL_PROBE_BACKUP_MAX_AGE_SECONDS", probes.DEFAULT_BACKUP_MAX_AGE_SECONDS, float),
-    "disk_min_free_bytes": ("ERPCTL_PROBE_DISK_MIN_FREE_BYTES", probes.DEFAULT_DISK_MIN_FREE_BYTES, int),
-    "http_timeout_seconds": ("ERPCTL_PROBE_HTTP_TIMEOUT_SECONDS", probes.HTTP_TIMEOUT, float),
-}
+THRESHOLDS = ("backup_max_age_seconds", "disk_min_free_bytes", "http_timeout_seconds")  # [probes] keys
 
 
-def threshold(name: str, settings: dict, environ: dict):
-    env, default, kind = THRESHOLDS[name]
-    raw = environ.get(env) or (settings.get("probes") or {}).get(name)
-    if raw in (None, ""):
-        return default
+def threshold(name: str, installation) -> float:
+    """A probe threshold of the installation (setting probe_<name>); exit 2 naming a bad value."""
     try:
-        value = kind(raw)
-    except (TypeError, ValueError):
-        raise ScheduleInvalid(f"{name} = {raw!r} is not a number", fix=f"Set {env} (or [probes] {name} in "
-                              "erpctl.toml) to a number.") from None
-    if value <= 0:
-        raise ScheduleInvalid(f"{name} must be positive, not {raw!r}", fix=f"Set {env} to a positive number.")
-    return value
+        return installation.get("probe_" + name)
+    except SettingInvalid as exc:
+        raise ScheduleInvalid(exc.detail, fix=exc.fix) from None
 
 
 def make_probes(context: JobContext) -> list:
-    s, e = context.settings, context.environ
-    timeout = threshold("http_timeout_seconds", s, e)
+    inst = context.installation
+    timeout = threshold("http_timeout_seconds", inst)
     return [
         probes.ReadyzProbe(context.erp_url, timeout=timeout),
         probes.BusinessProbe(context.erp_url, lambda: probe_login(context.data_dir), timeout=max(timeout, 10)),
         probes.DbIntegrityProbe(context.target.database_url),
-        probes.BackupFreshnessProbe(context.data_dir, threshold("backup_max_age_seconds", s, e)),
-        probes.DiskHeadroomProbe(context.data_dir, threshold("disk_min_free_bytes", s, e)),
+        probes.BackupFreshnessProbe(context.data_dir, threshold("backup_max_age_seconds", inst)),
+        probes.DiskHeadroomProbe(context.data_dir, threshold("disk_min_free_bytes", inst)),
     ]
 
 

@@ -2,7 +2,8 @@
 the pages), as `erpctl status` checks them. While either is down no alert reaches anyone; only the
 dead-man receiver, missing the Watchdog alert, notices.
 
-Their URLs are settings, resolved in one place (`urls`), flag > environment > erpctl.toml > default:
+Their URLs are the installation's settings prometheus_url and alertmanager_url (flag > environment >
+erpctl.toml > default):
 
     --prometheus-url    ERPCTL_PROMETHEUS_URL    [monitoring] prometheus_url    http://127.0.0.1:9090
     --alertmanager-url  ERPCTL_ALERTMANAGER_URL  [monitoring] alertmanager_url  http://127.0.0.1:9093
@@ -18,9 +19,9 @@ from dataclasses import dataclass
 
 from .probes import ProbeFailed, http_json
 
-PARTS = {  # part: (flag, environment variable, erpctl.toml key in [monitoring], default)
-    "prometheus": ("--prometheus-url", "ERPCTL_PROMETHEUS_URL", "prometheus_url", "http://127.0.0.1:9090"),
-    "alertmanager": ("--alertmanager-url", "ERPCTL_ALERTMANAGER_URL", "alertmanager_url", "http://127.0.0.1:9093"),
+PARTS = {  # part: (setting, flag, environment variable, erpctl.toml key in [monitoring])
+    "prometheus": ("prometheus_url", "--prometheus-url", "ERPCTL_PROMETHEUS_URL", "prometheus_url"),
+    "alertmanager": ("alertmanager_url", "--alertmanager-url", "ERPCTL_ALERTMANAGER_URL", "alertmanager_url"),
 }
 
 
@@ -28,24 +29,19 @@ PARTS = {  # part: (flag, environment variable, erpctl.toml key in [monitoring],
 class Endpoint:
     part: str
     url: str
-    source: str  # flag | env | erpctl.toml | default
+    source: str  # where the installation found it ("default" when nothing set it)
 
     @property
     def configured(self) -> bool:
         return self.source != "default"
 
 
-def urls(flags: dict, settings: dict, environ) -> list[Endpoint]:
-    """Each part's URL and where it came from: flags {part: url or None}, settings = erpctl.toml."""
-    table = settings.get("monitoring") or {}
+def urls(inst) -> list[Endpoint]:
+    """Each part's URL as the installation resolves it, and where it came from."""
     out = []
-    for part, (_flag, env, key, default) in PARTS.items():
-        for source, value in (("flag", flags.get(part)), ("env", environ.get(env)), ("erpctl.toml", table.get(key))):
-            if value:
-                out.append(Endpoint(part, str(value).rstrip("/"), source))
-                break
-        else:
-            out.append(Endpoint(part, default, "default"))
+    for part, (setting, *_rest) in PARTS.items():
+        found = inst.resolve(setting)
+        out.append(Endpoint(part, str(found.value).rstrip("/"), found.source))
     return out
 
 
@@ -60,6 +56,6 @@ def check(endpoint: Endpoint, timeout: float) -> dict:
 
 
 def fix(part: str) -> str:
-    flag, env, key, _ = PARTS[part]
+    _setting, flag, env, key = PARTS[part]
     return (f"start {part} (the Watchdog runbook), or point erpctl at it: {flag}, {env} or "
             f"[monitoring] {key} in erpctl.toml")

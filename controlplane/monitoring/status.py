@@ -21,16 +21,16 @@ What needs attention, and how much (the exit code: 0 nothing, 16 warnings only, 
 
 from __future__ import annotations
 
-import os
 import time
 
 import psutil
 
 from .. import results, scheduler
+from ..errors import SettingInvalid
+from ..installation import BY_NAME, Installation, RuntimeRecord
 from . import alerts, jobs, pipeline, probes
 from .exporter import _ts
 from .probes import ProbeFailed, http_json
-from .service import read_runtime
 
 CRITICAL, WARNING = "critical", "warning"
 UPGRADE_STUCK_SECONDS = 1800
@@ -43,13 +43,8 @@ CHECKED_HERE = ("backup_freshness", "disk_headroom")
 
 
 def default_erp_url(data_dir) -> str:
-    """The ERP `erpctl up` last served from this data directory, else ERPCTL_HOST/ERPCTL_ERP_PORT."""
-    runtime = read_runtime(data_dir)
-    if runtime.get("erp_url"):
-        return runtime["erp_url"]
-    host = os.environ.get("ERPCTL_HOST") or "127.0.0.1"
-    host = "127.0.0.1" if host in ("0.0.0.0", "") else host
-    return f"http://{host}:{os.environ.get('ERPCTL_ERP_PORT') or 8000}"
+    """The ERP `erpctl up` serves from this data directory (the installation's erp_url setting)."""
+    return Installation.open(data_dir, strict=False).get("erp_url")
 
 
 def _age(entry, now) -> float | None:
@@ -82,72 +77,110 @@ def _erp(erp_url: str, timeout: float) -> dict:
     return out
 
 
-def _intervals(settings: dict) -> dict[str, float | None]:
+def _intervals(inst: Installation) -> dict[str, float | None]:
     """Each monitoring job's interval in seconds as configured (None: cron or off)."""
-    out = {}
-    for jid, default in jobs.DEFAULT_SCHEDULES.items():
-        spec, _ = scheduler.schedule_of(scheduler.Job(jid, lambda: None, default), settings, dict(os.environ))
-        out[jid] = scheduler.interval_seconds(spec)
-    return out
+    return {jid: scheduler.interval_seconds(inst.schedule(jid, default)[0])
+            for jid, default in jobs.DEFAULT_SCHEDULES.items()}
 
 
-def _alerting_pipeline(flags: dict, settings: dict, timeout: float, flag) -> dict:
-    """Whether Prometheus and Alertmanager answer; a configured one that does not is critical."""
-    watch = {ep.part: pipeline.check(ep, timeout) for ep in pipeline.urls(flags, settings, os.environ)}
-    for part, row in watch.items():
-        if row["configured"] and not row["ok"]:
-            flag(CRITICAL, f"{part} unreachable", f"{row['url']} ({row['source']}): "
-                 f"{row.get('error') or 'HTTP ' + str(row.get('status'))}; no alert reaches anyone: "
-                 + pipeline.fix(part), _runbook("Watchdog"))
-    return watch
+class Attention(list):
+    """What needs attention, each item with its level and, when there is one, its runbook."""
 
-
-def gather(target, erp_url: str | None = None, timeout: float = 3.0, alerting_urls: dict | None = None) -> dict:
-    now = time.time()
-    data_dir = target.data_dir
-    erp_url = erp_url or default_erp_url(data_dir)
-    r = results.read(data_dir)
-    runtime = read_runtime(data_dir)
-    try:
-        settings = scheduler.load_settings(data_dir)
-    except scheduler.ScheduleInvalid:
-        settings = {}  # `erpctl up` refuses to start with it; the status shows the rest
-    running = bool(runtime.get("running")) and _alive(runtime.get("pid"))
-    attention: list[dict] = []
-
-    def flag(level, what, detail, runbook=None):
+    def flag(self, level, what, detail, runbook=None) -> None:
         item = {"level": level, "what": what, "detail": detail}
         if runbook:
             item.update(runbook)
-        attention.append(item)
+        self.append(item)
 
-    # ---- the ERP ----
+    def state(self) -> str:
+        levels = {a["level"] for a in self}
+        return CRITICAL if CRITICAL in levels else WARNING if levels else "ok"
+
+
+def _setting(inst: Installation, name: str, attention: Attention):
+    """A setting for the status; an invalid one is flagged and its default used (the rest still shows)."""
+    try:
+        return inst.get(name)
+    except SettingInvalid as exc:
+        attention.flag(WARNING, "invalid setting", f"{exc.detail} ({exc.fix})")
+        return BY_NAME[name].default
+
+
+def gather(target, erp_url: str | None = None, timeout: float = 3.0, alerting_urls: dict | None = None) -> dict:
+    """The installation's picture: the ERP, alerts, the alerting pipeline, probes, backups, invariants, the
+    upgrade, the host. alerting_urls: the --prometheus-url/--alertmanager-url flags ({part: url or None})."""
+    now = time.time()
+    flags = {f"{part}_url": url for part, url in (alerting_urls or {}).items()}
+    inst = Installation.open(target.data_dir, target.database_url, strict=False, erp_url=erp_url,
+                             environ=getattr(target, "environ", None), **flags)
+    data_dir, r, runtime = inst.data_dir, results.read(inst.data_dir), inst.runtime()
+    attention = Attention()
+    if inst.toml_error:
+        attention.flag(WARNING, "invalid setting", inst.toml_error)
+    erp = _erp_part(_setting(inst, "erp_url", attention), timeout, runtime, attention)
+    firing = _alerts_part(data_dir, attention)
+    watch = _alerting_part(inst, timeout, attention)
+    probe_rows = _probes_part(inst, r, runtime, erp["served_by_erpctl_up"]["running"], now, attention)
+    backup = _backup_part(r, _setting(inst, "probe_backup_max_age_seconds", attention), now, attention)
+    backup["repository"] = _setting(inst, "backup_repo", attention)
+    invariants = _invariants_part(r, attention)
+    upgrade = _upgrade_part(r, now, attention)
+    host = _host_part(data_dir, _setting(inst, "probe_disk_min_free_bytes", attention), attention)
+    job_rows = {k[len("scheduler."):]: _brief(v) for k, v in sorted(r.items())
+                if k.startswith("scheduler.") and not k.endswith(".last_success")}
+    state = attention.state()
+    attention.sort(key=lambda a: (a["level"] != CRITICAL, a["what"]))
+    return {"state": state, "attention": list(attention), "erp": erp, "alerts": firing, "alerting": watch,
+            "probes": probe_rows,
+            "backup": backup, "invariants": invariants, "upgrade": upgrade, "host": host, "jobs": job_rows,
+            "data_dir": str(data_dir), "checked_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))}
+
+
+def _erp_part(erp_url: str, timeout: float, runtime: RuntimeRecord, attention: Attention) -> dict:
     erp = _erp(erp_url, timeout)
-    erp["served_by_erpctl_up"] = {"running": running, "pid": runtime.get("pid"),
-                                  "started_at": runtime.get("started_at"), "stopped_at": runtime.get("stopped_at")}
+    erp["served_by_erpctl_up"] = {"running": runtime.alive(), "pid": runtime.pid,
+                                  "started_at": runtime.started_at, "stopped_at": runtime.stopped_at}
     if not erp["healthz"]["ok"]:
-        flag(CRITICAL, "erp down", erp["healthz"].get("error") or f"{erp['url']}healthz answered "
-             f"{erp['healthz'].get('status')}",
-             _runbook("ErpDown"))
+        attention.flag(CRITICAL, "erp down", erp["healthz"].get("error") or f"{erp['url']}healthz answered "
+                       f"{erp['healthz'].get('status')}", _runbook("ErpDown"))
     elif not erp["readyz"]["ready"]:
-        flag(CRITICAL, "erp not ready", f"{erp['url']}readyz: {erp['readyz'].get('checks') or erp['readyz']}",
-             _runbook("ErpNotReady"))
+        attention.flag(CRITICAL, "erp not ready", f"{erp['url']}readyz: {erp['readyz'].get('checks') or erp['readyz']}",
+                       _runbook("ErpNotReady"))
+    return erp
 
-    # ---- alerts ----
+
+def _alerting_part(inst: Installation, timeout: float, attention: Attention) -> dict:
+    """Whether Prometheus and Alertmanager answer; a configured one that does not is critical."""
+    try:
+        endpoints = pipeline.urls(inst)
+    except SettingInvalid as exc:
+        attention.flag(WARNING, "invalid setting", f"{exc.detail} {exc.fix}")
+        return {}
+    watch = {ep.part: pipeline.check(ep, timeout) for ep in endpoints}
+    for part, row in watch.items():
+        if row["configured"] and not row["ok"]:
+            attention.flag(CRITICAL, f"{part} unreachable", f"{row['url']} ({row['source']}): "
+                           f"{row.get('error') or 'HTTP ' + str(row.get('status'))}; no alert reaches anyone: "
+                           + pipeline.fix(part), _runbook("Watchdog"))
+    return watch
+
+
+def _alerts_part(data_dir, attention: Attention) -> list:
     firing = alerts.active(data_dir)
     for a in firing:
         if a["severity"] == "info":
             continue
         level = CRITICAL if a["severity"] in alerts.URGENT else WARNING
-        flag(level, f"alert {a['alertname']}", a.get("summary") or a["annotations"].get("description", ""),
-             {"runbook_url": a["runbook_url"], "runbook_path": a["runbook_path"]})
+        attention.flag(level, f"alert {a['alertname']}", a.get("summary") or a["annotations"].get("description", ""),
+                       {"runbook_url": a["runbook_url"], "runbook_path": a["runbook_path"]})
+    return firing
 
-    watch = _alerting_pipeline(alerting_urls or {}, settings, timeout, flag)
 
-    # ---- probes ----
-    intervals = _intervals(settings)
-    started = _epoch(runtime.get("started_at"))
-    probe_rows = {}
+def _probes_part(inst: Installation, r: dict, runtime: RuntimeRecord, running: bool, now: float,
+                 attention: Attention) -> dict:
+    intervals = _intervals(inst)
+    started = _epoch(runtime.started_at)
+    rows = {}
     for name in probes.NAMES:
         e = r.get(probes.RESULT_PREFIX + name)
         row = {"ok": bool(e and e["ok"]), "at": (e or {}).get("at_iso"), "age_seconds": _age(e, now),
@@ -157,19 +190,16 @@ def gather(target, erp_url: str | None = None, timeout: float = 3.0, alerting_ur
         limit = max(STALE_INTERVALS * interval, STALE_MIN_SECONDS) if interval else None
         last = float(e["at"]) if e else None
         row["stale"] = bool(running and limit and started and now - max(last or 0, started) > limit)
-        probe_rows[name] = row
+        rows[name] = row
         if e and not e["ok"] and name not in CHECKED_HERE:
-            flag(WARNING, f"probe {name} failing", e.get("detail", ""), _runbook(probes.RUNBOOKS[name]))
+            attention.flag(WARNING, f"probe {name} failing", e.get("detail", ""), _runbook(probes.RUNBOOKS[name]))
         elif row["stale"]:
-            flag(WARNING, f"probe {name} not running", f"no run for {now - max(last or 0, started):.0f} s "
-                 f"(every {interval:.0f} s expected)", _runbook("ProbeNotRunning"))
+            attention.flag(WARNING, f"probe {name} not running", f"no run for {now - max(last or 0, started):.0f} s "
+                           f"(every {interval:.0f} s expected)", _runbook("ProbeNotRunning"))
+    return rows
 
-    # ---- backups ----
-    try:
-        max_age = jobs.threshold("backup_max_age_seconds", settings, dict(os.environ))
-        min_free = jobs.threshold("disk_min_free_bytes", settings, dict(os.environ))
-    except scheduler.ScheduleInvalid:
-        max_age, min_free = probes.DEFAULT_BACKUP_MAX_AGE_SECONDS, probes.DEFAULT_DISK_MIN_FREE_BYTES
+
+def _backup_part(r: dict, max_age: float, now: float, attention: Attention) -> dict:
     last_ok, latest = r.get("backup.create.last_success"), r.get("backup.create")
     backup = {
         "last_success_at": (last_ok or {}).get("at_iso"), "age_seconds": _age(last_ok, now),
@@ -180,39 +210,46 @@ def gather(target, erp_url: str | None = None, timeout: float = 3.0, alerting_ur
         "restore_test_last_success_at": (r.get("backup.restore_test.last_success") or {}).get("at_iso"),
     }
     if not last_ok:
-        flag(WARNING, "no backup", "no successful backup recorded", _runbook("BackupMissing"))
+        attention.flag(WARNING, "no backup", "no successful backup recorded", _runbook("BackupMissing"))
     elif backup["age_seconds"] > max_age:
-        flag(WARNING, "backup too old", f"last successful backup {backup['age_seconds'] / 3600:.1f} h ago "
-             f"(limit {max_age / 3600:.1f} h)", _runbook(probes.RUNBOOKS["backup_freshness"]))
+        attention.flag(WARNING, "backup too old", f"last successful backup {backup['age_seconds'] / 3600:.1f} h ago "
+                       f"(limit {max_age / 3600:.1f} h)", _runbook(probes.RUNBOOKS["backup_freshness"]))
     if latest and not latest["ok"]:
-        flag(WARNING, "backup failed", f"the latest backup attempt ({latest.get('at_iso')}) failed: "
-             f"{latest.get('error') or latest.get('detail') or ''}".strip(), _runbook("BackupTooOld"))
+        attention.flag(WARNING, "backup failed", f"the latest backup attempt ({latest.get('at_iso')}) failed: "
+                       f"{latest.get('error') or latest.get('detail') or ''}".strip(), _runbook("BackupTooOld"))
     for lv, v in backup["verifications"].items():
         if v and not v["ok"]:
-            flag(WARNING, f"backup verification {lv} failed", v.get("detail") or v.get("error") or f"at {v['at']}",
-                 _runbook("BackupVerificationFailed"))
+            attention.flag(WARNING, f"backup verification {lv} failed",
+                           v.get("detail") or v.get("error") or f"at {v['at']}", _runbook("BackupVerificationFailed"))
     test_ok = r.get("backup.restore_test.last_success")
     if last_ok and (not test_ok or now - float(test_ok["at"]) > RESTORE_TEST_MAX_AGE_SECONDS):
-        flag(WARNING, "restore test overdue", "no restore test succeeded in the last "
-             f"{RESTORE_TEST_MAX_AGE_SECONDS / 86400:.0f} days", _runbook("RestoreTestOverdue"))
+        attention.flag(WARNING, "restore test overdue", "no restore test succeeded in the last "
+                       f"{RESTORE_TEST_MAX_AGE_SECONDS / 86400:.0f} days", _runbook("RestoreTestOverdue"))
+    return backup
 
-    # ---- invariants, upgrade ----
+
+def _invariants_part(r: dict, attention: Attention) -> dict:
     inv = r.get("invariants")
-    invariants = {"violations": (inv or {}).get("violations"), "at": (inv or {}).get("at_iso"),
-                  "first": (inv or {}).get("first", [])[:5]}
     if inv and inv.get("violations"):
-        flag(CRITICAL, "invariant violations", f"{inv['violations']} violation(s) at {inv.get('at_iso')}: "
-             + "; ".join(v.get("detail", "") for v in inv.get("first", [])[:3]), _runbook("InvariantViolations"))
-    up = r.get("upgrade")
-    upgrade = None
-    if up:
-        upgrade = {k: v for k, v in up.items() if k != "at"}
-        started_at = _epoch(up.get("started_at"))
-        if up.get("in_progress") and started_at and now - started_at > UPGRADE_STUCK_SECONDS:
-            flag(WARNING, "upgrade stuck", f"stage {up.get('stage')!r} started {(now - started_at) / 60:.0f} min ago",
-                 _runbook("UpgradeStuck"))
+        attention.flag(CRITICAL, "invariant violations", f"{inv['violations']} violation(s) at {inv.get('at_iso')}: "
+                       + "; ".join(v.get("detail", "") for v in inv.get("first", [])[:3]),
+                       _runbook("InvariantViolations"))
+    return {"violations": (inv or {}).get("violations"), "at": (inv or {}).get("at_iso"),
+            "first": (inv or {}).get("first", [])[:5]}
 
-    # ---- host ----
+
+def _upgrade_part(r: dict, now: float, attention: Attention) -> dict | None:
+    up = r.get("upgrade")
+    if not up:
+        return None
+    started_at = _epoch(up.get("started_at"))
+    if up.get("in_progress") and started_at and now - started_at > UPGRADE_STUCK_SECONDS:
+        attention.flag(WARNING, "upgrade stuck", f"stage {up.get('stage')!r} started "
+                       f"{(now - started_at) / 60:.0f} min ago", _runbook("UpgradeStuck"))
+    return {k: v for k, v in up.items() if k != "at"}
+
+
+def _host_part(data_dir, min_free: int, attention: Attention) -> dict:
     mem = psutil.virtual_memory()
     host = {"cpu_usage_ratio": round(psutil.cpu_percent(interval=0.2) / 100, 3),
             "memory_available_bytes": mem.available, "memory_total_bytes": mem.total}
@@ -221,22 +258,14 @@ def gather(target, erp_url: str | None = None, timeout: float = 3.0, alerting_ur
         host.update(data_dir_filesystem_free_bytes=disk.free, data_dir_filesystem_size_bytes=disk.total,
                     disk_min_free_bytes=min_free)
         if disk.free < min_free:
-            flag(CRITICAL, "disk nearly full", f"{disk.free / 2**30:.2f} GiB free on the data directory's "
-                 f"filesystem (limit {min_free / 2**30:.2f} GiB)", _runbook(probes.RUNBOOKS["disk_headroom"]))
+            attention.flag(CRITICAL, "disk nearly full", f"{disk.free / 2**30:.2f} GiB free on the data directory's "
+                           f"filesystem (limit {min_free / 2**30:.2f} GiB)", _runbook(probes.RUNBOOKS["disk_headroom"]))
     except OSError as exc:
         host["data_dir_error"] = str(exc)
     if mem.available < MEMORY_MIN_AVAILABLE_RATIO * mem.total:
-        flag(WARNING, "memory low", f"{mem.available / 2**20:.0f} MiB available of {mem.total / 2**20:.0f} MiB")
-
-    job_rows = {k[len("scheduler."):]: _brief(v) for k, v in sorted(r.items())
-                if k.startswith("scheduler.") and not k.endswith(".last_success")}
-    levels = {a["level"] for a in attention}
-    state = CRITICAL if CRITICAL in levels else WARNING if levels else "ok"
-    attention.sort(key=lambda a: (a["level"] != CRITICAL, a["what"]))
-    return {"state": state, "attention": attention, "erp": erp, "alerts": firing, "alerting": watch,
-            "probes": probe_rows,
-            "backup": backup, "invariants": invariants, "upgrade": upgrade, "host": host, "jobs": job_rows,
-            "data_dir": str(data_dir), "checked_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))}
+        attention.flag(WARNING, "memory low",
+                       f"{mem.available / 2**20:.0f} MiB available of {mem.total / 2**20:.0f} MiB")
+    return host
 
 
 def _brief(e: dict | None) -> dict | None:
@@ -253,8 +282,3 @@ def _epoch(value) -> float | None:
     return _ts(value) or None
 
 
-def _alive(pid) -> bool:
-    try:
-        return bool(pid) and psutil.pid_exists(int(pid))
-    except (TypeError, ValueError):
-        return False

@@ -32,11 +32,10 @@ def _in_use(target: Target, version: str) -> tuple[str, str] | None:
                 "Wait until 'erpctl up' follows the current release (a few seconds), or stop it.")
     from ..upgrade import state as upgrade_state
 
-    st = upgrade_state.load(target.data_dir)
-    if st and st.get("status") not in upgrade_state.FINISHED and version in (st.get("from_version"),
-                                                                             st.get("to_version")):
-        return (f"upgrade {st['id']} ({st.get('from_version') or 'bundled'} -> {st.get('to_version')}) is in "
-                f"progress (status {st.get('status')}, stage {st.get('stage')})",
+    st = upgrade_state.load_record(target.data_dir)
+    if st and not st.finished and version in (st.from_version, st.to_version):
+        return (f"upgrade {st.id} ({st.from_version or 'bundled'} -> {st.to_version}) is in "
+                f"progress (status {st.status}, stage {st.stage})",
                 "Finish or roll back the upgrade first ('erpctl upgrade status').")
     return None
 
@@ -45,9 +44,9 @@ def _rollback_needs(target: Target, version: str) -> str | None:
     """Why a rollback of the last finished upgrade needs `version`: it switches back to it."""
     from ..upgrade import state as upgrade_state
 
-    last = (upgrade_state.history(target.data_dir) or [None])[-1]
-    if last and last.get("status") == "done" and last.get("from_version") == version:
-        return (f"the last upgrade ({version} -> {last.get('to_version')}, {last['id']}) came from it, and "
+    last = (upgrade_state.history_records(target.data_dir) or [None])[-1]
+    if last and last.status == "done" and last.from_version == version:
+        return (f"the last upgrade ({version} -> {last.to_version}, {last.id}) came from it, and "
                 "'erpctl upgrade rollback' switches back to it")
     return None
 

@@ -28,16 +28,17 @@ from pathlib import Path
 from ..config import Target
 from ..errors import ReleaseError, ReleaseNotFound
 from ..fsutil import fsync_dir
+from .. import layout
 from .wheel import VERSION_RE
 
 log = logging.getLogger("controlplane.release")
 
-RELEASES_DIR = "releases"
-CURRENT_LINK = "current"
-RELEASE_FILE = "release.json"
-ENV_DIR = "env"
-LOCK_FILE = ".lock"
-TMP_PREFIX = ".install-"
+RELEASES_DIR = layout.name("releases")
+CURRENT_LINK = layout.basename("release_current")
+RELEASE_FILE = layout.basename("release_info")
+ENV_DIR = layout.basename("release_env")
+LOCK_FILE = layout.basename("releases_lock")
+TMP_PREFIX = layout.basename("release_tmp").split("<")[0]
 FORMAT = 1
 
 

@@ -33,12 +33,13 @@ from pathlib import Path
 from ..config import Target
 from ..errors import CannotListen, ReleaseError
 from ..fsutil import atomic_write_text
-from .process import ErpProcess, get_json, http_url
-from .store import RELEASES_DIR, Release, current, current_version, get, releases_dir
+from .. import http, layout
+from .process import ErpProcess, http_url
+from .store import Release, current, current_version, get, releases_dir
 
 log = logging.getLogger("controlplane.erp")
 
-SERVING_FILE = "serving.json"
+SERVING_FILE = layout.basename("serving")
 BACKOFF_SECONDS = (1, 2, 4, 8, 16, 30)
 STABLE_SECONDS = 60.0  # a child that served this long starts the back-off afresh when it exits
 HEALTH_INTERVAL_SECONDS = 5.0
@@ -83,7 +84,7 @@ def read_serving(target: Target) -> dict:
 def restarts_here(data_dir) -> int:
     """How many times the `erpctl up` of this process has restarted its ERP (0 when it serves none)."""
     try:
-        serving = json.loads((Path(data_dir) / RELEASES_DIR / SERVING_FILE).read_text())
+        serving = json.loads(layout.path(Path(data_dir), "serving").read_text())
     except (FileNotFoundError, NotADirectoryError, ValueError):
         return 0
     return int(serving.get("restarts") or 0) if serving.get("erpctl_pid") == os.getpid() else 0
@@ -224,7 +225,7 @@ class Supervisor:
             return
         self._next_check = now + self.health_interval
         try:
-            status, _ = get_json(self.url + "/healthz", timeout=self.health_timeout)
+            status, _ = http.get(self.url + "/healthz", timeout=self.health_timeout)
             failure = None if status == 200 else f"HTTP {status}"
         except OSError as exc:
             failure = str(getattr(exc, "reason", exc))

@@ -16,8 +16,10 @@ from sqlalchemy.engine import Engine
 from erp_core import ops
 
 from .. import http
+from ..backup import access
 from ..config import Target
 from ..errors import NoUpgrade, UpgradeError
+from ..installation import Installation
 from ..evidence import EvidenceLog
 from ..faults import failpoint
 from . import state as S
@@ -42,6 +44,7 @@ class UpgradeOptions:
     key_file: Path | None = None
     lock_wait: float = 0.0
     long_transaction_seconds: float = 60.0
+    ask_passphrase: Callable[[], str | None] | None = None  # the CLI's prompt when no key is configured
     on_event: Callable[[str, dict], None] | None = None
 
 
@@ -199,9 +202,12 @@ def database_bytes(ctx: Run) -> int:
 
 
 def open_repo(ctx: Run):
-    from ..cli.backup_common import open_repo
-
-    return open_repo(ctx.target, ctx.opts.repo, ctx.opts.key_file, ctx.opts.lock_wait)
+    """The installation's backup repository (--repo and --key-file first), as `erpctl backup` opens it."""
+    inst = Installation.open(ctx.target.data_dir, ctx.target.database_url, backup_repo=ctx.opts.repo,
+                             backup_key_file=ctx.opts.key_file)
+    keyless = not inst.get("backup_passphrase") and inst.get("backup_key_file") is None
+    asked = ctx.opts.ask_passphrase() if keyless and ctx.opts.ask_passphrase else None
+    return access.open_repo(inst, passphrase=asked, lock_wait=ctx.opts.lock_wait)
 
 
 def backfill_tables(ctx: Run) -> list[str]:

@@ -12,13 +12,70 @@ import fcntl
 import json
 import os
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from ..errors import UpgradeBusy
 from ..fsutil import atomic_write_text
+from ..installation import Record, check_version
+from .. import layout
 
 STAGES = ("preflight", "backup", "expand", "backfill", "verify", "switch", "contract")
 FINISHED = ("done", "rolled_back")
+VERSION = 1  # of the state record; states written before it had one are version 1
+
+
+@dataclass
+class UpgradeState(Record):
+    """The upgrade state as a typed record (upgrade/state.json and upgrade/history/*.json). The engine
+    keeps the dict form while it runs (as_dict() of this record); readers take the record."""
+
+    KEY: ClassVar[str] = "upgrade_state"
+    VERSION: ClassVar[int] = VERSION
+    version: int = VERSION
+    id: str = ""
+    status: str = "running"
+    stage: str = "preflight"
+    completed: list = field(default_factory=list)
+    stages: dict = field(default_factory=dict)
+    started_at: str | None = None
+    updated_at: str | None = None
+    error: dict | None = None
+    events: list = field(default_factory=list)
+    from_version: str | None = None
+    to_version: str | None = None
+    from_revision: str | None = None
+    to_revision: str | None = None
+    expand_revision: str | None = None
+    backfill_revision: str | None = None
+    contract_revision: str | None = None
+    migrations: list = field(default_factory=list)
+    backup: dict | None = None
+    backfill: dict | None = None
+    rollback: dict | None = None
+    maintenance: dict | None = None
+    options: dict | None = None
+    soak_seconds: float | None = None
+    stall_budget_ms: float | None = None
+    catalogue_before: dict | None = None
+    preflight: dict | None = None
+    verified: dict | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+
+def load_record(data_dir: Path) -> UpgradeState | None:
+    """The upgrade in progress as a typed record (None when there is none)."""
+    state = load(data_dir)
+    return None if state is None else UpgradeState.from_dict(state, str(state_path(data_dir)))
+
+
+def history_records(data_dir: Path) -> list[UpgradeState]:
+    """Finished upgrades, oldest first, as typed records."""
+    return [UpgradeState.from_dict(s, "upgrade history") for s in history(data_dir)]
 
 
 def now_iso() -> str:
@@ -26,18 +83,22 @@ def now_iso() -> str:
 
 
 def directory(data_dir: Path) -> Path:
-    return Path(data_dir) / "upgrade"
+    return layout.path(data_dir, "upgrade")
 
 
 def state_path(data_dir: Path) -> Path:
-    return directory(data_dir) / "state.json"
+    return layout.path(data_dir, "upgrade_state")
 
 
 def load(data_dir: Path) -> dict | None:
+    """The upgrade in progress (None when there is none); a state written by a newer erpctl is refused."""
+    path = state_path(data_dir)
     try:
-        return json.loads(state_path(data_dir).read_text())
+        state = json.loads(path.read_text())
     except FileNotFoundError:
         return None
+    check_version(state, VERSION, str(path))
+    return state
 
 
 def save(data_dir: Path, state: dict) -> None:
@@ -47,13 +108,13 @@ def save(data_dir: Path, state: dict) -> None:
 
 
 def new(**fields) -> dict:
-    return {"id": uuid.uuid4().hex[:12], "status": "running", "stage": "preflight", "completed": [],
+    return {"version": VERSION, "id": uuid.uuid4().hex[:12], "status": "running", "stage": "preflight", "completed": [],
             "stages": {}, "started_at": now_iso(), "error": None, "events": [], **fields}
 
 
 def archive(data_dir: Path, state: dict) -> Path:
     """Move a finished upgrade's state into the history."""
-    hist = directory(data_dir) / "history"
+    hist = layout.path(data_dir, "upgrade_history")
     hist.mkdir(parents=True, exist_ok=True)
     dest = hist / f"{state['started_at'][:19].replace(':', '')}-{state['id']}.json"
     atomic_write_text(dest, json.dumps(state, indent=1, default=str) + "\n")
@@ -63,8 +124,13 @@ def archive(data_dir: Path, state: dict) -> Path:
 
 
 def history(data_dir: Path) -> list[dict]:
-    hist = directory(data_dir) / "history"
-    return [json.loads(p.read_text()) for p in sorted(hist.glob("*.json"))] if hist.exists() else []
+    hist = layout.path(data_dir, "upgrade_history")
+    out = []
+    for p in sorted(hist.glob("*.json")) if hist.exists() else []:
+        state = json.loads(p.read_text())
+        check_version(state, VERSION, str(p))
+        out.append(state)
+    return out
 
 
 def event(state: dict, what: str, **data) -> None:
@@ -76,7 +142,7 @@ def exclusive(data_dir: Path):
     """Hold the upgrade lock, or fail at once naming the process that holds it."""
     d = directory(data_dir)
     d.mkdir(parents=True, exist_ok=True)
-    path = d / "lock"
+    path = layout.path(data_dir, "upgrade_lock")
     with open(path, "a+") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
