@@ -17,7 +17,8 @@ import pytest
 
 from controlplane.backup import repository as R
 from controlplane.backup import verify
-from controlplane.backup.repository import open_repository
+from controlplane.backup.repository import config as repo_config
+from controlplane.backup.repository import open_repository, tuning
 from controlplane.config import Target
 from controlplane.errors import BackupError, ChunkCorrupt
 from tests.controlplane.cli_helpers import erpctl, ok_json
@@ -101,9 +102,9 @@ def test_a_repository_made_without_a_database_to_sample_keeps_working(seeded_tar
 @pytest.mark.parametrize("processes", [False, True], ids=["threads", "processes"])
 def test_a_dictionary_repository_is_smaller_and_restores_the_same(seeded_target, tmp_path, monkeypatch, processes):
     if processes:  # the sealing and opening processes get the dictionary too
-        monkeypatch.setattr(R, "SEAL_PROCESS_MIN_BYTES", 0)
-        monkeypatch.setattr(R, "OPEN_PROCESS_MIN_BYTES", 0)
-        monkeypatch.setattr(R, "SEAL_RANGE", 64 << 10)
+        monkeypatch.setattr(tuning, "SEAL_PROCESS_MIN_BYTES", 0)
+        monkeypatch.setattr(tuning, "OPEN_PROCESS_MIN_BYTES", 0)
+        monkeypatch.setattr(tuning, "SEAL_RANGE", 64 << 10)
     plain = open_repository(f"file://{tmp_path / 'plain'}", passphrase="pw", create=True, kdf=FAST_KDF)
     url = f"file://{tmp_path / 'dict'}"
     made = open_repository(url, passphrase="pw", create=True, kdf=FAST_KDF, dictionary_from=seeded_target.sqlite_path)
@@ -156,7 +157,7 @@ def test_a_damaged_or_missing_dictionary_is_refused_clearly(seeded_target, passp
 def test_formats_this_code_does_not_know_are_refused(seeded_target, tmp_path, monkeypatch):
     url = f"file://{tmp_path / 'dict'}"
     open_repository(url, passphrase="pw", create=True, kdf=FAST_KDF, dictionary_from=seeded_target.sqlite_path)
-    monkeypatch.setattr(R, "FORMAT_VERSION", 1)  # an erpctl from before dictionaries
+    monkeypatch.setattr(repo_config, "FORMAT_VERSION", 1)  # an erpctl from before dictionaries
     with pytest.raises(BackupError, match="newer than this erpctl understands"):
         open_repository(url, passphrase="pw")
     monkeypatch.undo()
