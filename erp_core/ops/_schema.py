@@ -4,15 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import inspect, select
 
-from ..db import (MIGRATIONS_DIR, STAGES, Database, SchemaStatus, alembic_config, code_head, current_revision,
-                  default_sqlite_url, known_migrations, make_engine, migrate, normalise_url, schema_status,
-                  script_directory)
 from ..models import SchemaMigration
 from ._bind import session_on
 
-__all__ = ["MIGRATIONS_DIR", "STAGES", "Database", "SchemaStatus", "alembic_config", "code_head",
-           "current_revision", "default_sqlite_url", "known_migrations", "make_engine", "migrate",
-           "normalise_url", "schema_status", "script_directory", "applied_migrations", "sqlite_file_revision"]
+__all__ = ["applied_migrations", "sqlite_file_revision"]
 
 
 def sqlite_file_revision(conn) -> str | None:

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from controlplane.backup import repository as R
 from controlplane.backup import verify
 from controlplane.backup.repository import config as repo_config
 from controlplane.backup.repository import open_repository, tuning
