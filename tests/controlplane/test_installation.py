@@ -39,6 +39,8 @@ SAMPLES = {
     "probe_backup_max_age_seconds": (None, "100", 200),
     "probe_disk_min_free_bytes": (None, "1000", 2000),
     "probe_http_timeout_seconds": (None, "2", 3),
+    "prometheus_url": ("http://flag:9090", "http://env:9090", "http://toml:9090"),
+    "alertmanager_url": ("http://flag:9093", "http://env:9093", "http://toml:9093"),
 }
 MULTI_SOURCE = [s.name for s in I.SETTINGS if (s.flag is not None) + len(s.env) + (s.toml is not None) > 1]
 

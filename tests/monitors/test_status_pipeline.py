@@ -53,7 +53,7 @@ def test_status_names_an_unreachable_prometheus_or_alertmanager(tmp_path, pipeli
     flags = ("--prometheus-url", urls["prometheus"], "--alertmanager-url", urls["alertmanager"])
 
     _, alerting, unreachable = status(data, *flags)
-    assert alerting["prometheus"] == {"url": urls["prometheus"], "source": "flag", "configured": True, "ok": True,
+    assert alerting["prometheus"] == {"url": urls["prometheus"], "source": "flag --prometheus-url", "configured": True, "ok": True,
                                       "status": 200}
     assert alerting["alertmanager"]["ok"] and not unreachable
 
@@ -61,7 +61,7 @@ def test_status_names_an_unreachable_prometheus_or_alertmanager(tmp_path, pipeli
     r, alerting, unreachable = status(data, "--prometheus-url", urls["prometheus"],
                                       ERPCTL_ALERTMANAGER_URL=urls["alertmanager"])
     assert r.returncode == CRITICAL
-    assert alerting["alertmanager"]["source"] == "env" and not alerting["alertmanager"]["ok"]
+    assert alerting["alertmanager"]["source"] == "environment ERPCTL_ALERTMANAGER_URL" and not alerting["alertmanager"]["ok"]
     (item,) = unreachable.values()
     assert item["what"] == "alertmanager unreachable" and item["level"] == "critical"
     assert urls["alertmanager"] in item["detail"] and "ERPCTL_ALERTMANAGER_URL" in item["detail"]
@@ -73,7 +73,7 @@ def test_status_names_an_unreachable_prometheus_or_alertmanager(tmp_path, pipeli
     # erpctl.toml names a Prometheus that does not answer; a flag still wins over it.
     (data / "erpctl.toml").write_text(f'[monitoring]\nprometheus_url = "{urls["dead"]}"\n')
     _, alerting, unreachable = status(data)
-    assert alerting["prometheus"]["source"] == "erpctl.toml" and "prometheus unreachable" in unreachable
+    assert alerting["prometheus"]["source"] == "erpctl.toml [monitoring] prometheus_url" and "prometheus unreachable" in unreachable
     _, alerting, unreachable = status(data, "--prometheus-url", urls["prometheus"])
     assert alerting["prometheus"]["ok"] and "prometheus unreachable" not in unreachable
 
