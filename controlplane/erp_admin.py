@@ -16,6 +16,7 @@ from erp_core.errors import SchemaMismatch
 
 from . import config
 from .config import Target
+from .errors import database_error
 
 log = logging.getLogger("controlplane.erp")
 
@@ -41,11 +42,15 @@ def check_schema(engine, target: Target):
 @contextlib.contextmanager
 def open_database(target: Target):
     """A Database on a migrated, supported schema, disposed afterwards."""
+    from sqlalchemy.exc import OperationalError
+
     require_database(target)
     db = ops.Database(target.database_url)
     try:
         check_schema(db.engine, target)
         yield db
+    except OperationalError as exc:
+        raise database_error(exc, target.sqlite_path) from exc
     finally:
         db.dispose()
 
