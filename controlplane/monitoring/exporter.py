@@ -13,6 +13,7 @@ Result fields read (controlplane.results.record(data_dir, key, ok, **fields)):
     backup.restore                duration (seconds), when newer than the last restore test
     invariants                    violations (count)
     upgrade                       in_progress (bool), stage, started_at (unix seconds or ISO 8601)
+    installation.created          when the first erpctl up served this data directory
     scheduler.<job id>            ok, failures (count so far), last_failure_at (unix seconds)
 
 and the release supervisor's serving state (restarts of the ERP child by this `erpctl up`).
@@ -181,6 +182,9 @@ class ControlPlaneCollector:
         yield _gauge("erpctl_upgrade_in_progress", "1 while an upgrade is in progress", int(in_progress))
         yield _gauge("erpctl_upgrade_stage_started_timestamp_seconds", "When the current (or last) upgrade stage "
                      "started (0: no upgrade recorded)", _ts(up.get("started_at")))
+        yield _gauge("erpctl_installation_created_timestamp_seconds", "When the installation was first served by "
+                     "erpctl up (0: not yet); the backup alerts wait a grace period from it",
+                     _ts((r.get(results.CREATED) or {}).get("at")))
         yield CounterMetricFamily("erpctl_erp_restarts", "Restarts of the ERP's process by this erpctl up (it "
                                   "exited, or hung and was killed)",
                                   value=restarts_here(self.data_dir) if self.data_dir is not None else 0)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client import generate_latest
 
@@ -117,3 +119,88 @@ def test_maintenance_on_a_full_disk_exits_23_with_the_fix(seeded_target, small_t
     filler.unlink()
     assert ok_json("erp", "maintenance", "status", "--data-dir", d)["enabled"] is False  # nothing half-done
     assert ok_json("erp", "maintenance", "on", "--data-dir", d)["enabled"] is True
+
+
+def restore_test_metric(data_dir) -> float:
+    text = generate_latest(exporter.registry(data_dir)).decode()
+    return next(s.value for f in text_string_to_metric_families(text) for s in f.samples
+                if s.name == "erpctl_restore_test_last_success_timestamp_seconds")
+
+
+def test_a_verification_through_l3_by_hand_is_a_restore_test(seeded_target, passphrase):
+    d = seeded_target.data_dir
+    ok_json("backup", "init", "--kdf-memory", "8192", "--data-dir", d)
+    ok_json("backup", "create", "--data-dir", d)
+    assert "restore test overdue" in [a["what"] for a in status(seeded_target)["attention"]]
+    ok_json("backup", "verify", "--level", "2", "--data-dir", d)
+    assert restore_test_metric(d) == 0  # L2 compares no content: not a restore test
+    ok_json("backup", "verify", "--level", "3", "--data-dir", d)
+    assert restore_test_metric(d) > 0  # RestoreTestOverdue's metric
+    report = status(seeded_target)
+    assert "restore test overdue" not in [a["what"] for a in report["attention"]]
+    assert report["backup"]["restore_test"]["ok"] and report["backup"]["restore_test_last_success_at"]
+    kinds = [json.loads(line)["kind"] for line in (d / "evidence.jsonl").read_text().splitlines() if line.strip()]
+    assert kinds.count("backup.restore_test") == 1
+
+
+def test_erp_check_by_hand_records_its_violations(seeded_target):
+    import sqlite3
+
+    d = seeded_target.data_dir
+    with sqlite3.connect(seeded_target.sqlite_path) as c:  # the on-hand cache edited behind the ERP's back
+        c.execute("UPDATE stock_levels SET quantity = quantity + 7 WHERE rowid = (SELECT min(rowid) FROM stock_levels)")
+    r = erpctl("erp", "check", "--data-dir", d)
+    assert r.returncode == 13
+    text = generate_latest(exporter.registry(d)).decode()
+    assert "erpctl_invariant_violations 1.0" in text  # InvariantViolations fires without waiting for the schedule
+    report = status(seeded_target)
+    assert report["invariants"]["violations"] == 1
+    assert [a for a in report["attention"] if a["what"] == "invariant violations" and a["level"] == "critical"]
+
+
+def test_verify_latest_in_a_shared_repository_is_this_databases_own(seeded_target, passphrase, tmp_path):
+    """Two databases back up into one repository; the other one's backup is the newer."""
+    import shutil
+
+    url = f"file://{tmp_path / 'shared'}"
+    mine = seeded_target.data_dir
+    other = tmp_path / "other"
+    shutil.copytree(mine, other)
+    ok_json("backup", "init", "--repo", url, "--kdf-memory", "8192", "--data-dir", mine)
+    own = ok_json("backup", "create", "--repo", url, "--data-dir", mine)["id"]
+    theirs = ok_json("backup", "create", "--repo", url, "--data-dir", other)["id"]
+
+    r = ok_json("backup", "verify", "--level", "1", "--repo", url, "--data-dir", mine)
+    assert [v["backup"] for v in r["backups"]] == [own] and r["backups"][0]["recorded"]
+    assert ok_json("backup", "verify", "latest", "--level", "1", "--repo", url,
+                   "--data-dir", other)["backups"][0]["backup"] == theirs
+    both = ok_json("backup", "verify", "--all-latest", "--level", "1", "--repo", url, "--data-dir", mine)
+    assert {v["backup"]: v["recorded"] for v in both["backups"]} == {own: True, theirs: False}
+    records = [json.loads(line) for line in (mine / "evidence.jsonl").read_text().splitlines() if line.strip()]
+    verified = {rec["data"]["backup"] for rec in records if rec["kind"] == "backup.verify"}
+    assert verified == {own}  # never a record about the other database's backup
+
+    empty = tmp_path / "third"
+    shutil.copytree(mine, empty)
+    (empty / "erp.sqlite3").rename(empty / "moved.sqlite3")
+    r = erpctl("--json", "backup", "verify", "--level", "1", "--repo", url, "--data-dir", empty,
+               "--database-url", f"sqlite:///{empty / 'moved.sqlite3'}")
+    assert r.returncode == 25, r.stderr  # no backup of this database: not another's "ok"
+    assert "no backup of this database" in json.loads(r.stderr.splitlines()[-1])["error"]["detail"]
+
+
+def test_the_installation_records_its_creation_once_for_the_alerts_grace(tmp_path):
+    """The first erpctl up records it (Monitoring.prepare); an installation that already has results
+    (older than this code) takes its oldest one, so its alerts get no new grace."""
+    fresh, old = tmp_path / "fresh", tmp_path / "old"
+    fresh.mkdir()
+    old.mkdir()
+    created = results.ensure_created(fresh)
+    assert results.ensure_created(fresh) == created  # never moved
+    results.record(old, "backup.create", True)
+    first = results.read(old)["backup.create"]["at"]
+    results.record(old, "probe.readyz", True)
+    assert results.ensure_created(old) == first
+    text = generate_latest(exporter.registry(old)).decode()
+    assert [s.value for f in text_string_to_metric_families(text) for s in f.samples
+            if s.name == "erpctl_installation_created_timestamp_seconds"] == [pytest.approx(first)]
