@@ -204,3 +204,22 @@ def test_the_installation_records_its_creation_once_for_the_alerts_grace(tmp_pat
     text = generate_latest(exporter.registry(old)).decode()
     assert [s.value for f in text_string_to_metric_families(text) for s in f.samples
             if s.name == "erpctl_installation_created_timestamp_seconds"] == [pytest.approx(first)]
+
+
+def test_verify_latest_of_a_postgresql_database_in_a_shared_repository(pg_seeded_target, seeded_sqlite_template,
+                                                                       passphrase, tmp_path):
+    """A PostgreSQL database and a SQLite one share a repository; the SQLite backup is the newer."""
+    import shutil
+
+    from .conftest import _write_field_key
+
+    url = f"file://{tmp_path / 'shared'}"
+    pg = ["--data-dir", pg_seeded_target.data_dir, "--database-url", pg_seeded_target.database_url]
+    lite_dir = tmp_path / "lite"
+    _write_field_key(lite_dir)
+    shutil.copy(seeded_sqlite_template, lite_dir / "erp.sqlite3")
+    ok_json("backup", "init", "--repo", url, "--kdf-memory", "8192", *pg)
+    own = ok_json("backup", "create", "--repo", url, *pg)["id"]
+    ok_json("backup", "create", "--repo", url, "--data-dir", lite_dir)
+    r = ok_json("backup", "verify", "--level", "1", "--repo", url, *pg)
+    assert [v["backup"] for v in r["backups"]] == [own] and r["backups"][0]["engine"] == "postgresql"
