@@ -179,6 +179,8 @@ def test_verify_latest_in_a_shared_repository_is_this_databases_own(seeded_targe
     records = [json.loads(line) for line in (mine / "evidence.jsonl").read_text().splitlines() if line.strip()]
     verified = {rec["data"]["backup"] for rec in records if rec["kind"] == "backup.verify"}
     assert verified == {own}  # never a record about the other database's backup
+    placed = ok_json("backup", "restore", "latest", "--target", tmp_path / "inspect", "--repo", url, "--data-dir", mine)
+    assert placed["backup"] == own  # restore's latest is this database's own too
 
     empty = tmp_path / "third"
     shutil.copytree(mine, empty)
