@@ -103,9 +103,9 @@ def verify(backup_ids, all_latest, level, scratch_database_url, repo, key_file, 
     ID may be a unique prefix or 'latest' (the default when no ID is given: the newest backup of this
     data directory's database, in a repository several databases share). Each level's result and
     duration of this database's own backups is recorded in its evidence log and latest results (not
-    those of another database's backups); through --level 3 or 4 it counts as a restore test. Exit 0 when every backup passed,
-    28 when one failed (the output names the chunk and the backups that need it, the table, or the
-    invariant).
+    those of another database's backups); through --level 3 or 4 it counts as a restore test. Exit 0
+    when every backup passed, 28 when one failed (the output names the chunk and the backups that
+    need it, the table, or the invariant).
     """
     if backup_ids and all_latest:
         raise click.UsageError("give backup IDs or --all-latest, not both")
