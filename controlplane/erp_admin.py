@@ -10,12 +10,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from pathlib import Path
 
 from erp_core import ops
 from erp_core.errors import SchemaMismatch
 
 from . import config
 from .config import Target
+from .errors import database_error
 
 log = logging.getLogger("controlplane.erp")
 
@@ -41,11 +43,15 @@ def check_schema(engine, target: Target):
 @contextlib.contextmanager
 def open_database(target: Target):
     """A Database on a migrated, supported schema, disposed afterwards."""
+    from sqlalchemy.exc import OperationalError
+
     require_database(target)
     db = ops.Database(target.database_url)
     try:
         check_schema(db.engine, target)
         yield db
+    except OperationalError as exc:
+        raise database_error(exc, target.sqlite_path) from exc
     finally:
         db.dispose()
 
@@ -117,6 +123,21 @@ def seed(target: Target, scale: int, rng_seed: int = 1) -> dict:
 
 
 # ---- invariants -------------------------------------------------------------------------------
+
+INVARIANTS_KEY = "invariants"  # results: the latest check, scheduled or by hand (erpctl_invariant_violations)
+
+
+def record_check(target: Target, result: dict) -> None:
+    """Record a check's outcome in the data directory, so that the exporter, `erpctl status` and the
+    InvariantViolations alert see it at once (whether the scheduler or an operator ran it)."""
+    from . import results
+
+    if not Path(target.data_dir).is_dir():
+        return  # a database checked from elsewhere: no installation to tell
+    violations = result["violations"]
+    results.record(target.data_dir, INVARIANTS_KEY, result["ok"], violations=len(violations),
+                   duration=result["seconds"], first=violations[:10])
+
 
 def check(target: Target) -> dict:
     """Run every business invariant; `violations` is empty when the database is consistent. When an

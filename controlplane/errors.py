@@ -73,7 +73,8 @@ class StoreUnreachable(BackupError):
 
 
 class DiskFull(BackupError):
-    """No space left where the backup (or its temporary snapshot) is written."""
+    """No space left on a disk: where a backup (or its temporary snapshot) is written, or the
+    database's own files (any erpctl command that writes to the database)."""
 
     status, exit_code, title = 507, 23, "Disk full"
 
@@ -228,6 +229,42 @@ class MigrationLintFailed(ControlPlaneError):
     """Migrations break the staged-upgrade rules (each finding names the file, line, rule and fix)."""
 
     status, exit_code, title = 422, 40, "Migration lint failed"
+
+
+# ---- what a database error means -----------------------------------------------------------------
+
+# How the databases say that their disk is full: SQLite's SQLITE_FULL, PostgreSQL's SQLSTATE 53100.
+_DISK_FULL_MESSAGES = ("database or disk is full", "no space left on device")
+_DISK_FULL_SQLSTATE = "53100"
+# SQLite in WAL mode says only "disk I/O error" when its -wal or -shm file cannot grow; the space
+# left on the database file's filesystem tells a full disk from a failing one.
+_SQLITE_IO_ERROR = "disk i/o error"
+NEARLY_FULL_BYTES = 1 << 20
+
+
+def database_error(exc, sqlite_path=None) -> ControlPlaneError:
+    """A database driver's OperationalError (SQLAlchemy's) as a typed error: a full disk (exit 23, with
+    the fix), else a database that does not answer (exit 12). sqlite_path: the database's file, when
+    it is SQLite (its filesystem's free space is checked)."""
+    import os
+
+    said = str(getattr(exc, "orig", exc)).strip()
+    full = getattr(getattr(exc, "orig", None), "sqlstate", None) == _DISK_FULL_SQLSTATE or \
+        any(m in said.lower() for m in _DISK_FULL_MESSAGES)
+    if not full and sqlite_path is not None and _SQLITE_IO_ERROR in said.lower():
+        try:
+            st = os.statvfs(os.path.dirname(os.path.abspath(sqlite_path)))
+            full = st.f_bavail * st.f_frsize < NEARLY_FULL_BYTES
+        except OSError:
+            full = False
+    if full:
+        return DiskFull(f"the database could not write: its disk is full ({said})",
+                        fix="Free space on the database's filesystem (the DiskSpaceLow runbook: old logs, "
+                            "temporary files, 'erpctl backup prune' with a retention), then run the command "
+                            "again; nothing was changed.")
+    return DatabaseUnavailable(f"the database did not answer: {said}",
+                               fix="Check that the database server runs and that --database-url "
+                                   "(or ERPCTL_DATABASE_URL) points at it; see runbooks/.")
 
 
 EXIT_CODES = {

@@ -40,3 +40,20 @@ def record(data_dir, key: str, ok: bool, **fields) -> dict:
             data[key + ".last_success"] = entry
         atomic_write_text(_path(data_dir), json.dumps(data, indent=1, sort_keys=True, default=str))
     return entry
+
+
+CREATED = "installation.created"  # when this installation was first served (the alerts' grace period)
+
+
+def ensure_created(data_dir) -> float:
+    """When the installation was created, recorded by the first `erpctl up` (unix seconds): the oldest
+    result already recorded (an installation older than this code), else now. Never changed after."""
+    now = time.time()
+    with locked(layout.path(data_dir, "results_lock")):
+        data = read(data_dir)
+        if CREATED not in data:
+            at = min([now] + [float(e["at"]) for e in data.values() if isinstance(e, dict) and e.get("at")])
+            data[CREATED] = {"ok": True, "at": at,
+                             "at_iso": dt.datetime.fromtimestamp(at, dt.timezone.utc).isoformat()}
+            atomic_write_text(_path(data_dir), json.dumps(data, indent=1, sort_keys=True, default=str))
+        return float(data[CREATED]["at"])

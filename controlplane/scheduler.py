@@ -15,8 +15,12 @@ the five fields; in the scheduler's time zone, [scheduler] timezone in erpctl.to
 machine's), or "off". A bad one stops `erpctl up` before it serves, naming the job and the source.
 
 Every run is timed and recorded with controlplane.results under "scheduler.<id>" (ok = the job
-returned without raising; a probe that finds a problem still ran fine). The exporter turns those
-records into erpctl_scheduler_job_last_success_timestamp_seconds{job}.
+returned without raising; a probe that finds a problem still ran fine), with the job's failures so
+far (failures), its last failure (last_failure_at, last_error) and, when it failed, the error. A run
+whose result cannot be written (a full disk) counts as failed and is kept in memory (unrecorded()).
+The exporter turns those into erpctl_job_last_success_timestamp_seconds{job},
+erpctl_job_last_failure_timestamp_seconds{job} and erpctl_job_failures_total{job} (alert
+ScheduledJobFailing), and erpctl_scheduler_job_last_success_timestamp_seconds{job} as before.
 """
 
 from __future__ import annotations
@@ -179,6 +183,8 @@ class Scheduler:
         self.max_workers = max_workers
         self._scheduler = None
         self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._unrecorded: dict[str, dict] = {}
 
     def start(self) -> None:
         import datetime as dt
@@ -218,9 +224,41 @@ class Scheduler:
             log.exception("scheduled job failed", extra={"job": job.id})
         if self._stopping.is_set():
             return  # stopping: the servers are closing, a failure now says nothing
-        seconds = round(time.perf_counter() - t0, 6)
-        fields = {"duration": seconds, **({"error": error} if error else {})}
-        results.record(self.context.data_dir, RESULT_PREFIX + job.id, error is None, **fields)
+        self._record(job.id, error, round(time.perf_counter() - t0, 6))
+
+    def _record(self, job_id: str, error: str | None, seconds: float) -> None:
+        """Record a run with the job's failure count and its last failure. A run whose result cannot
+        be written (a full disk) is a failed run: kept in memory for the exporter (unrecorded())."""
+        key, now = RESULT_PREFIX + job_id, time.time()
+        try:
+            prev = results.read(self.context.data_dir).get(key) or {}
+        except (OSError, ValueError):
+            prev = {}
+        with self._lock:
+            pending = dict(self._unrecorded.get(job_id) or {})
+        failures = int(prev.get("failures") or 0) + pending.get("failures", 0) + (error is not None)
+        last_failure = now if error else pending.get("at") or prev.get("last_failure_at")
+        fields = {"duration": seconds, "failures": failures, "last_failure_at": last_failure,
+                  "last_error": error or pending.get("error") or prev.get("last_error")}
+        if error:
+            fields["error"] = error
+        try:
+            results.record(self.context.data_dir, key, error is None, **fields)
+        except OSError as exc:
+            log.error("the result of a scheduled job cannot be recorded", extra={"job": job_id, "error": str(exc)})
+            with self._lock:
+                entry = self._unrecorded.setdefault(job_id, {"failures": 0})
+                entry.update(at=now, failures=entry["failures"] + 1,
+                             error=f"{error + '; ' if error else ''}its result could not be recorded: {exc}")
+            return
+        with self._lock:
+            self._unrecorded.pop(job_id, None)
+
+    def unrecorded(self) -> dict[str, dict]:
+        """{job id: {"at", "failures", "error"}} for the jobs whose latest results could not be
+        written: those runs count as failed (the exporter adds them to what results.json says)."""
+        with self._lock:
+            return {k: dict(v) for k, v in self._unrecorded.items()}
 
     def run_now(self, job_id: str) -> None:
         """Run one job in the calling thread (for operators and tests)."""

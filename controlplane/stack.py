@@ -104,7 +104,8 @@ class Stack:
         erp_url = _url(o.host, erp_port)
         self.monitoring = Monitoring(target, erp_url)  # checks the job schedules before anything else
         links = {"erp": erp_url + "/", "api_docs": erp_url + "/api/v1/openapi.json"}
-        self.ops = _listen(create_console(links, data_dir=target.data_dir, job_ids=self.monitoring.job_ids),
+        self.ops = _listen(create_console(links, data_dir=target.data_dir, job_ids=self.monitoring.job_ids,
+                                          unrecorded=self.monitoring.scheduler.unrecorded),
                            o.host, o.ops_port, "ops console", "--ops-port")
 
         migrated, schema_revision = self._schema() if self.release is None else self._release_schema()

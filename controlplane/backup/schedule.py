@@ -99,7 +99,7 @@ def restore_test(context: JobContext, level: int) -> dict:
     from . import restore, verify
 
     repo = open_repo(context)
-    backup_id = verify.select_backups(repo)[0]
+    backup_id = verify.select_backups(repo, source=context.target.display_url)[0]
     v = restore.restore_test(context.target, repo, backup_id, level=level)
     if not v.ok:
         raise VerificationFailed(f"the restore test of backup {v.backup[:8]} failed at L{v.failed.level}: "

@@ -729,26 +729,53 @@ def record_verification(data_dir: Path, v: Verification, *, kind: str = "backup.
     v.recorded = True
 
 
-def select_backups(repo, ids: list[str] | None = None, all_latest: bool = False) -> list[str]:
+def select_backups(repo, ids: list[str] | None = None, all_latest: bool = False,
+                   source: str | None = None) -> list[str]:
     """The backups to verify: the ids given; with all_latest the newest backup of every source;
-    with neither, the newest backup."""
-    from .. import errors
-
-    if ids:
+    with neither (or the id "latest"), the newest backup of `source` (the database a manifest says
+    it was taken from, Target.display_url; None: of any), so that in a repository shared by several
+    databases "latest" is this database's own."""
+    if ids and "latest" not in ids:
         return [str(_manifest_dict(repo.load_manifest(i)).get("id") or i) for i in ids]
-    manifests = [_manifest_dict(m) for m in repo.list_manifests()]
-    if not manifests:
-        raise errors.BackupNotFound("the repository holds no backup yet",
-                                    fix="Create one with 'erpctl backup create'.")
-    manifests.sort(key=lambda m: str(m.get("created_at") or ""))
+    manifests = _by_age(repo)
+    if ids:
+        return [_latest_of(manifests, source) if i == "latest" else
+                str(_manifest_dict(repo.load_manifest(i)).get("id") or i) for i in ids]
     if not all_latest:
-        return [str(manifests[-1]["id"])]
+        return [_latest_of(manifests, source)]
     latest: dict[str, dict] = {}
     for m in manifests:
         src = m.get("source")
         key = json.dumps(src, sort_keys=True, default=str) if isinstance(src, (dict, list)) else str(src)
         latest[key] = m
     return [str(m["id"]) for m in sorted(latest.values(), key=lambda m: str(m.get("created_at") or ""))]
+
+
+def _by_age(repo) -> list[dict]:
+    from .. import errors
+
+    manifests = [_manifest_dict(m) for m in repo.list_manifests()]
+    if not manifests:
+        raise errors.BackupNotFound("the repository holds no backup yet",
+                                    fix="Create one with 'erpctl backup create'.")
+    return sorted(manifests, key=lambda m: str(m.get("created_at") or ""))
+
+
+def _latest_of(manifests: list[dict], source: str | None) -> str:
+    from .. import errors
+
+    own = [m for m in manifests if source is None or m.get("source") == source]
+    if not own:
+        raise errors.BackupNotFound(f"the repository holds no backup of this database ({source}), only of "
+                                    f"{len({str(m.get('source')) for m in manifests})} other one(s)",
+                                    fix="Create one with 'erpctl backup create' on this data directory, or "
+                                        "name the backup to verify by its id ('erpctl backup list').")
+    return str(own[-1]["id"])
+
+
+def source_of(repo, backup_id: str) -> str | None:
+    """The database a backup was taken from, as its manifest records it."""
+    return _manifest_dict(repo.load_manifest(backup_id)).get("source")
 
 
 def now_iso() -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from ..backup import restore as restorer
+from ..backup import verify as ladder
 from .backup_common import open_repo, repo_options
 from .backup_verify import ladder_progress, render_one
 from .options import emit, json_option, state, target, target_options
@@ -69,6 +70,8 @@ def restore(backup_id, recover_only, into, yes, keep_previous, scratch_database_
             raise click.UsageError("restoring replaces the live database: pass --yes (or --target DIR to inspect)")
         click.confirm(f"Replace the live database {t.display_url} with backup {backup_id}?", abort=True, err=True)
     repository = open_repo(t, repo, key_file, lock_wait)
+    if backup_id == "latest":  # this database's own newest backup, in a repository several databases share
+        backup_id = ladder.select_backups(repository, ["latest"], source=t.display_url)[0]
     with ladder_progress() as bar:
         result = restorer.restore(t, repository, backup_id, into=into, progress=bar, keep_previous=keep_previous,
                                   scratch_database_url=scratch_database_url)

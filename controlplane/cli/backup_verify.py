@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 
 import click
 
@@ -69,6 +70,20 @@ def render(r: dict) -> str:
     return "\n".join(lines)
 
 
+def _verify_one(repository, backup_id: str, level: int, t, scratch_database_url, bar) -> dict:
+    """Verify one backup. Only the data directory's own database's backups are recorded there (results,
+    evidence log: "recorded"), and one of them verified through L3 or more is its restore test."""
+    from ..backup import restore
+
+    own = ladder.source_of(repository, backup_id) == t.display_url
+    t0 = time.perf_counter()
+    v = ladder.verify_backup(repository, backup_id, level, target=t, scratch_database_url=scratch_database_url,
+                             progress=bar, record=own)
+    if own and v.requested_level >= restore.RESTORE_TEST_MIN_LEVEL:
+        restore.record_restore_test(t, v, time.perf_counter() - t0)
+    return {**v.as_dict(), "recorded": own}
+
+
 @click.command()
 @click.argument("backup_ids", metavar="[ID]...", nargs=-1)
 @click.option("--all-latest", is_flag=True, help="The newest backup of every source (database) in the repository.")
@@ -85,22 +100,20 @@ def render(r: dict) -> str:
 def verify(backup_ids, all_latest, level, scratch_database_url, repo, key_file, lock_wait, data_dir, database_url):
     """Prove that backups restore: run the verification ladder up to --level (default 3).
 
-    ID may be a unique prefix or 'latest' (the default when no ID is given). Each level's result and
-    duration is recorded in the evidence log and the latest results. Exit 0 when every backup passed,
-    28 when one failed (the output names the chunk and the backups that need it, the table, or the
-    invariant).
+    ID may be a unique prefix or 'latest' (the default when no ID is given: the newest backup of this
+    data directory's database, in a repository several databases share). Each level's result and
+    duration of this database's own backups is recorded in its evidence log and latest results (not
+    those of another database's backups); through --level 3 or 4 it counts as a restore test. Exit 0
+    when every backup passed, 28 when one failed (the output names the chunk and the backups that
+    need it, the table, or the invariant).
     """
     if backup_ids and all_latest:
         raise click.UsageError("give backup IDs or --all-latest, not both")
     t = target(data_dir, database_url)
     repository = open_repo(t, repo, key_file, lock_wait)
-    ids = ladder.select_backups(repository, list(backup_ids), all_latest)
-    out = []
+    ids = ladder.select_backups(repository, list(backup_ids), all_latest, source=t.display_url)
     with ladder_progress() as bar:
-        for backup_id in ids:
-            v = ladder.verify_backup(repository, backup_id, level, target=t,
-                                     scratch_database_url=scratch_database_url, progress=bar)
-            out.append(v.as_dict())
+        out = [_verify_one(repository, backup_id, level, t, scratch_database_url, bar) for backup_id in ids]
     result = {"ok": all(v["ok"] for v in out), "level": level, "repository": repository.url, "backups": out}
     emit(result, render(result))
     if not result["ok"]:

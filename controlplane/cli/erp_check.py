@@ -24,9 +24,12 @@ def check(data_dir, database_url):
     """Check the books, the stock and the documents (exit 0 when consistent).
 
     Journal entries balance, the trial balance is zero, on-hand stock equals the done moves,
-    document totals equal their lines, no row points at a missing one.
+    document totals equal their lines, no row points at a missing one. The result is recorded in the
+    data directory like the scheduled check's (erpctl status, the InvariantViolations alert).
     """
-    result = erp_admin.check(target(data_dir, database_url))
+    t = target(data_dir, database_url)
+    result = erp_admin.check(t)
+    erp_admin.record_check(t, result)
     emit(result, render(result))
     if not result["ok"]:
         raise InvariantsViolated(f"{len(result['violations'])} invariant violation(s) found (listed on stdout)",

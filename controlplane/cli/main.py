@@ -11,7 +11,7 @@ import click
 from erp_core.errors import ErpError
 
 from .. import __version__, logs
-from ..errors import EXIT_CODES, DatabaseUnavailable, Interrupted
+from ..errors import EXIT_CODES, ControlPlaneError, Interrupted, database_error
 from .lazy import LazyGroup
 from .options import Options, json_option, state
 
@@ -132,15 +132,14 @@ def _fail(opts: Options, exc: ErpError) -> None:
     sys.exit(exc.exit_code)
 
 
-def _database_unavailable(exc: Exception) -> DatabaseUnavailable | None:
-    """SQLAlchemy's OperationalError as a typed error (SQLAlchemy is imported only by the commands
-    that use a database: an error of its kind can only come when it is loaded)."""
+def _database_unavailable(exc: Exception) -> ControlPlaneError | None:
+    """SQLAlchemy's OperationalError as a typed error (errors.database_error: a full disk or a database
+    that does not answer). SQLAlchemy is imported only by the commands that use a database: an error
+    of its kind can only come when it is loaded."""
     sa_exc = sys.modules.get("sqlalchemy.exc")
     if sa_exc is None or not isinstance(exc, sa_exc.OperationalError):
         return None
-    return DatabaseUnavailable(f"the database did not answer: {str(exc.orig).strip()}",
-                               fix="Check that the database server runs and that --database-url "
-                                   "(or ERPCTL_DATABASE_URL) points at it; see runbooks/.")
+    return database_error(exc)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -68,6 +68,12 @@ def render(r: dict) -> str:
     ver = "  ".join(f"{lv} {'-' if v is None else 'ok' if v['ok'] else 'FAIL'}" for lv, v in b["verifications"].items())
     lines.append(f"verified   {ver}   restore test: {b['restore_test_last_success_at'] or 'never'}")
     lines.append(f"repository {b['repository']}")
+    jobs = r.get("jobs") or {}
+    failing = {j: row for j, row in jobs.items() if not row["ok"]}
+    lines.append(f"jobs       {len(jobs)} recorded, {len(failing)} failing")
+    for job_id, row in failing.items():
+        lines.append(f"  FAIL {job_id:<20} {row.get('at')}  {row.get('error') or ''}  "
+                     f"(last success {row.get('last_success_at') or 'never'})")
     inv = r["invariants"]
     found = "not checked yet" if inv["violations"] is None else f"{inv['violations']} violation(s)"
     lines.append(f"invariants {found}"

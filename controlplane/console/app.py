@@ -35,14 +35,15 @@ def _problem(status: int, title: str, detail: str, fix: str | None = None):
     return resp
 
 
-def create_app(links: dict | None = None, data_dir=None, job_ids=()) -> Flask:
+def create_app(links: dict | None = None, data_dir=None, job_ids=(), unrecorded=None) -> Flask:
     """`links`: where the parts of this installation answer (the ERP's URL, its API docs).
     `data_dir`: the installation's data directory (results, alerts, the webhook token).
-    `job_ids`: the scheduled jobs (a list or a callable), for their metrics."""
+    `job_ids`: the scheduled jobs (a list or a callable), for their metrics; `unrecorded`: the
+    scheduler's runs whose results could not be written (Scheduler.unrecorded)."""
     app = Flask("controlplane.console")
     app.json.sort_keys = False
     app.config["MAX_CONTENT_LENGTH"] = MAX_WEBHOOK_BYTES
-    registry = exporter.registry(data_dir, job_ids)
+    registry = exporter.registry(data_dir, job_ids, unrecorded=unrecorded)
 
     def need_data_dir():
         if data_dir is None:

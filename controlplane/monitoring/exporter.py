@@ -13,7 +13,8 @@ Result fields read (controlplane.results.record(data_dir, key, ok, **fields)):
     backup.restore                duration (seconds), when newer than the last restore test
     invariants                    violations (count)
     upgrade                       in_progress (bool), stage, started_at (unix seconds or ISO 8601)
-    scheduler.<job id>            ok
+    installation.created          when the first erpctl up served this data directory
+    scheduler.<job id>            ok, failures (count so far), last_failure_at (unix seconds)
 
 and the release supervisor's serving state (restarts of the ERP child by this `erpctl up`).
 
@@ -109,24 +110,32 @@ def erp_processes(pid: int | None = None) -> list[psutil.Process]:
 
 
 class ControlPlaneCollector:
-    def __init__(self, data_dir, job_ids=(), erp_pid: int | None = None):
+    def __init__(self, data_dir, job_ids=(), erp_pid: int | None = None, unrecorded=None):
         """job_ids: the scheduled jobs (a list, or a callable returning one), so that each has a
-        series before its first run; erp_pid: the ERP's process (default: this one)."""
+        series before its first run; erp_pid: the ERP's process (default: this one); unrecorded: a
+        callable giving the scheduler's runs whose results could not be written (failed runs)."""
         self.data_dir = data_dir
         self.job_ids = job_ids if callable(job_ids) else (lambda ids=tuple(job_ids): ids)
         self.erp_pid = erp_pid
+        self.unrecorded = unrecorded or dict
         self.cpu = CpuSampler()
 
     def collect(self):
-        r = results.read(self.data_dir) if self.data_dir is not None else {}
-        yield from self._probes(r)
+        try:
+            r = results.read(self.data_dir) if self.data_dir is not None else {}
+        except (OSError, ValueError):
+            log.warning("cannot read the results file", exc_info=True)
+            r = {}
+        lost = self.unrecorded()
+        yield from self._probes(r, lost)
         yield from self._backups(r)
         yield from self._operations(r)
-        yield from self._alerts_and_jobs(r)
+        yield from self._alerts(r)
+        yield from _jobs(r, lost, self.job_ids())
         yield from self._host()
 
     # ---- probes ----
-    def _probes(self, r):
+    def _probes(self, r, lost):
         ok = _gauge("erpctl_probe_success", "1 if the probe's latest run succeeded (0 before its first run)",
                     labels=["probe"])
         dur = _gauge("erpctl_probe_duration_seconds", "Duration of the probe's latest run", labels=["probe"])
@@ -134,7 +143,8 @@ class ControlPlaneCollector:
                       labels=["probe"])
         for name in probes.NAMES:
             e = r.get(probes.RESULT_PREFIX + name)
-            ok.add_metric([name], 1 if e and e.get("ok") else 0)
+            unknown = "probe." + name in lost  # its latest result could not be recorded: not "ok"
+            ok.add_metric([name], 1 if e and e.get("ok") and not unknown else 0)
             dur.add_metric([name], _num(e, "duration"))
             last.add_metric([name], _ts((e or {}).get("at")))
         yield from (ok, dur, last)
@@ -172,11 +182,14 @@ class ControlPlaneCollector:
         yield _gauge("erpctl_upgrade_in_progress", "1 while an upgrade is in progress", int(in_progress))
         yield _gauge("erpctl_upgrade_stage_started_timestamp_seconds", "When the current (or last) upgrade stage "
                      "started (0: no upgrade recorded)", _ts(up.get("started_at")))
+        yield _gauge("erpctl_installation_created_timestamp_seconds", "When the installation was first served by "
+                     "erpctl up (0: not yet); the backup alerts wait a grace period from it",
+                     _ts((r.get(results.CREATED) or {}).get("at")))
         yield CounterMetricFamily("erpctl_erp_restarts", "Restarts of the ERP's process by this erpctl up (it "
                                   "exited, or hung and was killed)",
                                   value=restarts_here(self.data_dir) if self.data_dir is not None else 0)
 
-    def _alerts_and_jobs(self, r):
+    def _alerts(self, r):
         firing = alerts.firing_by_severity(self.data_dir) if self.data_dir is not None else \
             dict.fromkeys(alerts.SEVERITIES, 0)
         fam = _gauge("erpctl_alerts_firing", "Alerts firing, as received from Alertmanager, by severity",
@@ -184,14 +197,6 @@ class ControlPlaneCollector:
         for sev in alerts.SEVERITIES:
             fam.add_metric([sev], firing.get(sev, 0))
         yield fam
-        jobs = _gauge("erpctl_scheduler_job_last_success_timestamp_seconds", "When the scheduled job last ran "
-                      "without error (0: never)", labels=["job"])
-        prefix = "scheduler."
-        names = {k[len(prefix):].removesuffix(".last_success") for k in r if k.startswith(prefix)}
-        names |= set(self.job_ids())
-        for name in sorted(names):
-            jobs.add_metric([name], _ts((r.get(f"{prefix}{name}.last_success") or {}).get("at")))
-        yield jobs
 
     # ---- the host ----
     def _host(self):
@@ -221,7 +226,32 @@ class ControlPlaneCollector:
         yield _gauge("erpctl_erp_process_open_fds", "Open file descriptors of the ERP's processes", fds)
 
 
-def registry(data_dir, job_ids=(), erp_pid: int | None = None) -> CollectorRegistry:
+def _jobs(r: dict, lost: dict, job_ids):
+    """The scheduled jobs' runs: results.json's scheduler.<id> records, and the runs whose results
+    could not be written (lost), which count as failures. The job label is the job's id (a fixed set)."""
+    prefix = "scheduler."
+    names = {k[len(prefix):].removesuffix(".last_success") for k in r if k.startswith(prefix)}
+    names |= set(job_ids) | set(lost)
+    old = _gauge("erpctl_scheduler_job_last_success_timestamp_seconds", "When the scheduled job last ran "
+                 "without error (0: never)", labels=["job"])
+    ok = _gauge("erpctl_job_last_success_timestamp_seconds", "When the scheduled job last ran without error "
+                "(0: never)", labels=["job"])
+    bad = _gauge("erpctl_job_last_failure_timestamp_seconds", "When the scheduled job last failed, or its result "
+                 "could not be recorded (0: never)", labels=["job"])
+    count = CounterMetricFamily("erpctl_job_failures", "Failed runs of the scheduled job (recorded in the data "
+                                "directory, plus those whose result could not be written)", labels=["job"])
+    for name in sorted(names):
+        latest, pending = r.get(prefix + name) or {}, lost.get(name) or {}
+        success = _ts((r.get(f"{prefix}{name}.last_success") or {}).get("at"))
+        old.add_metric([name], success)
+        ok.add_metric([name], success)
+        failed_at = latest.get("last_failure_at") or (latest.get("at") if latest.get("ok") is False else None)
+        bad.add_metric([name], max(_ts(failed_at), _ts(pending.get("at"))))
+        count.add_metric([name], _num(latest, "failures") + pending.get("failures", 0))
+    yield from (old, ok, bad, count)
+
+
+def registry(data_dir, job_ids=(), erp_pid: int | None = None, unrecorded=None) -> CollectorRegistry:
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(ControlPlaneCollector(data_dir, job_ids, erp_pid))
+    reg.register(ControlPlaneCollector(data_dir, job_ids, erp_pid, unrecorded))
     return reg

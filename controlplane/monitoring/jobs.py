@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 
-from .. import erp_admin, results
+from .. import erp_admin
 from ..errors import SettingInvalid
 from ..scheduler import Job, JobContext, ScheduleInvalid
 from . import probes
@@ -22,7 +22,7 @@ from .credentials import probe_login
 
 log = logging.getLogger("controlplane.monitoring")
 
-INVARIANTS_KEY = "invariants"
+INVARIANTS_KEY = erp_admin.INVARIANTS_KEY
 DEFAULT_SCHEDULES = {
     "probe.readyz": "15s",
     "probe.business": "1m",
@@ -58,9 +58,8 @@ def check_invariants(context: JobContext) -> dict:
     """erp_core.invariants.check_all on the ERP's database; the count is the exporter's
     erpctl_invariant_violations."""
     result = erp_admin.check(context.target)
+    erp_admin.record_check(context.target, result)
     violations = result["violations"]
-    results.record(context.data_dir, INVARIANTS_KEY, result["ok"], violations=len(violations),
-                   duration=result["seconds"], first=violations[:10])
     if violations:
         log.warning("invariant violations", extra={"count": len(violations), "first": violations[:3]})
     return result

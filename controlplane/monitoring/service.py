@@ -8,7 +8,7 @@ import datetime as dt
 import logging
 import os
 
-from .. import scheduler
+from .. import results, scheduler
 from ..installation import Installation, RuntimeRecord
 from . import credentials
 
@@ -40,6 +40,10 @@ class Monitoring:
     def prepare(self, db, ops_url: str) -> dict:
         """The probe user and the webhook token; what `erpctl up` reports about monitoring."""
         data_dir = self.target.data_dir
+        try:
+            results.ensure_created(data_dir)
+        except OSError:
+            log.warning("cannot record the installation's creation (the backup alerts' grace)", exc_info=True)
         user = credentials.ensure_probe_user(db, data_dir)
         token = credentials.ensure_webhook_token(data_dir)
         ops = ops_url.rstrip("/")

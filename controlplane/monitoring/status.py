@@ -13,7 +13,9 @@ What needs attention, and how much (the exit code: 0 nothing, 16 warnings only, 
     warning   an alert of any other severity but "info" (ticket, warning...) is firing
               a probe's latest run failed, or it has not run for 3 of its intervals while erpctl up runs
               no successful backup, or the last one is older than the backup age limit
-              the latest backup attempt failed; the latest verification at some level failed
+              the latest backup attempt failed (by hand or scheduled, with its error)
+              a scheduled job's latest run failed (with the job's error)
+              the latest verification at some level failed
               there is a backup but no restore test succeeded in the last 8 days
               an upgrade stage started more than UPGRADE_STUCK_SECONDS ago and is still in progress
               less than 5 % of the host's memory is available
@@ -40,6 +42,8 @@ STALE_INTERVALS = 3
 STALE_MIN_SECONDS = 60
 # Probes whose condition the status checks itself (with the same limits): flagged once, below.
 CHECKED_HERE = ("backup_freshness", "disk_headroom")
+# Scheduled jobs whose failure another part flags (the latest backup attempt).
+JOBS_FLAGGED_ELSEWHERE = ("backup.create",)
 
 
 def default_erp_url(data_dir) -> str:
@@ -126,8 +130,7 @@ def gather(target, erp_url: str | None = None, timeout: float = 3.0, alerting_ur
     invariants = _invariants_part(r, attention)
     upgrade = _upgrade_part(r, now, attention)
     host = _host_part(data_dir, _setting(inst, "probe_disk_min_free_bytes", attention), attention)
-    job_rows = {k[len("scheduler."):]: _brief(v) for k, v in sorted(r.items())
-                if k.startswith("scheduler.") and not k.endswith(".last_success")}
+    job_rows = _jobs_part(r, attention)
     state = attention.state()
     attention.sort(key=lambda a: (a["level"] != CRITICAL, a["what"]))
     return {"state": state, "attention": list(attention), "erp": erp, "alerts": firing, "alerting": watch,
@@ -199,8 +202,34 @@ def _probes_part(inst: Installation, r: dict, runtime: RuntimeRecord, running: b
     return rows
 
 
+def _jobs_part(r: dict, attention: Attention) -> dict:
+    """Every scheduled job's latest run; a failed one is flagged with the job's own error (the backup
+    job's is flagged as the latest backup attempt, below)."""
+    rows = {}
+    for key, e in sorted(r.items()):
+        if not key.startswith(scheduler.RESULT_PREFIX) or key.endswith(".last_success"):
+            continue
+        job_id = key[len(scheduler.RESULT_PREFIX):]
+        rows[job_id] = {**_brief(e), "failures": e.get("failures", 0 if e["ok"] else 1),
+                        "last_success_at": (r.get(key + ".last_success") or {}).get("at_iso")}
+        if not e["ok"] and job_id not in JOBS_FLAGGED_ELSEWHERE:
+            attention.flag(WARNING, f"scheduled job {job_id} failing",
+                           f"its latest run ({e.get('at_iso')}) failed: {e.get('error') or 'no error recorded'}",
+                           _runbook("ScheduledJobFailing"))
+    return rows
+
+
+def _latest_backup_attempt(r: dict) -> dict | None:
+    """The newest of the last backup (backup.create, recorded by the backup itself) and the last run
+    of the scheduled backup job (which fails before a backup starts with a wrong key, say)."""
+    made, job = r.get("backup.create"), r.get(scheduler.RESULT_PREFIX + "backup.create")
+    if job and not job["ok"] and (not made or float(job["at"]) > float(made["at"])):
+        return {**job, "error": f"the scheduled backup failed: {job.get('error')}"}
+    return made
+
+
 def _backup_part(r: dict, max_age: float, now: float, attention: Attention) -> dict:
-    last_ok, latest = r.get("backup.create.last_success"), r.get("backup.create")
+    last_ok, latest = r.get("backup.create.last_success"), _latest_backup_attempt(r)
     backup = {
         "last_success_at": (last_ok or {}).get("at_iso"), "age_seconds": _age(last_ok, now),
         "max_age_seconds": max_age, "bytes_added": (last_ok or {}).get("bytes_added"),

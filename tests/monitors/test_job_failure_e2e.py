@@ -1,0 +1,53 @@
+"""End to end, all real: a scheduled backup that fails (the wrong key) under a real `erpctl up`
+raises ScheduledJobFailing in a real Prometheus with the shipped rules, which Alertmanager routes
+(a ticket) to the control plane's receiver, and `erpctl status` shows it beside the job's own error.
+
+Timings of the test copy (tests/monitors/alerting.py): scrape and evaluation every second, the
+alert's `for` 5 s; the backup job runs every 2 s.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from tests.controlplane.cli_helpers import erpctl, ok_json
+
+from .alerting import PAGE_BOUND, shipped_page_seconds, start_pipeline
+from .conftest import Up
+
+
+def test_a_failing_scheduled_backup_raises_scheduled_job_failing(tmp_path, monkeypatch):
+    from controlplane.monitoring import alerts
+    from controlplane.monitoring.credentials import WEBHOOK_TOKEN_FILE
+
+    data = tmp_path / "data"
+    monkeypatch.setenv("ERPCTL_BACKUP_PASSPHRASE", "the right passphrase")
+    ok_json("backup", "init", "--kdf-memory", "8192", "--data-dir", data)
+    monkeypatch.setenv("ERPCTL_BACKUP_PASSPHRASE", "not the key")  # what erpctl up is started with
+    monkeypatch.setenv("ERPCTL_SCHEDULE_BACKUP_CREATE", "2s")
+    up = Up(data, tmp_path / "erpctl-up.log")
+    t_start = time.monotonic()
+    token_file = data / WEBHOOK_TOKEN_FILE
+    pipe = start_pipeline(tmp_path, {"erp": f"127.0.0.1:{up.erp_port}", "erpctl": f"127.0.0.1:{up.ops_port}"},
+                          up.ops_port, token_file, shortened=("ScheduledJobFailing",))
+    try:
+        def at_the_control_plane():
+            return [a for a in alerts.active(data) if a["alertname"] == "ScheduledJobFailing"]
+
+        seen = pipe.wait("ScheduledJobFailing at the control plane's receiver", at_the_control_plane, PAGE_BOUND + 60)
+        firing = pipe.query('ALERTS{alertname="ScheduledJobFailing", alertstate="firing"}')
+        assert {s["metric"]["exported_job"] for s in firing} == {"backup.create"}
+        print(f"\nScheduledJobFailing: {time.monotonic() - t_start:.1f} s from erpctl up's start (first failed run "
+              f"within 2 s) to the control plane's receiver ({seen:.1f} s after the pipeline was ready); with the "
+              f"shipped intervals at most {shipped_page_seconds('ScheduledJobFailing') + 20:.0f} s after the failed "
+              f"run (for 5m, scrape and evaluation 15 s, the ticket route's group_wait 30 s)")
+        r = erpctl("--json", "status", "--data-dir", data, "--erp-url", up.erp_url, timeout=60)
+        report = json.loads(r.stdout)
+        whats = {a["what"]: a for a in report["attention"]}
+        assert "alert ScheduledJobFailing" in whats
+        assert "WrongKey" in whats["backup failed"]["detail"]
+        assert report["jobs"]["backup.create"]["ok"] is False and report["jobs"]["backup.create"]["failures"] >= 1
+    finally:
+        pipe.stop()
+        up.process.stop()
