@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import shlex
 import shutil
+import subprocess
+import time
 
 import pytest
 
@@ -14,7 +16,7 @@ from controlplane.backup.pack import pack_key
 from controlplane.backup.repository import damage, open_repository
 from controlplane.backup.retention import RetentionPolicy
 from controlplane.evidence import EvidenceLog
-from tests.controlplane.cli_helpers import erpctl, ok_json
+from tests.controlplane.cli_helpers import env, erpctl, erpctl_path, ok_json
 
 from .conftest import FAST_KDF, scatter_update
 from .test_repository import tree_digest
@@ -244,3 +246,40 @@ def test_the_runbook_heals_a_damaged_pack_as_written(backend, request, pw):
         "erpctl backup repair", "erpctl backup create", "erpctl backup repair --forget-unrecoverable"]
     assert ran[-1][0] == "Check recovery"
     assert _verify(t, "--level", "1", a["id"])[0] == 0  # the old backup is whole again
+
+
+def test_a_mark_made_while_a_backup_runs_is_not_lost(seeded_target, pw, tmp_path):
+    """A check marks a chunk while a backup holds its shared lock (paused after its first pack, its
+    index loaded before the mark) and a prune runs beside it: that backup still needs the damaged
+    chunk and the next verify says so; the backup after it heals every backup."""
+    a, _ = _init_and_back_up(seeded_target)
+    repo = _repo(seeded_target)
+    chunk = repo.load_manifest(a["id"]).chunks[4]
+    pack = _flip_a_byte(seeded_target.data_dir / "backups", repo, chunk)
+    scatter_update(seeded_target, 0.02)  # so that the paused backup uploads a pack
+    paused, err = tmp_path / "paused", tmp_path / "stderr"
+    with open(err, "w") as f:
+        proc = subprocess.Popen([erpctl_path(), "--json", "backup", "create", *_dd(seeded_target)],
+                                stdout=subprocess.PIPE, stderr=f, text=True,
+                                env=env(ERPCTL_BACKUP_PASSPHRASE="pw",
+                                        ERPCTL_FAILPOINTS=f"backup.pack.uploaded=pause:{paused}@1"))
+    try:
+        deadline = time.monotonic() + 120
+        while not paused.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert paused.exists(), err.read_text()
+        code, out = _verify(seeded_target, "--level", "1", a["id"])
+        assert code == 28 and out["backups"][0]["levels"][0]["problems"][0]["pack"] == pack
+        pruned = ok_json("backup", "prune", "--keep-last", "5", *_dd(seeded_target))
+        assert pruned["deferred"]
+    finally:
+        paused.unlink(missing_ok=True)
+        stdout, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.read_text()
+    during = json.loads(stdout)
+    code, out = _verify(seeded_target, "--level", "1", during["id"])
+    assert code == 28 and out["backups"][0]["levels"][0]["problems"][0]["chunk"] == chunk
+    ok_json("backup", "create", *_dd(seeded_target))
+    assert ok_json("backup", "prune", "--keep-last", "5", *_dd(seeded_target))["deferred"] is False
+    assert _repo(seeded_target).check_chunks().ok
+    assert not list((seeded_target.data_dir / "backups" / "damaged").iterdir())
