@@ -38,7 +38,7 @@ def render(r: dict) -> str:
 @target_options
 @json_option
 def repair(forget_unrecoverable, repo, key_file, lock_wait, data_dir, database_url):
-    """Check every chunk and mark the damaged or missing ones for the next backup.
+    """Check every chunk, mark the damaged ones for the next backup; say which backups that heals and which are lost.
 
     The next 'erpctl backup create' stores a marked chunk again when the live database still holds
     it, which heals every backup that needs it. Reads the live database to say which backups that

@@ -72,8 +72,8 @@ COMMANDS: dict[str, dict[str, tuple[str, str]]] = {
         "verify": ("backup_verify:verify", "Prove that backups restore: run the verification ladder up to --level "
                                            "(default 3)."),
         "restore": ("backup_restore:restore", "Restore a backup, fail-closed."),
-        "repair": ("backup_repair:repair", "Check every chunk, mark the damaged ones so the next backup stores them "
-                                           "again; say which backups that heals and which are lost."),
+        "repair": ("backup_repair:repair", "Check every chunk, mark the damaged ones for the next backup; say which "
+                                           "backups that heals and which are lost."),
     },
     "evidence": {
         "verify": ("evidence_verify:verify", "Check every record of the evidence log, offline: each record's hash, "

@@ -66,6 +66,8 @@ def test_a_flipped_byte_is_healed_by_the_next_backup(seeded_target, pw, tmp_path
     assert code == 28
     [problem] = out["backups"][0]["levels"][0]["problems"]
     assert problem["chunk"] == chunk and problem["pack"] == pack and problem["backups"] == sorted([a["id"], b["id"]])
+    l1 = out["backups"][0]["levels"][0]
+    assert l1["facts"]["chunks_marked"] == 1 and "the next 'erpctl backup create' stores them again" in l1["summary"]
 
     c = ok_json("backup", "create", *_dd(seeded_target))
     assert c["details"]["chunks_new"] >= 1  # the damaged chunk was stored again
@@ -173,6 +175,8 @@ def test_prune_keeps_only_the_marks_of_chunks_still_lacking(seeded_target, pw):
 def test_postgresql_flipped_byte_healed(pg_seeded_target, tmp_path):
     repo = open_repository(f"file://{tmp_path / 'repo'}", passphrase="pw", create=True, kdf=FAST_KDF)
     a = repo.create_backup(pg_seeded_target)
+    time.sleep(1.1)  # a later dump differs in its header (see below); the data's chunks stay the same
+    assert len(a.chunks) >= 3
     chunk = a.chunks[len(a.chunks) // 2]
     _flip_a_byte(tmp_path / "repo", repo, chunk)
     check = repo.check_chunks()
@@ -186,10 +190,12 @@ def test_postgresql_flipped_byte_healed(pg_seeded_target, tmp_path):
 
 
 def test_postgresql_deleted_pack_loses_the_backup_whose_chunk_list_it_held(pg_seeded_target, tmp_path):
-    """Two dumps of the same database differ in their header, so a dump's chunk list is never stored
-    again: a backup whose chunk list is gone is lost for good, and repair says so."""
+    """Two dumps of the same database taken in different seconds differ in their header (pg_dump
+    records its start time), so their first chunk and chunk list differ: a backup whose chunk list
+    is gone is lost for good, and repair says so."""
     repo = open_repository(f"file://{tmp_path / 'repo'}", passphrase="pw", create=True, kdf=FAST_KDF)
     a = repo.create_backup(pg_seeded_target)
+    time.sleep(1.1)  # the dump repair compares with starts in another second
     repo.load_index()
     pack = repo.index[bytes.fromhex(a.chunk_list[0])].pack
     (tmp_path / "repo" / pack_key(pack)).unlink()
@@ -226,6 +232,7 @@ def test_the_runbook_heals_a_damaged_pack_as_written(backend, request, pw):
         (t.data_dir / "backups" / pack_key(pack)).unlink()
     else:  # a dump's chunk list differs from one dump to the next (see test_postgresql_deleted_pack_...)
         chunks = repo.load_manifest(a["id"]).chunks
+        assert len(chunks) >= 3
         pack = _flip_a_byte(t.data_dir / "backups", repo, chunks[len(chunks) // 2])
 
     ran = []
