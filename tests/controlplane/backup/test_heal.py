@@ -290,3 +290,29 @@ def test_a_mark_made_while_a_backup_runs_is_not_lost(seeded_target, pw, tmp_path
     assert ok_json("backup", "prune", "--keep-last", "5", *_dd(seeded_target))["deferred"] is False
     assert _repo(seeded_target).check_chunks().ok
     assert not list((seeded_target.data_dir / "backups" / "damaged").iterdir())
+
+
+def test_an_s3_repository_heals_a_damaged_and_a_deleted_pack(moto_s3, seeded_target, tmp_path):
+    """The same on S3 (moto's server over HTTP): one pack's object rewritten with a flipped byte,
+    another deleted; the marks live in the bucket, the next backup heals both, prune drops the marks."""
+    repo = open_repository(moto_s3["url"], passphrase="pw", create=True, kdf=FAST_KDF, pack_size=64 << 10)
+    a = repo.create_backup(seeded_target)
+    repo.load_index()
+    packs = sorted({repo.index[bytes.fromhex(c)].pack for c in a.chunks})
+    assert len(packs) >= 2
+    flipped, deleted = packs[0], packs[-1]
+    s3, bucket = moto_s3["server"].client(), moto_s3["bucket"]
+    body = bytearray(s3.get_object(Bucket=bucket, Key=f"repo/{pack_key(flipped)}")["Body"].read())
+    body[len(body) // 2] ^= 0x01
+    s3.put_object(Bucket=bucket, Key=f"repo/{pack_key(flipped)}", Body=bytes(body))
+    s3.delete_object(Bucket=bucket, Key=f"repo/{pack_key(deleted)}")
+
+    check = open_repository(moto_s3["url"], passphrase="pw").check_chunks()
+    assert {p["pack"] for p in check.problems} == {flipped, deleted} and check.chunks_marked == len(check.problems)
+    assert [o.key for o in repo.store.list(damage.PREFIX)]
+    fresh = open_repository(moto_s3["url"], passphrase="pw")
+    b = fresh.create_backup(seeded_target)
+    assert fresh.check_chunks([b.id]).ok and fresh.check_chunks([a.id]).ok
+    fresh.prune(RetentionPolicy(keep_last=2))
+    assert fresh.store.list(damage.PREFIX) == [] and fresh.check_chunks().ok
+    assert fresh.materialize(a.id, tmp_path / "out").size_bytes == a.size_bytes
