@@ -75,8 +75,7 @@ def _locate(repo: Repository, users_of: dict[bytes, set[str]], listing: dict[str
         marked = repo.chunk_index.damaged.packs_of(cid) if loc is None else []
         if marked:
             problems.append({"chunk": cid.hex(), "pack": marked[0], "marked": True,
-                             "reason": "damaged or missing (marked by an earlier check); the next 'erpctl backup "
-                                       "create' stores it again if the database still holds it",
+                             "reason": "damaged or missing (marked by an earlier check; not stored again yet)",
                              "backups": sorted(users)})
         elif loc is None:
             problems.append({"chunk": cid.hex(), "pack": "", "reason": "the chunk is in no pack of the index",
