@@ -60,6 +60,9 @@ STATE_FILE = layout.basename("restore_state")
 STATE_VERSION = 1  # of the state record; states written before it had one are version 1
 FINAL = ("done", "refused", "rolled_back")
 TERMINATE_TIMEOUT = 15.0
+# a refused restore's advice: another backup, or heal this one (damaged chunks the live database still holds)
+REFUSED_FIX = ("Run 'erpctl backup verify' on the other backups and restore one that passes; for damaged chunks "
+               "(L1), 'erpctl backup repair' says whether 'erpctl backup create' heals this backup.")
 
 
 # ---- state on disk ------------------------------------------------------------------------------
@@ -372,7 +375,7 @@ def _verify_copy(target: config.Target, repo, state: dict, progress, t0: float):
         "live_data": "untouched", "duration_seconds": round(duration, 3)}, outcome="refused")
     raise RestoreRefused(f"backup {backup_id} failed verification at L{failed.level} ({failed.name}): "
                          f"{failed.summary}; the live data is untouched",
-                         fix="Run 'erpctl backup verify' on the other backups and restore one that passes.",
+                         fix=REFUSED_FIX,
                          verification=verification.as_dict())
 
 
@@ -474,7 +477,7 @@ def _restore_into(target: config.Target, repo, backup_id: str, into: Path, progr
     if not verification.ok:
         raise RestoreRefused(f"backup {backup_id} failed verification at L{failed.level} ({failed.name}): "
                              f"{failed.summary}; nothing was placed in {into}",
-                             fix="Run 'erpctl backup verify' on the other backups and restore one that passes.",
+                             fix=REFUSED_FIX,
                              verification=verification.as_dict())
     return {"backup": backup_id, "engine": engine, "into": str(into), "path": str(final), "ok": True,
             "duration_seconds": round(duration, 3), "verification": verification.as_dict()}

@@ -218,7 +218,7 @@ class Ladder:
         problems = [dict(p) for p in (r.get("problems") or [])]
         if problems:
             self._complete_backups(problems)
-        facts = {k: r.get(k) for k in ("chunks_checked", "bytes_read") if k in r}
+        facts = {k: r.get(k) for k in ("chunks_checked", "bytes_read", "chunks_marked") if k in r}
         if "duration_seconds" in r:
             facts["check_seconds"] = r["duration_seconds"]
         ok = bool(r.get("ok", not problems)) and not problems
@@ -228,7 +228,8 @@ class Ladder:
                                facts=facts)
         first = problems[0] if problems else {"reason": "check_chunks reported a failure"}
         summary = (f"{len(problems)} bad chunk(s); first: chunk {first.get('chunk')} in pack {first.get('pack')}: "
-                   f"{first.get('reason')}; needed by backup(s) {', '.join(first.get('backups') or []) or '?'}")
+                   f"{first.get('reason')}; needed by backup(s) {', '.join(first.get('backups') or []) or '?'}; "
+                   "marked: the next 'erpctl backup create' stores them again if the database still holds them")
         for p in problems:
             p.setdefault("what", "chunk")
         return LevelResult(1, "chunks", False, 0.0, summary, problems, facts)

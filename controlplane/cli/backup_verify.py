@@ -121,5 +121,6 @@ def verify(backup_ids, all_latest, level, scratch_database_url, repo, key_file, 
         first = failed[0]
         raise VerificationFailed(f"{len(failed)} of {len(out)} backup(s) failed verification; backup "
                                  f"{first['backup'][:8]} at L{first['failed_level']}: {first['failure']}",
-                                 fix="Do not restore a backup that failed; take a new backup, and for damaged "
-                                     "chunks check the store's disks or bucket.")
+                                 fix="Do not restore a backup that failed. For damaged chunks (L1): 'erpctl backup "
+                                     "repair' (then 'erpctl backup create' stores them again) and check the "
+                                     "store's disks or bucket.")

@@ -39,7 +39,7 @@ def _epilog() -> str:
 # (tests/controlplane/test_cli.py keeps it in sync with the commands themselves).
 GROUPS = {
     "erp": "The ERP's database: migrations, users, demo data, invariant checks, maintenance mode.",
-    "backup": "Backups that are proven to restore: create, list, show, verify, restore, prune.",
+    "backup": "Backups that are proven to restore: create, list, show, verify, restore, prune, repair.",
     "evidence": "The evidence log: an append-only, hash-chained record of backups, verifications, restores, drills.",
     "upgrade": "Staged upgrades: plan, apply, status, resume, rollback, lint.",
     "release": "ERP releases: install a release wheel, list them, show or switch the current one.",
@@ -72,6 +72,8 @@ COMMANDS: dict[str, dict[str, tuple[str, str]]] = {
         "verify": ("backup_verify:verify", "Prove that backups restore: run the verification ladder up to --level "
                                            "(default 3)."),
         "restore": ("backup_restore:restore", "Restore a backup, fail-closed."),
+        "repair": ("backup_repair:repair", "Check every chunk, mark the damaged ones for the next backup; say which "
+                                           "backups that heals and which are lost."),
     },
     "evidence": {
         "verify": ("evidence_verify:verify", "Check every record of the evidence log, offline: each record's hash, "

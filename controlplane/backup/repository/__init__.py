@@ -9,6 +9,8 @@ an index of chunk -> pack, and one manifest per backup, in a directory or an S3 
                             manifest does, and every chunk it names is in an indexed pack by then
     locks/<lock id>         shared locks (backup, check, restore) and exclusive ones (prune)
     dictionaries/<id>       format 2: the sealed zstd dictionary the config names (dictionary.py)
+    damaged/<sha256>        sealed marks of chunks a check found damaged or missing (damage.py): the
+                            index ignores those locations, so the next backup stores the chunks again
 
 A backup is a state machine whose state is the repository itself: packs are uploaded as they
 fill, then an index for them, then the manifest. Killed at any point, it leaves packs (and maybe
@@ -20,7 +22,8 @@ forgets manifests and defers the deletion of packs to its next run).
 
     repo = open_repository("file:///srv/backups", passphrase="...")
     manifest = repo.create_backup(target)
-    repo.check_chunks()                  # verification level L1
+    repo.check_chunks()                  # verification level L1 (marks damaged chunks)
+    repo.repair(target)                  # what the next backup heals, what is lost for good
     repo.materialize(manifest.id, dir)   # the SQLite file or pg_dump archive, every chunk verified
     repo.prune(RetentionPolicy(keep_last=7, keep_daily=14))
 
@@ -32,7 +35,9 @@ The package, by seam:
     chunks.py       reading chunks back (one by one, or pack by pack in the sealing processes)
     packwriter.py   sealing new chunks into packs and uploading them
     create.py       creating a backup
-    check.py        verification level L1
+    check.py        verification level L1 (marking what it finds damaged)
+    damage.py       the damage marks
+    repair.py       repair: check, mark, and tell what the next backup heals and what is lost
     materialize.py  rebuilding a backup's file
     prune.py        retention: forgetting backups, deleting and repacking packs
     records.py      what the operations return (Manifest, CheckResult, Artifact, PruneResult)

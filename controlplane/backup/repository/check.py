@@ -1,5 +1,6 @@
 """Verification level L1: every chunk the backups need is read back, authenticated and hashed;
-each problem names the chunk, its pack and every backup that needs it."""
+each problem names the chunk, its pack and every backup that needs it. A damaged or missing chunk
+is marked (damage.py), so the next backup stores it again from the live database."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from ...errors import ChunkCorrupt
 from ..lock import Lock
+from .damage import markable
 from .records import CheckResult, Loc, Manifest, Progress, noop
 
 if TYPE_CHECKING:
@@ -57,10 +59,11 @@ def check_chunks(repo: Repository, backup_ids: list[str] | None = None,
             problems += [{"chunk": cid.hex(), "pack": name, "reason": reason, "backups": sorted(users_of[cid])}
                          for cid, reason in bad]
             progress("check", bytes_read, total)
+        marked = repo.chunk_index.damaged.write(markable(problems))
     problems.sort(key=lambda p: (p["pack"], p["chunk"]))
     return CheckResult(ok=not problems, chunks_checked=checked, bytes_read=bytes_read,
                        duration_seconds=round(time.perf_counter() - t0, 3), problems=problems,
-                       backups_checked=[m.id for m in manifests], packs_read=packs_read)
+                       backups_checked=[m.id for m in manifests], packs_read=packs_read, chunks_marked=marked)
 
 
 def _locate(repo: Repository, users_of: dict[bytes, set[str]], listing: dict[str, int],
@@ -69,7 +72,12 @@ def _locate(repo: Repository, users_of: dict[bytes, set[str]], listing: dict[str
     by_pack: dict[str, list[tuple[bytes, Loc]]] = defaultdict(list)
     for cid, users in users_of.items():
         loc = repo.index.get(cid)
-        if loc is None:
+        marked = repo.chunk_index.damaged.packs_of(cid) if loc is None else []
+        if marked:
+            problems.append({"chunk": cid.hex(), "pack": marked[0], "marked": True,
+                             "reason": "damaged or missing (marked by an earlier check; not stored again yet)",
+                             "backups": sorted(users)})
+        elif loc is None:
             problems.append({"chunk": cid.hex(), "pack": "", "reason": "the chunk is in no pack of the index",
                              "backups": sorted(users)})
         elif loc.pack not in listing:

@@ -22,7 +22,8 @@ from .records import Loc
 def corrupt(cid: bytes, pack: str, reason: str, backups: list[str]) -> ChunkCorrupt:
     return ChunkCorrupt(f"chunk {cid.hex()} in pack {pack}: {reason} (needed by {', '.join(backups)})",
                         fix="This backup cannot be restored as stored; use another one, and run "
-                            "'erpctl backup verify --level 1' to list every damaged backup.",
+                            "'erpctl backup repair' to list every damaged backup and what the next "
+                            "'erpctl backup create' heals.",
                         chunk=cid.hex(), pack=pack, backups=backups)
 
 
@@ -38,6 +39,13 @@ class ChunkReader:
         """One chunk's plaintext, read back, authenticated, decompressed and hashed."""
         loc = self.index.locations.get(cid)
         if loc is None:
+            marked = self.index.damaged.packs_of(cid)
+            if marked:
+                raise ChunkCorrupt(f"chunk {cid.hex()} (needed by {', '.join(backups)}) was found damaged or "
+                                   f"missing in pack {marked[0]} by a check, and no backup has stored it again",
+                                   fix="Run 'erpctl backup create' (it stores the chunk again if the database "
+                                       "still holds it), then 'erpctl backup repair' to see what is lost.",
+                                   chunk=cid.hex(), pack=marked[0], backups=backups)
             raise ChunkCorrupt(f"chunk {cid.hex()} (needed by {', '.join(backups)}) is in no pack of the index",
                                fix="The backup is damaged; use another one.", chunk=cid.hex(), backups=backups)
         try:

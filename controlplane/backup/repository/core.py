@@ -15,10 +15,11 @@ from ..chunker import MIN_SQLITE_CHUNK, page_chunk_size
 from ..crypto import AuthenticationFailed, Sealer
 from ..retention import RetentionPolicy
 from ..store import NotFound
-from . import check, create, materialize, prune
+from . import check, create, materialize, prune, repair
 from .chunks import ChunkReader
 from .index import ChunkIndex
 from .records import Artifact, CheckResult, Loc, Manifest, Progress, PruneResult
+from .repair import RepairResult
 
 log = logging.getLogger("controlplane.backup")
 
@@ -62,6 +63,13 @@ class Repository:
         backup needs. With data_dir, appends to its evidence log and records results 'backup.prune'."""
         return prune.prune(self, policy, dry_run=dry_run, data_dir=data_dir, lock_wait=lock_wait,
                            progress=progress)
+
+    def repair(self, target: Target, *, forget_unrecoverable: bool = False,
+               progress: Progress | None = None) -> RepairResult:
+        """Check every chunk (marking the damaged and missing ones, so the next backup stores them
+        again), and tell which backups the next backup heals (the live database still holds their
+        damaged chunks) and which cannot be recovered; with forget_unrecoverable, forget those."""
+        return repair.repair(self, target, forget_unrecoverable=forget_unrecoverable, progress=progress)
 
     # ---- parameters -----------------------------------------------------------------------------
     def sqlite_chunk(self, page_size: int) -> int:

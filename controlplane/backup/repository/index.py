@@ -14,6 +14,7 @@ import zstandard
 from ..crypto import AuthenticationFailed, Sealer
 from ..pack import ENTRY, Entry, PackCorrupt, decode_entries, name_of_key, pack_key, read_header
 from ..store import NotFound
+from .damage import DamageMarks
 from .records import Loc
 
 log = logging.getLogger("controlplane.backup")
@@ -45,7 +46,8 @@ def decode_index(data: bytes) -> dict[str, list[Entry]]:
 
 class ChunkIndex:
     """The index as loaded from a store: chunk id -> Loc (the first pack named for it wins), the
-    index files it was read from and the packs it covers."""
+    index files it was read from and the packs it covers. A location marked damaged (damage.py)
+    is left out: the chunk is then absent, or found in the pack a later backup stored it in."""
 
     def __init__(self, store, sealer: Sealer):
         self.store = store
@@ -53,12 +55,14 @@ class ChunkIndex:
         self.locations: dict[bytes, Loc] = {}
         self.files: list[str] = []
         self.packs: set[str] = set()
+        self.damaged = DamageMarks(store, sealer)
 
     def forget(self) -> None:
         self.locations, self.files, self.packs = {}, [], set()
 
     def load(self) -> None:
         self.forget()
+        self.damaged.load()
         for obj in self.store.list("index/"):
             try:
                 packs = decode_index(self.sealer.open(self.store.get(obj.key), b"index"))
@@ -75,7 +79,10 @@ class ChunkIndex:
     def add(self, name: str, entries: Iterable[Entry]) -> None:
         self.packs.add(name)
         setdefault = self.locations.setdefault
+        marks = self.damaged.marks
         for cid, offset, length, raw_length in entries:
+            if marks and (cid, name) in marks:
+                continue
             setdefault(cid, Loc(name, offset, length, raw_length))
 
     def write(self, packs: dict[str, list[Entry] | bytes]) -> tuple[str, int]:

@@ -169,6 +169,10 @@ def _gc(repo: Repository, plan: _GcPlan, listing: dict[str, int], lock: Lock, pr
         log.debug("prune step", extra={"step": "pack deleted", "pack": name})
         failpoint("backup.prune.step")
         progress("prune", i + 1, len(gone))
+    damaged = repo.chunk_index.damaged
+    if damaged.files:  # the new index names no damaged location: keep the marks of chunks still lacking
+        damaged.rewrite([(c.hex(), p, why) for (c, p), why in damaged.marks.items()
+                         if c in plan.needed and repo.index.get(c) is None])
     repo.load_index()
 
 

@@ -105,6 +105,7 @@ class CheckResult:
     problems: list[dict]
     backups_checked: list[str] = field(default_factory=list)
     packs_read: int = 0
+    chunks_marked: int = 0  # damaged or missing chunks marked by this check (the next backup stores them)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)

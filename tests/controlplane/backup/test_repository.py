@@ -526,12 +526,12 @@ def test_large_checks_and_restores_open_packs_in_processes(seeded_target, file_r
     assert len(handed) == checked.packs_read and sum(n for _, n in handed) == checked.chunks_checked
 
     cid = corrupt_shared_chunk(repo, first, second)
+    with pytest.raises(ChunkCorrupt, match=cid):  # found by a worker (before a check marks it)
+        repo.materialize(first.id, tmp_path / "damaged")
+    assert list((tmp_path / "damaged").iterdir()) == []  # no file, not even a partial one
     bad = repo.check_chunks()
     assert [(p["chunk"], p["reason"].split(" ")[0], p["backups"]) for p in bad.problems] == \
         [(cid, "authentication", sorted([first.id, second.id]))]
-    with pytest.raises(ChunkCorrupt, match=cid):
-        repo.materialize(first.id, tmp_path / "damaged")
-    assert list((tmp_path / "damaged").iterdir()) == []  # no file, not even a partial one
     children = [p for p in psutil.Process().children(recursive=True) if "sealworker" in " ".join(p.cmdline())]
     assert not children, children
 
