@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,16 +12,10 @@ from sqlalchemy import create_engine, event, func, inspect, select, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import Query, Session, sessionmaker
 
+from .urls import default_sqlite_url, normalise_url  # noqa: F401 - part of this module's interface
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 STAGES = ("expand", "backfill", "contract")
-
-
-def normalise_url(url: str) -> str:
-    """Accept postgres:// and postgresql:// and use the psycopg 3 driver."""
-    for prefix in ("postgres://", "postgresql://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
-    return url
 
 
 def make_engine(url: str, **kw) -> Engine:
@@ -230,7 +223,3 @@ def schema_status(engine: Engine) -> SchemaStatus:
                             f"schema has contract migrations this code predates: {', '.join(contract)}; "
                             "upgrade the code", newer)
     return SchemaStatus(current, head, True, "schema is ahead by expand/backfill migrations only", newer)
-
-
-def default_sqlite_url(data_dir: str | os.PathLike) -> str:
-    return f"sqlite:///{Path(data_dir).resolve() / 'erp.sqlite3'}"
