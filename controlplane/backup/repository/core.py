@@ -15,7 +15,7 @@ from ..chunker import MIN_SQLITE_CHUNK, page_chunk_size
 from ..crypto import AuthenticationFailed, Sealer
 from ..retention import RetentionPolicy
 from ..store import NotFound
-from . import check, create, materialize, prune
+from . import check, materialize
 from .chunks import ChunkReader
 from .index import ChunkIndex
 from .records import Artifact, CheckResult, Loc, Manifest, Progress, PruneResult
@@ -44,6 +44,11 @@ class Repository:
         last. Appends to the evidence log and records results 'backup.create' in the data directory.
         With check_invariants, erp_core.invariants also run on the snapshot and the manifest records
         what they found (otherwise None: L3 runs them on the restored copy, see snapshot.py)."""
+        # imported here, not at the top: creating a backup loads SQLAlchemy (the snapshot) and numpy
+        # (content-defined chunking, pack headers), ~300 ms of start-up (python -X importtime) that
+        # listing, showing and verifying backups do not need
+        from . import create
+
         return create.create_backup(self, target, progress=progress, check_invariants=check_invariants)
 
     def check_chunks(self, backup_ids: list[str] | None = None, progress: Progress | None = None) -> CheckResult:
@@ -60,6 +65,8 @@ class Repository:
               lock_wait: float | None = None, progress: Progress | None = None) -> PruneResult:
         """Forget the backups the policy does not keep, then delete (or repack) the packs no kept
         backup needs. With data_dir, appends to its evidence log and records results 'backup.prune'."""
+        from . import prune  # loads numpy (repacking writes packs): see create_backup
+
         return prune.prune(self, policy, dry_run=dry_run, data_dir=data_dir, lock_wait=lock_wait,
                            progress=progress)
 
