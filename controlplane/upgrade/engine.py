@@ -271,16 +271,7 @@ def _drive(ctx: Run, kind: str) -> dict:
         S.archive(ctx.target.data_dir, st)
     elif st["status"] == "awaiting_contract":
         record_evidence(ctx.target, kind, st, "ok")
-    return _summary(st)
-
-
-def _summary(st: dict) -> dict:
-    keys = ("id", "status", "stage", "from_version", "to_version", "from_revision", "to_revision",
-            "completed", "error", "backup", "backfill", "started_at", "updated_at")
-    out = {k: st.get(k) for k in keys}
-    out["stages"] = {k: {kk: v.get(kk) for kk in ("seconds", "detail", "started_at", "finished_at")}
-                     for k, v in st.get("stages", {}).items()}
-    return out
+    return S.summary(st)
 
 
 def apply(opts: UpgradeOptions) -> dict:
@@ -429,7 +420,7 @@ def rollback(opts: UpgradeOptions, *, restore_backup: bool = False) -> dict:
                 detail = _rollback_restore(ctx, restore_backup)
             else:
                 detail = _rollback_schema(ctx, "requested by the operator")
-            return {**_summary(st), "rollback": detail}
+            return {**S.summary(st), "rollback": detail}
         except BaseException:
             with contextlib.suppress(Exception):
                 thaw(ctx)
@@ -441,10 +432,5 @@ def rollback(opts: UpgradeOptions, *, restore_backup: bool = False) -> dict:
 # ---- status ----------------------------------------------------------------------------------------
 
 def status(target: Target) -> dict:
-    st = S.load(target.data_dir)
-    if st is None:
-        last = S.history(target.data_dir)
-        return {"status": "none", "last": _summary(last[-1]) if last else None}
-    out = _summary(st)
-    out["maintenance_set_by_upgrade"] = bool((st.get("maintenance") or {}).get("set"))
-    return out
+    """The upgrade in progress, or the last finished one (state.status)."""
+    return S.status(target.data_dir)
