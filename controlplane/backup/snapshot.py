@@ -64,6 +64,7 @@ from ..config import Target
 from ..errors import BackupError, DatabaseUnavailable, DiskFull
 from .. import layout
 from . import fingerprint as fp
+from .chunker import sqlite_page_size
 
 log = logging.getLogger("controlplane.backup.snapshot")
 
@@ -367,7 +368,6 @@ def _capture_sqlite(target: Target, check_invariants: bool, in_place_min_page: i
             raise
         for extra in (Path(str(tmp) + "-journal"), Path(str(tmp) + "-wal"), Path(str(tmp) + "-shm")):
             extra.unlink(missing_ok=True)
-        from .chunker import sqlite_page_size
 
         size = tmp.stat().st_size
         details = {"page_size": sqlite_page_size(tmp)}

@@ -14,6 +14,7 @@ from erp_core.ops import __version__ as ERP_VERSION
 from .. import http
 from .. import release as releases
 from ..config import Target
+from ..errors import ReleaseNotFound
 from . import checks
 from .run import Run, bundled_checksums, database_bytes, open_repo
 
@@ -145,8 +146,6 @@ def _backup_possible(ctx: Run) -> dict:
 
 
 def _installed(target: Target, version: str | None):
-    from ..errors import ReleaseNotFound
-
     try:
         return releases.get(target, version) if version else None
     except ReleaseNotFound:
