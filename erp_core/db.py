@@ -189,6 +189,8 @@ def schema_status(engine: Engine) -> SchemaStatus:
     the head (expanded and backfilled, this code writes every new column itself); or at a later revision
     whose newer migrations are all expand or backfill stages (old code keeps working against an expanded
     schema)."""
+    # here, not at the top: the ORM models cost ~110 ms of start-up (python -X importtime) that the
+    # callers of engines, URLs and revisions (backup verify, the probes, upgrade lint) do not need
     from .models import SchemaMigration
 
     head = code_head()

@@ -42,6 +42,8 @@ from erp_core.errors import ErpError
 from erp_core.ops import normalise_url
 
 from .. import config, http, results
+from ..errors import (BackupNotFound, DiskFull, RepositoryLocked, RepositoryNotInitialised, StoreUnreachable,
+                      WrongKey)
 from ..evidence import EvidenceLog
 from .. import layout
 from . import fingerprint as fp
@@ -410,11 +412,7 @@ def _slug(s: str) -> str:
 def _is_typed_fatal(exc: Exception) -> bool:
     """Errors about the repository itself (wrong key, store unreachable, not found, disk full,
     locked) end the command with their own exit code rather than fail a level."""
-    from .. import errors
-
-    fatal = tuple(getattr(errors, n) for n in ("WrongKey", "StoreUnreachable", "DiskFull", "RepositoryLocked",
-                                                "BackupNotFound", "RepositoryNotInitialised")
-                  if hasattr(errors, n))
+    fatal = (WrongKey, StoreUnreachable, DiskFull, RepositoryLocked, BackupNotFound, RepositoryNotInitialised)
     return isinstance(exc, (*fatal, KeyboardInterrupt))
 
 
@@ -732,13 +730,11 @@ def record_verification(data_dir: Path, v: Verification, *, kind: str = "backup.
 def select_backups(repo, ids: list[str] | None = None, all_latest: bool = False) -> list[str]:
     """The backups to verify: the ids given; with all_latest the newest backup of every source;
     with neither, the newest backup."""
-    from .. import errors
-
     if ids:
         return [str(_manifest_dict(repo.load_manifest(i)).get("id") or i) for i in ids]
     manifests = [_manifest_dict(m) for m in repo.list_manifests()]
     if not manifests:
-        raise errors.BackupNotFound("the repository holds no backup yet",
+        raise BackupNotFound("the repository holds no backup yet",
                                     fix="Create one with 'erpctl backup create'.")
     manifests.sort(key=lambda m: str(m.get("created_at") or ""))
     if not all_latest:

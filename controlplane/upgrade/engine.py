@@ -37,6 +37,8 @@ from erp_core.errors import ErpError
 
 from .. import http
 from .. import release as releases
+from ..backup.restore import restore
+from ..backup.verify import verify_backup
 from ..config import Target
 from ..errors import NoUpgrade, PreflightFailed, RollbackNeedsRestore, UpgradeError, UpgradeFailed
 from ..faults import failpoint
@@ -69,8 +71,6 @@ def _stage_preflight(ctx: Run) -> dict:
 
 
 def _stage_backup(ctx: Run) -> dict:
-    from ..backup.verify import verify_backup
-
     repo = open_repo(ctx)
     manifest = repo.create_backup(ctx.target)
     v = verify_backup(repo, manifest.id, level=3, target=ctx.target)
@@ -384,8 +384,6 @@ def _rollback_restore(ctx: Run, confirmed: bool) -> dict:
             f"({st['backup']['created_at']}) and loses {lost['count']} write(s) made since",
             fix="Run 'erpctl upgrade rollback --restore-backup' to accept that loss (the list is in --json).",
             lost=lost)
-    from ..backup.restore import restore
-
     st["status"] = "rolling_back"
     S.event(st, "rollback-restore", backup=st["backup"]["id"], lost=lost["count"])
     ctx.save()
