@@ -106,7 +106,7 @@ NOT_NEEDED = {  # command -> heavy modules it has no use for (it must not import
     "evidence verify": {"flask", "boto3", "numpy", "zstandard", "cryptography", "apscheduler", "prometheus_client",
                         "psutil", "rich", "alembic", "pydantic", "sqlalchemy"},
     "erp maintenance status": {"flask", "boto3", "numpy", "zstandard", "apscheduler", "prometheus_client", "psutil",
-                               "rich"},
+                               "rich", "alembic", "controlplane.release", "controlplane.backup"},
     "backup list": {"flask", "boto3", "apscheduler", "prometheus_client", "rich", "alembic", "pydantic",
                     "sqlalchemy", "numpy", "erp_core.models"},
     "status": {"flask", "boto3", "numpy", "zstandard", "rich", "alembic", "sqlalchemy", "erp_core.models"},
