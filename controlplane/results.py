@@ -40,3 +40,21 @@ def record(data_dir, key: str, ok: bool, **fields) -> dict:
             data[key + ".last_success"] = entry
         atomic_write_text(_path(data_dir), json.dumps(data, indent=1, sort_keys=True, default=str))
     return entry
+
+
+def unix_seconds(value) -> float:
+    """Unix seconds from a number or an ISO 8601 string (a result's "at"; 0 when missing or unreadable)."""
+    if value in (None, ""):
+        return 0.0
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            return float(value)
+        except ValueError:
+            return 0.0
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed.timestamp()

@@ -23,7 +23,6 @@ would put them in the ERP workers' files.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 
@@ -38,24 +37,6 @@ from . import alerts, probes
 log = logging.getLogger("controlplane.exporter")
 
 LEVELS = ("L1", "L2", "L3", "L4")
-
-
-def _ts(value) -> float:
-    """Unix seconds from a number or an ISO 8601 string (0 when missing or unreadable)."""
-    if value in (None, ""):
-        return 0.0
-    if isinstance(value, (int, float)):
-        return float(value)
-    try:
-        parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        try:
-            return float(value)
-        except ValueError:
-            return 0.0
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.timezone.utc)
-    return parsed.timestamp()
 
 
 def _num(entry: dict | None, *names, default: float = 0.0) -> float:
@@ -136,14 +117,14 @@ class ControlPlaneCollector:
             e = r.get(probes.RESULT_PREFIX + name)
             ok.add_metric([name], 1 if e and e.get("ok") else 0)
             dur.add_metric([name], _num(e, "duration"))
-            last.add_metric([name], _ts((e or {}).get("at")))
+            last.add_metric([name], results.unix_seconds((e or {}).get("at")))
         yield from (ok, dur, last)
 
     # ---- backups and restores ----
     def _backups(self, r):
         last_ok = r.get("backup.create.last_success")
         yield _gauge("erpctl_backup_last_success_timestamp_seconds", "When the last successful backup finished "
-                     "(0: never)", _ts((last_ok or {}).get("at")))
+                     "(0: never)", results.unix_seconds((last_ok or {}).get("at")))
         yield _gauge("erpctl_backup_last_bytes_added", "Bytes the last successful backup added to the repository",
                      _num(last_ok, "bytes_added"))
         ver = _gauge("erpctl_backup_verification_success", "1 if the latest verification at this level passed "
@@ -153,12 +134,12 @@ class ControlPlaneCollector:
         for level in LEVELS:
             e = r.get(f"backup.verify.{level}")
             ver.add_metric([level], 1 if e and e.get("ok") else 0)
-            ver_ts.add_metric([level], _ts((e or {}).get("at")))
+            ver_ts.add_metric([level], results.unix_seconds((e or {}).get("at")))
         yield from (ver, ver_ts)
         test_ok = r.get("backup.restore_test.last_success")
         yield _gauge("erpctl_restore_test_last_success_timestamp_seconds", "When a restore test last succeeded "
-                     "(0: never)", _ts((test_ok or {}).get("at")))
-        latest = max((r.get("backup.restore_test"), r.get("backup.restore")), key=lambda e: _ts((e or {}).get("at")))
+                     "(0: never)", results.unix_seconds((test_ok or {}).get("at")))
+        latest = max((r.get("backup.restore_test"), r.get("backup.restore")), key=lambda e: results.unix_seconds((e or {}).get("at")))
         yield _gauge("erpctl_restore_duration_seconds", "Duration of the latest restore or restore test (0: none)",
                      _num(latest, "duration", "duration_seconds", "seconds"))
 
@@ -171,7 +152,7 @@ class ControlPlaneCollector:
         in_progress = bool(up.get("in_progress"))
         yield _gauge("erpctl_upgrade_in_progress", "1 while an upgrade is in progress", int(in_progress))
         yield _gauge("erpctl_upgrade_stage_started_timestamp_seconds", "When the current (or last) upgrade stage "
-                     "started (0: no upgrade recorded)", _ts(up.get("started_at")))
+                     "started (0: no upgrade recorded)", results.unix_seconds(up.get("started_at")))
         yield CounterMetricFamily("erpctl_erp_restarts", "Restarts of the ERP's process by this erpctl up (it "
                                   "exited, or hung and was killed)",
                                   value=restarts_here(self.data_dir) if self.data_dir is not None else 0)
@@ -190,7 +171,7 @@ class ControlPlaneCollector:
         names = {k[len(prefix):].removesuffix(".last_success") for k in r if k.startswith(prefix)}
         names |= set(self.job_ids())
         for name in sorted(names):
-            jobs.add_metric([name], _ts((r.get(f"{prefix}{name}.last_success") or {}).get("at")))
+            jobs.add_metric([name], results.unix_seconds((r.get(f"{prefix}{name}.last_success") or {}).get("at")))
         yield jobs
 
     # ---- the host ----
