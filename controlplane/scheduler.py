@@ -21,6 +21,7 @@ records into erpctl_scheduler_job_last_success_timestamp_seconds{job}.
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 import logging
 import os
@@ -105,6 +106,7 @@ def interval_seconds(spec: str) -> float | None:
 
 def parse_schedule(spec: str, timezone=None):
     """An APScheduler trigger for `spec`, or None for "off". Raises ValueError when unreadable."""
+    # APScheduler is loaded by what schedules (erpctl up, status's schedule check), not by every command
     from apscheduler.triggers.cron import CronTrigger
     from apscheduler.triggers.interval import IntervalTrigger
 
@@ -181,8 +183,6 @@ class Scheduler:
         self._stopping = threading.Event()
 
     def start(self) -> None:
-        import datetime as dt
-
         from apscheduler.executors.pool import ThreadPoolExecutor
         from apscheduler.schedulers.background import BackgroundScheduler
         from apscheduler.triggers.interval import IntervalTrigger

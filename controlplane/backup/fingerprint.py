@@ -27,6 +27,7 @@ import hashlib
 import mmap
 import os
 import sqlite3
+import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -173,8 +174,6 @@ def sqlite_pages(db: sqlite3.Connection, image, key: bytes) -> dict[str, dict]:
 def _sqlite_pages_of_connection(raw: sqlite3.Connection, key: bytes) -> dict[str, dict]:
     """Through a private copy (SQLite's backup API, in a temporary file) of the database `raw` sees,
     WAL included: a database in WAL mode may hold its newest pages outside its file."""
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="erpctl-fingerprint-") as d:
         copy = Path(d) / "copy.sqlite3"
         dst = sqlite3.connect(copy)
@@ -211,7 +210,7 @@ def sqlite_file_fingerprint(path: str | os.PathLike, key: bytes | None = None,
     still in its -wal count. For a database in use, see fingerprint(conn)."""
     _check_method(method)
     path = Path(path)
-    if method == ROWS:
+    if method == ROWS:  # backups made before sqlite-pages-v1 only: SQLAlchemy loaded for them alone
         from sqlalchemy import create_engine
         from sqlalchemy.pool import NullPool
 

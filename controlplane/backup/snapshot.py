@@ -47,11 +47,13 @@ import secrets
 import shutil
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
@@ -124,8 +126,6 @@ def _tmp_path(data_dir: Path, suffix: str) -> Path:
 
 def clean_stale_temporaries(data_dir: Path) -> list[str]:
     """Remove temporary snapshots of killed runs (their pid, in the name, is no longer running)."""
-    import psutil
-
     removed = []
     try:
         names = [p for p in Path(data_dir).iterdir() if p.name.startswith(TMP_PREFIX)]
@@ -218,8 +218,6 @@ class _FactsProcess:
     standard input."""
 
     def __init__(self):
-        import sys
-
         root = str(Path(__file__).resolve().parents[2])  # the same code as ours
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
         self.proc = subprocess.Popen([sys.executable, "-m", "controlplane.backup.snapshot"], env=env,

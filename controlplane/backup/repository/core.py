@@ -8,6 +8,8 @@ import logging
 import os
 from pathlib import Path
 
+import psutil
+
 from ...config import Target
 from ...errors import BackupNotFound, ChunkCorrupt
 from .. import fingerprint
@@ -179,8 +181,6 @@ class Repository:
     # ---- the store ------------------------------------------------------------------------------
     def clean_store_temporaries(self) -> None:
         """Remove the store's temporary files of processes that are gone."""
-        import psutil
-
         for obj in self.store.temporaries():
             try:
                 pid = int(obj.key.rsplit("/", 1)[-1].split("-")[1])
