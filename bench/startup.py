@@ -8,6 +8,9 @@ scheduled job, an Ansible task) runs it, beside `python -c pass` started the sam
     erpctl backup list                 an empty repository (key derivation at its cheapest setting)
     erpctl evidence verify             an empty evidence log
     erpctl status                      nothing served (the ERP's port refuses at once)
+    erpctl settings                    every setting of that data directory and its source
+    erpctl upgrade status              no upgrade recorded
+    erpctl release list                no release installed
 
 Each of these does almost no work of its own, so its wall time is erpctl's overhead before the
 real work. Runs are interleaved (one of each, in an order rotated every round) and repeated; the
@@ -79,6 +82,9 @@ def cases(erpctl: str, paths: dict[str, Path], port: int) -> dict[str, tuple[lis
         # nothing serves on the port: the ERP is down, which status reports as critical (17)
         "erpctl status": ([erpctl, "status", "--data-dir", data, "--erp-url", f"http://127.0.0.1:{port}",
                            "--timeout", "1"], {17}),
+        "erpctl settings": ([erpctl, "settings", "--data-dir", data], {0}),
+        "erpctl upgrade status": ([erpctl, "upgrade", "status", "--data-dir", data], {0}),
+        "erpctl release list": ([erpctl, "release", "list", "--data-dir", data], {0}),
     }
 
 

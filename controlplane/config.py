@@ -13,12 +13,11 @@ import base64
 import json
 import logging
 import os
+import re
 import secrets
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-
-from sqlalchemy.engine import make_url
 
 from erp_core.ops import default_sqlite_url, normalise_url
 
@@ -33,6 +32,18 @@ KEY_FILE = layout.name("field_key")
 DEMO_LOGIN_FILE = layout.name("demo_login")
 
 
+# A SQLite URL whose path SQLAlchemy would neither unquote nor quote again (the data directory's
+# database, as a rule): read as text. Any other URL is read by SQLAlchemy, imported only then: it
+# costs ~150 ms of start-up (python -X importtime), and most commands never open their database.
+_PLAIN_SQLITE = re.compile(r"sqlite:///([A-Za-z0-9_.~ +/-]*)")
+
+
+def _parsed(url: str):
+    from sqlalchemy.engine import make_url
+
+    return make_url(url)
+
+
 @dataclass(frozen=True)
 class Target:
     """The ERP installation a command acts on."""
@@ -42,11 +53,13 @@ class Target:
 
     @property
     def backend(self) -> str:
-        return make_url(self.database_url).get_backend_name()
+        return self.database_url.partition(":")[0].partition("+")[0]
 
     @property
     def sqlite_path(self) -> Path | None:
-        u = make_url(self.database_url)
+        if plain := _PLAIN_SQLITE.fullmatch(self.database_url):
+            return Path(plain[1]) if plain[1] else None
+        u = _parsed(self.database_url)
         if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
             return Path(u.database)
         return None
@@ -54,7 +67,9 @@ class Target:
     @property
     def display_url(self) -> str:
         """The URL with any password hidden, fit for output and logs."""
-        return make_url(self.database_url).render_as_string(hide_password=True)
+        if _PLAIN_SQLITE.fullmatch(self.database_url):
+            return self.database_url
+        return _parsed(self.database_url).render_as_string(hide_password=True)
 
 
 def default_url(directory: Path) -> str:

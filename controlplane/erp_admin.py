@@ -143,7 +143,7 @@ def check(target: Target) -> dict:
     """Run every business invariant; `violations` is empty when the database is consistent. When an
     installed release other than this erpctl's serves the ERP, its own code checks (its schema may
     be one this code no longer runs on)."""
-    from . import release
+    from . import release  # here: ~60 ms of start-up (python -X importtime) that only erp check needs
 
     current = release.current(target)
     if current is not None and current.version != ops.__version__:

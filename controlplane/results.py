@@ -57,3 +57,21 @@ def ensure_created(data_dir) -> float:
                              "at_iso": dt.datetime.fromtimestamp(at, dt.timezone.utc).isoformat()}
             atomic_write_text(_path(data_dir), json.dumps(data, indent=1, sort_keys=True, default=str))
         return float(data[CREATED]["at"])
+
+
+def unix_seconds(value) -> float:
+    """Unix seconds from a number or an ISO 8601 string (a result's "at"; 0 when missing or unreadable)."""
+    if value in (None, ""):
+        return 0.0
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            return float(value)
+        except ValueError:
+            return 0.0
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed.timestamp()

@@ -25,6 +25,7 @@ ScheduledJobFailing), and erpctl_scheduler_job_last_success_timestamp_seconds{jo
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 import logging
 import os
@@ -109,6 +110,7 @@ def interval_seconds(spec: str) -> float | None:
 
 def parse_schedule(spec: str, timezone=None):
     """An APScheduler trigger for `spec`, or None for "off". Raises ValueError when unreadable."""
+    # APScheduler is loaded by what schedules (erpctl up, status's schedule check), not by every command
     from apscheduler.triggers.cron import CronTrigger
     from apscheduler.triggers.interval import IntervalTrigger
 
@@ -187,8 +189,6 @@ class Scheduler:
         self._unrecorded: dict[str, dict] = {}
 
     def start(self) -> None:
-        import datetime as dt
-
         from apscheduler.executors.pool import ThreadPoolExecutor
         from apscheduler.schedulers.background import BackgroundScheduler
         from apscheduler.triggers.interval import IntervalTrigger

@@ -15,12 +15,14 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
 from . import __version__, crypto
+from .api import framework, openapi
 from .config import Settings
 from .db import Database, schema_status
 from .errors import ErpError
 from .metrics import instrument as instrument_app
 from .metrics import record_exception
 from .services import maintenance
+from .web import pages
 
 log = logging.getLogger("erp_core")
 
@@ -135,8 +137,6 @@ def _register_probes(app: Flask, db: Database, registry) -> None:
 def create_app(settings: Settings, db: Database | None = None, instrument: bool = True) -> Flask:
     """The ERP app. instrument=False leaves out the metrics (no /metrics, no request or query
     timing): bench/metrics.py compares the two."""
-    from .api import framework, openapi
-
     crypto.configure(settings.field_key)
     app = Flask(__name__)
     app.json = JSON(app)
@@ -155,6 +155,5 @@ def create_app(settings: Settings, db: Database | None = None, instrument: bool 
 
     _register_errors(app)
     _register_probes(app, db, registry)
-    from .web import pages
     app.register_blueprint(pages.web)
     return app

@@ -32,6 +32,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
+from .db import known_migrations, migration_module
 from .models.base import UTCDateTime, utcnow
 
 PROGRESS_TABLE = "erp_backfill_progress"
@@ -59,8 +60,6 @@ class BatchResult:
 
 def backfills(revision: str | None = None) -> list[Backfill]:
     """The backfills of this code's backfill migrations (or of one of them), in the order to run them."""
-    from .db import known_migrations, migration_module
-
     out: list[Backfill] = []
     for m in known_migrations():
         if m["stage"] == "backfill" and revision in (None, m["revision"]):

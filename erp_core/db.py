@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import functools
-import os
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,16 +14,10 @@ from sqlalchemy import create_engine, event, func, inspect, select, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import Query, Session, sessionmaker
 
+from .urls import default_sqlite_url, normalise_url  # noqa: F401 - part of this module's interface
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 STAGES = ("expand", "backfill", "contract")
-
-
-def normalise_url(url: str) -> str:
-    """Accept postgres:// and postgresql:// and use the psycopg 3 driver."""
-    for prefix in ("postgres://", "postgresql://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
-    return url
 
 
 def make_engine(url: str, **kw) -> Engine:
@@ -145,17 +140,48 @@ def migration_module(revision: str):
     return module
 
 
-def code_head() -> str:
-    return script_directory().get_current_head()
+def code_head() -> str | None:
+    migrations = known_migrations()
+    return migrations[-1]["revision"] if migrations else None
 
 
 def known_migrations() -> list[dict]:
-    """The migrations this code ships, oldest first, with their declared stage."""
-    out = []
-    for script in reversed(list(script_directory().walk_revisions())):
-        out.append({"revision": script.revision, "down_revision": script.down_revision,
-                    "stage": getattr(script.module, "stage", None), "doc": script.doc})
-    return out
+    """The migrations this code ships, oldest first, with their declared stage. Read from what each
+    file declares, not run: running them (Alembic's ScriptDirectory) loads Alembic and every
+    migration's imports, ~250 ms that each schema check (erpctl erp maintenance status...) would
+    pay. tests/erp_core/test_ops.py keeps this equal to Alembic's reading."""
+    return [dict(m) for m in _migration_chain()]
+
+
+def _declared(path: Path) -> dict:
+    """A migration file's revision, down revision, stage and first docstring paragraph (Alembic's doc)."""
+    tree = ast.parse(path.read_text(), str(path))
+    values = {target.id: node.value for node in tree.body if isinstance(node, ast.Assign)
+              for target in node.targets if isinstance(target, ast.Name)}
+    try:
+        declared = {k: ast.literal_eval(values[k]) if k in values else None
+                    for k in ("revision", "down_revision", "stage")}
+    except ValueError:
+        raise LookupError(f"{path}: revision, down_revision and stage must be literals") from None
+    doc = (ast.get_docstring(tree, clean=False) or "").strip()
+    return {**declared, "doc": re.split("\n\n", doc)[0]}
+
+
+@functools.lru_cache(maxsize=1)
+def _migration_chain() -> tuple[dict, ...]:
+    declared = [_declared(p) for p in sorted((MIGRATIONS_DIR / "versions").glob("*.py")) if p.name != "__init__.py"]
+    children: dict = {}
+    for m in declared:
+        children.setdefault(m["down_revision"], []).append(m)
+    chain, parent = [], None
+    while nexts := children.get(parent):
+        if len(nexts) > 1:
+            raise LookupError(f"the migrations branch after {parent}: {', '.join(m['revision'] for m in nexts)}")
+        chain.append(nexts[0])
+        parent = nexts[0]["revision"]
+    if len(chain) != len(declared):
+        raise LookupError("a migration is not on the chain from the first one: check its down_revision")
+    return tuple(chain)
 
 
 def migrate(url: str, revision: str = "head") -> str:
@@ -196,6 +222,8 @@ def schema_status(engine: Engine) -> SchemaStatus:
     the head (expanded and backfilled, this code writes every new column itself); or at a later revision
     whose newer migrations are all expand or backfill stages (old code keeps working against an expanded
     schema)."""
+    # here, not at the top: the ORM models cost ~110 ms of start-up (python -X importtime) that the
+    # callers of engines, URLs and revisions (backup verify, the probes, upgrade lint) do not need
     from .models import SchemaMigration
 
     head = code_head()
@@ -230,7 +258,3 @@ def schema_status(engine: Engine) -> SchemaStatus:
                             f"schema has contract migrations this code predates: {', '.join(contract)}; "
                             "upgrade the code", newer)
     return SchemaStatus(current, head, True, "schema is ahead by expand/backfill migrations only", newer)
-
-
-def default_sqlite_url(data_dir: str | os.PathLike) -> str:
-    return f"sqlite:///{Path(data_dir).resolve() / 'erp.sqlite3'}"

@@ -49,6 +49,10 @@ from sqlalchemy import event, func, select
 from sqlalchemy.pool import QueuePool
 
 from . import __version__
+from .db import schema_status
+from .domain.states import SALES_ORDER
+from .models import Invoice, ReorderRule, SalesOrder, StockLevel
+from .services import maintenance
 
 # No `<name>_created` series beside every counter and histogram: they double the series (and the
 # render time) for a timestamp Prometheus does not need from the text format.
@@ -302,11 +306,6 @@ class BusinessCollector:
         self.db = db
 
     def collect(self):
-        from .db import schema_status
-        from .domain.states import SALES_ORDER
-        from .models import Invoice, ReorderRule, SalesOrder, StockLevel
-        from .services import maintenance
-
         up = GaugeMetricFamily("erp_database_up", "1 if the ERP reached its database at scrape time")
         build = GaugeMetricFamily("erp_build_info", "The ERP's release and its database's schema revision "
                                   "(always 1)", labels=["version", "schema_revision"])

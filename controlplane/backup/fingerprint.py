@@ -27,11 +27,13 @@ import hashlib
 import mmap
 import os
 import sqlite3
+import tempfile
 from collections import defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sqlalchemy import inspect, text
-from sqlalchemy.engine import Connection
+if TYPE_CHECKING:  # a Connection is passed in; this module needs no SQLAlchemy of its own (backup list
+    from sqlalchemy.engine import Connection  # reads manifests through it and opens no database)
 
 MOD = 2**64
 SKIP = {"alembic_version"}
@@ -57,7 +59,7 @@ def _check_method(method: str) -> None:
 
 
 def tables(conn: Connection) -> list[str]:
-    return sorted(t for t in inspect(conn).get_table_names() if t not in SKIP)
+    return sorted(t for t in conn.dialect.get_table_names(conn) if t not in SKIP)
 
 
 # ---- rows: a hash of every row's text ------------------------------------------------------------
@@ -89,9 +91,9 @@ def _sqlite_table(conn: Connection, table: str) -> dict:
 
 
 def _pg_table(conn: Connection, table: str) -> dict:
-    rows, total = conn.execute(text(
+    rows, total = conn.exec_driver_sql(
         f'SELECT count(*), coalesce(sum((\'x\' || substr(md5(t::text), 1, 16))::bit(64)::bigint::numeric), 0) '
-        f'FROM "{table}" t')).one()
+        f'FROM "{table}" t').one()
     return {"rows": int(rows), "checksum": f"{int(total) % MOD:016x}"}
 
 
@@ -172,8 +174,6 @@ def sqlite_pages(db: sqlite3.Connection, image, key: bytes) -> dict[str, dict]:
 def _sqlite_pages_of_connection(raw: sqlite3.Connection, key: bytes) -> dict[str, dict]:
     """Through a private copy (SQLite's backup API, in a temporary file) of the database `raw` sees,
     WAL included: a database in WAL mode may hold its newest pages outside its file."""
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="erpctl-fingerprint-") as d:
         copy = Path(d) / "copy.sqlite3"
         dst = sqlite3.connect(copy)
@@ -210,7 +210,7 @@ def sqlite_file_fingerprint(path: str | os.PathLike, key: bytes | None = None,
     still in its -wal count. For a database in use, see fingerprint(conn)."""
     _check_method(method)
     path = Path(path)
-    if method == ROWS:
+    if method == ROWS:  # backups made before sqlite-pages-v1 only: SQLAlchemy loaded for them alone
         from sqlalchemy import create_engine
         from sqlalchemy.pool import NullPool
 

@@ -35,6 +35,8 @@ import logging
 from ..errors import SettingInvalid, VerificationFailed
 from ..scheduler import Job, JobContext, ScheduleInvalid
 from . import access
+from . import restore, verify
+from .retention import RetentionPolicy
 
 log = logging.getLogger("controlplane.backup.schedule")
 
@@ -63,8 +65,6 @@ def _level(context: JobContext, name: str) -> int:
 
 
 def _retention(context: JobContext):
-    from .retention import RetentionPolicy
-
     table = context.installation.section("backup.retention")
     try:
         policy = RetentionPolicy(**{k: int(v) for k, v in table.items()})
@@ -83,8 +83,6 @@ def create_backup(context: JobContext) -> dict:
 
 
 def verify_latest(context: JobContext, level: int) -> list[dict]:
-    from . import verify
-
     repo = open_repo(context)
     out = [verify.verify_backup(repo, b, level, target=context.target).as_dict()
            for b in verify.select_backups(repo, all_latest=True)]
@@ -96,8 +94,6 @@ def verify_latest(context: JobContext, level: int) -> list[dict]:
 
 
 def restore_test(context: JobContext, level: int) -> dict:
-    from . import restore, verify
-
     repo = open_repo(context)
     backup_id = verify.select_backups(repo, source=context.target.display_url)[0]
     v = restore.restore_test(context.target, repo, backup_id, level=level)

@@ -47,11 +47,13 @@ import secrets
 import shutil
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
@@ -64,6 +66,7 @@ from ..config import Target
 from ..errors import BackupError, DatabaseUnavailable, DiskFull
 from .. import layout
 from . import fingerprint as fp
+from .chunker import sqlite_page_size
 
 log = logging.getLogger("controlplane.backup.snapshot")
 
@@ -123,8 +126,6 @@ def _tmp_path(data_dir: Path, suffix: str) -> Path:
 
 def clean_stale_temporaries(data_dir: Path) -> list[str]:
     """Remove temporary snapshots of killed runs (their pid, in the name, is no longer running)."""
-    import psutil
-
     removed = []
     try:
         names = [p for p in Path(data_dir).iterdir() if p.name.startswith(TMP_PREFIX)]
@@ -217,8 +218,6 @@ class _FactsProcess:
     standard input."""
 
     def __init__(self):
-        import sys
-
         root = str(Path(__file__).resolve().parents[2])  # the same code as ours
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
         self.proc = subprocess.Popen([sys.executable, "-m", "controlplane.backup.snapshot"], env=env,
@@ -367,7 +366,6 @@ def _capture_sqlite(target: Target, check_invariants: bool, in_place_min_page: i
             raise
         for extra in (Path(str(tmp) + "-journal"), Path(str(tmp) + "-wal"), Path(str(tmp) + "-shm")):
             extra.unlink(missing_ok=True)
-        from .chunker import sqlite_page_size
 
         size = tmp.stat().st_size
         details = {"page_size": sqlite_page_size(tmp)}
@@ -474,8 +472,6 @@ def _server_version(engine) -> str | None:
 
 
 if __name__ == "__main__":  # the parallel facts process (see _FactsProcess)
-    import sys
-
     # this module's imports (SQLAlchemy, erp_core) are done by now: they overlapped the copy
     _path = sys.stdin.readline().strip()
     if not _path:

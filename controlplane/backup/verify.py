@@ -42,6 +42,8 @@ from erp_core.errors import ErpError
 from erp_core.ops import normalise_url
 
 from .. import config, http, results
+from ..errors import (BackupNotFound, DiskFull, RepositoryLocked, RepositoryNotInitialised, StoreUnreachable,
+                      WrongKey)
 from ..evidence import EvidenceLog
 from .. import layout
 from . import fingerprint as fp
@@ -411,11 +413,7 @@ def _slug(s: str) -> str:
 def _is_typed_fatal(exc: Exception) -> bool:
     """Errors about the repository itself (wrong key, store unreachable, not found, disk full,
     locked) end the command with their own exit code rather than fail a level."""
-    from .. import errors
-
-    fatal = tuple(getattr(errors, n) for n in ("WrongKey", "StoreUnreachable", "DiskFull", "RepositoryLocked",
-                                                "BackupNotFound", "RepositoryNotInitialised")
-                  if hasattr(errors, n))
+    fatal = (WrongKey, StoreUnreachable, DiskFull, RepositoryLocked, BackupNotFound, RepositoryNotInitialised)
     return isinstance(exc, (*fatal, KeyboardInterrupt))
 
 

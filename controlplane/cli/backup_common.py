@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from ..backup import access
+from ..backup.progress import terminal_progress
 from ..config import Target
 from ..installation import Installation
 from .options import state
@@ -67,8 +68,6 @@ def open_repo(target: Target, repo: str | None, key_file: Path | None, lock_wait
 
 def progress():
     """A progress bar on a terminal unless --json."""
-    from ..backup.progress import terminal_progress
-
     return terminal_progress(enabled=not state().json)
 
 

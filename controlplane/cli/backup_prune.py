@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..backup.retention import RetentionPolicy
 from .backup_common import human_bytes, open_repo, progress, repo_options
 from .options import emit, json_option, target, target_options
 
@@ -36,8 +37,6 @@ def prune(keep_last, keep_daily, keep_weekly, keep_monthly, dry_run, repo, key_f
     Never deletes a chunk a kept backup needs. While a backup runs, only forgets (the packs are
     deleted by the next prune). Appends to the evidence log.
     """
-    from ..backup.retention import RetentionPolicy
-
     t = target(data_dir, database_url)
     policy = RetentionPolicy(keep_last, keep_daily, keep_weekly, keep_monthly)
     repository = open_repo(t, repo, key_file, lock_wait)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import click
 
-if TYPE_CHECKING:
-    from ..installation import Installation
+from .. import config
+from ..installation import Installation
 
 
 @dataclass
@@ -38,8 +37,6 @@ def json_option(fn):
 
 def target_options(fn):
     """--data-dir and --database-url, resolved by `target()` to the Installation."""
-    from .. import config  # here, not at the top: erpctl --help imports no command (config loads SQLAlchemy)
-
     fn = click.option("--database-url", metavar="URL",
                       help="Database URL (PostgreSQL: postgresql://user:pass@host/db). Default: [database] url "
                            "in erpctl.toml, else SQLite in the data directory. [env ERPCTL_DATABASE_URL]")(fn)
@@ -52,8 +49,6 @@ def target_options(fn):
 
 def target(data_dir: str | None, database_url: str | None, **flags) -> Installation:
     """The installation the command acts on (a config.Target), with the settings given as flags."""
-    from ..installation import Installation
-
     return Installation.open(data_dir, database_url, **flags)
 
 

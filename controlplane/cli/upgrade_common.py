@@ -22,6 +22,8 @@ def erp_options(fn):
 
 
 def options(data_dir, database_url, erp_url, offline, repo, key_file, lock_wait, **kw):
+    # imported here, not at the top: the upgrade engine loads SQLAlchemy, the ERP's models and the backup
+    # code (~400 ms of start-up, python -X importtime); upgrade status renders with this module too
     from ..upgrade.engine import UpgradeOptions
 
     inst = target(data_dir, database_url, erp_url=erp_url, backup_repo=repo, backup_key_file=key_file)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..upgrade import engine
+from ..upgrade import state
 from .options import emit, json_option, target, target_options
 from .upgrade_common import render_summary
 
@@ -24,5 +24,5 @@ def render(r: dict) -> str:
 @json_option
 def status(data_dir, database_url):
     """Show the upgrade in progress: its stage, backfill rows/s and ETA; or the last finished one."""
-    r = engine.status(target(data_dir, database_url))
+    r = state.status(target(data_dir, database_url).data_dir)
     emit(r, render(r))

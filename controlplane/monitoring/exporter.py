@@ -24,7 +24,6 @@ would put them in the ERP workers' files.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 
@@ -39,24 +38,6 @@ from . import alerts, probes
 log = logging.getLogger("controlplane.exporter")
 
 LEVELS = ("L1", "L2", "L3", "L4")
-
-
-def _ts(value) -> float:
-    """Unix seconds from a number or an ISO 8601 string (0 when missing or unreadable)."""
-    if value in (None, ""):
-        return 0.0
-    if isinstance(value, (int, float)):
-        return float(value)
-    try:
-        parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        try:
-            return float(value)
-        except ValueError:
-            return 0.0
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.timezone.utc)
-    return parsed.timestamp()
 
 
 def _num(entry: dict | None, *names, default: float = 0.0) -> float:
@@ -146,14 +127,14 @@ class ControlPlaneCollector:
             unknown = "probe." + name in lost  # its latest result could not be recorded: not "ok"
             ok.add_metric([name], 1 if e and e.get("ok") and not unknown else 0)
             dur.add_metric([name], _num(e, "duration"))
-            last.add_metric([name], _ts((e or {}).get("at")))
+            last.add_metric([name], results.unix_seconds((e or {}).get("at")))
         yield from (ok, dur, last)
 
     # ---- backups and restores ----
     def _backups(self, r):
         last_ok = r.get("backup.create.last_success")
         yield _gauge("erpctl_backup_last_success_timestamp_seconds", "When the last successful backup finished "
-                     "(0: never)", _ts((last_ok or {}).get("at")))
+                     "(0: never)", results.unix_seconds((last_ok or {}).get("at")))
         yield _gauge("erpctl_backup_last_bytes_added", "Bytes the last successful backup added to the repository",
                      _num(last_ok, "bytes_added"))
         ver = _gauge("erpctl_backup_verification_success", "1 if the latest verification at this level passed "
@@ -163,12 +144,12 @@ class ControlPlaneCollector:
         for level in LEVELS:
             e = r.get(f"backup.verify.{level}")
             ver.add_metric([level], 1 if e and e.get("ok") else 0)
-            ver_ts.add_metric([level], _ts((e or {}).get("at")))
+            ver_ts.add_metric([level], results.unix_seconds((e or {}).get("at")))
         yield from (ver, ver_ts)
         test_ok = r.get("backup.restore_test.last_success")
         yield _gauge("erpctl_restore_test_last_success_timestamp_seconds", "When a restore test last succeeded "
-                     "(0: never)", _ts((test_ok or {}).get("at")))
-        latest = max((r.get("backup.restore_test"), r.get("backup.restore")), key=lambda e: _ts((e or {}).get("at")))
+                     "(0: never)", results.unix_seconds((test_ok or {}).get("at")))
+        latest = max((r.get("backup.restore_test"), r.get("backup.restore")), key=lambda e: results.unix_seconds((e or {}).get("at")))
         yield _gauge("erpctl_restore_duration_seconds", "Duration of the latest restore or restore test (0: none)",
                      _num(latest, "duration", "duration_seconds", "seconds"))
 
@@ -181,10 +162,10 @@ class ControlPlaneCollector:
         in_progress = bool(up.get("in_progress"))
         yield _gauge("erpctl_upgrade_in_progress", "1 while an upgrade is in progress", int(in_progress))
         yield _gauge("erpctl_upgrade_stage_started_timestamp_seconds", "When the current (or last) upgrade stage "
-                     "started (0: no upgrade recorded)", _ts(up.get("started_at")))
+                     "started (0: no upgrade recorded)", results.unix_seconds(up.get("started_at")))
         yield _gauge("erpctl_installation_created_timestamp_seconds", "When the installation was first served by "
                      "erpctl up (0: not yet); the backup alerts wait a grace period from it",
-                     _ts((r.get(results.CREATED) or {}).get("at")))
+                     results.unix_seconds((r.get(results.CREATED) or {}).get("at")))
         yield CounterMetricFamily("erpctl_erp_restarts", "Restarts of the ERP's process by this erpctl up (it "
                                   "exited, or hung and was killed)",
                                   value=restarts_here(self.data_dir) if self.data_dir is not None else 0)
@@ -242,11 +223,11 @@ def _jobs(r: dict, lost: dict, job_ids):
                                 "directory, plus those whose result could not be written)", labels=["job"])
     for name in sorted(names):
         latest, pending = r.get(prefix + name) or {}, lost.get(name) or {}
-        success = _ts((r.get(f"{prefix}{name}.last_success") or {}).get("at"))
+        success = results.unix_seconds((r.get(f"{prefix}{name}.last_success") or {}).get("at"))
         old.add_metric([name], success)
         ok.add_metric([name], success)
         failed_at = latest.get("last_failure_at") or (latest.get("at") if latest.get("ok") is False else None)
-        bad.add_metric([name], max(_ts(failed_at), _ts(pending.get("at"))))
+        bad.add_metric([name], max(results.unix_seconds(failed_at), results.unix_seconds(pending.get("at"))))
         count.add_metric([name], _num(latest, "failures") + pending.get("failures", 0))
     yield from (old, ok, bad, count)
 

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import psutil
 
+from erp_core import ops
+
 from .. import http, results
 
 log = logging.getLogger("controlplane.probes")
@@ -199,16 +201,14 @@ class DbIntegrityProbe:
         from sqlalchemy import create_engine, text
         from sqlalchemy.pool import NullPool
 
-        from erp_core.ops import current_revision, normalise_url
-
         if self._engine is None:
-            self._engine = create_engine(normalise_url(self.url.render_as_string(hide_password=False)),
+            self._engine = create_engine(ops.normalise_url(self.url.render_as_string(hide_password=False)),
                                          poolclass=NullPool, connect_args={"connect_timeout": 10})
         with self._engine.connect() as c:
             tables = c.execute(text("SELECT count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
                                     "ON n.oid = c.relnamespace WHERE n.nspname = current_schema() "
                                     "AND c.relkind = 'r'")).scalar()
-            revision = current_revision(c)
+            revision = ops.current_revision(c)
         if not tables:
             raise ProbeFailed("the database has no tables in its schema")
         if revision is None:

@@ -31,7 +31,6 @@ from .. import results, scheduler
 from ..errors import SettingInvalid
 from ..installation import BY_NAME, Installation, RuntimeRecord
 from . import alerts, jobs, pipeline, probes
-from .exporter import _ts
 from .probes import ProbeFailed, http_json
 
 CRITICAL, WARNING = "critical", "warning"
@@ -308,6 +307,6 @@ def _brief(e: dict | None) -> dict | None:
 
 
 def _epoch(value) -> float | None:
-    return _ts(value) or None
+    return results.unix_seconds(value) or None
 
 

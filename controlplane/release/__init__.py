@@ -19,6 +19,7 @@ The API (the upgrade engine switches releases and runs a release's ERP with it):
 Layout and atomicity: see store.py; installing: install.py.
 """
 
+from . import runner
 from .install import Installed, install
 from .process import ErpProcess
 from .remove import remove
@@ -31,8 +32,6 @@ from .wheel import WheelInfo, inspect_wheel
 def migrate_with(target, release, revision: str = "head") -> dict:
     """Migrate the target database to `revision` (default: `release`'s schema head) with that release's
     own migrations (alembic upgrade): {"from_revision", "to_revision"}."""
-    from . import runner
-
     return runner.call(release.python, "migrate", {"database_url": target.database_url, "revision": revision},
                        timeout=3600, what=f"release {release.version}")
 

@@ -14,10 +14,13 @@ tests/controlplane/test_import_graph.py checks that it keeps to the standard lib
 names release 1.0 has.
 """
 
+import hashlib
 import json
 import os
+import platform
 import sys
 import sysconfig
+import time
 import traceback
 
 
@@ -36,15 +39,11 @@ own_site_packages_first()
 
 
 def _sha256(path) -> str:
-    import hashlib
-
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
 
 
 def info(_payload) -> dict:
-    import platform
-
     import erp_core
     from erp_core import db
 
@@ -113,8 +112,6 @@ def demo(payload) -> dict:
 
 def invariants(payload) -> dict:
     """erp_core.invariants.check_all of this release: {"ok", "checks", "seconds", "violations"}."""
-    import time
-
     from erp_core import crypto
     from erp_core import invariants as rules
     from erp_core.db import Database

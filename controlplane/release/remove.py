@@ -15,6 +15,7 @@ from ..config import Target
 from ..errors import ReleaseInUse
 from ..evidence import EvidenceLog
 from ..fsutil import fsync_dir
+from ..upgrade import state as upgrade_state
 from .store import TMP_PREFIX, current_version, exclusive, get, remove_leftovers
 from .supervisor import read_serving
 
@@ -30,8 +31,6 @@ def _in_use(target: Target, version: str) -> tuple[str, str] | None:
             and psutil.pid_exists(serving["pid"])):
         return (f"'erpctl up' still serves it (ERP process {serving['pid']})",
                 "Wait until 'erpctl up' follows the current release (a few seconds), or stop it.")
-    from ..upgrade import state as upgrade_state
-
     st = upgrade_state.load_record(target.data_dir)
     if st and not st.finished and version in (st.from_version, st.to_version):
         return (f"upgrade {st.id} ({st.from_version or 'bundled'} -> {st.to_version}) is in "
@@ -42,8 +41,6 @@ def _in_use(target: Target, version: str) -> tuple[str, str] | None:
 
 def _rollback_needs(target: Target, version: str) -> str | None:
     """Why a rollback of the last finished upgrade needs `version`: it switches back to it."""
-    from ..upgrade import state as upgrade_state
-
     last = (upgrade_state.history_records(target.data_dir) or [None])[-1]
     if last and last.status == "done" and last.from_version == version:
         return (f"the last upgrade ({version} -> {last.to_version}, {last.id}) came from it, and "

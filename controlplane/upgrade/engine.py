@@ -37,6 +37,8 @@ from erp_core.errors import ErpError
 
 from .. import http
 from .. import release as releases
+from ..backup.restore import restore
+from ..backup.verify import verify_backup
 from ..config import Target
 from ..errors import NoUpgrade, PreflightFailed, RollbackNeedsRestore, UpgradeError, UpgradeFailed
 from ..faults import failpoint
@@ -69,8 +71,6 @@ def _stage_preflight(ctx: Run) -> dict:
 
 
 def _stage_backup(ctx: Run) -> dict:
-    from ..backup.verify import verify_backup
-
     repo = open_repo(ctx)
     manifest = repo.create_backup(ctx.target)
     v = verify_backup(repo, manifest.id, level=3, target=ctx.target)
@@ -271,16 +271,7 @@ def _drive(ctx: Run, kind: str) -> dict:
         S.archive(ctx.target.data_dir, st)
     elif st["status"] == "awaiting_contract":
         record_evidence(ctx.target, kind, st, "ok")
-    return _summary(st)
-
-
-def _summary(st: dict) -> dict:
-    keys = ("id", "status", "stage", "from_version", "to_version", "from_revision", "to_revision",
-            "completed", "error", "backup", "backfill", "started_at", "updated_at")
-    out = {k: st.get(k) for k in keys}
-    out["stages"] = {k: {kk: v.get(kk) for kk in ("seconds", "detail", "started_at", "finished_at")}
-                     for k, v in st.get("stages", {}).items()}
-    return out
+    return S.summary(st)
 
 
 def apply(opts: UpgradeOptions) -> dict:
@@ -393,8 +384,6 @@ def _rollback_restore(ctx: Run, confirmed: bool) -> dict:
             f"({st['backup']['created_at']}) and loses {lost['count']} write(s) made since",
             fix="Run 'erpctl upgrade rollback --restore-backup' to accept that loss (the list is in --json).",
             lost=lost)
-    from ..backup.restore import restore
-
     st["status"] = "rolling_back"
     S.event(st, "rollback-restore", backup=st["backup"]["id"], lost=lost["count"])
     ctx.save()
@@ -429,7 +418,7 @@ def rollback(opts: UpgradeOptions, *, restore_backup: bool = False) -> dict:
                 detail = _rollback_restore(ctx, restore_backup)
             else:
                 detail = _rollback_schema(ctx, "requested by the operator")
-            return {**_summary(st), "rollback": detail}
+            return {**S.summary(st), "rollback": detail}
         except BaseException:
             with contextlib.suppress(Exception):
                 thaw(ctx)
@@ -441,10 +430,5 @@ def rollback(opts: UpgradeOptions, *, restore_backup: bool = False) -> dict:
 # ---- status ----------------------------------------------------------------------------------------
 
 def status(target: Target) -> dict:
-    st = S.load(target.data_dir)
-    if st is None:
-        last = S.history(target.data_dir)
-        return {"status": "none", "last": _summary(last[-1]) if last else None}
-    out = _summary(st)
-    out["maintenance_set_by_upgrade"] = bool((st.get("maintenance") or {}).get("set"))
-    return out
+    """The upgrade in progress, or the last finished one (state.status)."""
+    return S.status(target.data_dir)

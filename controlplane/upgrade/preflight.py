@@ -13,8 +13,11 @@ from erp_core.ops import __version__ as ERP_VERSION
 
 from .. import http
 from .. import release as releases
+from ..backup import restore as restore_mod
 from ..config import Target
+from ..errors import ReleaseNotFound
 from . import checks
+from .lint import lint_migrations
 from .run import Run, bundled_checksums, database_bytes, open_repo
 
 
@@ -43,8 +46,6 @@ def preflight(ctx: Run, *, with_backup_repo: bool = True) -> list[dict]:
 
 
 def _no_other_operation(target: Target) -> dict:
-    from ..backup import restore as restore_mod
-
     rs = restore_mod.read_state(target)
     busy = rs is not None and rs.get("phase") not in restore_mod.FINAL
     return _check("no other operation", not busy,
@@ -84,8 +85,6 @@ def _migration_checksums(ctx: Run, cur, to) -> dict:
 
 
 def _migration_lint() -> dict:
-    from .lint import lint_migrations
-
     findings = [f for f in lint_migrations(MIGRATIONS_DIR / "versions") if f.severity == "error"]
     return _check("migration lint", not findings,
                   "; ".join(f"{Path(f.path).name}:{f.line} {f.rule}: {f.message}" for f in findings[:5])
@@ -145,8 +144,6 @@ def _backup_possible(ctx: Run) -> dict:
 
 
 def _installed(target: Target, version: str | None):
-    from ..errors import ReleaseNotFound
-
     try:
         return releases.get(target, version) if version else None
     except ReleaseNotFound:

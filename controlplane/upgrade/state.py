@@ -160,3 +160,25 @@ def exclusive(data_dir: Path):
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+# ---- what `erpctl upgrade status` shows (read without loading the stage machine) ------------------
+
+def summary(st: dict) -> dict:
+    keys = ("id", "status", "stage", "from_version", "to_version", "from_revision", "to_revision",
+            "completed", "error", "backup", "backfill", "started_at", "updated_at")
+    out = {k: st.get(k) for k in keys}
+    out["stages"] = {k: {kk: v.get(kk) for kk in ("seconds", "detail", "started_at", "finished_at")}
+                     for k, v in st.get("stages", {}).items()}
+    return out
+
+
+def status(data_dir: Path) -> dict:
+    """The upgrade in progress, or {"status": "none", "last": the last finished one or None}."""
+    st = load(data_dir)
+    if st is None:
+        last = history(data_dir)
+        return {"status": "none", "last": summary(last[-1]) if last else None}
+    out = summary(st)
+    out["maintenance_set_by_upgrade"] = bool((st.get("maintenance") or {}).get("set"))
+    return out

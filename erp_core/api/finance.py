@@ -1,5 +1,7 @@
 """Invoices, bills, payments, accounts, journal entries, reports."""
 
+import datetime as dt
+
 from sqlalchemy import select
 
 from ..models import Account, Invoice, JournalEntry
@@ -102,7 +104,6 @@ def stock_valuation(ctx):
 @operation("/reports/aging", summary="Receivables or payables aging", tag="reports", perm="reports.read",
            query=S.AgingQuery)
 def aging(ctx):
-    import datetime as dt
     return reports.aging(ctx.s, ctx.query.kind, ctx.query.as_of or dt.date.today())
 
 

@@ -4,9 +4,8 @@ stages (erp_core.db as it is: none of these loads the ORM models)."""
 from __future__ import annotations
 
 from ..db import (MIGRATIONS_DIR, STAGES, Database, SchemaStatus, alembic_config, code_head, current_revision,
-                  default_sqlite_url, known_migrations, make_engine, migrate, normalise_url, schema_status,
-                  script_directory)
+                  known_migrations, make_engine, migrate, schema_status, script_directory)
 
 __all__ = ["MIGRATIONS_DIR", "STAGES", "Database", "SchemaStatus", "alembic_config", "code_head",
-           "current_revision", "default_sqlite_url", "known_migrations", "make_engine", "migrate",
-           "normalise_url", "schema_status", "script_directory"]
+           "current_revision", "known_migrations", "make_engine", "migrate", "schema_status",
+           "script_directory"]

@@ -9,6 +9,7 @@ from ..domain import pricing
 from ..domain.money import ONE, CurrencyError, D, document_currency, to_document
 from ..errors import ValidationFailed
 from ..models import Partner, Product, TaxRate, Warehouse
+from .common import full
 
 # Money columns are NUMERIC(18,2); staying well below that keeps SQLite's sums exact too.
 MAX_AMOUNT = D("999999999999.99")
@@ -98,8 +99,6 @@ def set_totals(order) -> None:
 
 
 def list_query(model, *, state=None, partner_id=None):
-    from .common import full
-
     stmt = select(model).options(*full(model)).order_by(model.id.desc())
     if state:
         stmt = stmt.where(model.state == state)

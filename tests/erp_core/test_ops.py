@@ -14,7 +14,7 @@ from cryptography.exceptions import InvalidTag
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from erp_core import crypto, ops
+from erp_core import crypto, db, ops
 from erp_core.errors import Conflict, NotFound, ValidationFailed
 
 SERVICE = "svc-tool"
@@ -148,6 +148,32 @@ def test_schema_revision_and_applied_migrations_with_their_stages(erp, tmp_path)
         assert not ops.schema_status(empty).supported
     finally:
         empty.dispose()
+
+
+def test_the_migrations_are_read_as_alembic_reads_them_without_loading_it():
+    scripts = reversed(list(ops.script_directory().walk_revisions()))
+    assert ops.known_migrations() == [{"revision": s.revision, "down_revision": s.down_revision,
+                                       "stage": getattr(s.module, "stage", None), "doc": s.doc} for s in scripts]
+    assert ops.code_head() == ops.script_directory().get_current_head()
+    code = "import sys; from erp_core import db; db.code_head(); print('alembic' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("down, problem", [("'0001'", "branch after 0001"), ("'9999'", "not on the chain")])
+def test_migrations_off_one_chain_are_refused_naming_the_problem(tmp_path, monkeypatch, down, problem):
+    versions = tmp_path / "migrations" / "versions"
+    versions.mkdir(parents=True)
+    for name, rev, parent in (("0001_a.py", "0001", "None"), ("0002_b.py", "0002", "'0001'"),
+                              ("0003_c.py", "0003", down)):
+        (versions / name).write_text(f'"""{name}"""\nrevision = {rev!r}\ndown_revision = {parent}\nstage = "expand"\n')
+    monkeypatch.setattr(db, "MIGRATIONS_DIR", tmp_path / "migrations")
+    db._migration_chain.cache_clear()
+    try:
+        with pytest.raises(LookupError, match=problem):
+            db.known_migrations()
+    finally:
+        db._migration_chain.cache_clear()
 
 
 def test_writes_since_a_point_of_the_audit_log(sqlite_erp):

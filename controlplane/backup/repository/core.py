@@ -7,6 +7,9 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import psutil
 
 from ...config import Target
 from ...errors import BackupNotFound, ChunkCorrupt
@@ -15,11 +18,13 @@ from ..chunker import MIN_SQLITE_CHUNK, page_chunk_size
 from ..crypto import AuthenticationFailed, Sealer
 from ..retention import RetentionPolicy
 from ..store import NotFound
-from . import check, create, materialize, prune, repair
+from . import check, materialize
 from .chunks import ChunkReader
 from .index import ChunkIndex
 from .records import Artifact, CheckResult, Loc, Manifest, Progress, PruneResult
-from .repair import RepairResult
+
+if TYPE_CHECKING:  # repair.py loads the snapshot code (SQLAlchemy): only when a repair runs
+    from .repair import RepairResult
 
 log = logging.getLogger("controlplane.backup")
 
@@ -45,6 +50,11 @@ class Repository:
         last. Appends to the evidence log and records results 'backup.create' in the data directory.
         With check_invariants, erp_core.invariants also run on the snapshot and the manifest records
         what they found (otherwise None: L3 runs them on the restored copy, see snapshot.py)."""
+        # imported here, not at the top: creating a backup loads SQLAlchemy (the snapshot) and numpy
+        # (content-defined chunking, pack headers), ~300 ms of start-up (python -X importtime) that
+        # listing, showing and verifying backups do not need
+        from . import create
+
         return create.create_backup(self, target, progress=progress, check_invariants=check_invariants)
 
     def check_chunks(self, backup_ids: list[str] | None = None, progress: Progress | None = None) -> CheckResult:
@@ -61,6 +71,8 @@ class Repository:
               lock_wait: float | None = None, progress: Progress | None = None) -> PruneResult:
         """Forget the backups the policy does not keep, then delete (or repack) the packs no kept
         backup needs. With data_dir, appends to its evidence log and records results 'backup.prune'."""
+        from . import prune  # loads numpy (repacking writes packs): see create_backup
+
         return prune.prune(self, policy, dry_run=dry_run, data_dir=data_dir, lock_wait=lock_wait,
                            progress=progress)
 
@@ -69,6 +81,8 @@ class Repository:
         """Check every chunk (marking the damaged and missing ones, so the next backup stores them
         again), and tell which backups the next backup heals (the live database still holds their
         damaged chunks) and which cannot be recovered; with forget_unrecoverable, forget those."""
+        from . import repair  # cuts a snapshot of the live database: SQLAlchemy and numpy (see create_backup)
+
         return repair.repair(self, target, forget_unrecoverable=forget_unrecoverable, progress=progress)
 
     # ---- parameters -----------------------------------------------------------------------------
@@ -180,8 +194,6 @@ class Repository:
     # ---- the store ------------------------------------------------------------------------------
     def clean_store_temporaries(self) -> None:
         """Remove the store's temporary files of processes that are gone."""
-        import psutil
-
         for obj in self.store.temporaries():
             try:
                 pid = int(obj.key.rsplit("/", 1)[-1].split("-")[1])

@@ -26,7 +26,8 @@ from erp_core.ops import __version__ as ERP_VERSION
 from ...config import Target
 from ...errors import BackupError
 from .. import fingerprint, sealworker
-from ..chunker import CDC_AVG_BITS, CDC_MAX, CDC_MIN, MIN_SQLITE_CHUNK, cdc_chunks
+from ..cdc import cdc_chunks
+from ..chunker import CDC_AVG_BITS, CDC_MAX, CDC_MIN, MIN_SQLITE_CHUNK
 from ..lock import Lock
 from ..pack import Entry, chunk_aad
 from ..snapshot import capture, sqlite_bytes

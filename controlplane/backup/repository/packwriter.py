@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 from ...faults import failpoint
 from ..crypto import Sealer
-from ..pack import ENTRY, PackBuilder, chunk_aad, pack_key
+from ..pack import ENTRY, chunk_aad, pack_key
+from ..packbuilder import PackBuilder
 from . import tuning
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ class PackWriter:
         self.mutex = threading.Lock()
         self.local = threading.local()
         self.builders: list[PackBuilder] = []
-        self.new_packs: dict[str, bytes] = {}  # pack name -> its entries, encoded (pack.encode_entries)
+        self.new_packs: dict[str, bytes] = {}  # pack name -> its entries, encoded (packbuilder.encode_entries)
         self.placed: dict[bytes, None] = {}
         self.bytes_written = 0
         self.chunks_new = 0

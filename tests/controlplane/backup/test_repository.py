@@ -364,7 +364,7 @@ def test_two_runs_at_once_never_both_hold_exclusive(file_repo_url):
 # ---- chunking ----------------------------------------------------------------------------------
 
 def test_content_defined_chunks_survive_an_insertion(tmp_path):
-    from controlplane.backup.chunker import cdc_chunks
+    from controlplane.backup.cdc import cdc_chunks
 
     data = os.urandom(3 << 20)
     a, b = tmp_path / "a", tmp_path / "b"
