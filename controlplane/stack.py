@@ -124,7 +124,9 @@ class Stack:
             "erp_version": __version__ if self.release is None else self.release.version,
             "demo": None,
         }
-        info["monitoring"] = self.monitoring.prepare(self.db, info["ops_url"])
+        serving = {"host": o.host, "erp_port": erp_port, "ops_port": self.ops.port,
+                   "database": target.display_url, "database_backend": target.backend}
+        info["monitoring"] = self.monitoring.prepare(self.db, info["ops_url"], serving)
         if o.demo:
             info["demo"] = self._demo()
         return info
