@@ -48,7 +48,8 @@ def stop_locked(inst: Installation, timeout: float) -> dict:
     result = {**_nothing(inst, why, rec), "stopped": True, "was_running": up is not None}
     if up is not None:
         result["signal"] = _end(inst, up, "erpctl up", timeout)
-        _mark_stopped(inst, up.pid, result["signal"])
+    if rec.pid:
+        _mark_stopped(inst, int(rec.pid), result["signal"])
     orphan = running.orphan_erp(inst, rec)
     if orphan is not None:  # erpctl up was killed (now or before) and its ERP child still holds the port
         result["erp_child"] = {"pid": orphan.pid, "signal": _end(inst, orphan, "its ERP", ORPHAN_GRACE_SECONDS)}
@@ -80,7 +81,7 @@ def _mark_stopped(inst: Installation, pid: int, signal: str | None) -> None:
     if rec.pid != pid or not rec.running:
         return
     rec.running, rec.stopped_at = False, dt.datetime.now(dt.timezone.utc).isoformat()
-    rec.stopped_by = f"erpctl stop ({signal})"
+    rec.stopped_by = f"erpctl stop ({signal})" if signal else "erpctl stop (it had ended without saying so)"
     inst.write_runtime(rec)
 
 
