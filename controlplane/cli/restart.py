@@ -24,6 +24,8 @@ def render(r: dict) -> str:
         f"  {_plan(r['plan'])}",
         f"  ERP {r['erp_url']} ready after {r['ready_seconds']:.1f} s"
         + (f" (down {r['down_seconds']:.1f} s)" if r["down_seconds"] is not None else ""),
+        *([f"  maintenance mode is on ({r['maintenance'].get('reason') or 'no reason given'}): read-only until "
+            "'erpctl erp maintenance off'"] if r.get("maintenance") else []),
         f"  Ops {r['ops_url']}",
         f"  output: {r['log']}"])
 

@@ -134,7 +134,8 @@ def start_detached(inst: Installation, the_plan: StartPlan) -> tuple[subprocess.
 
 
 def wait_ready(inst: Installation, proc: subprocess.Popen, timeout: float, offset: int) -> dict:
-    """Wait until the new `erpctl up` records serving and its ERP's /readyz answers 200."""
+    """Wait until the new `erpctl up` records serving and its ERP's /readyz answers 200 (or says that only
+    maintenance mode keeps it from being ready)."""
     t0 = time.monotonic()
     last = "it has not recorded serving yet"
     while True:
@@ -147,9 +148,10 @@ def wait_ready(inst: Installation, proc: subprocess.Popen, timeout: float, offse
         if rec.pid == proc.pid and rec.running and rec.erp_url:
             try:
                 status, body = http.get(rec.erp_url.rstrip("/") + "/readyz", timeout=2)
-                if status == 200:
+                maintenance = _maintenance(body)
+                if status == 200 or maintenance:
                     return {"erp_url": rec.erp_url, "ops_url": rec.ops_url, "database": rec.database,
-                            "ready_seconds": round(time.monotonic() - t0, 2)}
+                            "ready_seconds": round(time.monotonic() - t0, 2), "maintenance": maintenance}
                 last = f"/readyz answers {http.describe(status, body)}"
             except OSError as exc:
                 last = f"/readyz: {exc}"
@@ -159,6 +161,17 @@ def wait_ready(inst: Installation, proc: subprocess.Popen, timeout: float, offse
                               fix=f"Its output is in {inst.path('up_log')}; 'erpctl status' says what is not "
                                   "ready (maintenance mode, the database, the schema). 'erpctl stop' ends it.")
         time.sleep(0.2)
+
+
+def _maintenance(body) -> dict | None:
+    """The maintenance state when /readyz says the ERP is fine but in maintenance mode (switched on before
+    the restart, and still on: serving read-only as it did), else None."""
+    checks = body.get("checks") if isinstance(body, dict) else None
+    if not isinstance(checks, dict) or checks.get("database") != "ok":
+        return None
+    schema, mode = checks.get("schema") or {}, checks.get("maintenance") or {}
+    ok = isinstance(schema, dict) and schema.get("supported") and isinstance(mode, dict) and mode.get("enabled")
+    return mode if ok else None
 
 
 def _said(inst: Installation, offset: int) -> str:

@@ -121,6 +121,13 @@ def test_stop_stops_only_its_own_installation_and_waits_for_its_exit(ups):
     assert again.stdout.startswith("nothing to stop") and "has ended" in again.stdout
     assert b.proc.poll() is None and ready(b.erp)
 
+    # A restart in maintenance mode comes back in maintenance mode, and says so.
+    ok("erp", "maintenance", "on", "--reason", "stock count", "--data-dir", b.data_dir)
+    r = ok("restart", "--data-dir", b.data_dir, timeout=240)
+    assert "maintenance mode is on (stock count)" in r.stdout and b.erp in r.stdout
+    assert b.proc.poll() == 0 and port_is_free(a.erp_port)
+    assert requests.get(b.erp + "/readyz", timeout=5).json()["checks"]["maintenance"]["enabled"] is True
+
 
 def test_stop_when_nothing_runs_exits_0_and_creates_nothing(tmp_path):
     r = ok("--json", "stop", "--data-dir", tmp_path / "never")
