@@ -128,6 +128,12 @@ def test_stop_stops_only_its_own_installation_and_waits_for_its_exit(ups):
     assert b.proc.poll() == 0 and port_is_free(a.erp_port)
     assert requests.get(b.erp + "/readyz", timeout=5).json()["checks"]["maintenance"]["enabled"] is True
 
+    # erpctl up itself stopped (SIGSTOP): it is woken to handle SIGTERM and stops cleanly.
+    hung = runtime(b.data_dir)["pid"]
+    os.kill(hung, signal.SIGSTOP)
+    out = json.loads(ok("--json", "stop", "--data-dir", b.data_dir, "--timeout", "20").stdout)
+    assert out["pid"] == hung and out["signal"] == "SIGTERM" and port_is_free(b.erp_port)
+
 
 def test_stop_when_nothing_runs_exits_0_and_creates_nothing(tmp_path):
     r = ok("--json", "stop", "--data-dir", tmp_path / "never")
