@@ -104,7 +104,7 @@ def test_a_pid_reused_by_another_process_is_never_signalled(tmp_path):
         sleeper.wait()
 
 
-def test_the_command_line_of_erpctl_up_names_its_data_directory(tmp_path):
+def test_the_command_line_of_erpctl_up_names_its_data_directory():
     cases = [(["/v/bin/python", "/v/bin/erpctl", "--log-level", "debug", "up", "--data-dir", "d"], "up"),
              (["python", "-m", "controlplane", "--json", "up", "--data-dir=d"], "up"),
              (["/v/bin/python", "/v/bin/erpctl", "stop", "--data-dir", "d"], "stop"),
@@ -115,7 +115,7 @@ def test_the_command_line_of_erpctl_up_names_its_data_directory(tmp_path):
     assert procs.option(["--data-dir", "a", "--data-dir=b"], "--data-dir") == "b"
 
 
-def test_the_stop_grace_covers_a_hung_erp(tmp_path):
+def test_the_stop_grace_covers_a_hung_erp():
     """erpctl up needs the ERP's grace (SIGKILL after 10 s) and the ops console's before it exits."""
     assert stop.DEFAULT_TIMEOUT_SECONDS > ERP_STOP_GRACE + OPS_STOP_GRACE + 5
 
