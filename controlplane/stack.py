@@ -33,6 +33,7 @@ from . import release as releases
 from .console.app import create_app as create_console
 from .erp_admin import check_schema
 from .errors import CannotListen, Interrupted
+from .faults import failpoint
 from .monitoring.service import Monitoring
 from .release import inenv
 from .release import runner as release_runner
@@ -239,6 +240,7 @@ def run(opts: UpOptions, started: Callable[[dict], None]) -> dict:
     t0 = time.monotonic()
     try:
         info = stack.prepare()
+        failpoint("up.prepared")
         served = stack.start()
         if served is not None:
             info["release"] = {k: served[k] for k in ("version", "pid", "path", "python")}

@@ -78,7 +78,7 @@ def _end(inst: Installation, proc: running.Process, what: str, grace: float) -> 
 def _mark_stopped(inst: Installation, pid: int, signal: str | None) -> None:
     """A killed `erpctl up` could not say it stopped: say it for it (a clean one has already)."""
     rec = inst.runtime()
-    if rec.pid != pid or not rec.running:
+    if rec.pid != pid or (not rec.running and rec.stopped_at):
         return
     rec.running, rec.stopped_at = False, dt.datetime.now(dt.timezone.utc).isoformat()
     rec.stopped_by = f"erpctl stop ({signal})" if signal else "erpctl stop (it had ended without saying so)"

@@ -51,6 +51,9 @@ class Monitoring:
                                       erp_url=self.erp_url, ops_url=ops + "/",
                                       metrics_url=ops + "/metrics", alert_webhook_url=ops + "/alerts/webhook",
                                       settings=self.context.installation.recorded_settings())
+        # Recorded at once (not running yet): `erpctl stop` finds an erpctl up that is still starting
+        # (seeding demo data can take a minute), and `erpctl restart` knows how it was started.
+        self.installation.write_runtime(self._runtime)
         return {"metrics_url": ops + "/metrics", "alert_webhook_url": ops + "/alerts/webhook",
                 "alert_webhook_token_file": str(token), "probe_user": user["username"],
                 "jobs": [p.as_dict() for p in self.scheduler.planned]}

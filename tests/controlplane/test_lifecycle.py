@@ -218,3 +218,26 @@ def test_restart_of_a_hung_erp_and_stop_of_one_left_behind(ups):
     assert port_is_free(up.erp_port)
     assert runtime(d)["running"] is False and "had ended" in runtime(d)["stopped_by"]  # the killed one could not say
     assert [e["kind"] for e in evidence(d)][-2:] == ["erpctl.restart", "erpctl.stop"]
+
+
+def test_stop_of_an_erpctl_up_that_is_still_starting(tmp_path):
+    """erpctl up records itself before it serves (demo data can take a minute): stop finds it then too."""
+    d, pause = tmp_path / "starting", tmp_path / "paused"
+    erp_port, ops_port = free_ports(2)
+    up = LineProcess([erpctl_path(), "up", "--data-dir", d, "--erp-port", erp_port, "--ops-port", ops_port],
+                     tmp_path / "up.stderr", env=env(ERPCTL_FAILPOINTS=f"up.prepared=pause:{pause}"))
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while not pause.exists():
+            assert up.proc.poll() is None and time.monotonic() < deadline, up.log
+            time.sleep(0.1)
+        assert runtime(d)["pid"] == up.proc.pid and runtime(d)["running"] is False
+        out = json.loads(ok("--json", "stop", "--data-dir", d).stdout)
+        assert out["was_running"] and out["pid"] == up.proc.pid and out["signal"] == "SIGTERM"
+        assert up.proc.poll() == 130 and "before the ERP was serving" in up.log
+        assert port_is_free(erp_port) and port_is_free(ops_port) and runtime(d)["stopped_at"]
+    finally:
+        pause.unlink(missing_ok=True)
+        if up.proc.poll() is None:
+            up.proc.kill()
+            up.proc.wait()
