@@ -145,6 +145,33 @@ class Critical(NeedsAttention):
 
 
 
+# ---- erpctl stop, erpctl restart (controlplane/lifecycle) ---------------------------------------
+
+class StopFailed(ControlPlaneError):
+    """erpctl stop could not end this installation's erpctl up (not allowed to signal it, or it outlived SIGKILL)."""
+
+    status, exit_code, title = 500, 50, "Stop failed"
+
+
+class RestartRefused(ControlPlaneError):
+    """erpctl restart cannot start erpctl up again exactly as it served (nothing recorded, a database it would not
+    reach the same way, a systemd unit runs it); nothing was stopped."""
+
+    status, exit_code, title = 409, 51, "Restart refused"
+
+
+class StartFailed(ControlPlaneError):
+    """The erpctl up that erpctl restart started was not ready in time; one that exited passes its own exit code on
+    (11 port taken, 12 database down, 8 schema, 14 data directory...)."""
+
+    status, exit_code, title = 503, 52, "Start failed"
+
+    def __init__(self, detail: str, *, exit_code: int | None = None, **kw):
+        super().__init__(detail, **kw)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
 # ---- upgrades (controlplane/upgrade) ------------------------------------------------------------
 
 class UpgradeError(ControlPlaneError):
@@ -309,6 +336,10 @@ EXIT_CODES = {
     44: "upgrade failed and was rolled back to the old release and schema",
     45: "no upgrade in progress, or nothing to upgrade",
     46: "rollback after contract needs --restore-backup (the writes it loses are listed)",
+    50: "erpctl stop: this installation's erpctl up did not end (not allowed to signal it, or it outlived SIGKILL)",
+    51: "erpctl restart refused: erpctl up cannot be started again as it served (the message says why); "
+        "nothing was stopped",
+    52: "erpctl restart: the new erpctl up was not ready in time (one that exits passes its own exit code on)",
     70: "internal error (a bug: see the log)",
     130: "interrupted",
 }

@@ -38,7 +38,7 @@ from typing import Any, Callable, ClassVar, Mapping
 from .config import DEFAULT_DATA_DIR, Target, default_url, resolve as resolve_target
 from .errors import DataDirProblem, SettingInvalid
 from .fsutil import atomic_write_text
-from . import layout
+from . import layout, procs
 from .layout import FILES, LAYOUT, Entry  # noqa: F401 - the layout is part of the installation's interface
 
 UNSET = object()
@@ -221,11 +221,15 @@ def check_version(data: Mapping, supported: int, where: str) -> int:
 
 @dataclass
 class RuntimeRecord(Record):
-    """runtime.json: what the last `erpctl up` on this data directory serves."""
+    """runtime.json: what the last `erpctl up` on this data directory serves, and how it was started
+    (version 2: its process's start time, host, ports and database, which `erpctl stop` and
+    `erpctl restart` rely on; a version 1 record has none of them)."""
 
     KEY: ClassVar[str] = "runtime"
-    version: int = 1
+    VERSION: ClassVar[int] = 2
+    version: int = 2
     pid: int | None = None
+    pid_start: int | None = None   # the process's start time (procs.start_ticks): a reused pid has another
     running: bool = False
     erp_url: str | None = None
     ops_url: str | None = None
@@ -234,6 +238,14 @@ class RuntimeRecord(Record):
     started_at: str | None = None
     stopped_at: str | None = None
     settings: dict = field(default_factory=dict)   # the recorded settings' values, by name
+    data_dir: str | None = None
+    host: str | None = None
+    erp_port: int | None = None
+    ops_port: int | None = None
+    database: str | None = None          # the database URL, its password hidden
+    database_backend: str | None = None  # sqlite, postgresql
+    unit: str | None = None              # the systemd unit that runs it, if one does
+    stopped_by: str | None = None        # "erpctl stop (SIGKILL)" when erpctl stop ended it
 
     def recorded(self, name: str):
         """The value this `erpctl up` uses for a recorded setting (UNSET when it did not record it)."""
@@ -244,6 +256,8 @@ class RuntimeRecord(Record):
     def alive(self) -> bool:
         if not (self.running and self.pid):
             return False
+        if self.pid_start is not None:
+            return procs.is_same(self.pid, self.pid_start)
         try:
             os.kill(int(self.pid), 0)
         except ProcessLookupError:

@@ -33,6 +33,7 @@ from . import release as releases
 from .console.app import create_app as create_console
 from .erp_admin import check_schema
 from .errors import CannotListen, Interrupted
+from .faults import failpoint
 from .monitoring.service import Monitoring
 from .release import inenv
 from .release import runner as release_runner
@@ -125,7 +126,9 @@ class Stack:
             "erp_version": __version__ if self.release is None else self.release.version,
             "demo": None,
         }
-        info["monitoring"] = self.monitoring.prepare(self.db, info["ops_url"])
+        serving = {"host": o.host, "erp_port": erp_port, "ops_port": self.ops.port,
+                   "database": target.display_url, "database_backend": target.backend}
+        info["monitoring"] = self.monitoring.prepare(self.db, info["ops_url"], serving)
         if o.demo:
             info["demo"] = self._demo()
         return info
@@ -238,6 +241,7 @@ def run(opts: UpOptions, started: Callable[[dict], None]) -> dict:
     t0 = time.monotonic()
     try:
         info = stack.prepare()
+        failpoint("up.prepared")
         served = stack.start()
         if served is not None:
             info["release"] = {k: served[k] for k in ("version", "pid", "path", "python")}

@@ -47,6 +47,9 @@ GROUPS = {
 COMMANDS: dict[str, dict[str, tuple[str, str]]] = {
     "": {
         "up": ("up:up", "Serve the ERP and the ops console until SIGINT or SIGTERM."),
+        "stop": ("stop:stop", "Stop this installation's erpctl up and wait until it has exited."),
+        "restart": ("restart:restart", "Stop this installation's erpctl up and start it again exactly as it "
+                                       "served, in the background."),
         "settings": ("settings:settings", "Show every setting (backup repository and key, S3, ports, the ERP's URL, "
                                           "probe thresholds...) with its value and source; secrets show as (set)."),
         "status": ("status:status", "Health of the installation: the ERP, firing alerts and failing probes with "

@@ -8,7 +8,7 @@ import datetime as dt
 import logging
 import os
 
-from .. import results, scheduler
+from .. import procs, results, scheduler
 from ..installation import Installation, RuntimeRecord
 from . import credentials
 
@@ -37,8 +37,10 @@ class Monitoring:
     def job_ids(self) -> list[str]:
         return [p.job.id for p in self.scheduler.planned]
 
-    def prepare(self, db, ops_url: str) -> dict:
-        """The probe user and the webhook token; what `erpctl up` reports about monitoring."""
+    def prepare(self, db, ops_url: str, serving: dict | None = None) -> dict:
+        """The probe user and the webhook token; what `erpctl up` reports about monitoring. `serving`:
+        how this `erpctl up` serves (host, erp_port, ops_port, database, database_backend), recorded
+        in runtime.json with this process's identity for `erpctl stop` and `erpctl restart`."""
         data_dir = self.target.data_dir
         try:
             results.ensure_created(data_dir)
@@ -47,9 +49,15 @@ class Monitoring:
         user = credentials.ensure_probe_user(db, data_dir)
         token = credentials.ensure_webhook_token(data_dir)
         ops = ops_url.rstrip("/")
-        self._runtime = RuntimeRecord(pid=os.getpid(), erp_url=self.erp_url, ops_url=ops + "/",
+        pid = os.getpid()
+        self._runtime = RuntimeRecord(pid=pid, pid_start=procs.start_ticks(pid), data_dir=str(data_dir),
+                                      unit=procs.systemd_unit(pid, dict(os.environ)), **(serving or {}),
+                                      erp_url=self.erp_url, ops_url=ops + "/",
                                       metrics_url=ops + "/metrics", alert_webhook_url=ops + "/alerts/webhook",
                                       settings=self.context.installation.recorded_settings())
+        # Recorded at once (not running yet): `erpctl stop` finds an erpctl up that is still starting
+        # (seeding demo data can take a minute), and `erpctl restart` knows how it was started.
+        self.installation.write_runtime(self._runtime)
         return {"metrics_url": ops + "/metrics", "alert_webhook_url": ops + "/alerts/webhook",
                 "alert_webhook_token_file": str(token), "probe_user": user["username"],
                 "jobs": [p.as_dict() for p in self.scheduler.planned]}

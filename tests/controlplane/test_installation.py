@@ -165,10 +165,10 @@ def test_records_of_older_erpctl_load_and_newer_ones_are_refused(tmp_path):
     inst.path("runtime").write_text(json.dumps({"pid": 12, "erp_url": "http://x:1", "running": False,
                                                  "future_field": 1}))
     old = inst.runtime()
-    assert old.version == 1 and old.erp_url == "http://x:1" and old.extra == {"future_field": 1}
+    assert old.version == I.RuntimeRecord.VERSION and old.erp_url == "http://x:1" and old.extra == {"future_field": 1}
     inst.write_runtime(old)
     assert json.loads(inst.path("runtime").read_text())["future_field"] == 1
-    inst.path("runtime").write_text(json.dumps({"version": 2, "pid": 12}))
+    inst.path("runtime").write_text(json.dumps({"version": I.RuntimeRecord.VERSION + 1, "pid": 12}))
     with pytest.raises(DataDirProblem, match="newer erpctl"):
         inst.runtime()
 

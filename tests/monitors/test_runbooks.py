@@ -106,11 +106,15 @@ def test_sh_blocks_are_valid_posix_shell_without_systemctl():
             assert r.returncode == 0, f"{rb.path.name}: sh -n: {r.stderr}\n{b.code}"
             assert "systemctl" not in b.code, f"{rb.path.name}: systemctl in a block"
             assert not re.search(r"\b(pkill|killall)\b", b.code), f"{rb.path.name}: kill processes by pid"
+            assert not ("pgrep" in b.code and re.search(r"\bkill\b", b.code)), \
+                f"{rb.path.name}: signals processes found by name (other installations): erpctl stop/restart"
+            assert not re.search(r"^\s*(nohup\s+)?erpctl\s+up\b", b.code, re.MULTILINE), \
+                f"{rb.path.name}: starts erpctl up without its ports and database: erpctl restart"
 
 
 def test_blocks_that_change_things_ask_first():
     changing = re.compile(r"^erpctl (erp maintenance (on|off)|backup (restore|create)|upgrade (resume|rollback)"
-                          r"|erp migrate)\b")
+                          r"|erp migrate|stop|restart(?!.*--dry-run))\b")
     for rb in _all_runbooks():
         for b in rb.blocks:
             if b.lang == "erpctl" and any(changing.match(c) for c in b.commands):
@@ -190,3 +194,14 @@ def test_status_and_erp_commands_exist():
 ])
 def test_the_command_check_itself(argv, ok):
     assert (check_command(argv) is None) is ok, check_command(argv)
+
+
+@pytest.mark.parametrize("name", ["ErpDown.md", "ControlPlaneDown.md", "ProbeNotRunning.md"])
+def test_restart_steps_restart_this_installation_only(name):
+    """The recover step restarts with erpctl restart (this installation's erpctl up, its recorded ports and
+    database, waiting for /readyz), after asking."""
+    rb = next(r for r in _all_runbooks() if r.path.name == name)
+    (recover,) = [s for s in rb.steps if s.kind == "Recover"]
+    restarts = [b for b in recover.blocks if b.lang == "erpctl" and "erpctl restart" in b.commands]
+    assert restarts and all("confirm" in b.flags for b in restarts), f"{name}: {recover.title}"
+    assert not [b for b in rb.blocks if b.lang == "sh" and re.search(r"\b(kill|sleep)\b", b.code)], name
