@@ -34,6 +34,17 @@ def _pg_admin():
                          isolation_level="AUTOCOMMIT")
 
 
+def reachable_pg_admin():
+    """The admin engine of the PostgreSQL server, or the test skipped (failed in CI) naming why not."""
+    try:
+        admin = _pg_admin()
+        with admin.connect() as c:
+            c.execute(text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001 - any failure to reach the server means "not available"
+        need(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc}")
+    return admin
+
+
 def _pg_url(name: str) -> str:
     base = PG_ADMIN_URL.rsplit("/", 1)[0]
     return f"{base}/{name}"
@@ -59,12 +70,7 @@ def sqlite_template(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def pg_template():
-    try:
-        admin = _pg_admin()
-        with admin.connect() as c:
-            c.execute(text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001 - any failure to reach the server means "not available"
-        need(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc}")
+    admin = reachable_pg_admin()
     name = f"erp_tmpl_{uuid.uuid4().hex[:8]}"
     with admin.connect() as c:
         c.execute(text(f'CREATE DATABASE "{name}"'))

@@ -17,8 +17,8 @@ from sqlalchemy import text
 
 from controlplane import procs
 from controlplane.lifecycle.stop import DEFAULT_TIMEOUT_SECONDS
-from tests.conftest import PG_ADMIN_URL, _pg_admin
-from tests.controlplane.cli_helpers import (PASSWORD, LineProcess, env, erpctl, erpctl_path, free_ports, need, ok,
+from tests.conftest import PG_ADMIN_URL, reachable_pg_admin
+from tests.controlplane.cli_helpers import (PASSWORD, LineProcess, env, erpctl, erpctl_path, free_ports, ok,
                                             port_is_free)
 
 START_TIMEOUT = 90
@@ -144,12 +144,7 @@ def test_stop_when_nothing_runs_exits_0_and_creates_nothing(tmp_path):
 def pg_url(request):
     """An empty PostgreSQL database (dropped at the end); its URL carries a password (trust auth ignores
     it) so that the test sees where it is kept and where not."""
-    try:
-        admin = _pg_admin()
-        with admin.connect() as c:
-            c.execute(text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001 - any failure to reach the server means "not available"
-        need(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc}")
+    admin = reachable_pg_admin()
     name = f"erpctl_restart_{uuid.uuid4().hex[:10]}"
     with admin.connect() as c:
         c.execute(text(f'CREATE DATABASE "{name}"'))

@@ -27,7 +27,7 @@ import erp_core
 from controlplane import release
 from controlplane.backup.repository import open_repository
 from controlplane.config import Target
-from tests.conftest import PG_ADMIN_URL, _pg_admin, _pg_url, clone_pg_database, need
+from tests.conftest import _pg_url, clone_pg_database, reachable_pg_admin
 from tests.controlplane.cli_helpers import env as cli_env
 from tests.controlplane.cli_helpers import erpctl, ok, ok_json
 from tests.controlplane.release_helpers import DB_1_0 as FIXTURE_DB
@@ -52,12 +52,7 @@ def release_store(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def pg_1_0_template(release_store):
     """A PostgreSQL database created, seeded and given an admin by release 1.0's own erpctl."""
-    try:
-        admin = _pg_admin()
-        with admin.connect() as c:
-            c.execute(text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001
-        need(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc}")
+    admin = reachable_pg_admin()
     name = f"erp_v10_{uuid.uuid4().hex[:8]}"
     with admin.connect() as c:
         c.execute(text(f'CREATE DATABASE "{name}"'))

@@ -13,7 +13,7 @@ from controlplane.upgrade import catalogue as cat
 from controlplane.upgrade import checks
 from controlplane.upgrade.backfill import Controller, sqlite_retry_gap
 from erp_core.db import make_engine, migrate
-from tests.conftest import _pg_admin, _pg_url, need
+from tests.conftest import _pg_url, reachable_pg_admin
 
 FIXTURE_DB = Path(__file__).parents[2] / "fixtures" / "erp-1.0.sqlite3"
 
@@ -23,12 +23,7 @@ def two_databases(request, tmp_path):
     """Two fresh databases at schema 0001, as URLs."""
     if request.param == "sqlite":
         return [f"sqlite:///{tmp_path / f'db{i}.sqlite3'}" for i in range(2)]
-    try:
-        admin = _pg_admin()
-        with admin.connect() as c:
-            c.execute(text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001
-        need(f"PostgreSQL is not reachable: {exc}")
+    admin = reachable_pg_admin()
     import uuid
 
     names = [f"erp_cat_{uuid.uuid4().hex[:8]}" for _ in range(2)]
