@@ -594,39 +594,47 @@ def _compare_lists(base: str, token: str, held: _Held, problems: list[dict]) -> 
                                        f"the copy holds {n}"})
 
 
-def _compare_orders(base: str, token: str, held: _Held, problems: list[dict]) -> None:
-    for oid in held.so_sample:
-        path = f"/api/v1/sales-orders/{oid}"
-        st, o = _http("GET", base + path, token)
-        want = held.orders.get(oid)
+def _field_diffs(served: dict, want: dict, exact: tuple[str, ...], money: tuple[str, ...]) -> list[str]:
+    """What a served document says differently from the copy: `exact` fields compared as they are,
+    `money` fields as decimals."""
+    diffs = [f"{k} {served.get(k)!r} != {want[k]!r}" for k in exact if served.get(k) != want[k]]
+    return diffs + [f"{k} {served.get(k)} != {want[k]}" for k in money if _dec(served.get(k)) != _dec(want[k])]
+
+
+def _compare_documents(base: str, token: str, kind: str, label: str, stored: dict[int, dict], ids: list[int],
+                       diffs_of, problems: list[dict]) -> None:
+    """GET each sampled document of `kind` and name every difference from what the copy holds."""
+    for doc_id in ids:
+        path = f"/api/v1/{kind}/{doc_id}"
+        st, served = _http("GET", base + path, token)
+        want = stored.get(doc_id)
         if st != 200:
             problems.append({"what": "api", "path": path, "detail": f"{path} answered {st}"})
             continue
-        diffs = [f"{k} {o.get(k)!r} != {want[k]!r}" for k in ("number", "state") if o.get(k) != want[k]]
-        diffs += [f"{k} {o.get(k)} != {want[k]}" for k in ("net_total", "tax_total", "gross_total")
-                  if _dec(o.get(k)) != _dec(want[k])]
-        got_lines = [(l["id"], _dec(l["net_amount"]), _dec(l["tax_amount"])) for l in o.get("lines", [])]
-        if got_lines != [(i, _dec(n), _dec(t)) for i, n, t in want["lines"]]:
-            diffs.append(f"lines differ ({len(got_lines)} served, {len(want['lines'])} stored)")
+        diffs = diffs_of(served, want)
         if diffs:
             problems.append({"what": "api", "path": path, "document": want["number"],
-                             "detail": f"sales order {want['number']}: " + "; ".join(diffs)})
+                             "detail": f"{label} {want['number']}: " + "; ".join(diffs)})
+
+
+def _order_diffs(o: dict, want: dict) -> list[str]:
+    diffs = _field_diffs(o, want, ("number", "state"), ("net_total", "tax_total", "gross_total"))
+    got_lines = [(l["id"], _dec(l["net_amount"]), _dec(l["tax_amount"])) for l in o.get("lines", [])]
+    if got_lines != [(i, _dec(n), _dec(t)) for i, n, t in want["lines"]]:
+        diffs.append(f"lines differ ({len(got_lines)} served, {len(want['lines'])} stored)")
+    return diffs
+
+
+def _compare_orders(base: str, token: str, held: _Held, problems: list[dict]) -> None:
+    _compare_documents(base, token, "sales-orders", "sales order", held.orders, held.so_sample, _order_diffs,
+                       problems)
 
 
 def _compare_invoices(base: str, token: str, held: _Held, problems: list[dict]) -> None:
-    for iid in held.inv_sample:
-        path = f"/api/v1/invoices/{iid}"
-        st, i = _http("GET", base + path, token)
-        want = held.invoices.get(iid)
-        if st != 200:
-            problems.append({"what": "api", "path": path, "detail": f"{path} answered {st}"})
-            continue
-        diffs = [f"{k} {i.get(k)!r} != {want[k]!r}" for k in ("number", "kind", "state") if i.get(k) != want[k]]
-        diffs += [f"{k} {i.get(k)} != {want[k]}" for k in ("gross_total", "amount_paid")
-                  if _dec(i.get(k)) != _dec(want[k])]
-        if diffs:
-            problems.append({"what": "api", "path": path, "document": want["number"],
-                             "detail": f"invoice {want['number']}: " + "; ".join(diffs)})
+    def invoice_diffs(i: dict, want: dict) -> list[str]:
+        return _field_diffs(i, want, ("number", "kind", "state"), ("gross_total", "amount_paid"))
+
+    _compare_documents(base, token, "invoices", "invoice", held.invoices, held.inv_sample, invoice_diffs, problems)
 
 
 def _compare_trial_balance(base: str, token: str, held: _Held, problems: list[dict]) -> None:

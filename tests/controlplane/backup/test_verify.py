@@ -310,3 +310,14 @@ def test_scheduled_backup_verify_and_restore_test_jobs(seeded_target, file_repo_
     assert r["backup.restore_test"]["duration"] > 0
     assert len(open_repository(file_repo_url, passphrase=PASSPHRASE).list_manifests()) == 1
     evidence_ok(seeded_target)
+
+
+def test_l4_names_every_field_a_served_document_gets_wrong():
+    stored = {"number": "SO-1", "state": "confirmed", "net_total": "10.00", "tax_total": "1.30",
+              "gross_total": "11.30", "lines": [(7, "10.00", "1.30")]}
+    served = {"number": "SO-1", "state": "draft", "net_total": "10.0", "tax_total": "1.31", "gross_total": "11.30",
+              "lines": [{"id": 7, "net_amount": "10.00", "tax_amount": "1.31"}]}
+    assert V._order_diffs(served, stored) == ["state 'draft' != 'confirmed'", "tax_total 1.31 != 1.30",
+                                              "lines differ (1 served, 1 stored)"]
+    assert V._order_diffs({**served, "state": "confirmed", "tax_total": "1.30",
+                           "lines": [{"id": 7, "net_amount": "10", "tax_amount": "1.3"}]}, stored) == []
