@@ -172,6 +172,51 @@ class StartFailed(ControlPlaneError):
             self.exit_code = exit_code
 
 
+# ---- runbooks (controlplane/runbook, erpctl runbook) ----------------------------------------------
+
+class RunbookStepFailed(ControlPlaneError):
+    """A Recover step's command exited non-zero: the run stopped there (status failed)."""
+
+    status, exit_code, title = 500, 60, "Runbook step failed"
+
+
+class RunbookWaitingConfirmation(ControlPlaneError):
+    """A `confirm` block needs a yes and nobody could give it (stdin not a terminal, no --yes): the run is paused,
+    `erpctl runbook resume RUN_ID --yes` continues it."""
+
+    status, exit_code, title = 409, 61, "Runbook waiting for confirmation"
+
+
+class RunbookWaitingManual(ControlPlaneError):
+    """A manual Recover step (no command block) waits for people: `erpctl runbook resume RUN_ID --done` once done."""
+
+    status, exit_code, title = 409, 62, "Runbook waiting for a manual step"
+
+
+class RunbookNotRecovered(ControlPlaneError):
+    """The run went to its end but a Check recovery command exited non-zero."""
+
+    status, exit_code, title = 409, 63, "Not recovered"
+
+
+class RunbookNotFound(ControlPlaneError):
+    """No runbook of that name or id (or no runbooks directory)."""
+
+    status, exit_code, title = 404, 64, "Runbook not found"
+
+
+class RunbookInvalid(ControlPlaneError):
+    """The runbook file is not of the shape the engine runs (runbooks/README.md)."""
+
+    status, exit_code, title = 422, 65, "Runbook invalid"
+
+
+class RunNotResumable(ControlPlaneError):
+    """No run of that id, it has finished, it runs in another process, or its runbook changed since it started."""
+
+    status, exit_code, title = 409, 66, "Run cannot be resumed"
+
+
 # ---- upgrades (controlplane/upgrade) ------------------------------------------------------------
 
 class UpgradeError(ControlPlaneError):
@@ -340,6 +385,13 @@ EXIT_CODES = {
     51: "erpctl restart refused: erpctl up cannot be started again as it served (the message says why); "
         "nothing was stopped",
     52: "erpctl restart: the new erpctl up was not ready in time (one that exits passes its own exit code on)",
+    60: "erpctl runbook: a Recover step's command failed; the run stopped there (status failed)",
+    61: "erpctl runbook: paused before a confirm block (no terminal, no --yes); resume RUN_ID --yes continues",
+    62: "erpctl runbook: paused at a manual step; resume RUN_ID --done once it is done",
+    63: "erpctl runbook: the run ended, but a Check recovery command exited non-zero (not recovered)",
+    64: "runbook not found (erpctl runbook list shows them)",
+    65: "runbook invalid: not of the shape runbooks/README.md describes",
+    66: "run cannot be resumed: unknown id, finished, running in another process, or its runbook changed",
     70: "internal error (a bug: see the log)",
     130: "interrupted",
 }

@@ -101,6 +101,10 @@ def _default_erp_url(inst: "Installation") -> str:
     return f"http://{host}:{inst.get('erp_port')}"
 
 
+def _shipped_runbooks(_inst: "Installation") -> Path:
+    return Path(__file__).resolve().parent / "runbook" / "shipped"
+
+
 _PORT = _number(int, "a port number from 0 to 65535", 0, 65535)
 _POSITIVE = _number(float, "a positive number", 0, strict=True)
 _LEVEL = _number(int, "a verification level from 1 to 4", 1, 4)
@@ -159,6 +163,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("alertmanager_url", "--alertmanager-url", ("ERPCTL_ALERTMANAGER_URL",), "monitoring.alertmanager_url",
             "http://127.0.0.1:9093", _text, "URL", "Alertmanager, which routes the pages ('erpctl status' checks "
             "that it answers; critical when set and silent)"),
+    Setting("runbooks_dir", "--runbooks-dir", ("ERPCTL_RUNBOOKS_DIR",), "runbooks.dir", _shipped_runbooks,
+            lambda raw: Path(_text(str(raw))).expanduser().resolve(), "path",
+            "the runbooks 'erpctl runbook' runs", default_text="the runbooks shipped with erpctl"),
     Setting("scheduler_timezone", None, (), "scheduler.timezone", None, _text, "time zone",
             "time zone of cron schedules", default_text="the machine's"),
 )

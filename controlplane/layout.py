@@ -55,6 +55,13 @@ LAYOUT: tuple[Entry, ...] = (
           "the evidence log"),
     Entry("evidence_head", "evidence.head", "controlplane/evidence.py", "JSON", "-", "the chain's head"),
     Entry("evidence_lock", ".evidence.lock", "controlplane/evidence.py", "flock", "-", "serialises appends"),
+    Entry("runbook_runs", "runbook-runs/", "controlplane/runbook/records.py", "directory, mode 0700", "-",
+          "runbook runs ('erpctl runbook run', resume, history)"),
+    Entry("runbook_run", "runbook-runs/<run>.json", "controlplane/runbook/records.py", "JSON record", "1",
+          "a runbook run: its runbook, parameters, status, the step it is at, each finished step's commands, "
+          "exit codes and output digests (written after every step: a killed run resumes at its step)"),
+    Entry("runbook_run_lock", "runbook-runs/<run>.lock", "controlplane/runbook/records.py", "flock", "-",
+          "held by the process running that run (a running record nobody holds was interrupted)"),
     Entry("backups", "backups/", "controlplane/backup/repository.py", "backup repository", "repository config",
           "the default backup repository (file://<data dir>/backups)"),
     Entry("snapshot_tmp", ".erpctl-backup-<pid>-<random>", "controlplane/backup/snapshot.py", "SQLite copy", "-",

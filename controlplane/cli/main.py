@@ -43,6 +43,7 @@ GROUPS = {
     "evidence": "The evidence log: an append-only, hash-chained record of backups, verifications, restores, drills.",
     "upgrade": "Staged upgrades: plan, apply, status, resume, rollback, lint.",
     "release": "ERP releases: install a release wheel, list them, show or switch the current one.",
+    "runbook": "Runbooks: list and show them, run one step by step with a log, resume a paused run, history.",
 }
 COMMANDS: dict[str, dict[str, tuple[str, str]]] = {
     "": {
@@ -104,6 +105,18 @@ COMMANDS: dict[str, dict[str, tuple[str, str]]] = {
         "current": ("release_current:current", "Show the current release, or make VERSION current."),
         "remove": ("release_remove:remove", "Remove the installed release VERSION (its directory and environment) "
                                             "to free disk space."),
+    },
+    "runbook": {
+        "list": ("runbook_list:list_", "List the runbooks (name, title, severity, alerts)."),
+        "show": ("runbook_show:show", "Show a runbook's steps with their commands (confirm: asks before running; "
+                                      "manual: people's work)."),
+        "run": ("runbook_run:run", "Run a runbook step by step, with a log."),
+        "resume": ("runbook_resume:resume", "Go on with a paused or interrupted runbook run, with the parameters it "
+                                            "started with."),
+        "history": ("runbook_history:history", "List the runbook runs of this data directory, newest first: "
+                                               "runbook, status (running, interrupted, waiting-confirmation, "
+                                               "waiting-manual, failed, recovered, not-recovered), step, findings, "
+                                               "operator."),
     },
 }
 
