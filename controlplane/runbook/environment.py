@@ -52,8 +52,8 @@ def installation_env(inst) -> dict:
     return {
         "ERPCTL_DATA_DIR": str(inst.data_dir),
         "ERPCTL_DATABASE_URL": inst.database_url,
-        "ERP_URL": (alive and rt.erp_url) or inst.get("erp_url"),
-        "OPS_URL": (alive and rt.ops_url) or f"http://{host}:{inst.get('ops_port')}",
+        "ERP_URL": ((alive and rt.erp_url) or inst.get("erp_url")).rstrip("/"),
+        "OPS_URL": ((alive and rt.ops_url) or f"http://{host}:{inst.get('ops_port')}").rstrip("/"),
         "ERPCTL_PROMETHEUS_URL": inst.get("prometheus_url"),
         "ERPCTL_ALERTMANAGER_URL": inst.get("alertmanager_url"),
     }

@@ -72,7 +72,9 @@ class RunRecord:
 
 
 def new_id() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+    """Sortable by start time (to the millisecond), unique by its random part."""
+    t = dt.datetime.now(dt.timezone.utc)
+    return t.strftime("%Y%m%dT%H%M%S.") + f"{t.microsecond // 1000:03d}Z-" + secrets.token_hex(3)
 
 
 def _dir(data_dir) -> Path:

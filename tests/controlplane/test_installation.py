@@ -41,6 +41,7 @@ SAMPLES = {
     "probe_http_timeout_seconds": (None, "2", 3),
     "prometheus_url": ("http://flag:9090", "http://env:9090", "http://toml:9090"),
     "alertmanager_url": ("http://flag:9093", "http://env:9093", "http://toml:9093"),
+    "runbooks_dir": ("/flag/runbooks", "/env/runbooks", "/toml/runbooks"),
 }
 MULTI_SOURCE = [s.name for s in I.SETTINGS if (s.flag is not None) + len(s.env) + (s.toml is not None) > 1]
 

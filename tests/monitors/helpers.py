@@ -1,5 +1,6 @@
 """What the monitors/ and runbooks/ tests share: the files, the rules, PromQL metric names, runbooks
-parsed the way a runbook engine reads them, and external programs (promtool, Prometheus, Alertmanager)."""
+parsed by the runbook engine's own parser (controlplane/runbook/parse.py), and external programs
+(promtool, Prometheus, Alertmanager)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from controlplane.runbook.parse import Block, Runbook, Step, parse_runbook  # noqa: F401 - the product's parser
+from controlplane.runbook.parse import runbook_paths as _runbook_paths
 from tests.conftest import need
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -176,71 +179,5 @@ def metric_names(expr: str) -> set[str]:
 
 # ------------------------------------------------------------------------------------- runbooks
 
-FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
-STEP = re.compile(r"^## (\d+)\. (.+)$", re.MULTILINE)
-
-
-@dataclass
-class Block:
-    lang: str
-    flags: list[str]
-    code: str
-
-    @property
-    def commands(self) -> list[str]:
-        """erpctl blocks: one command a line (comments and blank lines skipped)."""
-        return [ln.strip() for ln in self.code.splitlines() if ln.strip() and not ln.strip().startswith("#")]
-
-
-@dataclass
-class Step:
-    number: int
-    title: str
-    body: str
-    blocks: list[Block]
-
-    @property
-    def kind(self) -> str:
-        for kind in ("What it means", "Confirm", "Recover", "Check recovery"):
-            if self.title.startswith(kind):
-                return kind
-        return ""
-
-
-@dataclass
-class Runbook:
-    path: Path
-    meta: dict
-    title: str
-    steps: list[Step]
-
-    @property
-    def blocks(self) -> list[Block]:
-        return [b for s in self.steps for b in s.blocks]
-
-
-def parse_runbook(path: Path) -> Runbook:
-    text = path.read_text()
-    m = re.match(r"^---\n(.*?)\n---\n", text, re.DOTALL)
-    if not m:
-        raise ValueError(f"{path.name}: no YAML front matter between --- lines at the top")
-    meta = yaml.safe_load(m.group(1))
-    body = text[m.end():]
-    # Headings inside code blocks are not steps: blank the fences' contents before finding them.
-    masked = FENCE.sub(lambda f: "```" + f.group(1) + "\n" + re.sub(r"[^\n]", " ", f.group(2)) + "```", body)
-    title_m = re.search(r"^# (.+)$", masked, re.MULTILINE)
-    heads = list(STEP.finditer(masked))
-    steps = []
-    for i, h in enumerate(heads):
-        end = heads[i + 1].start() if i + 1 < len(heads) else len(body)
-        chunk = body[h.end():end]
-        blocks = []
-        for f in FENCE.finditer(chunk):
-            words = f.group(1).split()
-            blocks.append(Block(words[0] if words else "", words[1:], f.group(2)))
-        steps.append(Step(int(h.group(1)), h.group(2).strip(), chunk, blocks))
-    return Runbook(path, meta, title_m.group(1).strip() if title_m else "", steps)
-
-
 def runbook_paths() -> list[Path]:
-    return sorted(p for p in RUNBOOKS.glob("*.md") if p.name != "README.md")
+    return _runbook_paths(RUNBOOKS)
