@@ -15,7 +15,8 @@ earlier passes go on. Unset, a failpoint costs one dictionary lookup.
 The failpoints (grep `failpoint(`): upgrade.before.<stage>, upgrade.after.<stage>,
 upgrade.migration.<stage>, upgrade.backfill.batch, upgrade.switch.after_set_current,
 upgrade.rollback.before_downgrade, restore.before_swap, restore.after_swap, backup.pack.uploaded,
-backup.prune.step, up.prepared (erpctl up has recorded itself, before it serves).
+backup.prune.step, up.prepared (erpctl up has recorded itself, before it serves), runbook.step.before
+(a runbook run, before a step's first block).
 """
 
 from __future__ import annotations

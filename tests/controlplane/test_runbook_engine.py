@@ -206,6 +206,48 @@ def test_with_yes_the_run_goes_to_the_end_except_at_manual_steps(book):
     assert r.returncode == 0 and files(book.work) == {"confirm": 1, "recover": 1, "check": 1}
 
 
+def _read_until(fd: int, text: str, seen: bytearray, times: int = 1, timeout: float = 30) -> None:
+    """Read the terminal into `seen` until `text` has shown `times` times."""
+    import select
+
+    deadline = time.monotonic() + timeout
+    while seen.count(text.encode()) < times:
+        assert time.monotonic() < deadline, f"no {text!r} in:\n{seen.decode(errors='replace')}"
+        if select.select([fd], [], [], 0.2)[0]:
+            try:
+                seen += os.read(fd, 4096)
+            except OSError:  # the terminal closed: the process ended
+                break
+
+
+def test_on_a_terminal_the_engineer_answers_the_confirmation_and_the_manual_step(book):
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([erpctl_path(), "runbook", "run", "Full", "--param", f"WORK={book.work}"], stdin=slave,
+                            stdout=slave, stderr=slave, close_fds=True,
+                            env=env(ERPCTL_DATA_DIR=str(book.data), ERPCTL_RUNBOOKS_DIR=str(book.books)))
+    os.close(slave)
+    seen = bytearray()
+    try:
+        _read_until(master, "run this block? [y/N]", seen)
+        assert files(book.work) == {"confirm": 1}
+        os.write(master, b"y\n")
+        _read_until(master, "type 'done' once it is done", seen)
+        assert files(book.work) == {"confirm": 1, "recover": 1}
+        os.write(master, b"not yet\n")
+        _read_until(master, "type 'done' once it is done", seen, times=2)  # asked again
+        os.write(master, b"done\n")
+        assert proc.wait(timeout=30) == 0, seen.decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    assert files(book.work) == {"confirm": 1, "recover": 1, "check": 1}
+    steps = [e["data"] for e in evidence(book.data) if e["kind"] == "runbook.step"]
+    assert steps[2]["commands"][0]["confirmation"] == "typed yes" and steps[3]["confirmation"] == "typed done"
+
+
 def test_a_failing_recover_stops_the_run_and_a_failing_check_is_not_recovered(book):
     write_runbook(book.books, "Broken", """
 ## 2. Confirm it
@@ -306,6 +348,17 @@ grep -q "fixed with plan-b" "$WORK/fixed"
     assert history(book)[0]["status"] == "recovered"
     steps = [e["data"] for e in evidence(book.data) if e["kind"] == "runbook.step"]
     assert [s["step"] for s in steps] == [1, 2, 3, 4] and steps[2]["interrupted"] is True
+
+
+def test_a_run_killed_before_a_step_resumes_there(book):
+    """Failpoint runbook.step.before, third pass (steps 1, 2, 3): killed before step 3 ran anything."""
+    r = book("run", "Full", "--yes", "--param", f"WORK={book.work}", ERPCTL_FAILPOINTS="runbook.step.before=kill@3")
+    assert r.returncode == -signal.SIGKILL
+    (run,) = history(book)
+    assert (run["status"], run["step"], files(book.work)) == ("interrupted", 3, {"confirm": 1})
+    r = book("--json", "resume", run["id"])
+    assert r.returncode == 62 and events(r)[0] | {"interrupted": True, "step": 3} == events(r)[0]
+    assert files(book.work) == {"confirm": 1, "recover": 1}  # --yes of the run holds for its resumes
 
 
 def test_every_step_is_in_the_evidence_log_and_it_verifies(book):
