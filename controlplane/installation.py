@@ -102,7 +102,7 @@ def _default_erp_url(inst: "Installation") -> str:
 
 
 def _shipped_runbooks(_inst: "Installation") -> Path:
-    return Path(__file__).resolve().parent / "runbook" / "shipped"
+    return (Path(__file__).resolve().parent / "runbook" / "shipped").resolve()  # runbooks/ in a checkout
 
 
 _PORT = _number(int, "a port number from 0 to 65535", 0, 65535)

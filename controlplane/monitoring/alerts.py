@@ -25,7 +25,7 @@ MAX_RESOLVED = 200
 # critical and warning are the common alternative. Any other value counts as "other".
 SEVERITIES = ("page", "critical", "ticket", "warning", "info", "other")
 URGENT = ("page", "critical")
-RUNBOOKS_DIR = Path(__file__).resolve().parents[1] / "runbook" / "shipped"  # the repository's runbooks/
+RUNBOOKS_DIR = (Path(__file__).resolve().parents[1] / "runbook" / "shipped").resolve()  # runbooks/ in a checkout
 
 
 def _path(data_dir) -> Path:

@@ -59,6 +59,7 @@ def plan(rb: Runbook, run_env: dict, reporter: Reporter) -> int:
     """--dry-run: each step and what it would run, variables substituted; nothing runs, nothing is written."""
     env = child_env(run_env)
     redact = Redactor(env)
+    reporter.say(f"runbook {rb.name}: {rb.title}\ndry run: nothing runs, nothing is recorded")
     for step in rb.steps:
         blocks = [{"lang": b.lang, "confirm": b.confirm,
                    "commands": [redact(substitute(c, env)) for c in (b.commands if b.lang == "erpctl" else [b.code])]}

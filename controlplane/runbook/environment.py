@@ -17,7 +17,7 @@ SECRET_WORDS = ("TOKEN", "PASSWORD", "PASSPHRASE", "SECRET", "KEY")
 MIN_SECRET_LENGTH = 4   # shorter values ("1", "yes") are not searched for in output
 MASK = "***"
 PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
 def is_secret(name: str) -> bool:
@@ -100,14 +100,14 @@ class Redactor:
 
 
 def substitute(text: str, env: dict) -> str:
-    """$VAR, ${VAR} and ${VAR:-default} replaced as the shell would with `env` (secrets shown as ***);
-    unknown variables without a default are left as they are."""
+    """$VAR, ${VAR}, ${VAR:-default} and ${VAR:?message} replaced as the shell would with `env` (secrets
+    shown as ***); unset variables without a default are left as they are."""
     def one(m):
-        name = m.group(1) or m.group(3)
+        name, op, word = m.group(1) or m.group(4), m.group(2) or "", m.group(3)
         value = env.get(name)
-        if value:
+        if value or (value is not None and not op.startswith(":")):
             return MASK if is_secret(name) else value
-        if m.group(2) is not None:
-            return m.group(2)
+        if op.endswith("-"):
+            return word
         return m.group(0)
     return _VAR.sub(one, text)

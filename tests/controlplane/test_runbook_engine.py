@@ -440,3 +440,25 @@ curl -fsS -m 5 "$ERP_URL/readyz" && curl -fsS -m 5 -o /dev/null "$OPS_URL/metric
     finally:
         up.stop()
         up.close()
+
+
+@pytest.mark.parametrize("text, shown", [
+    ('"${ERP_URL:-http://127.0.0.1:8000}/x"', '"http://erp:1/x"'),
+    ('"${OPS_URL:-http://127.0.0.1:8001}"', '"http://127.0.0.1:8001"'),  # unset: the default
+    ('"${ERP_TOKEN:?log in first}" $ERP_TOKEN', '"***" ***'),
+    ('"${MISSING:?log in first}" $MISSING ${port%%/*}', '"${MISSING:?log in first}" $MISSING ${port%%/*}'),
+])
+def test_a_dry_run_substitutes_as_the_shell_would(text, shown):
+    from controlplane.runbook.environment import substitute
+
+    assert substitute(text, {"ERP_URL": "http://erp:1", "ERP_TOKEN": SECRET}) == shown
+
+
+def test_secrets_are_masked_by_name_and_inside_urls():
+    from controlplane.runbook.environment import Redactor
+
+    redact = Redactor({"ERP_TOKEN": SECRET, "ERPCTL_DATABASE_URL": "postgresql://erp:pg-pass-word@db/erp",
+                       "AWS_SECRET_ACCESS_KEY": "abc", "PATH": "/usr/bin"})
+    assert redact(f"{SECRET} postgresql://erp:pg-pass-word@db/erp /usr/bin abc") == \
+        "*** postgresql://erp:***@db/erp /usr/bin abc"
+    assert redact.params({"ERP_TOKEN": SECRET, "WORK": "/w"}) == {"ERP_TOKEN": "***", "WORK": "/w"}
