@@ -25,7 +25,8 @@ def render(r: dict) -> str:
         lines += ["", f"{s['number']}. {s['title']}" + ("  (manual)" if s["manual"] else "")]
         for b in s["blocks"]:
             lines.append(f"   ```{b['lang']}{' confirm' if b['confirm'] else ''}")
-            lines.append(textwrap.indent(b["code"].rstrip("\n"), "     "))
+            lines.append(textwrap.indent(b["code"].rstrip("\n"), "   "))
+            lines.append("   ```")
     return "\n".join(lines)
 
 

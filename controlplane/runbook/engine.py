@@ -22,7 +22,7 @@ import hashlib
 import os
 import shlex
 import subprocess
-import sys
+import threading
 import time
 from pathlib import Path
 
@@ -42,6 +42,7 @@ EXIT_FAILED = RunbookStepFailed.exit_code
 EXIT_CONFIRMATION = RunbookWaitingConfirmation.exit_code
 EXIT_MANUAL = RunbookWaitingManual.exit_code
 EXIT_NOT_RECOVERED = RunbookNotRecovered.exit_code
+OUTPUT_LINGER_SECONDS = 2.0
 
 
 def operator() -> str:
@@ -196,29 +197,42 @@ class Engine:
         return False
 
     def _execute(self, argv: list[str]) -> dict:
+        """Run one command, its output shown (secrets masked) as it comes. A background process the command
+        left holding its output is not waited for beyond OUTPUT_LINGER_SECONDS after the command exits."""
         started = time.monotonic()
         sha = hashlib.sha256()
         tail: list[str] = []
-        size = 0
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, env=self.env)
         except OSError as exc:
-            line = self.redact(f"cannot run {argv[0]}: {exc}\n")
-            self.reporter.line(line)
-            return {"exit_code": 127, "output_sha256": hashlib.sha256(line.encode()).hexdigest(),
-                    "seconds": 0.0, "output": line}
-        with proc:
-            for raw in proc.stdout:
-                line = self.redact(raw.decode("utf-8", "replace"))
-                sha.update(line.encode())
-                self.reporter.line(line)
-                tail.append(line)
-                size += len(line)
-                while size > OUTPUT_TAIL and len(tail) > 1:
-                    size -= len(tail.pop(0))
-        return {"exit_code": proc.returncode, "output_sha256": sha.hexdigest(),
+            proc, tail = None, [self.redact(f"cannot run {argv[0]}: {exc}\n")]
+            self.reporter.line(tail[0])
+            sha.update(tail[0].encode())
+        if proc is not None:
+            open_ = threading.Event()
+            open_.set()
+            reader = threading.Thread(target=self._pump, args=(proc.stdout, sha, tail, open_), daemon=True)
+            reader.start()
+            proc.wait()
+            reader.join(OUTPUT_LINGER_SECONDS)
+            open_.clear()  # whatever comes later is not this command's
+        return {"exit_code": 127 if proc is None else proc.returncode, "output_sha256": sha.hexdigest(),
                 "seconds": round(time.monotonic() - started, 3), "output": "".join(tail)}
+
+    def _pump(self, stream, sha, tail: list[str], open_: threading.Event) -> None:
+        size = 0
+        for raw in stream:
+            if not open_.is_set():
+                break
+            line = self.redact(raw.decode("utf-8", "replace"))
+            sha.update(line.encode())
+            self.reporter.line(line)
+            tail.append(line)
+            size += len(line)
+            while size > OUTPUT_TAIL and len(tail) > 1:
+                size -= len(tail.pop(0))
+        stream.close()
 
     # -- ends --
     def _pause(self, status: str, waiting: str, how: str, code: int) -> int:

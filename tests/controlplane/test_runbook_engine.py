@@ -121,11 +121,18 @@ def test_the_shipped_runbooks_are_listed_and_each_parses_and_plans(tmp_path):
     assert Path(listed["runbooks_dir"]).resolve() == RUNBOOKS.resolve()
     down = next(r for r in listed["runbooks"] if r["name"] == "ErpDown")
     assert down["severity"] == "page" and down["alerts"] == ["ErpDown"]
+    from click.testing import CliRunner
+
+    from controlplane.cli.main import cli
+    from controlplane.cli.options import Options
+
     data = tmp_path / "data"
-    for name in names:
-        r = erpctl("runbook", "run", name, "--dry-run", "--yes", "--json", ERPCTL_DATA_DIR=str(data))
-        assert r.returncode == 0, f"{name}: {r.stdout}\n{r.stderr}"
-        plan = events(r)
+    runner = CliRunner()
+    for name in names:  # in this process: 21 erpctl starts would take seconds
+        r = runner.invoke(cli, ["--json", "runbook", "run", name, "--dry-run", "--yes"], obj=Options(),
+                          env={"ERPCTL_DATA_DIR": str(data)}, standalone_mode=False)
+        assert r.exit_code == 0 and r.return_value == 0, f"{name}: {r.output}\n{r.exception!r}"
+        plan = [json.loads(line) for line in r.output.splitlines()]
         rb = parse_runbook(RUNBOOKS / f"{name}.md")
         assert [e["number"] for e in plan] == [s.number for s in rb.steps], name
         assert {e["event"] for e in plan} == {"plan"}
@@ -359,6 +366,36 @@ def test_a_run_killed_before_a_step_resumes_there(book):
     r = book("--json", "resume", run["id"])
     assert r.returncode == 62 and events(r)[0] | {"interrupted": True, "step": 3} == events(r)[0]
     assert files(book.work) == {"confirm": 1, "recover": 1}  # --yes of the run holds for its resumes
+
+
+def test_a_background_process_holding_the_output_does_not_hang_the_run(book):
+    write_runbook(book.books, "Background", """
+## 2. Confirm it
+
+```sh
+sleep 60 & echo $! > "$WORK/pid"; echo left running
+```
+
+## 3. Recover: nothing
+
+```sh
+true
+```
+
+## 4. Check recovery
+
+```sh
+true
+```
+""")
+    t0 = time.monotonic()
+    try:
+        r = book("--json", "run", "Background", "--param", f"WORK={book.work}", timeout=30)
+    finally:
+        if (book.work / "pid").exists():
+            os.kill(int((book.work / "pid").read_text()), signal.SIGKILL)
+    assert r.returncode == 0 and time.monotonic() - t0 < 20, r.stdout + r.stderr
+    assert [e for e in events(r) if e["event"] == "step"][1]["commands"][0]["output"] == "left running\n"
 
 
 def test_every_step_is_in_the_evidence_log_and_it_verifies(book):
