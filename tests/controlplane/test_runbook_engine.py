@@ -47,6 +47,12 @@ def write_runbook(directory: Path, name: str, steps: str) -> Path:
     return path
 
 
+def three_steps(confirm: str = "true", recover: str = "true", check: str = "true") -> str:
+    """Steps 2-4 of a runbook: Confirm, Recover, Check recovery, each one sh block."""
+    return "".join(f"\n## {n}. {title}\n\n```sh\n{code}\n```\n" for n, title, code in
+                   ((2, "Confirm it", confirm), (3, "Recover: fix it", recover), (4, "Check recovery", check)))
+
+
 # Confirm (a finding), Recover (confirm block), a manual Recover step, Check recovery: each leaves a file.
 FULL = """
 ## 2. Confirm it is real
@@ -284,25 +290,7 @@ echo checked >> "$WORK/check"
     assert history(book)[0]["status"] == "failed"
     assert [e["outcome"] for e in evidence(book.data)] == ["ok", "shown", "finding", "failed", "failed"]
 
-    write_runbook(book.books, "Unchecked", """
-## 2. Confirm it
-
-```sh
-true
-```
-
-## 3. Recover: nothing to do
-
-```sh
-true
-```
-
-## 4. Check recovery
-
-```sh
-exit 5
-```
-""")
+    write_runbook(book.books, "Unchecked", three_steps(check="exit 5"))
     r = book("--json", "run", "Unchecked")
     assert r.returncode == 63 and events(r)[-1]["status"] == "not-recovered"
     assert history(book)[0]["status"] == "not-recovered"
@@ -369,25 +357,8 @@ def test_a_run_killed_before_a_step_resumes_there(book):
 
 
 def test_a_background_process_holding_the_output_does_not_hang_the_run(book):
-    write_runbook(book.books, "Background", """
-## 2. Confirm it
-
-```sh
-sleep 60 & echo $! > "$WORK/pid"; echo left running
-```
-
-## 3. Recover: nothing
-
-```sh
-true
-```
-
-## 4. Check recovery
-
-```sh
-true
-```
-""")
+    write_runbook(book.books, "Background",
+                  three_steps(confirm='sleep 60 & echo $! > "$WORK/pid"; echo left running'))
     t0 = time.monotonic()
     try:
         r = book("--json", "run", "Background", "--param", f"WORK={book.work}", timeout=30)
@@ -451,25 +422,9 @@ def test_blocks_get_the_urls_of_the_running_erpctl_up(book, tmp_path):
     up = Up("up", "--data-dir", book.data, "--erp-port", erp_port, "--ops-port", ops_port, tmp_path=tmp_path)
     try:
         up.wait_ready(f"http://127.0.0.1:{erp_port}/readyz", timeout=60)
-        write_runbook(book.books, "Urls", """
-## 2. Confirm where it serves
-
-```sh
-echo "erp=$ERP_URL ops=$OPS_URL data=$ERPCTL_DATA_DIR"
-```
-
-## 3. Recover: nothing
-
-```sh
-true
-```
-
-## 4. Check recovery
-
-```sh
-curl -fsS -m 5 "$ERP_URL/readyz" && curl -fsS -m 5 -o /dev/null "$OPS_URL/metrics"
-```
-""")
+        write_runbook(book.books, "Urls", three_steps(
+            confirm='echo "erp=$ERP_URL ops=$OPS_URL data=$ERPCTL_DATA_DIR"',
+            check='curl -fsS -m 5 "$ERP_URL/readyz" && curl -fsS -m 5 -o /dev/null "$OPS_URL/metrics"'))
         r = book("--json", "run", "Urls", ERPCTL_ERP_PORT="1", ERPCTL_OPS_PORT="2")  # the recorded ports win
         assert r.returncode == 0, r.stdout + r.stderr
         out = [e for e in events(r) if e["event"] == "step"][1]["commands"][0]["output"]
