@@ -5,6 +5,7 @@ steps `## <n>. <Kind>...`, each with its prose and its fenced blocks (```erpctl,
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,6 +132,14 @@ def check_runnable(rb: Runbook) -> None:
         if not s.kind:
             raise RunbookInvalid(f"{rb.path.name}: step {s.number} ({s.title!r}) is of no known kind",
                                  fix=f"Start its title with one of: {', '.join(KINDS)}.")
+        for line in (c for b in s.executed if b.lang == "erpctl" for c in b.commands):
+            try:
+                words = shlex.split(line)
+            except ValueError as exc:
+                words = [str(exc)]
+            if words[0] != "erpctl":
+                raise RunbookInvalid(f"{rb.path.name}: step {s.number}: {line!r} is not an erpctl command line "
+                                     f"({words[0]})", fix="Write one whole 'erpctl ...' command a line, quotes closed.")
 
 
 def runbook_paths(directory: Path) -> list[Path]:

@@ -411,6 +411,9 @@ def test_bad_input_is_refused_with_its_exit_code(book):
     (book.books / "Bad.md").write_text("# no front matter\n")
     r = book("run", "Bad")
     assert r.returncode == 65 and "front matter" in r.stderr
+    write_runbook(book.books, "Unquoted", FULL.replace("erpctl runbook list", "erpctl runbook show 'Full"))
+    r = book("run", "Unquoted", "--dry-run")
+    assert r.returncode == 65 and "not an erpctl command line (No closing quotation)" in r.stderr
     assert not book.data.joinpath("runbook-runs").exists() or not list(book.data.glob("runbook-runs/*.json"))
     for code in range(60, 67):
         assert code in EXIT_CODES
