@@ -15,17 +15,16 @@ from __future__ import annotations
 import errno
 import json
 import os
-import subprocess
 import time
 
 import requests
 
 from controlplane import layout
-from tests.controlplane.cli_helpers import PASSWORD, env, erpctl, ok, ok_json, small_filesystem
+from tests.controlplane.cli_helpers import PASSWORD, erpctl, ok, ok_json, small_filesystem
 
 from .alerting import PAGE_BOUND, shipped_page_seconds, start_pipeline
 from .conftest import Up
-from .helpers import RUNBOOKS, parse_runbook
+from .helpers import run_runbook, transcript
 
 MIB = 1 << 20
 MIN_FREE = 16 * MIB
@@ -61,21 +60,6 @@ def _login_and_write(erp_url: str, code: str) -> tuple[int, int]:
                                                           "is_customer": True},
                       headers={"Authorization": f"Bearer {r.json()['token']}"}, timeout=10)
     return r.status_code, w.status_code
-
-
-def _run_runbook(where: dict) -> list[tuple[str, str, subprocess.CompletedProcess]]:
-    """Every executed block of DiskSpaceLow.md in order, as written: erpctl lines one by one, sh blocks
-    with `sh -eu`. (step kind, command, result)."""
-    ran = []
-    for step in parse_runbook(RUNBOOKS / "DiskSpaceLow.md").steps:
-        for block in step.blocks:
-            if block.lang == "erpctl":
-                for line in block.commands:
-                    ran.append((step.kind, line, erpctl(*line.split()[1:], timeout=120, **where)))
-            elif block.lang == "sh":
-                ran.append((step.kind, block.code, subprocess.run(["sh", "-eu", "-c", block.code], capture_output=True,
-                                                                  text=True, timeout=120, env=env(**where))))
-    return ran
 
 
 def test_a_full_data_directory_pages_disk_space_low_and_its_runbook_frees_it(tmp_path, monkeypatch):
@@ -136,7 +120,7 @@ def _scenario(tmp_path, data, erp_url: str, ops_port: int, token_file) -> None:
         assert not pipe.oncall.alerts("DiskSpaceLow", "resolved")
 
         t_runbook = time.monotonic()
-        ran = _run_runbook({"ERPCTL_DATA_DIR": str(data), "ERP_URL": erp_url,
+        ran = run_runbook("DiskSpaceLow.md", {"ERPCTL_DATA_DIR": str(data), "ERP_URL": erp_url,
                             "OPS_URL": f"http://127.0.0.1:{ops_port}", "ERPCTL_PROMETHEUS_URL": pipe.prom_url,
                             "ERPCTL_ALERTMANAGER_URL": pipe.am_url})
         _check_the_runbook_run(ran)
@@ -150,16 +134,15 @@ def _scenario(tmp_path, data, erp_url: str, ops_port: int, token_file) -> None:
 
 
 def _check_the_runbook_run(ran) -> None:
-    said = "\n".join(f"[{kind}] {cmd.strip()}\n-> {r.returncode}\n{r.stdout[-1500:]}\n{r.stderr[-1500:]}"
-                     for kind, cmd, r in ran)
-    by_command = {cmd.strip(): r for _, cmd, r in ran}
-    confirm_status = next(r for kind, cmd, r in ran if kind == "Confirm" and cmd == "erpctl status")
+    said = transcript(ran)
+    by_command = {r.command: r.result for r in ran}
+    confirm_status = next(r.result for r in ran if r.kind == "Confirm" and r.command == "erpctl status")
     assert "disk nearly full" in confirm_status.stdout, said
     assert "would forget 2" in by_command["erpctl backup prune --dry-run"].stdout, said
-    recover = [(cmd, r) for kind, cmd, r in ran if kind == "Recover"]
-    assert recover and all(r.returncode == 0 for _, r in recover), said
+    recover = [r.result for r in ran if r.kind == "Recover"]
+    assert recover and all(r.returncode == 0 for r in recover), said
     assert "forgot 2" in by_command["erpctl backup prune"].stdout, said
-    check = [r for kind, _, r in ran if kind == "Check recovery"]
+    check = [r.result for r in ran if r.kind == "Check recovery"]
     assert check[0].returncode == 0 and '"ready":true' in check[0].stdout, said
     assert by_command["erpctl erp maintenance status"].returncode == 0, said
     assert "disk nearly full" not in check[-1].stdout, said
