@@ -12,16 +12,12 @@ from pathlib import Path
 
 import yaml
 
+from bench.alerting_stack import (ALERTMANAGER_CONFIG, ALERTS, MONITORS, PROMETHEUS_CONFIG,  # noqa: F401
+                                  RECORDING, ROOT, load_yaml)
 from tests.conftest import need
 
-ROOT = Path(__file__).resolve().parents[2]
-MONITORS = ROOT / "monitors"
 RUNBOOKS = ROOT / "runbooks"
-ALERTS = MONITORS / "alerts.yml"
-RECORDING = MONITORS / "recording.yml"
 ALERT_TESTS = MONITORS / "alerts.test.yml"
-PROMETHEUS_CONFIG = MONITORS / "prometheus.yml"
-ALERTMANAGER_CONFIG = MONITORS / "alertmanager.yml"
 DASHBOARD = MONITORS / "grafana" / "erp-overview.json"
 
 # runbook_url of every alert: this base, then <AlertName>.md, which is runbooks/<AlertName>.md.
@@ -46,10 +42,6 @@ def program(name: str) -> str:
 def run(*args, cwd=None, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           check=False)
-
-
-def load_yaml(path: Path):
-    return yaml.safe_load(path.read_text())
 
 
 # ---------------------------------------------------------------------------------------- rules

@@ -114,7 +114,7 @@ def _scenario(tmp_path, data, erp_url: str, ops_port: int, token_file) -> None:
         assert page["annotations"]["runbook_url"].endswith("/DiskSpaceLow.md")
         print(f"\nDiskSpaceLow paged {took:.1f} s after the data directory's filesystem filled up "
               f"({written / MIB:.0f} MiB of log; bound {PAGE_BOUND + PROBE_SECONDS} s here; with the shipped "
-              f"intervals at most {shipped_page_seconds('DiskSpaceLow') + 60:.0f} s: for 5m, scrape and "
+              f"intervals at most {shipped_page_seconds('DiskSpaceLow') + 60:.0f} s: for 2m, scrape and "
               f"evaluation 15 s, group_wait 10 s, the probe every minute)")
         assert took <= PAGE_BOUND + PROBE_SECONDS, f"DiskSpaceLow paged after {took:.1f}s"
         assert not pipe.oncall.alerts("DiskSpaceLow", "resolved")
