@@ -155,7 +155,7 @@ def test_the_restore_test_overdue_runbook_as_written_clears_it(seeded_target, pa
     said = transcript(ran)
     by_command = {(r.kind, r.command): r.result for r in ran}
     assert "restore test overdue" in by_command[("Confirm", "erpctl status")].stdout, said
-    assert "backup.restore_test" in by_command[("Confirm", "erpctl settings")].stdout, said
+    assert "backup_restore_test_level      4" in by_command[("Confirm", "erpctl settings")].stdout, said
     (recover,) = [r for r in ran if r.kind == "Recover"]
     assert recover.command == "erpctl backup verify --level 4 latest" and recover.result.returncode == 0, said
     assert by_command[("Check recovery", "erpctl evidence verify")].returncode == 0, said
