@@ -18,8 +18,9 @@ it to the notification at the receiver that alert is routed to is measured:
 Pages go to the person's receiver (oncall), tickets to the control plane's (its alerts.json, which
 `erpctl status` and the ops console show). The bound beside each figure is computed from the shipped
 configuration: the alert's `for`, one scrape and one evaluation interval, its route's group_wait,
-plus the interval of the job that detects it where one does (a probe, the backup, the invariants
-check; their shipped schedules, except the backup's, which runs every minute here instead of daily).
+plus the shipped interval of the job that detects it where one does (the disk probe, the invariants
+check). The failing backup is timed from its first failed run (its job runs every minute here
+instead of daily).
 
 Incidents run concurrently, each on its own ports and directory; the whole bench takes about as long
 as its slowest incident (ScheduledJobFailing, a ticket: `for: 5m`).
@@ -55,8 +56,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 
-from alerting_stack import (Receiver, alertmanager_config, prometheus_config, rule_files,  # noqa: E402
-                            seconds, shipped_bound, PROMETHEUS_RESEND_DELAY_SECONDS)
+from alerting_stack import (ALERTMANAGER_CONFIG, PROMETHEUS_RESEND_DELAY_SECONDS, Receiver,  # noqa: E402
+                            alertmanager_config, load_yaml, prometheus_config, rule_files, seconds, shipped_bound)
 from startup import erpctl_path  # noqa: E402
 from controlplane import layout, results  # noqa: E402
 from controlplane.monitoring import alerts as cp_alerts  # noqa: E402
@@ -288,8 +289,6 @@ def prometheus_killed(stack: Stack, max_wait: float) -> list[Result]:
 
 
 def load_route(receiver: str) -> dict:
-    from alerting_stack import ALERTMANAGER_CONFIG, load_yaml
-
     return next(r for r in load_yaml(ALERTMANAGER_CONFIG)["route"]["routes"] if r["receiver"] == receiver)
 
 
