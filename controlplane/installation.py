@@ -124,9 +124,10 @@ SETTINGS: tuple[Setting, ...] = (
             default_text="where the last 'erpctl up' served, else http://<host>:<erp_port>"),
     Setting("backup_repo", "--repo", ("ERPCTL_BACKUP_REPO",), "backup.repo", _default_repo, _repo_url, "URL or path",
             "the backup repository: file:///abs/path or s3://bucket/prefix", legacy="repo",
-            default_text="file://<data dir>/backups"),
+            default_text="file://<data dir>/backups", recorded=True),
     Setting("backup_key_file", "--key-file", ("ERPCTL_BACKUP_KEY_FILE",), "backup.key_file", None,
-            lambda raw: Path(_text(str(raw))).expanduser(), "path", "key file of the backup repository"),
+            lambda raw: Path(_text(str(raw))).expanduser(), "path", "key file of the backup repository",
+            recorded=True),
     Setting("backup_passphrase", None, ("ERPCTL_BACKUP_PASSPHRASE",), None, None, _text, "text",
             "passphrase of the backup repository", default_text="asked on a terminal"),
     Setting("backup_verify_level", None, (), "backup.verify_level", 3, _LEVEL, "level 1-4",
@@ -253,6 +254,7 @@ class RuntimeRecord(Record):
     database_backend: str | None = None  # sqlite, postgresql
     unit: str | None = None              # the systemd unit that runs it, if one does
     stopped_by: str | None = None        # "erpctl stop (SIGKILL)" when erpctl stop ended it
+    jobs: list = field(default_factory=list)  # its scheduled jobs: [{id, schedule, source, enabled, ...}]
 
     def recorded(self, name: str):
         """The value this `erpctl up` uses for a recorded setting (UNSET when it did not record it)."""
@@ -395,7 +397,8 @@ class Installation(Target):
 
     def recorded_settings(self) -> dict:
         """The values `erpctl up` records in runtime.json (what its probes use)."""
-        return {s.name: self.get(s.name) for s in SETTINGS if s.recorded and s.name != "erp_url"}
+        values = {s.name: self.get(s.name) for s in SETTINGS if s.recorded and s.name != "erp_url"}
+        return {k: str(v) if isinstance(v, Path) else v for k, v in values.items()}
 
     # -- state records --
     def runtime(self) -> RuntimeRecord:

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass
 
 from erp_core.errors import ValidationFailed
 
+from ..errors import SettingInvalid
+
 
 @dataclass(frozen=True)
 class RetentionPolicy:
@@ -30,6 +32,21 @@ class RetentionPolicy:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def configured(installation) -> RetentionPolicy | None:
+    """The installation's policy: [backup.retention] of erpctl.toml (None when it keeps nothing)."""
+    table = installation.section("backup.retention")
+    unknown = sorted(set(table) - set(RetentionPolicy.__dataclass_fields__))
+    try:
+        if unknown:
+            raise ValueError(f"unknown key(s) {', '.join(unknown)}")
+        policy = RetentionPolicy(**{k: int(v) for k, v in table.items()})
+    except (TypeError, ValueError, ValidationFailed) as exc:
+        raise SettingInvalid(f"[backup.retention] in erpctl.toml is not a retention policy: {exc}",
+                             fix="Use keep_last, keep_daily, keep_weekly and keep_monthly with whole numbers "
+                                 "of at least 0.") from None
+    return None if policy.empty() else policy
 
 
 def _when(manifest) -> dt.datetime:

@@ -34,9 +34,7 @@ import logging
 
 from ..errors import SettingInvalid, VerificationFailed
 from ..scheduler import Job, JobContext, ScheduleInvalid
-from . import access
-from . import restore, verify
-from .retention import RetentionPolicy
+from . import access, restore, retention, verify
 
 log = logging.getLogger("controlplane.backup.schedule")
 
@@ -65,14 +63,10 @@ def _level(context: JobContext, name: str) -> int:
 
 
 def _retention(context: JobContext):
-    table = context.installation.section("backup.retention")
     try:
-        policy = RetentionPolicy(**{k: int(v) for k, v in table.items()})
-    except (TypeError, ValueError) as exc:
-        raise ScheduleInvalid(f"[backup.retention] in erpctl.toml is not a retention policy: {exc}",
-                              fix="Use keep_last, keep_daily, keep_weekly and keep_monthly with whole numbers.") \
-            from None
-    return None if policy.empty() else policy
+        return retention.configured(context.installation)
+    except SettingInvalid as exc:
+        raise ScheduleInvalid(exc.detail, fix=exc.fix) from None
 
 
 # ---- the jobs ----------------------------------------------------------------------------------

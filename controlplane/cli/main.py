@@ -52,7 +52,8 @@ COMMANDS: dict[str, dict[str, tuple[str, str]]] = {
         "restart": ("restart:restart", "Stop this installation's erpctl up and start it again exactly as it "
                                        "served, in the background."),
         "settings": ("settings:settings", "Show every setting (backup repository and key, S3, ports, the ERP's URL, "
-                                          "probe thresholds...) with its value and source; secrets show as (set)."),
+                                          "probe thresholds...) with its value and source, and every scheduled job's "
+                                          "schedule (the running erpctl up's); secrets show as (set)."),
         "status": ("status:status", "Health of the installation: the ERP, firing alerts and failing probes with "
                                     "their runbooks, backups and verifications, the upgrade, the host's headroom."),
     },

@@ -6,7 +6,7 @@ import click
 
 from .. import config
 from ..errors import SettingInvalid
-from ..installation import SETTINGS, Installation
+from ..installation import SCHEDULE_ENV_PREFIX, SETTINGS, Installation
 from .options import emit, json_option
 
 SECRET = ("backup_passphrase", "s3_secret_access_key")
@@ -24,11 +24,31 @@ def _row(inst: Installation, name: str) -> dict:
             "source": got.source}
 
 
+def _schedules(inst: Installation) -> dict:
+    """The scheduled jobs as the running erpctl up planned them (runtime.json); when none runs, the
+    schedules set for one (erpctl.toml [schedule], this environment's ERPCTL_SCHEDULE_*; erpctl up checks
+    them when it starts)."""
+    rt = inst.runtime()
+    if rt.jobs and rt.alive():
+        return {"of": f"the running erpctl up (pid {rt.pid})", "jobs": rt.jobs}
+    out = {"of": "no erpctl up runs; the schedules set here, every other job at its default "
+                 "('erpctl up --json' lists them all)", "jobs": []}
+    table = inst.toml.get("schedule") or {}
+    explicit = [(str(job_id), *inst.schedule(str(job_id), "")) for job_id in table]
+    explicit += [(f"<{name}>", value, f"environment {name}") for name, value in sorted(inst.environ.items())
+                 if name.startswith(SCHEDULE_ENV_PREFIX) and value]
+    out["jobs"] = [{"id": job_id, "schedule": spec, "source": source} for job_id, spec, source in explicit]
+    return out
+
+
 def render(r: dict) -> str:
     lines = [f"settings of {r['data_dir']} (flag > environment > running erpctl up > erpctl.toml > default)"]
     for name, row in r["settings"].items():
         shown = f"INVALID: {row['error']}" if row.get("error") else f"{row['value']}  ({row['source']})"
         lines.append(f"{name:<30} {shown}")
+    sched = r["schedules"]
+    lines.append(f"schedules ({sched['of']}):")
+    lines += [f"{j['id']:<30} {j['schedule']}  ({j['source']})" for j in sched["jobs"]]
     return "\n".join(lines)
 
 
@@ -38,11 +58,12 @@ def render(r: dict) -> str:
 @json_option
 def settings(data_dir):
     """Show every setting (backup repository and key, S3, ports, the ERP's URL, probe thresholds...) with
-    its value and source; secrets show as (set). Exit 2 when one is invalid (named with its fix)."""
+    its value and source, and every scheduled job's schedule (the running erpctl up's); secrets show as
+    (set). Exit 2 when one is invalid (named with its fix)."""
     inst = Installation.open(data_dir)
     rows = {s.name: _row(inst, s.name) for s in SETTINGS}
-    emit({"data_dir": str(inst.data_dir), "settings": rows}, render({"data_dir": str(inst.data_dir),
-                                                                       "settings": rows}))
+    out = {"data_dir": str(inst.data_dir), "settings": rows, "schedules": _schedules(inst)}
+    emit(out, render(out))
     bad = [(n, r) for n, r in rows.items() if r.get("error")]
     if bad:
         raise SettingInvalid(bad[0][1]["error"], fix=bad[0][1]["fix"])

@@ -54,13 +54,14 @@ class Monitoring:
                                       unit=procs.systemd_unit(pid, dict(os.environ)), **(serving or {}),
                                       erp_url=self.erp_url, ops_url=ops + "/",
                                       metrics_url=ops + "/metrics", alert_webhook_url=ops + "/alerts/webhook",
-                                      settings=self.context.installation.recorded_settings())
+                                      settings=self.context.installation.recorded_settings(),
+                                      jobs=[p.as_dict() for p in self.scheduler.planned])
         # Recorded at once (not running yet): `erpctl stop` finds an erpctl up that is still starting
         # (seeding demo data can take a minute), and `erpctl restart` knows how it was started.
         self.installation.write_runtime(self._runtime)
         return {"metrics_url": ops + "/metrics", "alert_webhook_url": ops + "/alerts/webhook",
                 "alert_webhook_token_file": str(token), "probe_user": user["username"],
-                "jobs": [p.as_dict() for p in self.scheduler.planned]}
+                "jobs": self._runtime.jobs}
 
     def start(self) -> None:
         if self._runtime is not None:

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,21 @@ def need(reason: str):
     if REQUIRE:
         pytest.fail(f"{reason} (ERPCTL_REQUIRE_INTEGRATION=1: integration parts must be present)")
     pytest.skip(reason)
+
+
+@contextmanager
+def small_filesystem(mnt: Path, size: str):
+    """A tmpfs of `size` ("6m") mounted on `mnt` (made here) while inside: a filesystem that fills for
+    real. Needs root; without it, need() says so."""
+    mnt.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], capture_output=True,
+                       text=True, check=False)
+    if r.returncode != 0:
+        need(f"cannot mount a small tmpfs for a disk-full test (needs root): {r.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def erpctl_path() -> str:

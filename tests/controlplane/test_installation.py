@@ -257,6 +257,23 @@ def test_erpctl_settings_shows_each_value_and_its_source(tmp_path):
     assert "INVALID" in bad.stdout
 
 
+def test_erpctl_settings_shows_the_schedules_set_when_no_erpctl_up_runs(tmp_path):
+    """No erpctl up runs: the schedules set in erpctl.toml and this environment (a running one's are
+    its own, recorded in runtime.json: tests/monitors/test_job_failure_e2e.py)."""
+    d = tmp_path / "data"
+    d.mkdir()
+    layout.path(d, "config").write_text('[schedule]\n"backup.verify" = "off"\n')
+    r = erpctl("--json", "settings", "--data-dir", d, ERPCTL_SCHEDULE_PROBE_READYZ="5s")
+    assert r.returncode == 0, r.stderr
+    schedules = json.loads(r.stdout)["schedules"]
+    assert schedules["of"].startswith("no erpctl up runs")
+    assert {(j["id"], j["schedule"], j["source"]) for j in schedules["jobs"]} == {
+        ("<ERPCTL_SCHEDULE_PROBE_READYZ>", "5s", "environment ERPCTL_SCHEDULE_PROBE_READYZ"),
+        ("backup.verify", "off", "erpctl.toml [schedule] 'backup.verify'")}
+    shown = erpctl("settings", "--data-dir", d, ERPCTL_SCHEDULE_BACKUP_VERIFY="1h").stdout
+    assert "backup.verify                  1h  (environment ERPCTL_SCHEDULE_BACKUP_VERIFY)" in shown
+
+
 def test_status_judges_the_disk_by_the_threshold_the_running_erpctl_up_uses(tmp_path):
     d = tmp_path / "data"
     _write_toml(d, "probe_disk_min_free_bytes", 1)

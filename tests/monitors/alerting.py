@@ -11,21 +11,18 @@ for 4 resend delays in Alertmanager, 4 minutes with the default).
 
 from __future__ import annotations
 
-import copy
-import json
-import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
 import yaml
 
+from bench.alerting_stack import Receiver, Timings, alertmanager_config, prometheus_config, rule_files, shipped_bound
 from tests.controlplane.cli_helpers import free_ports
 
 from .conftest import Process, wait_http
-from .helpers import ALERTMANAGER_CONFIG, ALERTS, PROMETHEUS_CONFIG, RECORDING, load_yaml, program
+from .helpers import program
 
 SCRAPE_SECONDS = 1
 EVAL_SECONDS = 1
@@ -36,98 +33,10 @@ RESEND_DELAY_SECONDS = 1
 FOR_SECONDS = 5
 SLACK_SECONDS = 5  # delivery: Prometheus -> Alertmanager -> webhook, and the phase of the timers
 PAGE_BOUND = FOR_SECONDS + SCRAPE_SECONDS + EVAL_SECONDS + GROUP_WAIT_SECONDS + SLACK_SECONDS
-OPS_WEBHOOK = "http://127.0.0.1:8001/alerts/webhook"
 
 
-class Receiver:
-    """An Alertmanager webhook receiver: every notification, with the monotonic time it arrived."""
-
-    def __init__(self, name: str):
-        self.name = name
-        self.received: list[tuple[float, dict]] = []
-        lock = self._lock = threading.Lock()
-        received = self.received
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's name
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-                with lock:
-                    received.append((time.monotonic(), body))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/{name}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def alerts(self, alertname: str, status: str = "firing", since: float = 0.0) -> list[tuple[float, dict]]:
-        """(arrival, alert) of every notified alert of that name and status that arrived after `since`."""
-        with self._lock:
-            return [(t, a) for t, body in self.received if t >= since for a in body["alerts"]
-                    if a["labels"].get("alertname") == alertname and a["status"] == status]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def _rules(directory, shortened: dict[str, str]) -> list[str]:
-    alerts = load_yaml(ALERTS)
-    found = set()
-    for group in alerts["groups"]:
-        for rule in group["rules"]:
-            if rule.get("alert") in shortened:
-                rule["for"] = shortened[rule["alert"]]
-                rule["expr"] = rule["expr"].replace("[1m]", f"[{shortened[rule['alert']]}]")
-                found.add(rule["alert"])
-    assert found == set(shortened), set(shortened) - found
-    (directory / "alerts.yml").write_text(yaml.safe_dump(alerts, sort_keys=False))
-    (directory / "recording.yml").write_text(RECORDING.read_text())
-    return [str(directory / "recording.yml"), str(directory / "alerts.yml")]
-
-
-def prometheus_config(rule_files, targets: dict[str, str], am_port: int) -> dict:
-    cfg = load_yaml(PROMETHEUS_CONFIG)
-    cfg["global"].update(scrape_interval=f"{SCRAPE_SECONDS}s", scrape_timeout=f"{SCRAPE_SECONDS}s",
-                         evaluation_interval=f"{EVAL_SECONDS}s")
-    assert {f.rsplit("/", 1)[-1] for f in rule_files} == set(cfg["rule_files"])
-    cfg["rule_files"] = rule_files
-    cfg["alerting"]["alertmanagers"] = [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]
-    for sc in cfg["scrape_configs"]:
-        sc["static_configs"] = [{"targets": [targets[sc["job_name"]]]}]
-    return cfg
-
-
-def alertmanager_config(ops_port: int, token_file, oncall: Receiver, deadman: Receiver) -> dict:
-    """The shipped routes and receivers; the control plane's webhook on `ops_port`, the person's and
-    the dead-man receivers replaced by the test's."""
-    cfg = copy.deepcopy(load_yaml(ALERTMANAGER_CONFIG))
-    hooks = 0
-    for receiver in cfg["receivers"]:
-        for hook in receiver.get("webhook_configs", []):
-            if hook["url"] == OPS_WEBHOOK:
-                hook["url"] = f"http://127.0.0.1:{ops_port}/alerts/webhook"
-                hook["http_config"]["authorization"]["credentials_file"] = str(token_file)
-                hooks += 1
-        if receiver["name"] in ("oncall", "deadman"):
-            (hook,) = receiver["webhook_configs"]
-            hook["url"] = (oncall if receiver["name"] == "oncall" else deadman).url
-    assert hooks >= 1
-
-    def timings(route):
-        for key, seconds in (("group_wait", GROUP_WAIT_SECONDS), ("group_interval", GROUP_INTERVAL_SECONDS)):
-            if key in route or route is cfg["route"]:
-                route[key] = f"{seconds}s"
-        if route.get("receiver") == "deadman" and route is not cfg["route"]:
-            route["repeat_interval"] = f"{DEADMAN_REPEAT_SECONDS}s"
-        for child in route.get("routes", []):
-            timings(child)
-
-    timings(cfg["route"])
-    return cfg
+TEST_TIMINGS = dict(scrape=f"{SCRAPE_SECONDS}s", evaluation=f"{EVAL_SECONDS}s", group_wait=f"{GROUP_WAIT_SECONDS}s",
+                    group_interval=f"{GROUP_INTERVAL_SECONDS}s", deadman_repeat=f"{DEADMAN_REPEAT_SECONDS}s")
 
 
 @dataclass
@@ -173,11 +82,12 @@ def start_pipeline(tmp_path, targets: dict[str, str], ops_port: int, token_file,
     am_port, prom_port = free_ports(2)
     rules_dir = tmp_path / "rules"
     rules_dir.mkdir()
-    rule_files = _rules(rules_dir, {name: f"{FOR_SECONDS}s" for name in (*shortened, "Watchdog")})
+    timings = Timings(**TEST_TIMINGS, shortened={name: f"{FOR_SECONDS}s" for name in (*shortened, "Watchdog")})
+    files = rule_files(rules_dir, timings.shortened)
     prom_cfg, am_cfg = tmp_path / "prometheus.yml", tmp_path / "alertmanager.yml"
-    prom_cfg.write_text(yaml.safe_dump(prometheus_config(rule_files, targets, am_port)))
+    prom_cfg.write_text(yaml.safe_dump(prometheus_config(files, targets, am_port, timings)))
     oncall, deadman = Receiver("oncall"), Receiver("deadman")
-    am_cfg.write_text(yaml.safe_dump(alertmanager_config(ops_port, token_file, oncall, deadman)))
+    am_cfg.write_text(yaml.safe_dump(alertmanager_config(ops_port, token_file, oncall.url, deadman.url, timings)))
     am = Process([alertmanager, f"--config.file={am_cfg}", f"--storage.path={tmp_path / 'am-data'}",
                   f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address=", "--log.level=debug"],
                  tmp_path / "alertmanager.log")
@@ -196,14 +106,5 @@ def start_pipeline(tmp_path, targets: dict[str, str], ops_port: int, token_file,
 
 def shipped_page_seconds(alertname: str) -> float:
     """Detection to page with the shipped intervals, worst case: the alert's `for`, one scrape and
-    one evaluation interval, and the page route's group_wait."""
-    rule = next(r for g in load_yaml(ALERTS)["groups"] for r in g["rules"] if r.get("alert") == alertname)
-    glob = load_yaml(PROMETHEUS_CONFIG)["global"]
-    (route,) = [r for r in load_yaml(ALERTMANAGER_CONFIG)["route"]["routes"] if r["receiver"] == "oncall"]
-    return sum(_seconds(v) for v in (rule["for"], glob["scrape_interval"], glob["evaluation_interval"],
-                                     route["group_wait"]))
-
-
-def _seconds(duration: str) -> float:
-    units = {"s": 1, "m": 60, "h": 3600}
-    return float(duration[:-1]) * units[duration[-1]]
+    one evaluation interval, and its route's group_wait (bench/alerting_stack.py)."""
+    return shipped_bound(alertname)["total"]

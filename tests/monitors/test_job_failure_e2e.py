@@ -1,6 +1,8 @@
 """End to end, all real: a scheduled backup that fails (the wrong key) under a real `erpctl up`
 raises ScheduledJobFailing in a real Prometheus with the shipped rules, which Alertmanager routes
 (a ticket) to the control plane's receiver, and `erpctl status` shows it beside the job's own error.
+Then the runbooks of the backup alerts, run as written from an engineer's shell, show the job's
+error and the running erpctl up's schedule, and take a backup with the installation's settings.
 
 Timings of the test copy (tests/monitors/alerting.py): scrape and evaluation every second, the
 alert's `for` 5 s; the backup job runs every 2 s.
@@ -15,6 +17,7 @@ from tests.controlplane.cli_helpers import erpctl, ok_json
 
 from .alerting import PAGE_BOUND, shipped_page_seconds, start_pipeline
 from .conftest import Up
+from .helpers import run_runbook, transcript
 
 
 def test_a_failing_scheduled_backup_raises_scheduled_job_failing(tmp_path, monkeypatch):
@@ -48,6 +51,33 @@ def test_a_failing_scheduled_backup_raises_scheduled_job_failing(tmp_path, monke
         assert "alert ScheduledJobFailing" in whats
         assert "WrongKey" in whats["backup failed"]["detail"]
         assert report["jobs"]["backup.create"]["ok"] is False and report["jobs"]["backup.create"]["failures"] >= 1
+        # The engineer's shell: the right passphrase, none of erpctl up's schedule variables.
+        monkeypatch.delenv("ERPCTL_SCHEDULE_BACKUP_CREATE")
+        _the_backup_runbooks_as_written(data, up.ops_url)
     finally:
         pipe.stop()
         up.process.stop()
+
+
+def _the_backup_runbooks_as_written(data, ops_url: str) -> None:
+    where = {"ERPCTL_DATA_DIR": str(data), "OPS_URL": ops_url, "ERPCTL_BACKUP_PASSPHRASE": "the right passphrase"}
+    # BackupMissing: step 4 (backup init) only when step 2's backup list found no repository (27).
+    missing = run_runbook("BackupMissing.md", where, skip=lambda command: command == "erpctl backup init")
+    too_old = run_runbook("BackupTooOld.md", where)
+    for ran in (missing, too_old):
+        said = transcript(ran)
+        by_command = {(r.kind, r.command): r.result for r in ran}
+        assert "WrongKey" in by_command[("Confirm", "erpctl status")].stdout, said
+        assert by_command[("Confirm", "erpctl backup list")].returncode == 0, said
+        settings = by_command[("Confirm", "erpctl settings")].stdout
+        assert "schedules (the running erpctl up" in settings, said
+        assert "backup.create                  2s  (environment ERPCTL_SCHEDULE_BACKUP_CREATE)" in settings, said
+        assert f"backup_repo                    file://{data}/backups  (the running 'erpctl up'" in settings, said
+        recover = [r for r in ran if r.kind == "Recover"]
+        assert [r.command for r in recover] == ["erpctl backup create"], said
+        assert recover[0].result.returncode == 0, said
+        assert by_command[("Check recovery", "erpctl backup verify --level 1 latest")].returncode == 0, said
+        listed = by_command[("Check recovery", "erpctl backup list")].stdout
+        assert f"{1 + (ran is too_old)} backup(s)" in listed, said
+    status = json.loads(erpctl("--json", "status", "--data-dir", data, timeout=60).stdout)
+    assert status["backup"]["last_success_at"] and status["backup"]["age_seconds"] < 120

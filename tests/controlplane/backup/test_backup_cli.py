@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from controlplane import results
+from controlplane import layout, results
 from controlplane.evidence import EvidenceLog
 from tests.controlplane.cli_helpers import erpctl, ok, ok_json
 
@@ -72,9 +72,31 @@ def test_errors_have_their_exit_codes(seeded_target, passphrase, tmp_path):
     notfound = erpctl("backup", "show", "ffffffffffff", *dd)
     assert notfound.returncode == 25 and "no backup" in notfound.stderr
     nothing = erpctl("backup", "prune", *dd)
-    assert nothing.returncode == 2 and "keeps nothing" in nothing.stderr
+    assert nothing.returncode == 2 and "would keep no backup" in nothing.stderr and "--keep-daily" in nothing.stderr
     bad_url = erpctl("backup", "list", "--repo", "ftp://x/y", *dd)
     assert bad_url.returncode == 22 and "unsupported repository URL" in bad_url.stderr
+
+
+def test_prune_without_options_applies_the_installations_retention(seeded_target, passphrase):
+    """Without --keep-* options prune applies [backup.retention] of erpctl.toml (what the scheduled
+    backup.prune applies), never 'keep nothing'; a policy that is not one is refused, nothing forgotten."""
+    dd = _dd(seeded_target)
+    ok("backup", "init", "--kdf-memory", "8192", *dd)
+    made = [ok_json("backup", "create", *dd)["id"] for _ in range(3)]
+    config = layout.path(seeded_target.data_dir, "config")
+    config.write_text("[backup.retention]\nkeep_lats = 2\n")
+    bad = erpctl("backup", "prune", *dd)
+    assert bad.returncode == 2 and "keep_lats" in bad.stderr and "keep_last" in bad.stderr
+    config.write_text("[backup.retention]\nkeep_last = 0\n")
+    assert "would keep no backup" in erpctl("backup", "prune", *dd).stderr
+    assert len(ok_json("backup", "list", *dd)["backups"]) == 3
+    config.write_text("[backup.retention]\nkeep_last = 2\n")
+    pruned = ok_json("backup", "prune", *dd)
+    assert pruned["policy_source"] == "erpctl.toml [backup.retention]" and pruned["policy"]["keep_last"] == 2
+    assert pruned["forgotten"] == [made[0]] and pruned["kept"] == made[:0:-1]
+    assert "policy (erpctl.toml [backup.retention]): keep_last 2" in ok("backup", "prune", "--dry-run", *dd).stdout
+    explicit = ok_json("backup", "prune", "--keep-last", "1", *dd)  # options come first
+    assert explicit["policy_source"] == "options" and explicit["kept"] == [made[2]]
 
 
 def test_key_file_and_env_repo(seeded_target, tmp_path):

@@ -18,10 +18,10 @@ import pytest
 
 from controlplane.backup.repository import open_repository
 from controlplane.evidence import EvidenceLog
-from tests.controlplane.cli_helpers import env, erpctl, erpctl_path, ok_json
+from tests.controlplane.cli_helpers import env, erpctl, erpctl_path, ok_json, small_filesystem
 from tests.controlplane.fault_helpers import seeded_rng
 
-from .conftest import FAST_KDF, PASSPHRASE, need, s3_env, scatter_update, start_moto
+from .conftest import FAST_KDF, PASSPHRASE, s3_env, scatter_update, start_moto
 from .test_repository import sqlite_fingerprint
 
 SMALL_PACKS = 16 << 10  # many packs from a small database: many points to be killed between
@@ -194,13 +194,8 @@ def test_s3_server_stopped_mid_upload(seeded_target, passphrase, monkeypatch, tm
 
 @pytest.fixture
 def small_tmpfs(tmp_path):
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if r.returncode != 0:
-        need(f"cannot mount a small tmpfs for the disk-full test (needs root): {r.stderr.strip()}")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
+    with small_filesystem(tmp_path / "small", "6m") as mnt:
+        yield mnt
 
 
 def _fill(mnt: Path, leave: int) -> Path:
