@@ -11,11 +11,10 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 
 from bench.alerting_stack import (ALERTMANAGER_CONFIG, ALERTS, MONITORS, PROMETHEUS_CONFIG,  # noqa: F401
                                   RECORDING, ROOT, load_yaml)
-from controlplane.runbook.parse import Block, Runbook, Step, parse_runbook  # noqa: F401 - the product's parser
+from controlplane.runbook.parse import parse_runbook  # the product's parser
 from controlplane.runbook.parse import runbook_paths as _runbook_paths
 from tests.conftest import need
 
