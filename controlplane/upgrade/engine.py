@@ -280,7 +280,7 @@ def apply(opts: UpgradeOptions) -> dict:
         if old and old["status"] not in S.FINISHED:
             raise UpgradeError(f"upgrade {old['id']} to {old['to_version']} is {old['status']} at stage {old['stage']}",
                                fix="Continue it with 'erpctl upgrade resume' or undo it with 'erpctl upgrade rollback'.")
-        ctx = Run(opts, S.new())
+        ctx = Run(opts, S.new(runner=S.runner("apply")))
         try:
             d = describe(ctx)
             ctx.state.update({k: v for k, v in d.items()})
@@ -313,7 +313,7 @@ def resume(opts: UpgradeOptions) -> dict:
         ctx = Run(_reopen(opts, st), st)
         try:
             S.event(st, "resume", stage=st["stage"], status=st["status"])
-            st["status"], st["error"] = "running", None
+            st["status"], st["error"], st["runner"] = "running", None, S.runner("resume")
             ctx.save()
             return _drive(ctx, "upgrade.resume")
         finally:
@@ -411,6 +411,7 @@ def rollback(opts: UpgradeOptions, *, restore_backup: bool = False) -> dict:
                 raise NoUpgrade("no upgrade to roll back",
                                 fix="Nothing to do; 'erpctl upgrade status' shows the last one.")
             st = last
+        st["runner"] = S.runner("rollback")
         ctx = Run(_reopen(opts, st), st)
         try:
             contracted = revision(ctx) == st["to_revision"] and st.get("contract_revision")
