@@ -45,7 +45,7 @@ from ..faults import failpoint
 from . import catalogue as cat
 from . import checks, state as S
 from .backfill import run_backfills
-from .plan import describe, plan
+from .plan import describe, plan, stage_plan
 from .preflight import preflight
 from .run import (UPGRADE_ACTOR, Run, UpgradeOptions, backfill_tables, backfills_of, freeze, migrate,
                   open_repo, record_evidence, revision, thaw, wait_serving)
@@ -284,6 +284,7 @@ def apply(opts: UpgradeOptions) -> dict:
         try:
             d = describe(ctx)
             ctx.state.update({k: v for k, v in d.items()})
+            ctx.state["estimates"] = {s["stage"]: s["seconds"] for s in stage_plan(ctx, d)["stages"]}
             ctx.state["options"] = {"erp_url": opts.erp_url, "soak_seconds": opts.soak_seconds,
                                     "stall_budget_ms": opts.stall_budget_ms, "repo": opts.repo,
                                     "key_file": str(opts.key_file) if opts.key_file else None}
