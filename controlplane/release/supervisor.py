@@ -50,8 +50,6 @@ STABLE_SECONDS = 60.0  # a child that served this long starts the back-off afres
 HEALTH_INTERVAL_SECONDS = 5.0
 HEALTH_TIMEOUT_SECONDS = 2.0
 UNHEALTHY_AFTER = 3
-
-
 LISTEN_BACKLOG = 1024
 
 
@@ -71,23 +69,6 @@ def listen_socket(host: str, port: int, flag: str = "--erp-port") -> socket.sock
         raise CannotListen(f"cannot listen on {host}:{port} for the ERP: {exc.strerror or exc}",
                            fix=f"Stop whatever uses port {port} (e.g. 'ss -ltnp sport = :{port}'), or choose "
                                f"another port with {flag}.", host=host, port=port) from None
-
-
-def reserve_port(host: str, port: int, flag: str = "--erp-port") -> int:
-    """Check that host:port can be bound now (port 0: pick a free one) and return the port. The child binds
-    it itself a moment later, so a taken port fails here, before any other work."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    s = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the ERP's server does
-        s.bind((host, port))
-        return s.getsockname()[1]
-    except OSError as exc:
-        raise CannotListen(f"cannot listen on {host}:{port} for the ERP: {exc.strerror or exc}",
-                           fix=f"Stop whatever uses port {port} (e.g. 'ss -ltnp sport = :{port}'), or choose "
-                               f"another port with {flag}.", host=host, port=port) from None
-    finally:
-        s.close()
 
 
 @dataclass(frozen=True)

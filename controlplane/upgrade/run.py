@@ -101,6 +101,7 @@ class Run:
         self.state = state
         self.engine: Engine = ops.make_engine(opts.target.database_url, pool_size=2, max_overflow=2)
         self.dialect = self.engine.dialect.name
+        self.frozen_snapshot: tuple | None = None  # (specs, checksums, maintenance since) taken by verify
 
     def save(self) -> None:
         S.save(self.target.data_dir, self.state)

@@ -22,15 +22,15 @@ DEFAULT_RETRY_AFTER_SECONDS = 60
 def state(s: Session) -> dict:
     row = s.get(SystemSetting, KEY)
     data = json.loads(row.value) if row else {}
-    return {"enabled": bool(data.get("enabled")), "reason": data.get("reason", ""),
-            "retry_after": data.get("retry_after"), "until": data.get("until")}
+    out = {"enabled": bool(data.get("enabled")), "reason": data.get("reason", "")}
+    return {**out, **{k: data[k] for k in ("retry_after", "until") if data.get(k) is not None}}
 
 
 def set_state(s: Session, enabled: bool, reason: str = "", *, retry_after: int | None = None,
               until: float | None = None) -> dict:
     row = s.get(SystemSetting, KEY)
-    value = json.dumps({"enabled": enabled, "reason": reason,
-                        **({"retry_after": retry_after, "until": until} if enabled else {})})
+    when = {"retry_after": retry_after, "until": until} if enabled else {}
+    value = json.dumps({"enabled": enabled, "reason": reason, **{k: v for k, v in when.items() if v is not None}})
     if row is None:
         s.add(SystemSetting(key=KEY, value=value))
     else:
