@@ -154,11 +154,12 @@ def check(target: Target) -> dict:
 
 # ---- maintenance ------------------------------------------------------------------------------
 
-def set_maintenance(target: Target, enabled: bool | None, reason: str = "") -> dict:
-    """Switch the ERP's read-only mode on or off (None: only report it)."""
+def set_maintenance(target: Target, enabled: bool | None, reason: str = "", retry_after: int | None = None) -> dict:
+    """Switch the ERP's read-only mode on or off (None: only report it); refused writes say Retry-After:
+    `retry_after` seconds (None: the ERP's default, 60)."""
     with open_database(target) as db, db.session(write=enabled is not None, actor="erpctl") as s:
         if enabled is None:
             return ops.maintenance_state(s)
-        state = ops.set_maintenance(s, enabled, reason)
+        state = ops.set_maintenance(s, enabled, reason, retry_after=retry_after)
     log.info("maintenance mode switched", extra={"enabled": state["enabled"], "reason": state["reason"]})
     return state

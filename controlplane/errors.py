@@ -255,6 +255,13 @@ class RollbackNeedsRestore(UpgradeError):
     status, exit_code, title = 409, 46, "Rollback needs a restore"
 
 
+class UpgradeInterrupted(UpgradeError):
+    """The upgrade in progress has no process working on it any more (killed, or the machine restarted):
+    it waits for 'erpctl upgrade resume' or 'erpctl upgrade rollback'."""
+
+    status, exit_code, title = 409, 47, "Upgrade interrupted"
+
+
 # ---- ERP releases (controlplane/release) ---------------------------------------------------------
 
 class ReleaseError(ControlPlaneError):
@@ -381,6 +388,8 @@ EXIT_CODES = {
     44: "upgrade failed and was rolled back to the old release and schema",
     45: "no upgrade in progress, or nothing to upgrade",
     46: "rollback after contract needs --restore-backup (the writes it loses are listed)",
+    47: "erpctl upgrade status: the upgrade in progress was interrupted (its process is gone); "
+        "run 'erpctl upgrade resume' or 'erpctl upgrade rollback'",
     50: "erpctl stop: this installation's erpctl up did not end (not allowed to signal it, or it outlived SIGKILL)",
     51: "erpctl restart refused: erpctl up cannot be started again as it served (the message says why); "
         "nothing was stopped",

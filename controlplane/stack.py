@@ -37,7 +37,7 @@ from .faults import failpoint
 from .monitoring.service import Monitoring
 from .release import inenv
 from .release import runner as release_runner
-from .release.supervisor import Bundled, Supervisor, reserve_port
+from .release.supervisor import Bundled, Supervisor
 
 log = logging.getLogger("controlplane.up")
 
@@ -96,12 +96,13 @@ class Stack:
         self.db = Database(target.database_url)
         if self.release is not None:
             load_field_key(key)
-        erp_port = reserve_port(o.host, o.erp_port, "--erp-port")  # the child binds it when it starts
+        # binds the ERP's port now and keeps it for as long as it serves (each ERP child inherits it)
+        self.supervisor = Supervisor(target, key, host=o.host, port=o.erp_port, log_level=_log_level(),
+                                     bundled=Bundled(__version__) if self.release is None else None)
+        erp_port = self.supervisor.port
         if o.ops_port == erp_port:
             raise CannotListen(f"cannot listen on {o.host}:{erp_port} for the ops console: the ERP uses it",
                                fix="Choose another port with --ops-port.", host=o.host, port=erp_port)
-        self.supervisor = Supervisor(target, key, host=o.host, port=erp_port, log_level=_log_level(),
-                                     bundled=Bundled(__version__) if self.release is None else None)
         erp_url = _url(o.host, erp_port)
         self.monitoring = Monitoring(target, erp_url)  # checks the job schedules before anything else
         links = {"erp": erp_url + "/", "api_docs": erp_url + "/api/v1/openapi.json"}

@@ -11,9 +11,11 @@ from waitress.server import create_server
 class Server:
     """A waitress server bound at construction (port 0 picks a free port)."""
 
-    def __init__(self, app, host: str = "127.0.0.1", port: int = 0, threads: int = 16):
-        self._server = create_server(app, host=host, port=port, threads=threads,
-                                     connection_limit=1000, channel_timeout=60, ident="erp")
+    def __init__(self, app, host: str = "127.0.0.1", port: int = 0, threads: int = 16, sockets=None):
+        """sockets: listening sockets to serve on (e.g. inherited from a supervisor) instead of host:port."""
+        where = {"sockets": list(sockets)} if sockets else {"host": host, "port": port}
+        self._server = create_server(app, threads=threads, connection_limit=1000, channel_timeout=60, ident="erp",
+                                     **where)
         # one listening socket, or several when the host name resolves to several addresses
         listen = getattr(self._server, "effective_listen", None)
         self.port = int(listen[0][1] if listen else self._server.effective_port)

@@ -88,8 +88,8 @@ COMMANDS: dict[str, dict[str, tuple[str, str]]] = {
         "plan": ("upgrade_plan:plan", "Print each stage with its lock level, estimated rows and time, its rollback "
                                       "method and the point of no return."),
         "apply": ("upgrade_apply:apply", "Upgrade the ERP to a new release, online, in resumable stages."),
-        "status": ("upgrade_status:status", "Show the upgrade in progress: its stage, backfill rows/s and ETA; or "
-                                            "the last finished one."),
+        "status": ("upgrade_status:status", "Show the upgrade in progress: its stage, backfill rows/s and ETA, "
+                                            "whether the process running it is alive; or the last finished one."),
         "resume": ("upgrade_resume:resume", "Continue the upgrade from its last finished stage (a backfill from its "
                                             "last checkpoint)."),
         "rollback": ("upgrade_rollback:rollback", "Before contract: migrate the schema down to the old release's "

@@ -49,9 +49,11 @@ def render_summary(r: dict) -> str:
         else:
             lines.append(f"  {name:<10}  (started {s.get('started_at')})")
     bf = r.get("backfill") or {}
+    stopped = r.get("alive") is False  # an ETA would say it is still moving
     for b in bf.get("backfills", []):
+        eta = "stopped" if stopped else f"ETA {b['eta_seconds']} s"
         lines.append(f"  backfill {b['name']}: {b['rows_done']}/{b['rows_total']} rows, "
-                     f"{b['rows_per_second']} rows/s, ETA {b['eta_seconds']} s, batch {b['batch']}")
+                     f"{b['rows_per_second']} rows/s, {eta}, batch {b['batch']}")
     if bf.get("canary"):
         lines.append(f"  canary writer wait: {bf['canary']}")
     if r.get("error"):

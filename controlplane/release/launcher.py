@@ -1,5 +1,10 @@
-"""Run by a release's own Python (`<env>/bin/python -E -P launcher.py --host H --port P`): serve that
-release's ERP until SIGTERM or SIGINT, then stop cleanly (exit 0).
+"""Run by a release's own Python (`<env>/bin/python -E -P launcher.py --host H --port P [--fd N]`): serve
+that release's ERP until SIGTERM or SIGINT, then stop cleanly (exit 0).
+
+With --fd it serves on the listening socket it inherited as file descriptor N (`erpctl up` keeps it
+open across children) instead of binding H:P. On SIGTERM it first stops accepting, then lets the
+requests it holds finish (at most DRAIN_SECONDS) before it closes them: the next child takes the
+connections that wait in the socket's backlog, and none is refused or cut.
 
 The database URL and the field key come from the environment (ERP_DATABASE_URL, ERP_FIELD_KEY), never
 the command line, which `ps` shows. Uses only the standard library and ERP interfaces release 1.0
@@ -18,13 +23,18 @@ import datetime as dt
 import json
 import logging
 import os
+import inspect
 import signal
+import socket
 import sys
 import sysconfig
 import threading
+import time
 
 EXIT_CANNOT_LISTEN = 11
 EXIT_USAGE = 2
+DRAIN_SECONDS = 5.0
+QUIET_SECONDS = 0.3  # a connection that was active this recently may still send its request
 
 
 def own_site_packages_first() -> None:
@@ -50,12 +60,56 @@ def say(event: str, **data) -> None:
     print(json.dumps({"event": event, **data}), flush=True)
 
 
+def serve_on(server_class, app, host: str, port: int, fd: int | None):
+    """The release's Server, on the inherited socket `fd` when given. A release whose Server takes no
+    socket (1.0) gets it through the waitress `sockets` setting its Server passes on."""
+    if fd is None:
+        return server_class(app, host=host, port=port)
+    sock = socket.socket(fileno=fd)
+    if "sockets" in inspect.signature(server_class).parameters:
+        return server_class(app, sockets=[sock])
+    module = sys.modules[server_class.__module__]
+    made = module.create_server
+
+    def on_inherited(application, **kw):
+        kw.pop("host", None)
+        kw.pop("port", None)
+        return made(application, sockets=[sock], **kw)
+
+    module.create_server = on_inherited
+    try:
+        return server_class(app, host=host, port=port)
+    finally:
+        module.create_server = made
+
+
+def drain(server, log) -> None:
+    """Stop accepting (the socket stays open in whoever else holds it), then wait until no connection
+    has a request in progress or had activity in the last QUIET_SECONDS (at most DRAIN_SECONDS)."""
+    waitress = getattr(server, "_server", None)
+    channels = getattr(waitress, "active_channels", None)
+    if channels is None:
+        return
+    waitress.accepting = False
+    waitress.pull_trigger()
+    deadline = time.monotonic() + DRAIN_SECONDS
+    while time.monotonic() < deadline:
+        now = time.time()
+        busy = [c for c in list(channels.values()) if c.requests or getattr(c, "request", None) is not None
+                or c.total_outbufs_len or now - c.last_activity < QUIET_SECONDS]
+        if not busy:
+            return
+        time.sleep(0.02)
+    log.warning("requests still in progress after %.0f s: closing them", DRAIN_SECONDS)
+
+
 def main() -> int:
     own_site_packages_first()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--log-level", default="info")
+    parser.add_argument("--fd", type=int, default=None, help="serve on this inherited listening socket")
     args = parser.parse_args()
 
     handler = logging.StreamHandler(sys.stderr)
@@ -87,7 +141,7 @@ def main() -> int:
 
     app = create_app(Settings(database_url, field_key=field_key))
     try:
-        server = Server(app, host=args.host, port=args.port)
+        server = serve_on(Server, app, args.host, args.port, args.fd)
     except OSError as exc:
         log.error("cannot listen on %s:%s: %s", args.host, args.port, exc.strerror or exc)
         say("cannot_listen", host=args.host, port=args.port, reason=exc.strerror or str(exc))
@@ -101,6 +155,7 @@ def main() -> int:
         if os.getppid() != parent:
             log.warning("the process that started this ERP is gone: stopping")
             break
+    drain(server, log)
     try:
         server.stop(timeout=5)
     except OSError as exc:  # waitress' loop closed its wake-up pipe on its way out first: nothing to wake

@@ -17,6 +17,7 @@ import collections
 import json
 import logging
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -48,8 +49,9 @@ class ErpProcess:
     """One release's ERP served by a child process on host:port (port 0: a free one, known once serving)."""
 
     def __init__(self, release: Release, database_url: str, field_key: str, *, host: str = "127.0.0.1",
-                 port: int = 0, log_level: str = "info"):
+                 port: int = 0, log_level: str = "info", sock: socket.socket | None = None):
         self.release = release
+        self._sock = sock  # a listening socket the child serves on (inherited), instead of binding host:port
         self.host, self._port = host, port
         self._database_url, self._field_key = database_url, field_key
         self._log_level = log_level
@@ -98,12 +100,13 @@ class ErpProcess:
         if self._proc is not None:
             raise RuntimeError("an ErpProcess starts once; make a new one")
         env = runner.child_env({"ERP_DATABASE_URL": self._database_url, "ERP_FIELD_KEY": self._field_key})
+        inherited = () if self._sock is None else (self._sock.fileno(),)
         args = runner.python_command(self.release.python, LAUNCHER, "--host", self.host, "--port", self._port,
-                                     "--log-level", self._log_level)
+                                     "--log-level", self._log_level, *(("--fd", inherited[0]) if inherited else ()))
         try:
             self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                           stderr=subprocess.PIPE, text=True, env=env, cwd=self.release.path,
-                                          start_new_session=True)
+                                          start_new_session=True, pass_fds=inherited)
         except OSError as exc:
             raise ReleaseError(f"cannot start the ERP of release {self.release.version}: {exc.strerror or exc}",
                                fix="Install the release again ('erpctl release install WHEEL').") from None

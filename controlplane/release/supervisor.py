@@ -2,6 +2,11 @@
 back-off when it exits unexpectedly, replaced when the `current` link names another release (an
 upgrade or a rollback switches releases while `erpctl up` runs).
 
+The supervisor opens the listening socket once and every child inherits it (as gunicorn's arbiter
+hands its sockets to its workers): the port never closes while `erpctl up` runs. A switch starts the
+new child beside the old one, then stops the old one, which first stops accepting and finishes the
+requests it holds; a restarted child finds the connections that came meanwhile waiting in the backlog.
+
 Liveness: a serving child is asked GET /healthz every HEALTH_INTERVAL_SECONDS, waiting at most
 HEALTH_TIMEOUT_SECONDS. After UNHEALTHY_AFTER failed checks in a row it is hung (stopped, deadlocked,
 swapping): it is stopped (SIGTERM, SIGKILL after the stop grace of 10 s) and restarted like a child
@@ -45,23 +50,25 @@ STABLE_SECONDS = 60.0  # a child that served this long starts the back-off afres
 HEALTH_INTERVAL_SECONDS = 5.0
 HEALTH_TIMEOUT_SECONDS = 2.0
 UNHEALTHY_AFTER = 3
+LISTEN_BACKLOG = 1024
 
 
-def reserve_port(host: str, port: int, flag: str = "--erp-port") -> int:
-    """Check that host:port can be bound now (port 0: pick a free one) and return the port. The child binds
-    it itself a moment later, so a taken port fails here, before any other work."""
+def listen_socket(host: str, port: int, flag: str = "--erp-port") -> socket.socket:
+    """The ERP's listening socket, bound and listening (port 0: a free one). The supervisor keeps it open
+    for as long as it serves and each ERP child inherits it: while a child is replaced, connections wait
+    in its backlog instead of being refused."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     s = socket.socket(family, socket.SOCK_STREAM)
     try:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the ERP's server does
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind((host, port))
-        return s.getsockname()[1]
+        s.listen(LISTEN_BACKLOG)
+        return s
     except OSError as exc:
+        s.close()
         raise CannotListen(f"cannot listen on {host}:{port} for the ERP: {exc.strerror or exc}",
                            fix=f"Stop whatever uses port {port} (e.g. 'ss -ltnp sport = :{port}'), or choose "
                                f"another port with {flag}.", host=host, port=port) from None
-    finally:
-        s.close()
 
 
 @dataclass(frozen=True)
@@ -100,7 +107,8 @@ class Supervisor:
                  unhealthy_after: int = UNHEALTHY_AFTER, bundled: Bundled | None = None):
         self.target, self.host = target, host
         self.bundled = bundled
-        self.port = reserve_port(host, port) if port == 0 else port
+        self._listener = listen_socket(host, port)
+        self.port = self._listener.getsockname()[1]
         self._key = field_key
         self.poll_seconds, self.start_timeout = poll_seconds, start_timeout
         self.backoff, self.stable_seconds = tuple(backoff), stable_seconds
@@ -151,6 +159,7 @@ class Supervisor:
             self.proc.stop()
             self._publish("stopped")
             log.info("stopped the ERP", extra={"release": self.release.version if self.release else None})
+        self._listener.close()
 
     def status(self) -> dict:
         p = self.proc
@@ -162,7 +171,7 @@ class Supervisor:
     # ---- the watch -------------------------------------------------------------------------------
     def _spawn(self, release: Release | Bundled) -> ErpProcess:
         return ErpProcess(release, self.target.database_url, self._key, host=self.host, port=self.port,
-                          log_level=self._log_level).start()
+                          log_level=self._log_level, sock=self._listener).start()
 
     def _started(self) -> None:
         self._restart_at = None
@@ -250,12 +259,14 @@ class Supervisor:
             log.error("the current release cannot be served: still serving the previous one",
                       extra={"current": version, "serving": self.release.version, "reason": exc.detail})
             return
-        log.info("switching release", extra={"from": self.release.version, "to": new.version,
-                                            "pid": self.proc.pid})
+        old = self.proc
+        log.info("switching release", extra={"from": self.release.version, "to": new.version, "pid": old.pid})
         self._publish("switching")
-        self.proc.stop()
         self.release, self._failures, self._refused = new, 0, None
+        # The new child starts beside the old one, on the same listening socket; the old one then stops
+        # taking connections and finishes the requests it has (process.py). No connection is refused.
         self._launch()
+        old.stop()
 
     def _launch(self) -> None:
         self.proc = self._spawn(self.release)

@@ -45,7 +45,7 @@ from ..faults import failpoint
 from . import catalogue as cat
 from . import checks, state as S
 from .backfill import run_backfills
-from .plan import describe, plan
+from .plan import describe, plan, stage_plan
 from .preflight import preflight
 from .run import (UPGRADE_ACTOR, Run, UpgradeOptions, backfill_tables, backfills_of, freeze, migrate,
                   open_repo, record_evidence, revision, thaw, wait_serving)
@@ -124,6 +124,7 @@ def _stage_verify(ctx: Run) -> dict:
         raise UpgradeError(f"temporary objects left in the schema: {leftovers}", fix="See the log.")
     specs = checks.table_specs(ctx.engine, backfill_tables(ctx))
     snap = checks.snapshot(ctx.engine, specs)
+    ctx.frozen_snapshot = (specs, snap, (ctx.state.get("maintenance") or {}).get("since"))
     ctx.state["verified"] = {"rows": {t: v["rows"] for t, v in snap.items()}}
     return {"tables": {t: v["rows"] for t, v in snap.items()}, "invariants": "clean"}
 
@@ -167,12 +168,22 @@ def _soak(ctx: Run, seconds: float) -> None:
         time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
 
 
+def _snapshot_before_contract(ctx: Run, specs: list) -> dict:
+    """The checksums verify took, when this process has kept the ERP read-only since (no thaw in between:
+    the tables cannot have changed), which spares contract one scan of them; else new ones."""
+    kept = ctx.frozen_snapshot
+    if kept is not None and kept[0] == specs and kept[2] is not None \
+            and (ctx.state.get("maintenance") or {}).get("since") == kept[2]:
+        return kept[1]
+    return checks.snapshot(ctx.engine, specs)
+
+
 def _stage_contract(ctx: Run) -> dict:
     st = ctx.state
     freeze(ctx, "contracting the schema")
     specs = checks.table_specs(ctx.engine, backfill_tables(ctx))
     if revision(ctx) != st["to_revision"]:
-        before = checks.snapshot(ctx.engine, specs)
+        before = _snapshot_before_contract(ctx, specs)
         migrate(ctx, st["to_revision"], point="upgrade.migration.contract")
         after = checks.snapshot(ctx.engine, specs)
         problems = checks.compare(before, after)
@@ -280,10 +291,11 @@ def apply(opts: UpgradeOptions) -> dict:
         if old and old["status"] not in S.FINISHED:
             raise UpgradeError(f"upgrade {old['id']} to {old['to_version']} is {old['status']} at stage {old['stage']}",
                                fix="Continue it with 'erpctl upgrade resume' or undo it with 'erpctl upgrade rollback'.")
-        ctx = Run(opts, S.new())
+        ctx = Run(opts, S.new(runner=S.runner("apply")))
         try:
             d = describe(ctx)
             ctx.state.update({k: v for k, v in d.items()})
+            ctx.state["estimates"] = {s["stage"]: s["seconds"] for s in stage_plan(ctx, d)["stages"]}
             ctx.state["options"] = {"erp_url": opts.erp_url, "soak_seconds": opts.soak_seconds,
                                     "stall_budget_ms": opts.stall_budget_ms, "repo": opts.repo,
                                     "key_file": str(opts.key_file) if opts.key_file else None}
@@ -313,7 +325,7 @@ def resume(opts: UpgradeOptions) -> dict:
         ctx = Run(_reopen(opts, st), st)
         try:
             S.event(st, "resume", stage=st["stage"], status=st["status"])
-            st["status"], st["error"] = "running", None
+            st["status"], st["error"], st["runner"] = "running", None, S.runner("resume")
             ctx.save()
             return _drive(ctx, "upgrade.resume")
         finally:
@@ -411,6 +423,7 @@ def rollback(opts: UpgradeOptions, *, restore_backup: bool = False) -> dict:
                 raise NoUpgrade("no upgrade to roll back",
                                 fix="Nothing to do; 'erpctl upgrade status' shows the last one.")
             st = last
+        st["runner"] = S.runner("rollback")
         ctx = Run(_reopen(opts, st), st)
         try:
             contracted = revision(ctx) == st["to_revision"] and st.get("contract_revision")

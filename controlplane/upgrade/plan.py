@@ -16,6 +16,21 @@ from .run import (LOCK_TIMEOUT, Run, UpgradeOptions, backfills_of, database_byte
 
 # Expected backfill rates (the targets bench/upgrade.py checks) for the time estimates.
 EXPECTED_ROWS_PER_SECOND = {"sqlite": 300_000, "postgresql": 80_000}
+# The read-only stages' cost, measured (tests/controlplane/upgrade/test_estimates.py prints estimate
+# against measured, at the fixture's 3 k and at 100-400 k backfilled rows): (fixed seconds, seconds per
+# row of the backfilled tables). The fixed part is the
+# maintenance switches, connecting, the catalogue reads, the invariants on a small database and the
+# contract's DDL; per row, verify scans the tables once (checksums) besides the invariants, contract
+# twice (checksums before and after) and rewrites them (SQLite rebuilds a table to drop a column;
+# PostgreSQL validates NOT NULL and CHECK constraints by a scan).
+READ_ONLY_COST = {"sqlite": {"verify": (0.6, 19e-6), "contract": (0.4, 18e-6)},
+                  "postgresql": {"verify": (1.0, 8.5e-6), "contract": (2.0, 5e-6)}}
+SWITCH_SECONDS = 5.0  # erpctl up sees the new `current` (1 s poll), starts its ERP, the upgrade sees it serve
+
+
+def read_only_seconds(dialect: str, stage: str, rows: int) -> float:
+    fixed, per_row = READ_ONLY_COST.get(dialect, READ_ONLY_COST["postgresql"])[stage]
+    return round(fixed + per_row * rows, 1)
 
 
 def describe(ctx: Run) -> dict:
@@ -47,51 +62,56 @@ def _row_estimates(ctx: Run, tables: list[str]) -> dict[str, int]:
     return out
 
 
+def stage_plan(ctx: Run, d: dict) -> dict:
+    """Each stage with its lock level, estimated rows and time, rollback method; and the figures they
+    come from."""
+    opts = ctx.opts
+    bfs = backfills_of([m["revision"] for m in d["migrations"] if m["stage"] == "backfill"])
+    rows = _row_estimates(ctx, [b.table for b in bfs])
+    total = sum(rows.get(b.table, 0) for b in bfs)
+    rate = EXPECTED_ROWS_PER_SECOND.get(ctx.dialect, 80_000)
+    budget = (opts.stall_budget_ms / 1000) if opts.stall_budget_ms else DEFAULT_BUDGET_SECONDS.get(ctx.dialect, 0.5)
+    db_bytes = database_bytes(ctx)
+    pg = ctx.dialect == "postgresql"
+    down = f"migrate down to {d['from_revision']} in one transaction and serve release {d['from_version']} again; " \
+           "rows written meanwhile are kept in its representation"
+    stages = [
+        {"stage": "preflight", "lock": "none", "rows": 0, "seconds": 2, "online": True,
+         "rollback": "nothing to undo"},
+        {"stage": "backup", "lock": "none (online snapshot)", "rows": 0, "seconds": round(db_bytes / 40e6 + 3, 1),
+         "online": True, "rollback": "nothing to undo (the backup is kept)"},
+        {"stage": "expand", "revision": d["expand_revision"], "online": True, "rows": 0, "seconds": 1,
+         "lock": ("ACCESS EXCLUSIVE on each altered table, metadata only, waiting at most "
+                  f"{LOCK_TIMEOUT} per attempt" if pg else "the database write lock for one short transaction"),
+         "rollback": down},
+        {"stage": "backfill", "revision": d["backfill_revision"], "online": True, "rows": total,
+         "seconds": round(total / rate, 1),
+         "lock": (f"row locks of one batch at a time; writers wait at most ~{budget * 1000:.0f} ms" if pg else
+                  f"the write lock for one batch at a time; writers wait at most ~{budget * 1000:.0f} ms"),
+         "tables": {b.name: rows.get(b.table, 0) for b in bfs}, "rollback": down},
+        {"stage": "verify", "online": False, "rows": total, "seconds": read_only_seconds(ctx.dialect, "verify", total),
+         "lock": "maintenance mode: the ERP serves reads and refuses writes", "rollback": down},
+        {"stage": "switch", "online": False, "rows": 0, "seconds": SWITCH_SECONDS,
+         "lock": f"maintenance mode; the ERP restarts on release {d['to_version']}", "rollback": down},
+        {"stage": "contract", "revision": d["contract_revision"] or d["to_revision"], "online": False,
+         "rows": total, "seconds": read_only_seconds(ctx.dialect, "contract", total), "point_of_no_return": True,
+         "lock": ("maintenance mode; VALIDATE scans under SHARE UPDATE EXCLUSIVE, then a brief ACCESS EXCLUSIVE"
+                  if pg else "maintenance mode; the write lock for one transaction"),
+         "rollback": "restore the pre-upgrade backup: writes made after it are lost (listed by 'erpctl upgrade "
+                     "rollback')"},
+    ]
+    return {"stages": stages, "stall_budget_ms": round(budget * 1000), "estimated_rows_per_second": rate,
+            "database_bytes": db_bytes}
+
+
 def plan(opts: UpgradeOptions) -> dict:
     """Each stage with its lock level, estimated rows and time, rollback method, and the point of no return."""
     ctx = Run(opts, S.new())
     try:
         d = describe(ctx)
-        bfs = backfills_of([m["revision"] for m in d["migrations"] if m["stage"] == "backfill"])
-        rows = _row_estimates(ctx, [b.table for b in bfs])
-        total = sum(rows.get(b.table, 0) for b in bfs)
-        rate = EXPECTED_ROWS_PER_SECOND.get(ctx.dialect, 80_000)
-        budget = (opts.stall_budget_ms / 1000) if opts.stall_budget_ms else DEFAULT_BUDGET_SECONDS.get(ctx.dialect, 0.5)
-        db_bytes = database_bytes(ctx)
-        pg = ctx.dialect == "postgresql"
-        down = f"migrate down to {d['from_revision']} in one transaction and serve release {d['from_version']} again; " \
-               "rows written meanwhile are kept in its representation"
-        stages = [
-            {"stage": "preflight", "lock": "none", "rows": 0, "seconds": 2, "online": True,
-             "rollback": "nothing to undo"},
-            {"stage": "backup", "lock": "none (online snapshot)", "rows": 0, "seconds": round(db_bytes / 40e6 + 3, 1),
-             "online": True, "rollback": "nothing to undo (the backup is kept)"},
-            {"stage": "expand", "revision": d["expand_revision"], "online": True, "rows": 0, "seconds": 1,
-             "lock": ("ACCESS EXCLUSIVE on each altered table, metadata only, waiting at most "
-                      f"{LOCK_TIMEOUT} per attempt" if pg else "the database write lock for one short transaction"),
-             "rollback": down},
-            {"stage": "backfill", "revision": d["backfill_revision"], "online": True, "rows": total,
-             "seconds": round(total / rate, 1),
-             "lock": (f"row locks of one batch at a time; writers wait at most ~{budget * 1000:.0f} ms" if pg else
-                      f"the write lock for one batch at a time; writers wait at most ~{budget * 1000:.0f} ms"),
-             "tables": {b.name: rows.get(b.table, 0) for b in bfs}, "rollback": down},
-            {"stage": "verify", "online": False, "rows": total, "seconds": round(2 + total / 1e6, 1),
-             "lock": "maintenance mode: the ERP serves reads and refuses writes", "rollback": down},
-            {"stage": "switch", "online": False, "rows": 0, "seconds": 5,
-             "lock": f"maintenance mode; the ERP restarts on release {d['to_version']}", "rollback": down},
-            {"stage": "contract", "revision": d["contract_revision"] or d["to_revision"], "online": False,
-             "rows": total, "seconds": round(2 + 2 * total / 1e6, 1), "point_of_no_return": True,
-             "lock": ("maintenance mode; VALIDATE scans under SHARE UPDATE EXCLUSIVE, then a brief ACCESS EXCLUSIVE"
-                      if pg else "maintenance mode; the write lock for one transaction"),
-             "rollback": "restore the pre-upgrade backup: writes made after it are lost (listed by 'erpctl upgrade "
-                         "rollback')"},
-        ]
+        p = stage_plan(ctx, d)
         return {**{k: v for k, v in d.items() if k != "migrations"}, "database": ctx.target.display_url,
-                "engine": ctx.dialect, "stall_budget_ms": round(budget * 1000),
-                "estimated_rows_per_second": rate, "database_bytes": db_bytes,
-                "migrations": d["migrations"], "stages": stages, "point_of_no_return": "contract",
-                "estimated_seconds": round(sum(s["seconds"] for s in stages), 1)}
+                "engine": ctx.dialect, **p, "migrations": d["migrations"], "point_of_no_return": "contract",
+                "estimated_seconds": round(sum(s["seconds"] for s in p["stages"]), 1)}
     finally:
         ctx.close()
-
-

@@ -30,6 +30,8 @@ LOCK_TIMEOUT = "3s"
 DDL_ATTEMPTS = 5
 SWITCH_TIMEOUT_SECONDS = 90
 UPGRADE_ACTOR = "erpctl-upgrade"  # the audit log's actor for the upgrade's own writes
+READ_ONLY_STAGES = ("verify", "switch", "contract")  # the ERP is in maintenance mode during these
+DEFAULT_STAGE_SECONDS = 5.0  # a stage a state written before estimates were recorded has none for
 
 
 @dataclass
@@ -99,6 +101,7 @@ class Run:
         self.state = state
         self.engine: Engine = ops.make_engine(opts.target.database_url, pool_size=2, max_overflow=2)
         self.dialect = self.engine.dialect.name
+        self.frozen_snapshot: tuple | None = None  # (specs, checksums, maintenance since) taken by verify
 
     def save(self) -> None:
         S.save(self.target.data_dir, self.state)
@@ -112,17 +115,34 @@ class Run:
         self.engine.dispose()
 
 
-def maintenance(url: str, enabled: bool | None, reason: str = "") -> dict:
-    return ops.switch_maintenance(url, enabled, reason, actor=UPGRADE_ACTOR)
+def maintenance(url: str, enabled: bool | None, reason: str = "", until: float | None = None,
+                retry_after: int | None = None) -> dict:
+    return ops.switch_maintenance(url, enabled, reason, actor=UPGRADE_ACTOR, until=until, retry_after=retry_after)
+
+
+def read_only_left(ctx: Run) -> float:
+    """The plan's estimate of the read-only time left from the current stage on (seconds): the read-only
+    stages not done yet (contract only when it runs right after the switch); a rollback, the time of a
+    migration and a switch."""
+    st, est = ctx.state, ctx.state.get("estimates") or {}
+    if st.get("status") == "rolling_back":
+        return est.get("expand", 1) + est.get("switch", DEFAULT_STAGE_SECONDS)
+    left = [s for s in READ_ONLY_STAGES if s not in st.get("completed", [])]
+    if not ctx.opts.confirm_contract and st.get("stage") != "contract":
+        left = [s for s in left if s != "contract"]
+    return sum(est.get(s, DEFAULT_STAGE_SECONDS) for s in left)
 
 
 def freeze(ctx: Run, why: str) -> None:
+    """Maintenance mode for the upgrade; refused writes are told to retry when the plan expects the
+    read-only time to end (Retry-After, at least 1 s)."""
     m = ctx.state.setdefault("maintenance", {})
     if not m.get("set"):
         m["prior"] = maintenance(ctx.target.database_url, None)
-        m["set"] = True
+        m["set"], m["since"] = True, time.time()
         ctx.save()  # before switching: a kill after this is cleaned up by resume or rollback
-    maintenance(ctx.target.database_url, True, f"upgrade {ctx.state['id']}: {why}")
+    maintenance(ctx.target.database_url, True, f"upgrade {ctx.state['id']}: {why}",
+                until=time.time() + read_only_left(ctx))
 
 
 def thaw(ctx: Run) -> None:
@@ -130,8 +150,11 @@ def thaw(ctx: Run) -> None:
     if not m.get("set"):
         return
     prior = m.get("prior") or {"enabled": False, "reason": ""}
-    maintenance(ctx.target.database_url, bool(prior.get("enabled")), prior.get("reason", ""))
+    maintenance(ctx.target.database_url, bool(prior.get("enabled")), prior.get("reason", ""),
+                until=prior.get("until"), retry_after=prior.get("retry_after"))
     m["set"] = False
+    if m.get("since"):  # how long the ERP refused writes for the upgrade, for comparing with the plan
+        m["read_only_seconds"] = round(time.time() - m["since"], 2)
     ctx.save()
 
 

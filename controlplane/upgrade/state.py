@@ -11,6 +11,7 @@ import datetime as dt
 import fcntl
 import json
 import os
+import socket
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,10 +20,12 @@ from typing import ClassVar
 from ..errors import UpgradeBusy
 from ..fsutil import atomic_write_text
 from ..installation import Record, check_version
-from .. import layout
+from .. import layout, procs
 
 STAGES = ("preflight", "backup", "expand", "backfill", "verify", "switch", "contract")
 FINISHED = ("done", "rolled_back")
+WORKING = ("running", "rolling_back")  # a process works on the upgrade while its state says so
+NEXT_COMMANDS = ("erpctl upgrade resume", "erpctl upgrade rollback")
 VERSION = 1  # of the state record; states written before it had one are version 1
 
 
@@ -61,6 +64,7 @@ class UpgradeState(Record):
     catalogue_before: dict | None = None
     preflight: dict | None = None
     verified: dict | None = None
+    runner: dict | None = None  # the process working on it: pid, pid_start, host, command (see runner())
 
     @property
     def finished(self) -> bool:
@@ -133,6 +137,30 @@ def history(data_dir: Path) -> list[dict]:
     return out
 
 
+def runner(command: str) -> dict:
+    """This process as the one working on the upgrade: its pid with its start time (a reused pid has
+    another, procs.start_ticks) and its host, as runtime.json identifies `erpctl up`."""
+    pid = os.getpid()
+    return {"pid": pid, "pid_start": procs.start_ticks(pid), "host": socket.gethostname(), "command": command,
+            "since": now_iso()}
+
+
+def liveness(st: dict) -> dict:
+    """Whether the process that works on the upgrade still runs: {"alive": True | False | None, "why"}.
+    None: it cannot be told here (another host ran it, or a state written before runners were recorded)."""
+    r = st.get("runner") or {}
+    pid = r.get("pid")
+    if not pid:
+        return {"alive": None, "why": "the state does not record which process ran it"}
+    if r.get("host") and r["host"] != socket.gethostname():
+        return {"alive": None, "why": f"it ran on host {r['host']}: check there"}
+    if procs.is_same(pid, r.get("pid_start")):
+        return {"alive": True, "why": f"pid {pid} ({r.get('command')}) runs"}
+    reused = procs.start_ticks(pid) is not None and procs.state(pid) != "Z"
+    return {"alive": False, "why": f"the process that ran it (pid {pid}) is gone"
+                                   + (f" (pid {pid} is now another process)" if reused else "")}
+
+
 def event(state: dict, what: str, **data) -> None:
     state["events"].append({"at": now_iso(), "event": what, **data})
 
@@ -181,4 +209,11 @@ def status(data_dir: Path) -> dict:
         return {"status": "none", "last": summary(last[-1]) if last else None}
     out = summary(st)
     out["maintenance_set_by_upgrade"] = bool((st.get("maintenance") or {}).get("set"))
+    out["runner"] = st.get("runner")
+    live = liveness(st) if st.get("status") in WORKING else {"alive": False, "why": f"it is {st.get('status')}"}
+    out["alive"] = live["alive"]
+    out["interrupted"] = None
+    if st.get("status") == "interrupted" or (st.get("status") in WORKING and live["alive"] is False):
+        out["interrupted"] = live["why"] if st.get("status") in WORKING else "the process that ran it was stopped"
+        out["next"] = list(NEXT_COMMANDS)
     return out

@@ -159,7 +159,8 @@ def operation(rule: str, method: str = "GET", *, summary: str, tag: str, perm: s
                     if mode["enabled"]:
                         reason = mode["reason"]
                         raise Maintenance(f"the ERP is read-only for maintenance{': ' + reason if reason else ''}.",
-                                          fix="Retry after the maintenance window.", headers={"Retry-After": "60"})
+                                          fix="Retry after the maintenance window.",
+                                          headers={"Retry-After": str(maintenance.retry_after(mode))})
                 key = request.headers.get("Idempotency-Key") if idempotent else None
                 if key is not None:
                     if not IDEMPOTENCY_KEY.fullmatch(key):

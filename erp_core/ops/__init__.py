@@ -8,8 +8,11 @@ importing this package costs nothing.
 Version
     __version__                       the ERP release this code is
 Maintenance mode (the read-only switch)
-    maintenance_state(s) -> {"enabled", "reason"}; set_maintenance(s, enabled, reason="")
-    switch_maintenance(database_url, enabled=None, reason="", actor=...)   its own transaction
+    maintenance_state(s) -> {"enabled", "reason", "retry_after", "until"}
+    set_maintenance(s, enabled, reason="", retry_after=None, until=None)   refusals say Retry-After:
+                                      seconds left until `until` (at least 1), else retry_after, else 60
+    switch_maintenance(database_url, enabled=None, reason="", actor=..., retry_after=, until=)   its own
+                                      transaction
 Service users
     ROLES; create_user(s, username, password, role, full_name="") -> dict
     set_password(s, username, password)   rotate: active afterwards, its tokens revoked

@@ -271,7 +271,8 @@ def writable_or_raise(mode: dict) -> None:
     if mode["enabled"]:
         reason = mode.get("reason") or ""
         raise Maintenance(f"the ERP is read-only for maintenance{': ' + reason if reason else ''}; "
-                          "nothing was changed.", fix="Retry after the maintenance window.")
+                          "nothing was changed.", fix="Retry after the maintenance window.",
+                          headers={"Retry-After": str(maintenance.retry_after(mode))})
 
 
 def page(rule: str, perm: str, what: str, *, method: str = "GET", back: str | Callable | None = None,

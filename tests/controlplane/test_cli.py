@@ -348,6 +348,12 @@ def test_maintenance_on_and_off(tmp_path):
     assert "read-only" in ok("erp", "maintenance", "status", "--data-dir", data).stdout
     assert ok_json("erp", "maintenance", "off", "--data-dir", data)["enabled"] is False
     assert client.get("/readyz").status_code == 200
+    # refused writes tell clients when to retry: --retry-after seconds (60 without it)
+    on = ok_json("erp", "maintenance", "on", "--retry-after", "7", "--data-dir", data)
+    assert on == {"enabled": True, "reason": "", "retry_after": 7}
+    assert "Retry-After: 7 s" in ok("erp", "maintenance", "status", "--data-dir", data).stdout
+    r = erpctl("erp", "maintenance", "off", "--retry-after", "7", "--data-dir", data)
+    assert r.returncode == 2 and "--retry-after" in r.stderr
 
 
 def test_migrate_refuses_a_database_ahead_with_contract_migrations(tmp_path):

@@ -34,6 +34,26 @@ def test_maintenance_makes_the_erp_read_only(erp):
     erp.post("/warehouses", {"code": "W2", "name": "x"})
 
 
+def test_a_refused_write_says_when_maintenance_is_expected_to_end(erp):
+    """Retry-After: the seconds left until the expected end (rounded up, at least 1), else the seconds
+    it was switched on with, else 60."""
+    import time
+
+    from erp_core.services import maintenance
+
+    def retry_after(**how) -> str:
+        with erp.db.session(write=True) as s:
+            maintenance.set_state(s, True, "upgrade", **how)
+        r = erp.req("POST", "/warehouses", json={"code": "W9", "name": "x"})
+        assert r.status_code == 503
+        return r.headers["Retry-After"]
+
+    assert retry_after(until=time.time() + 10.5) in ("10", "11")  # rounded up, less the time the request took
+    assert retry_after(until=time.time() - 30) == "1"  # longer than expected: still at least 1 s
+    assert retry_after(retry_after=7) == "7"
+    assert retry_after() == "60"
+
+
 def _record(erp, revision, stage):
     with erp.db.session() as s:
         s.add(SchemaMigration(revision=revision, stage=stage, applied_at=dt.datetime.now(dt.timezone.utc)))
