@@ -1,0 +1,184 @@
+"""For each runbook: the condition it answers, caused for real on a live installation where that is cheap
+and safe, and the manual work its manual steps ask of people, done the way a person would (the ERP's API,
+a command). A runbook without a cause here runs on a healthy installation: its Confirm steps find
+nothing (or report findings) and every step still runs.
+
+Never the shared PostgreSQL server: the database fault is the installation's own database refusing
+connections (ALTER DATABASE ... ALLOW_CONNECTIONS false, its sessions ended), switched back by the manual
+step ("bring the database back")."""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Callable
+
+import requests
+
+from .harness import StepResult
+from .live import Live, until
+
+
+@dataclass
+class Condition:
+    cause: Callable[[Live], None] | None = None
+    manual: Callable[[Live, StepResult], None] | None = None
+    what: str = "absent: the runbook runs on a healthy installation"
+    own_installation: bool = False   # the condition cannot be had on the shared one (no backup ever)
+    pipeline: bool = False           # needs real Prometheus and Alertmanager (tests/monitors/alerting.py)
+
+
+def _refused(url: str) -> bool:
+    try:
+        requests.get(url, timeout=2)
+        return False
+    except requests.ConnectionError:
+        return True
+
+
+def _kill(pid: int | None) -> None:
+    if pid:
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+# -------------------------------------------------------------------------------- processes
+
+def kill_erpctl_up(live: Live) -> None:
+    """`erpctl up` itself dies (SIGKILL): the ops console stops answering."""
+    _kill(live.runtime().pid)
+    until("the ops console stops answering", lambda: _refused(live.ops_url + "/healthz"), 15)
+
+
+def kill_everything(live: Live) -> None:
+    """`erpctl up` and then the ERP it served die (SIGKILL): nothing answers on the ERP's port."""
+    erp_pid = (live.serving() or type("S", (), {"pid": None})).pid
+    kill_erpctl_up(live)
+    _kill(erp_pid)
+    until("the ERP stops answering", lambda: _refused(live.erp_url + "/healthz"), 15)
+
+
+def crash_loop(live: Live, crashes: int = 2) -> None:
+    """The ERP child is killed again and again; `erpctl up` restarts it each time (with a back-off)."""
+    for _ in range(crashes):
+        old = live.serving().pid
+        _kill(old)
+        until("the ERP restarted", lambda o=old: (lambda s: s and s.pid != o and s.state == "serving")(live.serving())
+              and requests.get(live.erp_url + "/healthz", timeout=2).ok, 30)
+
+
+def wait_serving(live: Live, step: StepResult) -> None:
+    """The person finds nothing left to fix (the crashes were ours) and waits until the ERP serves."""
+    live.wait_ready()
+
+
+# --------------------------------------------------------------------------------- database
+
+def database_refuses(live: Live) -> None:
+    """PostgreSQL: the installation's database refuses connections and its sessions end.
+    SQLite: nothing cheap and safe makes the file unreadable to root, so the condition is absent."""
+    if live.backend != "postgresql":
+        return
+    live.pg_sql(f'ALTER DATABASE "{live.database}" ALLOW_CONNECTIONS false',
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                f"WHERE datname = '{live.database}' AND pid <> pg_backend_pid()")
+    until("the ERP reports its database down",
+          lambda: requests.get(live.erp_url + "/readyz", timeout=5).status_code == 503, 20)
+
+
+def database_back(live: Live, step: StepResult) -> None:
+    """The manual step "bring the database back": the database accepts connections again."""
+    if live.backend == "postgresql":
+        live.pg_sql(f'ALTER DATABASE "{live.database}" ALLOW_CONNECTIONS true')
+
+
+# --------------------------------------------------------------------------------- business
+
+def low_stock(live: Live) -> None:
+    """A product with a reorder rule (minimum 10) and no stock in a warehouse."""
+    n = os.urandom(3).hex()
+    wh = live.api("POST", "/warehouses", {"code": f"W{n}", "name": f"Warehouse {n}"}, expect=201)["id"]
+    product = live.api("POST", "/products", {"sku": f"P{n}", "name": f"Product {n}", "sale_price": "10.00",
+                                             "tax_code": "VAT13"}, expect=201)["id"]
+    live.api("PUT", "/stock/reorder-rules", {"product_id": product, "warehouse_id": wh, "min_quantity": "10",
+                                              "reorder_quantity": "25"})
+    assert any(row.get("product_id") == product for row in _low(live)), _low(live)
+
+
+def _low(live: Live) -> list[dict]:
+    body = live.api("GET", "/stock/low")
+    return body["items"] if isinstance(body, dict) else body
+
+
+def order_and_receive(live: Live, step: StepResult) -> None:
+    """The purchasing team orders what is low from a supplier, confirms the order and receives the goods."""
+    n = os.urandom(3).hex()
+    supplier = live.api("POST", "/partners", {"code": f"S{n}", "name": f"Supplier {n}", "is_supplier": True},
+                        expect=201)["id"]
+    for row in _low(live):
+        qty = Decimal(str(row.get("reorder_quantity") or row.get("min_quantity") or 10))
+        po = live.api("POST", "/purchase-orders", {"partner_id": supplier, "warehouse_id": row["warehouse_id"],
+                                                   "lines": [{"product_id": row["product_id"], "quantity": str(qty),
+                                                              "unit_price": "4.00"}]}, expect=201)
+        live.api("POST", f"/purchase-orders/{po['id']}/confirm")
+        live.api("POST", f"/purchase-orders/{po['id']}/receive")
+    assert not _low(live), _low(live)
+
+
+def maintenance_on(live: Live) -> None:
+    live.ok("erp", "maintenance", "on", "--reason", "planned work, forgotten")
+
+
+# ----------------------------------------------------------------------------------- backups
+
+def damage_a_pack(live: Live) -> None:
+    """A byte of a pack file in the repository flips (a disk error); the verification that follows fails
+    and is recorded, as the scheduled one would be."""
+    packs = sorted(p for p in (live.data_dir / "backups").rglob("*") if p.is_file() and "pack" in str(p).lower())
+    assert packs, sorted(str(p) for p in (live.data_dir / "backups").rglob("*"))
+    victim = max(packs, key=lambda p: p.stat().st_size)
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    r = live.erpctl("backup", "verify", "--level", "1", "latest")
+    assert r.returncode != 0, r.stdout + r.stderr
+
+
+# --------------------------------------------------------------------------------- alerting
+
+def stop_alertmanager(live: Live) -> None:
+    live.pipeline.alertmanager.stop()
+
+
+def start_alertmanager(live: Live, step: StepResult) -> None:
+    """The manual step "start what stopped": Alertmanager again, same flags, same port."""
+    from tests.monitors.conftest import Process, wait_http
+
+    old = live.pipeline.alertmanager
+    live.pipeline.alertmanager = Process(old.proc.args, old.log_path.with_suffix(".again.log"))
+    wait_http(live.pipeline.am_url + "/-/ready", live.pipeline.alertmanager, timeout=30)
+
+
+CONDITIONS: dict[str, Condition] = {
+    "ErpDown": Condition(kill_everything, what="erpctl up and its ERP killed (SIGKILL)"),
+    "ControlPlaneDown": Condition(kill_erpctl_up, what="erpctl up killed (SIGKILL)"),
+    "ErpCrashLooping": Condition(crash_loop, wait_serving, what="the ERP child killed twice, restarted each time"),
+    "ErpDatabaseDown": Condition(database_refuses, database_back,
+                                 what="PostgreSQL: the database refuses connections; SQLite: absent"),
+    "ErpNotReady": Condition(database_refuses, database_back,
+                             what="PostgreSQL: the database refuses connections; SQLite: absent"),
+    "ErpMaintenanceModeLong": Condition(maintenance_on, what="maintenance mode switched on and left on"),
+    "LowStock": Condition(low_stock, order_and_receive, what="a product with a reorder rule and no stock"),
+    "BackupVerificationFailed": Condition(damage_a_pack, what="a byte of a pack flipped, L1 verification failed"),
+    "BackupMissing": Condition(own_installation=True, what="a new installation with a repository and no backup"),
+    "Watchdog": Condition(stop_alertmanager, start_alertmanager, pipeline=True,
+                          what="Alertmanager stopped (real Prometheus and Alertmanager)"),
+}
+
+
+def condition(name: str) -> Condition:
+    return CONDITIONS.get(name, Condition())
