@@ -138,8 +138,8 @@ def maintenance_on(live: Live) -> None:
 def damage_a_pack(live: Live) -> None:
     """A byte of a pack file in the repository flips (a disk error); the verification that follows fails
     and is recorded, as the scheduled one would be."""
-    packs = sorted(p for p in (live.data_dir / "backups").rglob("*") if p.is_file() and "pack" in str(p).lower())
-    assert packs, sorted(str(p) for p in (live.data_dir / "backups").rglob("*"))
+    packs = sorted(p for p in (live.data_dir / "backups" / "data").rglob("*") if p.is_file())
+    assert packs, "no pack in the repository"
     victim = max(packs, key=lambda p: p.stat().st_size)
     data = bytearray(victim.read_bytes())
     data[len(data) // 2] ^= 0xFF

@@ -81,7 +81,8 @@ class RunResult:
             out.append(f"## {s.number}. {s.title}" + ("  [manual step done]" if s.manual else ""))
             for c in s.commands:
                 out.append(f"  $ {c.command.strip()}  -> exit {c.exit_code} ({c.seconds:.1f} s)")
-                out += ["    | " + line for line in c.output.rstrip().splitlines()[-15:]]
+                lines = c.output.rstrip().splitlines()
+                out += ["    | " + line for line in (lines[:30] if c.exit_code else lines[-15:])]
         return "\n".join(out)
 
 

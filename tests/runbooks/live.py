@@ -119,12 +119,11 @@ class Live:
               timeout)
 
     def baseline(self) -> None:
-        """A backup repository, a backup and a restore test, and an ERP user: `erpctl status` exits 0."""
+        """A backup repository and a backup, and an ERP user: `erpctl status` exits 0."""
         if not (self.data_dir / "backups").exists():
             self.ok("backup", "init", "--key-file", self.key_file)
             self.ok("erp", "user", "add", USER, "--role", "admin", "--password-stdin", input=PASSWORD + "\n")
         self.ok("backup", "create")
-        self.ok("backup", "verify", "--level", "4", "latest")
         self.token()
 
     def status(self) -> tuple[int, dict]:
