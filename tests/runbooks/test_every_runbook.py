@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import need
 from tests.monitors.helpers import runbook_paths
 
 from .conditions import condition
 from .harness import RunResult, run_runbook
-from .live import Live
+from .live import PASSWORD, USER, Live
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 NAMES = [p.stem for p in runbook_paths()]
@@ -26,36 +25,60 @@ REWRITTEN = {"InvariantViolations", "DiskSpaceLow", "BackupTooOld", "BackupMissi
 XFAIL: dict[str, str] = {}
 
 
+class Shared:
+    """The installation the runbooks of one backend share. One a runbook left unhealthy (its own test has
+    failed for it) is replaced by a new one, so the next runbook is not blamed."""
+
+    def __init__(self, root, backend: str):
+        self.root, self.backend, self.count = root, backend, 0
+        self.live = self._new()
+        self.known_healthy = True
+
+    def _new(self) -> Live:
+        self.count += 1
+        live = Live(self.root / f"installation-{self.count}", self.backend)
+        try:
+            live.start()
+            live.baseline()
+        except BaseException:
+            live.close()
+            raise
+        return live
+
+    def healthy(self) -> Live:
+        if not self.known_healthy and self.live.healthy():
+            self.live.close()
+            self.live = self._new()
+        self.known_healthy = False
+        return self.live
+
+    def close(self) -> None:
+        self.live.close()
+
+
 @pytest.fixture(scope="module", params=BACKENDS)
 def shared(request, tmp_path_factory):
-    live = Live(tmp_path_factory.mktemp(f"rb-{request.param}"), request.param)
-    try:
-        live.start()
-        live.baseline()
-        yield live
-    finally:
-        live.close()
+    s = Shared(tmp_path_factory.mktemp(f"rb-{request.param}"), request.param)
+    yield s
+    s.close()
 
 
 @pytest.fixture
 def live(request, shared, tmp_path):
     """The installation the runbook runs on: the shared one, healthy; or one of its own."""
-    name = request.node.callspec.params["name"]
-    cond = condition(name)
-    if cond.own_installation:
-        own = Live(tmp_path, shared.backend)
-        try:
-            own.start()
-            own.ok("backup", "init", "--key-file", own.key_file)
-            own.ok("erp", "user", "add", "oncall", "--role", "admin", "--password-stdin", input="correct horse battery\n")
-            own.token()
-            yield own
-        finally:
-            own.close()
+    cond = condition(request.node.callspec.params["name"])
+    if not cond.own_installation:
+        yield shared.healthy()
         return
-    attention = shared.healthy()
-    assert not attention, f"the shared installation is not healthy before {name}: {attention}"
-    yield shared
+    own = Live(tmp_path, shared.backend)
+    try:
+        own.start()
+        own.ok("backup", "init", "--key-file", own.key_file)
+        own.ok("erp", "user", "add", USER, "--role", "admin", "--password-stdin", input=PASSWORD + "\n")
+        own.token()
+        yield own
+    finally:
+        own.close()
 
 
 @pytest.fixture
@@ -86,7 +109,7 @@ def _assert_recovered(run: RunResult) -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_runbook_recovers_its_condition(name, live, pipeline):
+def test_runbook_recovers_its_condition(name, shared, live, pipeline):
     if name in XFAIL:
         pytest.xfail(XFAIL[name])
     cond = condition(name)
@@ -104,12 +127,10 @@ def test_runbook_recovers_its_condition(name, live, pipeline):
     _assert_recovered(run)
     assert [s.number for s in run.steps] == list(range(1, len(run.steps) + 1))
     assert manual_done == [s.number for s in run.steps if s.manual]
-    if live.backend == "postgresql" and cond.cause is not None:
-        pass
     assert live.healthy() == {}, f"{name} left the installation unhealthy"
+    if live is shared.live:
+        shared.known_healthy = True
 
 
 def test_the_matrix_covers_every_runbook():
     assert len(NAMES) >= 20 and "ErpDown" in NAMES, NAMES
-    if not NAMES:
-        need("no runbooks found")
