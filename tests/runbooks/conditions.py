@@ -9,6 +9,7 @@ step ("bring the database back")."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ class Condition:
     cause: Callable[[Live], None] | None = None
     manual: Callable[[Live, StepResult], None] | None = None
     what: str = "absent: the runbook runs on a healthy installation"
-    own_installation: bool = False   # the condition cannot be had on the shared one (no backup ever)
+    never_backed_up: bool = False    # an installation that has never had a backup
     pipeline: bool = False           # needs real Prometheus and Alertmanager (tests/monitors/alerting.py)
 
 
@@ -72,8 +73,11 @@ def crash_loop(live: Live, crashes: int = 2) -> None:
 
 
 def wait_serving(live: Live, step: StepResult) -> None:
-    """The person finds nothing left to fix (the crashes were ours) and waits until the ERP serves."""
+    """The person finds nothing left to fix (the crashes were ours) and waits until the ERP serves and the
+    probes have seen it serve again (every few seconds here; 15 s and a minute as shipped)."""
     live.wait_ready()
+    until("the probes see the ERP serve", lambda: all(
+        p["ok"] for p in live.status()[1].get("probes", {"-": {"ok": False}}).values()), 30, every=0.5)
 
 
 # --------------------------------------------------------------------------------- database
@@ -91,9 +95,15 @@ def database_refuses(live: Live) -> None:
 
 
 def database_back(live: Live, step: StepResult) -> None:
-    """The manual step "bring the database back": the database accepts connections again."""
-    if live.backend == "postgresql":
-        live.pg_sql(f'ALTER DATABASE "{live.database}" ALLOW_CONNECTIONS true')
+    """The manual step "bring the database back": the database accepts connections again, and the person
+    waits until the ERP and the scheduled checks have seen it back (`erpctl status` keeps a scheduled job's
+    failure until its next run: the invariants job's is hourly as shipped, every few seconds here)."""
+    if live.backend != "postgresql":
+        return
+    live.pg_sql(f'ALTER DATABASE "{live.database}" ALLOW_CONNECTIONS true')
+    live.wait_ready()
+    until("the scheduled jobs ran again", lambda: all(j["ok"] for j in live.status()[1].get("jobs", {"-": {}}).values()),
+          30, every=0.5)
 
 
 # --------------------------------------------------------------------------------- business
@@ -136,16 +146,21 @@ def maintenance_on(live: Live) -> None:
 # ----------------------------------------------------------------------------------- backups
 
 def damage_a_pack(live: Live) -> None:
-    """A byte of a pack file in the repository flips (a disk error); the verification that follows fails
-    and is recorded, as the scheduled one would be."""
-    packs = sorted(p for p in (live.data_dir / "backups" / "data").rglob("*") if p.is_file())
-    assert packs, "no pack in the repository"
-    victim = max(packs, key=lambda p: p.stat().st_size)
-    data = bytearray(victim.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    victim.write_bytes(bytes(data))
+    """The scheduled backup runs; then a byte of its last chunk flips in its pack (a disk error), and the
+    verification that follows fails and is recorded, as the scheduled one would be."""
+    from controlplane.backup.pack import pack_key
+    from controlplane.backup.repository import open_repository
+
+    made = json.loads(live.ok("--json", "backup", "create").stdout)
+    repo = open_repository(f"file://{live.data_dir / 'backups'}", key_file=live.key_file)
+    repo.load_index()
+    loc = repo.index[bytes.fromhex(repo.load_manifest(made["id"]).chunks[-1])]
+    path = live.data_dir / "backups" / pack_key(loc.pack)
+    data = bytearray(path.read_bytes())
+    data[loc.offset + loc.length // 2] ^= 0x01
+    path.write_bytes(bytes(data))
     r = live.erpctl("backup", "verify", "--level", "1", "latest")
-    assert r.returncode != 0, r.stdout + r.stderr
+    assert r.returncode == 28, r.stdout + r.stderr
 
 
 # --------------------------------------------------------------------------------- alerting
@@ -174,7 +189,7 @@ CONDITIONS: dict[str, Condition] = {
     "ErpMaintenanceModeLong": Condition(maintenance_on, what="maintenance mode switched on and left on"),
     "LowStock": Condition(low_stock, order_and_receive, what="a product with a reorder rule and no stock"),
     "BackupVerificationFailed": Condition(damage_a_pack, what="a byte of a pack flipped, L1 verification failed"),
-    "BackupMissing": Condition(own_installation=True, what="a new installation with a repository and no backup"),
+    "BackupMissing": Condition(never_backed_up=True, what="a new installation with a repository and no backup"),
     "Watchdog": Condition(stop_alertmanager, start_alertmanager, pipeline=True,
                           what="Alertmanager stopped (real Prometheus and Alertmanager)"),
 }

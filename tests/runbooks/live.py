@@ -24,8 +24,8 @@ from tests.controlplane.cli_helpers import erpctl_path, free_ports
 READY_TIMEOUT = 60.0
 USER, PASSWORD = "oncall", "correct horse battery"
 # Probes every few seconds, so `erpctl status` sees a recovery within the test, not a minute later.
-SCHEDULES = {"probe.readyz": "2s", "probe.business": "3s", "probe.db_integrity": "3s",
-             "probe.backup_freshness": "2s", "probe.disk_headroom": "3s", "invariants": "5s"}
+SCHEDULES = {"probe.readyz": "2s", "probe.business": "4s", "probe.db_integrity": "5s",
+             "probe.backup_freshness": "2s", "probe.disk_headroom": "5s", "invariants": "10s"}
 
 
 def until(what: str, check, timeout: float = 30.0, every: float = 0.2):
@@ -118,12 +118,10 @@ class Live:
         until(f"{self.erp_url}/readyz answers 200", lambda: requests.get(self.erp_url + "/readyz", timeout=3).ok,
               timeout)
 
-    def baseline(self) -> None:
-        """A backup repository and a backup, and an ERP user: `erpctl status` exits 0."""
-        if not (self.data_dir / "backups").exists():
-            self.ok("backup", "init", "--key-file", self.key_file)
-            self.ok("erp", "user", "add", USER, "--role", "admin", "--password-stdin", input=PASSWORD + "\n")
-        self.ok("backup", "create")
+    def prepare(self) -> None:
+        """A backup repository (no backup yet) and an ERP user whose token the business runbooks use."""
+        self.ok("backup", "init", "--key-file", self.key_file)
+        self.ok("erp", "user", "add", USER, "--role", "admin", "--password-stdin", input=PASSWORD + "\n")
         self.token()
 
     def status(self) -> tuple[int, dict]:
