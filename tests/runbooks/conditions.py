@@ -77,7 +77,7 @@ def wait_serving(live: Live, step: StepResult) -> None:
     probes have seen it serve again (every few seconds here; 15 s and a minute as shipped)."""
     live.wait_ready()
     until("the probes see the ERP serve", lambda: all(
-        p["ok"] for p in live.status()[1].get("probes", {"-": {"ok": False}}).values()), 30, every=0.5)
+        p["ok"] for p in live.status()[1].get("probes", {"-": {"ok": False}}).values()), 30)
 
 
 # --------------------------------------------------------------------------------- database

@@ -12,7 +12,6 @@ import time
 import uuid
 from pathlib import Path
 
-import pytest
 import requests
 from sqlalchemy import text
 
@@ -20,26 +19,13 @@ from controlplane.installation import Installation
 from tests.conftest import _pg_admin, _pg_url, reachable_pg_admin
 from tests.controlplane.cli_helpers import env as hermetic_env
 from tests.controlplane.cli_helpers import erpctl_path, free_ports
+from tests.controlplane.test_up import _until as until
 
 READY_TIMEOUT = 60.0
 USER, PASSWORD = "oncall", "correct horse battery"
 # Probes every few seconds, so `erpctl status` sees a recovery within the test, not a minute later.
-SCHEDULES = {"probe.readyz": "2s", "probe.business": "4s", "probe.db_integrity": "5s",
+SCHEDULES = {"probe.readyz": "2s", "probe.business": "2s", "probe.db_integrity": "5s",
              "probe.backup_freshness": "2s", "probe.disk_headroom": "5s", "invariants": "10s"}
-
-
-def until(what: str, check, timeout: float = 30.0, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-            if last:
-                return last
-        except (requests.RequestException, OSError, ValueError, KeyError) as exc:
-            last = exc
-        time.sleep(every)
-    pytest.fail(f"{what}: not within {timeout:g} s (last: {last!r})")
 
 
 class Live:
