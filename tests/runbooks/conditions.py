@@ -103,7 +103,7 @@ def database_back(live: Live, step: StepResult) -> None:
     live.pg_sql(f'ALTER DATABASE "{live.database}" ALLOW_CONNECTIONS true')
     live.wait_ready()
     until("the scheduled jobs ran again", lambda: all(j["ok"] for j in live.status()[1].get("jobs", {"-": {}}).values()),
-          30, every=0.5)
+          30)
 
 
 # --------------------------------------------------------------------------------- business
