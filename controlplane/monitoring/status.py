@@ -16,7 +16,8 @@ What needs attention, and how much (the exit code: 0 nothing, 16 warnings only, 
               the latest backup attempt failed (by hand or scheduled, with its error)
               a scheduled job's latest run failed (with the job's error)
               the latest verification at some level failed
-              there is a backup but no restore test succeeded in the last 8 days
+              there is a backup but no restore test succeeded in the last 8 days (an installation
+              first served by erpctl up less than 8 days ago has them for its first, as the alert)
               an upgrade stage started more than UPGRADE_STUCK_SECONDS ago and is still in progress
               less than 5 % of the host's memory is available
 """
@@ -250,7 +251,10 @@ def _backup_part(r: dict, max_age: float, now: float, attention: Attention) -> d
             attention.flag(WARNING, f"backup verification {lv} failed",
                            v.get("detail") or v.get("error") or f"at {v['at']}", _runbook("BackupVerificationFailed"))
     test_ok = r.get("backup.restore_test.last_success")
-    if last_ok and (not test_ok or now - float(test_ok["at"]) > RESTORE_TEST_MAX_AGE_SECONDS):
+    # As RestoreTestOverdue: an installation has the same 8 days from its first `erpctl up` for its first test.
+    created = results.unix_seconds((r.get(results.CREATED) or {}).get("at"))
+    new = created and now - created < RESTORE_TEST_MAX_AGE_SECONDS
+    if last_ok and not new and (not test_ok or now - float(test_ok["at"]) > RESTORE_TEST_MAX_AGE_SECONDS):
         attention.flag(WARNING, "restore test overdue", "no restore test succeeded in the last "
                        f"{RESTORE_TEST_MAX_AGE_SECONDS / 86400:.0f} days", _runbook("RestoreTestOverdue"))
     return backup

@@ -33,11 +33,17 @@ def _all_runbooks():
 
 
 def _erpctl_lines():
+    """Every erpctl command: the lines of erpctl blocks, and the erpctl commands sh blocks start a line with
+    (up to the first `|`, `||`, `&&` or `;`)."""
     for rb in _all_runbooks():
         for block in rb.blocks:
             if block.lang == "erpctl":
                 for line in block.commands:
                     yield rb.path.name, line
+            elif block.lang == "sh":
+                for line in block.code.splitlines():
+                    if re.match(r"\s*erpctl\s", line):
+                        yield rb.path.name, re.split(r"\s(?:\|\|?|&&|;)\s", line.strip())[0]
 
 
 # ------------------------------------------------------------------------- alerts -> runbooks
@@ -121,6 +127,8 @@ def test_blocks_that_change_things_ask_first():
                 assert "confirm" in b.flags, f"{rb.path.name}: {b.commands} changes things: ```erpctl confirm"
             if b.lang == "sh" and re.search(r"\bkill\b|^\s*(nohup\s+)?erpctl\s+up\b", b.code, re.MULTILINE):
                 assert "confirm" in b.flags, f"{rb.path.name}: a block that (re)starts processes: ```sh confirm"
+            if b.lang == "sh" and any(changing.match(line.strip()) for line in b.code.splitlines()):
+                assert "confirm" in b.flags, f"{rb.path.name}: {b.code!r} changes things: ```sh confirm"
 
 
 # --------------------------------------------------------------------------- the commands exist

@@ -250,7 +250,8 @@ def test_the_runbook_heals_a_damaged_pack_as_written(backend, request, pw):
                 elif step.kind in ("Recover", "Check recovery"):
                     assert r.returncode == 0, f"{line} -> {r.returncode}\n{r.stdout}\n{r.stderr}"
     assert [line for kind, line, _ in ran if kind == "Recover"] == [
-        "erpctl backup repair", "erpctl backup create", "erpctl backup repair --forget-unrecoverable"]
+        "erpctl backup create", "erpctl backup repair --forget-unrecoverable"]
+    assert ("Confirm", "erpctl backup repair", 0) in ran  # nothing lost: the next backup heals it
     assert ran[-1][0] == "Check recovery"
     assert _verify(t, "--level", "1", a["id"])[0] == 0  # the old backup is whole again
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from controlplane import results
+from controlplane import layout, results
 from controlplane.errors import EXIT_CODES
 from controlplane.monitoring import alerts, probes
 from tests.controlplane.cli_helpers import erpctl, free_ports
@@ -79,6 +79,26 @@ def test_no_backup_is_a_warning(live_erp):
     rc, report, _ = status(live_erp.data_dir, "--erp-url", live_erp.url)
     assert rc == 16 and set(whats(report)) == {"no backup"}
     assert whats(report)["no backup"]["runbook_url"] == "runbooks/BackupMissing.md"
+
+
+def test_a_new_installation_has_8_days_for_its_first_restore_test(live_erp):
+    """As RestoreTestOverdue: a backup without a restore test is overdue only 8 days after the installation
+    was first served (results' installation.created), never on its first day."""
+    d = live_erp.data_dir
+    for name in probes.NAMES:
+        results.record(d, f"probe.{name}", True)
+    results.record(d, "backup.create", True, bytes_added=100)
+    results.ensure_created(d)  # what the first `erpctl up` records
+    rc, report, _ = status(d, "--erp-url", live_erp.url)
+    assert rc == 0 and report["attention"] == [], report["attention"]
+
+    path = layout.path(d, "results")
+    data = json.loads(path.read_text())
+    data[results.CREATED]["at"] -= 9 * 86400  # created 9 days ago, still no restore test
+    path.write_text(json.dumps(data))
+    rc, report, _ = status(d, "--erp-url", live_erp.url)
+    assert rc == 16 and set(whats(report)) == {"restore test overdue"}
+    assert whats(report)["restore test overdue"]["runbook_url"] == "runbooks/RestoreTestOverdue.md"
 
 
 def test_erp_down_is_critical(tmp_path):

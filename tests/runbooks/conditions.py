@@ -1,0 +1,199 @@
+"""For each runbook: the condition it answers, caused for real on a live installation where that is cheap
+and safe, and the manual work its manual steps ask of people, done the way a person would (the ERP's API,
+a command). A runbook without a cause here runs on a healthy installation: its Confirm steps find
+nothing (or report findings) and every step still runs.
+
+Never the shared PostgreSQL server: the database fault is the installation's own database refusing
+connections (ALTER DATABASE ... ALLOW_CONNECTIONS false, its sessions ended), switched back by the manual
+step ("bring the database back")."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Callable
+
+import requests
+
+from .harness import StepResult
+from .live import Live, until
+
+
+@dataclass
+class Condition:
+    cause: Callable[[Live], None] | None = None
+    manual: Callable[[Live, StepResult], None] | None = None
+    what: str = "absent: the runbook runs on a healthy installation"
+    never_backed_up: bool = False    # an installation that has never had a backup
+    pipeline: bool = False           # needs real Prometheus and Alertmanager (tests/monitors/alerting.py)
+
+
+def _refused(url: str) -> bool:
+    try:
+        requests.get(url, timeout=2)
+        return False
+    except requests.ConnectionError:
+        return True
+
+
+def _kill(pid: int | None) -> None:
+    if pid:
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+# -------------------------------------------------------------------------------- processes
+
+def kill_erpctl_up(live: Live) -> None:
+    """`erpctl up` itself dies (SIGKILL): the ops console stops answering."""
+    _kill(live.runtime().pid)
+    until("the ops console stops answering", lambda: _refused(live.ops_url + "/healthz"), 15)
+
+
+def kill_everything(live: Live) -> None:
+    """`erpctl up` and then the ERP it served die (SIGKILL): nothing answers on the ERP's port."""
+    erp_pid = (live.serving() or type("S", (), {"pid": None})).pid
+    kill_erpctl_up(live)
+    _kill(erp_pid)
+    until("the ERP stops answering", lambda: _refused(live.erp_url + "/healthz"), 15)
+
+
+def crash_loop(live: Live, crashes: int = 2) -> None:
+    """The ERP child is killed again and again; `erpctl up` restarts it each time (with a back-off)."""
+    for _ in range(crashes):
+        old = live.serving().pid
+        _kill(old)
+        until("the ERP restarted", lambda o=old: (lambda s: s and s.pid != o and s.state == "serving")(live.serving())
+              and requests.get(live.erp_url + "/healthz", timeout=2).ok, 30)
+
+
+def wait_serving(live: Live, step: StepResult) -> None:
+    """The person finds nothing left to fix (the crashes were ours) and waits until the ERP serves and the
+    probes have seen it serve again (every few seconds here; 15 s and a minute as shipped)."""
+    live.wait_ready()
+    until("the probes see the ERP serve", lambda: all(
+        p["ok"] for p in live.status()[1].get("probes", {"-": {"ok": False}}).values()), 30)
+
+
+# --------------------------------------------------------------------------------- database
+
+def database_refuses(live: Live) -> None:
+    """PostgreSQL: the installation's database refuses connections and its sessions end.
+    SQLite: nothing cheap and safe makes the file unreadable to root, so the condition is absent."""
+    if live.backend != "postgresql":
+        return
+    live.pg_sql(f'ALTER DATABASE "{live.database}" ALLOW_CONNECTIONS false',
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                f"WHERE datname = '{live.database}' AND pid <> pg_backend_pid()")
+    until("the ERP reports its database down",
+          lambda: requests.get(live.erp_url + "/readyz", timeout=5).status_code == 503, 20)
+
+
+def database_back(live: Live, step: StepResult) -> None:
+    """The manual step "bring the database back": the database accepts connections again, and the person
+    waits until the ERP and the scheduled checks have seen it back (`erpctl status` keeps a scheduled job's
+    failure until its next run: the invariants job's is hourly as shipped, every few seconds here)."""
+    if live.backend != "postgresql":
+        return
+    live.pg_sql(f'ALTER DATABASE "{live.database}" ALLOW_CONNECTIONS true')
+    live.wait_ready()
+    until("the scheduled jobs ran again", lambda: all(j["ok"] for j in live.status()[1].get("jobs", {"-": {}}).values()),
+          30)
+
+
+# --------------------------------------------------------------------------------- business
+
+def low_stock(live: Live) -> None:
+    """A product with a reorder rule (minimum 10) and no stock in a warehouse."""
+    n = os.urandom(3).hex()
+    wh = live.api("POST", "/warehouses", {"code": f"W{n}", "name": f"Warehouse {n}"}, expect=201)["id"]
+    product = live.api("POST", "/products", {"sku": f"P{n}", "name": f"Product {n}", "sale_price": "10.00",
+                                             "tax_code": "VAT13"}, expect=201)["id"]
+    live.api("PUT", "/stock/reorder-rules", {"product_id": product, "warehouse_id": wh, "min_quantity": "10",
+                                              "reorder_quantity": "25"})
+    assert any(row.get("product_id") == product for row in _low(live)), _low(live)
+
+
+def _low(live: Live) -> list[dict]:
+    body = live.api("GET", "/stock/low")
+    return body["items"] if isinstance(body, dict) else body
+
+
+def order_and_receive(live: Live, step: StepResult) -> None:
+    """The purchasing team orders what is low from a supplier, confirms the order and receives the goods."""
+    n = os.urandom(3).hex()
+    supplier = live.api("POST", "/partners", {"code": f"S{n}", "name": f"Supplier {n}", "is_supplier": True},
+                        expect=201)["id"]
+    for row in _low(live):
+        qty = Decimal(str(row.get("reorder_quantity") or row.get("min_quantity") or 10))
+        po = live.api("POST", "/purchase-orders", {"partner_id": supplier, "warehouse_id": row["warehouse_id"],
+                                                   "lines": [{"product_id": row["product_id"], "quantity": str(qty),
+                                                              "unit_price": "4.00"}]}, expect=201)
+        live.api("POST", f"/purchase-orders/{po['id']}/confirm")
+        live.api("POST", f"/purchase-orders/{po['id']}/receive")
+    assert not _low(live), _low(live)
+
+
+def maintenance_on(live: Live) -> None:
+    live.ok("erp", "maintenance", "on", "--reason", "planned work, forgotten")
+
+
+# ----------------------------------------------------------------------------------- backups
+
+def damage_a_pack(live: Live) -> None:
+    """The scheduled backup runs; then a byte of its last chunk flips in its pack (a disk error), and the
+    verification that follows fails and is recorded, as the scheduled one would be."""
+    from controlplane.backup.pack import pack_key
+    from controlplane.backup.repository import open_repository
+
+    made = json.loads(live.ok("--json", "backup", "create").stdout)
+    repo = open_repository(f"file://{live.data_dir / 'backups'}", key_file=live.key_file)
+    repo.load_index()
+    loc = repo.index[bytes.fromhex(repo.load_manifest(made["id"]).chunks[-1])]
+    path = live.data_dir / "backups" / pack_key(loc.pack)
+    data = bytearray(path.read_bytes())
+    data[loc.offset + loc.length // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    r = live.erpctl("backup", "verify", "--level", "1", "latest")
+    assert r.returncode == 28, r.stdout + r.stderr
+
+
+# --------------------------------------------------------------------------------- alerting
+
+def stop_alertmanager(live: Live) -> None:
+    live.pipeline.alertmanager.stop()
+
+
+def start_alertmanager(live: Live, step: StepResult) -> None:
+    """The manual step "start what stopped": Alertmanager again, same flags, same port."""
+    from tests.monitors.conftest import Process, wait_http
+
+    old = live.pipeline.alertmanager
+    live.pipeline.alertmanager = Process(old.proc.args, old.log_path.with_suffix(".again.log"))
+    wait_http(live.pipeline.am_url + "/-/ready", live.pipeline.alertmanager, timeout=30)
+
+
+CONDITIONS: dict[str, Condition] = {
+    "ErpDown": Condition(kill_everything, what="erpctl up and its ERP killed (SIGKILL)"),
+    "ControlPlaneDown": Condition(kill_erpctl_up, what="erpctl up killed (SIGKILL)"),
+    "ErpCrashLooping": Condition(crash_loop, wait_serving, what="the ERP child killed twice, restarted each time"),
+    "ErpDatabaseDown": Condition(database_refuses, database_back,
+                                 what="PostgreSQL: the database refuses connections; SQLite: absent"),
+    "ErpNotReady": Condition(database_refuses, database_back,
+                             what="PostgreSQL: the database refuses connections; SQLite: absent"),
+    "ErpMaintenanceModeLong": Condition(maintenance_on, what="maintenance mode switched on and left on"),
+    "LowStock": Condition(low_stock, order_and_receive, what="a product with a reorder rule and no stock"),
+    "BackupVerificationFailed": Condition(damage_a_pack, what="a byte of a pack flipped, L1 verification failed"),
+    "BackupMissing": Condition(never_backed_up=True, what="a new installation with a repository and no backup"),
+    "Watchdog": Condition(stop_alertmanager, start_alertmanager, pipeline=True,
+                          what="Alertmanager stopped (real Prometheus and Alertmanager)"),
+}
+
+
+def condition(name: str) -> Condition:
+    return CONDITIONS.get(name, Condition())
