@@ -93,7 +93,7 @@ def backfills_of(revisions: list[str]) -> list:
 class Run:
     """One run: the options, the state, an engine."""
 
-    def __init__(self, opts: UpgradeOptions, state: dict):
+    def __init__(self, opts: UpgradeOptions, state: S.UpgradeState):
         self.opts = opts
         self.target = opts.target
         self.state = state
@@ -117,21 +117,23 @@ def maintenance(url: str, enabled: bool | None, reason: str = "") -> dict:
 
 
 def freeze(ctx: Run, why: str) -> None:
-    m = ctx.state.setdefault("maintenance", {})
-    if not m.get("set"):
-        m["prior"] = maintenance(ctx.target.database_url, None)
-        m["set"] = True
+    if ctx.state.maintenance is None:
+        ctx.state.maintenance = S.MaintenanceHold()
+    m = ctx.state.maintenance
+    if not m.set:
+        m.prior = maintenance(ctx.target.database_url, None)
+        m.set = True
         ctx.save()  # before switching: a kill after this is cleaned up by resume or rollback
-    maintenance(ctx.target.database_url, True, f"upgrade {ctx.state['id']}: {why}")
+    maintenance(ctx.target.database_url, True, f"upgrade {ctx.state.id}: {why}")
 
 
 def thaw(ctx: Run) -> None:
-    m = ctx.state.get("maintenance") or {}
-    if not m.get("set"):
+    m = ctx.state.maintenance
+    if m is None or not m.set:
         return
-    prior = m.get("prior") or {"enabled": False, "reason": ""}
+    prior = m.prior or {"enabled": False, "reason": ""}
     maintenance(ctx.target.database_url, bool(prior.get("enabled")), prior.get("reason", ""))
-    m["set"] = False
+    m.set = False
     ctx.save()
 
 
@@ -185,10 +187,11 @@ def wait_serving(ctx: Run, version: str, timeout: float = SWITCH_TIMEOUT_SECONDS
                            "and look at its log; then 'erpctl upgrade resume' or 'erpctl upgrade rollback'.")
 
 
-def record_evidence(target: Target, kind: str, state: dict, outcome: str, **extra) -> None:
-    data = {k: state.get(k) for k in ("id", "from_version", "to_version", "from_revision", "to_revision",
-                                      "status", "stage", "completed", "error", "backup")}
-    data["stages"] = {k: {kk: v.get(kk) for kk in ("seconds", "detail")} for k, v in state.get("stages", {}).items()}
+def record_evidence(target: Target, kind: str, state: S.UpgradeState, outcome: str, **extra) -> None:
+    summary = state.summary()
+    data = {k: summary[k] for k in ("id", "from_version", "to_version", "from_revision", "to_revision",
+                                    "status", "stage", "completed", "error", "backup")}
+    data["stages"] = {k: {kk: v[kk] for kk in ("seconds", "detail")} for k, v in summary["stages"].items()}
     data.update(extra)
     EvidenceLog(target.data_dir).append(kind, data, outcome=outcome)
 
@@ -211,5 +214,5 @@ def open_repo(ctx: Run):
 
 
 def backfill_tables(ctx: Run) -> list[str]:
-    bfs = backfills_of([m["revision"] for m in ctx.state["migrations"] if m["stage"] == "backfill"])
+    bfs = backfills_of(ctx.state.backfill_revisions())
     return sorted({b.table for b in bfs})
