@@ -24,6 +24,7 @@ What needs attention, and how much (the exit code: 0 nothing, 16 warnings only, 
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 
 import psutil
@@ -114,6 +115,7 @@ def gather(target, erp_url: str | None = None, timeout: float = 3.0, alerting_ur
     """The installation's picture: the ERP, alerts, the alerting pipeline, probes, backups, invariants, the
     upgrade, the host. alerting_urls: the --prometheus-url/--alertmanager-url flags ({part: url or None})."""
     now = time.time()
+    psutil.cpu_percent(interval=None)  # primed: _host_part reads the CPU's busy ratio over this command's run
     flags = {f"{part}_url": url for part, url in (alerting_urls or {}).items()}
     inst = Installation.open(target.data_dir, target.database_url, strict=False, erp_url=erp_url,
                              environ=getattr(target, "environ", None), **flags)
@@ -281,7 +283,10 @@ def _upgrade_part(r: dict[str, results.Result], now: float, attention: Attention
 
 def _host_part(data_dir, min_free: int, attention: Attention) -> dict:
     mem = psutil.virtual_memory()
-    host = {"cpu_usage_ratio": round(psutil.cpu_percent(interval=0.2) / 100, 3),
+    # the busy ratio since gather() primed it (the command's own run: no sampling pause), and the load
+    # average (the last minute's runnable tasks per CPU, which needs no sample at all)
+    host = {"cpu_usage_ratio": round(psutil.cpu_percent(interval=None) / 100, 3),
+            "load_per_cpu": round(os.getloadavg()[0] / (os.cpu_count() or 1), 2),
             "memory_available_bytes": mem.available, "memory_total_bytes": mem.total}
     try:
         disk = psutil.disk_usage(str(data_dir))

@@ -7,14 +7,12 @@ import json
 from sqlalchemy.orm import Session
 
 from ..models import SystemSetting
-
-KEY = "maintenance"
+from ..stored import MAINTENANCE_KEY as KEY, maintenance_from_value
 
 
 def state(s: Session) -> dict:
     row = s.get(SystemSetting, KEY)
-    data = json.loads(row.value) if row else {}
-    return {"enabled": bool(data.get("enabled")), "reason": data.get("reason", "")}
+    return maintenance_from_value(row.value if row else None)
 
 
 def set_state(s: Session, enabled: bool, reason: str = "") -> dict:
