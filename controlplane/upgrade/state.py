@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Mapping
 
 from ..errors import UpgradeBusy
 from ..fsutil import atomic_write_text
-from ..installation import Record, check_version
+from ..installation import Record
 from .. import layout
 
 STAGES = ("preflight", "backup", "expand", "backfill", "verify", "switch", "contract")
@@ -194,9 +194,7 @@ def state_path(data_dir: Path) -> Path:
 
 def _read(path: Path) -> UpgradeState:
     """A state file as the record; one written by a newer erpctl is refused."""
-    data = json.loads(path.read_text())
-    check_version(data, VERSION, str(path))
-    return UpgradeState.from_dict(data, str(path))
+    return UpgradeState.from_dict(json.loads(path.read_text()), str(path))
 
 
 def _write(path: Path, st: UpgradeState) -> None:
