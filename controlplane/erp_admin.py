@@ -34,10 +34,14 @@ def require_database(target: Target) -> None:
 def check_schema(engine, target: Target):
     status = ops.schema_status(engine)
     if not status.supported:
-        raise SchemaMismatch(f"the database schema is not supported: {status.reason}",
-                             fix="Run 'erpctl erp migrate' when the schema is older; upgrade erpctl when the "
-                                 "database was migrated by a newer version.", schema=status.as_dict())
+        _refuse_schema(status)
     return status
+
+
+def _refuse_schema(status) -> None:
+    raise SchemaMismatch(f"the database schema is not supported: {status.reason}",
+                         fix="Run 'erpctl erp migrate' when the schema is older; upgrade erpctl when the "
+                             "database was migrated by a newer version.", schema=status.as_dict())
 
 
 @contextlib.contextmanager
@@ -54,6 +58,21 @@ def open_database(target: Target):
         raise database_error(exc, target.sqlite_path) from exc
     finally:
         db.dispose()
+
+
+def _sqlite_maintenance(target: Target) -> dict:
+    """The switch of an SQLite database read as open_database would (refusing what it refuses), through
+    the standard library: `erpctl erp maintenance status` loads no SQLAlchemy (~250 ms)."""
+    import sqlite3
+
+    require_database(target)
+    try:
+        status, state = ops.sqlite_maintenance(target.sqlite_path)
+    except sqlite3.Error as exc:
+        raise database_error(exc, target.sqlite_path) from exc
+    if not status.supported:
+        _refuse_schema(status)
+    return state
 
 
 # ---- migrations -------------------------------------------------------------------------------
@@ -157,6 +176,8 @@ def check(target: Target) -> dict:
 def set_maintenance(target: Target, enabled: bool | None, reason: str = "", retry_after: int | None = None) -> dict:
     """Switch the ERP's read-only mode on or off (None: only report it); refused writes say Retry-After:
     `retry_after` seconds (None: the ERP's default, 60)."""
+    if enabled is None and target.sqlite_path is not None:
+        return _sqlite_maintenance(target)
     with open_database(target) as db, db.session(write=enabled is not None, actor="erpctl") as s:
         if enabled is None:
             return ops.maintenance_state(s)

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import results
-from .errors import SettingInvalid
+from .errors import DataDirProblem, SettingInvalid
 from .installation import FILES, Installation, read_toml, schedule_env
 
 log = logging.getLogger("controlplane.scheduler")
@@ -231,15 +231,15 @@ class Scheduler:
         be written (a full disk) is a failed run: kept in memory for the exporter (unrecorded())."""
         key, now = RESULT_PREFIX + job_id, time.time()
         try:
-            prev = results.read(self.context.data_dir).get(key) or {}
-        except (OSError, ValueError):
-            prev = {}
+            prev = results.read(self.context.data_dir).get(key) or results.Result()
+        except (OSError, ValueError, DataDirProblem):
+            prev = results.Result()
         with self._lock:
             pending = dict(self._unrecorded.get(job_id) or {})
-        failures = int(prev.get("failures") or 0) + pending.get("failures", 0) + (error is not None)
-        last_failure = now if error else pending.get("at") or prev.get("last_failure_at")
+        failures = int(prev.value("failures") or 0) + pending.get("failures", 0) + (error is not None)
+        last_failure = now if error else pending.get("at") or prev.value("last_failure_at")
         fields = {"duration": seconds, "failures": failures, "last_failure_at": last_failure,
-                  "last_error": error or pending.get("error") or prev.get("last_error")}
+                  "last_error": error or pending.get("error") or prev.value("last_error")}
         if error:
             fields["error"] = error
         try:

@@ -25,6 +25,7 @@ Invariants (the business checks)
     invariant_checks() -> names
 Schema revision and migrations with their stages
     current_revision(engine_or_connection); sqlite_file_revision(sqlite3_connection)
+    sqlite_maintenance(path) -> (SchemaStatus, {"enabled", "reason"} or None)   sqlite3 only, no SQLAlchemy
     schema_status(engine) -> SchemaStatus; code_head()
     known_migrations() -> [{"revision", "down_revision", "stage", "doc"}]; STAGES
     applied_migrations(bind) -> [{"revision", "stage", "applied_at"}]
@@ -61,7 +62,8 @@ _WHERE = {
                      "current_revision", "known_migrations", "make_engine", "migrate", "schema_status",
                      "script_directory"], "_db"),
     **dict.fromkeys(["default_sqlite_url", "normalise_url"], "_urls"),
-    **dict.fromkeys(["applied_migrations", "sqlite_file_revision"], "_schema"),
+    **dict.fromkeys(["applied_migrations"], "_schema"),
+    **dict.fromkeys(["sqlite_file_revision", "sqlite_maintenance"], "_peek"),
     **dict.fromkeys(["writes_since", "numbering_state", "document_ids", "sales_order_facts", "invoice_facts",
                      "journal_totals"], "_records"),
     **dict.fromkeys(["Settings", "create_app", "error_response", "Server"], "_serving"),

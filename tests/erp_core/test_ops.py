@@ -14,7 +14,7 @@ from cryptography.exceptions import InvalidTag
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from erp_core import crypto, db, ops
+from erp_core import crypto, db, ops, stored
 from erp_core.errors import Conflict, NotFound, ValidationFailed
 
 SERVICE = "svc-tool"
@@ -167,13 +167,13 @@ def test_migrations_off_one_chain_are_refused_naming_the_problem(tmp_path, monke
     for name, rev, parent in (("0001_a.py", "0001", "None"), ("0002_b.py", "0002", "'0001'"),
                               ("0003_c.py", "0003", down)):
         (versions / name).write_text(f'"""{name}"""\nrevision = {rev!r}\ndown_revision = {parent}\nstage = "expand"\n')
-    monkeypatch.setattr(db, "MIGRATIONS_DIR", tmp_path / "migrations")
-    db._migration_chain.cache_clear()
+    monkeypatch.setattr(stored, "MIGRATIONS_DIR", tmp_path / "migrations")
+    stored._migration_chain.cache_clear()
     try:
         with pytest.raises(LookupError, match=problem):
             db.known_migrations()
     finally:
-        db._migration_chain.cache_clear()
+        stored._migration_chain.cache_clear()
 
 
 def test_writes_since_a_point_of_the_audit_log(sqlite_erp):
@@ -224,3 +224,23 @@ def test_the_revision_of_an_sqlite_file_read_without_sqlalchemy(sqlite_erp, tmp_
         assert ops.sqlite_file_revision(conn) == ops.code_head()
     with contextlib.closing(sqlite3.connect(tmp_path / "new.sqlite3")) as conn:
         assert ops.sqlite_file_revision(conn) is None
+
+
+def test_the_maintenance_switch_of_an_sqlite_file_read_without_sqlalchemy_says_what_the_database_says(
+        sqlite_erp, tmp_path):
+    path = make_url(sqlite_erp.url).database
+    status, state = ops.sqlite_maintenance(path)
+    assert status == ops.schema_status(sqlite_erp.db.engine) and status.supported
+    assert state == ops.switch_maintenance(sqlite_erp.url) == {"enabled": False, "reason": ""}
+    ops.switch_maintenance(sqlite_erp.url, True, "restore", actor="tool")
+    assert ops.sqlite_maintenance(path)[1] == {"enabled": True, "reason": "restore"}
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:  # a newer release's contract migration
+        conn.execute("INSERT INTO erp_schema_migrations (revision, stage, applied_at) VALUES ('9999', 'contract', "
+                     "'2030-01-01 00:00:00')")
+        conn.execute("UPDATE alembic_version SET version_num = '9999'")
+    status, state = ops.sqlite_maintenance(path)
+    assert status == ops.schema_status(sqlite_erp.db.engine) and not status.supported and state is None
+    assert "contract migrations this code predates: 9999" in status.reason
+    with pytest.raises(sqlite3.OperationalError):  # never creates a database
+        ops.sqlite_maintenance(tmp_path / "none.sqlite3")
+    assert not (tmp_path / "none.sqlite3").exists()

@@ -164,7 +164,7 @@ def test_restore_swaps_in_and_the_running_erp_serves_the_restored_data(any_targe
     assert erp_admin.check(any_target)["ok"]
 
     entry = results.read(any_target.data_dir)["backup.restore"]
-    assert entry["ok"] and entry["backup"] == m.id and entry["duration"] > 0
+    assert entry.ok and entry.value("backup") == m.id and entry.value("duration") > 0
     rec = [x for x in EvidenceLog(any_target.data_dir).records() if x["kind"] == "backup.restore"][-1]
     assert rec["data"]["result"] == "swapped" and rec["outcome"] == "ok"
     if any_target.backend == "postgresql":
@@ -206,7 +206,7 @@ def test_corrupted_chunk_restore_is_refused_and_live_untouched(seeded_target, fi
     assert live_fingerprint(seeded_target) == fp_before
     assert maintenance(seeded_target)["enabled"] is False and erp.readyz() == 200
     assert R.read_state(seeded_target)["phase"] == "refused"
-    assert results.read(seeded_target.data_dir)["backup.restore"]["ok"] is False
+    assert results.read(seeded_target.data_dir)["backup.restore"].ok is False
 
     out = verify_tells(seeded_target, file_repo_url, 28, first.id, second.id, "--level", "1")
     for b in out["backups"]:
@@ -297,7 +297,7 @@ def test_failure_before_the_swap_rolls_back_and_clears_maintenance(any_target, f
     assert state["phase"] == "rolled_back" and "No space" in state["error"]
     if any_target.backend == "postgresql":
         assert pg_databases(any_target, "%restore%") == []
-    assert results.read(any_target.data_dir)["backup.restore"]["ok"] is False
+    assert results.read(any_target.data_dir)["backup.restore"].ok is False
     evidence_ok(any_target)
 
 

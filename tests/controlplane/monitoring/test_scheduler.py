@@ -113,9 +113,9 @@ def test_scheduler_runs_jobs_and_records_each_run(tmp_path):
     finally:
         s.stop()
     r = results.read(tmp_path)
-    assert r["scheduler.test.fast"]["ok"] and "scheduler.test.fast.last_success" in r
-    assert r["scheduler.test.fails"]["ok"] is False
-    assert r["scheduler.test.fails"]["error"] == "RuntimeError: the store is unreachable"
+    assert r["scheduler.test.fast"].ok and "scheduler.test.fast.last_success" in r
+    assert r["scheduler.test.fails"].ok is False
+    assert r["scheduler.test.fails"].value("error") == "RuntimeError: the store is unreachable"
     assert RUNS.count("fast") >= 2  # the failing job did not stop the others
     assert "nightly" not in RUNS and "off" not in RUNS
     assert jobs["test.nightly"]["next_run"] and "02:00:00" in jobs["test.nightly"]["next_run"]
@@ -130,6 +130,6 @@ def test_scheduler_runs_jobs_and_records_each_run(tmp_path):
 def test_run_now(tmp_path):
     s = scheduler.Scheduler(context(tmp_path), [__name__])
     s.run_now("test.off")
-    assert results.read(tmp_path)["scheduler.test.off"]["ok"]
+    assert results.read(tmp_path)["scheduler.test.off"].ok
     with pytest.raises(KeyError):
         s.run_now("nope")

@@ -43,6 +43,7 @@ def test_everything_fine_exits_0(live_erp):
     assert report["backup"]["bytes_added"] == 100 and report["backup"]["verifications"]["L4"]["ok"]
     assert report["probes"]["readyz"]["ok"] and report["invariants"]["violations"] == 0
     assert report["host"]["memory_total_bytes"] > 0 and report["host"]["data_dir_filesystem_free_bytes"] > 0
+    assert 0 <= report["host"]["cpu_usage_ratio"] <= 1 and report["host"]["load_per_cpu"] >= 0
     assert r.stderr == ""
 
     human = erpctl("status", "--data-dir", live_erp.data_dir, "--erp-url", live_erp.url, **DISK_OK)
