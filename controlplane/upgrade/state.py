@@ -306,7 +306,7 @@ def status(data_dir: Path) -> dict:
     out["maintenance_set_by_upgrade"] = bool(st.maintenance and st.maintenance.set)
     out["runner"] = st.runner
     live = liveness(st) if st.status in WORKING else {"alive": False, "why": f"it is {st.status}"}
-    out["alive"] = live["alive"]
+    out["alive"], out["liveness"] = live["alive"], live["why"]
     out["interrupted"] = None
     if st.status == "interrupted" or (st.status in WORKING and live["alive"] is False):
         out["interrupted"] = live["why"] if st.status in WORKING else "the process that ran it was stopped"
