@@ -184,3 +184,32 @@ def set_maintenance(target: Target, enabled: bool | None, reason: str = "", retr
         state = ops.set_maintenance(s, enabled, reason, retry_after=retry_after)
     log.info("maintenance mode switched", extra={"enabled": state["enabled"], "reason": state["reason"]})
     return state
+
+
+# ---- repairs ----------------------------------------------------------------------------------
+
+STOCK_CACHE_CHECK = "on_hand_matches_moves"  # the invariant the stock-cache rebuild repairs
+STOCK_CACHE_EVIDENCE = "erp.repair.stock_cache"  # the evidence record of an applied rebuild
+EVIDENCE_LISTED = 100  # corrections listed in it (all of them are in the ERP's audit log)
+
+
+def repair_stock_cache(target: Target, *, apply: bool) -> dict:
+    """The on-hand cache rebuilt from the done stock moves (erp_core.ops.repair_stock_cache). Without
+    apply only read. With apply: one transaction, refused unless the ERP is in maintenance mode; then an
+    evidence record (count, digest, the corrections) and the invariants checked again with their result
+    recorded, so the InvariantViolations alert resolves as soon as they hold ({..., "check": result})."""
+    with open_database(target) as db, db.session(write=apply, actor="erpctl") as s:
+        result = ops.repair_stock_cache(s, apply=apply)
+    if not apply:
+        return result
+    log.info("stock cache rebuilt", extra={"corrections": result["count"], "digest": result["digest"]})
+    if Path(target.data_dir).is_dir():
+        from .evidence import EvidenceLog
+
+        EvidenceLog(target.data_dir).append(STOCK_CACHE_EVIDENCE, {
+            "database": target.display_url, "count": result["count"], "digest": result["digest"],
+            "corrections": result["corrections"][:EVIDENCE_LISTED],
+            "listed": min(result["count"], EVIDENCE_LISTED)})
+    after = check(target)
+    record_check(target, after)
+    return {**result, "check": after}

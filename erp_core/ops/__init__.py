@@ -23,6 +23,8 @@ Field encryption key
 Invariants (the business checks)
     check_invariants(bind) -> InvariantsResult (ok, checks, seconds, violations; as_dict())
     invariant_checks() -> names
+Repairs (derived data rebuilt from its record)
+    repair_stock_cache(s, *, apply) -> {"corrections", "count", "digest", "applied"}   on-hand from the moves
 Schema revision and migrations with their stages
     current_revision(engine_or_connection); sqlite_file_revision(sqlite3_connection)
     sqlite_maintenance(path) -> (SchemaStatus, {"enabled", "reason"} or None)   sqlite3 only, no SQLAlchemy
@@ -66,6 +68,7 @@ _WHERE = {
     **dict.fromkeys(["sqlite_file_revision", "sqlite_maintenance"], "_peek"),
     **dict.fromkeys(["writes_since", "numbering_state", "document_ids", "sales_order_facts", "invoice_facts",
                      "journal_totals"], "_records"),
+    **dict.fromkeys(["repair_stock_cache"], "_repairs"),
     **dict.fromkeys(["Settings", "create_app", "error_response", "Server"], "_serving"),
     **dict.fromkeys(["Backfill", "BatchResult", "backfills", "checkpoint", "key_bounds", "remaining", "rows_done",
                      "run_batch", "seed", "has_sales_orders"], "_backfills"),
