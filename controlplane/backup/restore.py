@@ -308,8 +308,9 @@ def restore(target: config.Target, repo, backup_id: str, *, into: Path | None = 
         backup_id = str(manifest.get("id") or backup_id)
         engine = V._engine_of(manifest)
         _check_restorable(target, backup_id, engine)
-        if _in_place(target, engine):  # early, cheap: the count can only grow until the ERP is read-only
-            loss.confirm(loss.since_backup(target, manifest, limit=0), discard_writes, backup_id, exact=False)
+        if _in_place(target, engine):  # early, cheap: the count only grows while the ERP is not read-only
+            loss.confirm(loss.since_backup(target, manifest, limit=0), discard_writes, backup_id,
+                         exact=_maintenance(target.database_url)["enabled"])
         state = _new_state(target, backup_id, engine)
         state["keep_previous"] = keep_previous
         _phase(target, state, "verifying")
