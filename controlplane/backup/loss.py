@@ -28,6 +28,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from erp_core import ops
 
@@ -60,8 +61,15 @@ def since_backup(target: config.Target, manifest: dict, limit: int | None = None
     ERP takes writes): after the audit-log rows the backup holds, or after its time."""
     rows = ((manifest.get("tables") or {}).get("audit_log") or {}).get("rows")
     point = {"audit_rows": int(rows)} if rows is not None else {"at": dt.datetime.fromisoformat(manifest["created_at"])}
-    with _engine(target.database_url) as engine:
-        lost = ops.writes_since(engine, **point, exclude_entities=NOT_BUSINESS, limit=limit)
+    try:
+        with _engine(target.database_url) as engine:
+            lost = ops.writes_since(engine, **point, exclude_entities=NOT_BUSINESS, limit=limit)
+    except SQLAlchemyError as exc:
+        raise RestoreFailed(f"the live database cannot be read, so the writes made since the backup cannot be "
+                            f"listed ({exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}); nothing was changed",
+                            fix="Bring the database back, or (a damaged database) move it away and restore into its "
+                                "place: SQLite, move the file; PostgreSQL, rename the database and create it empty.") \
+            from exc
     return {**lost, "backup": manifest["id"], "backup_time": manifest["created_at"], "by_kind": _by_kind(lost)}
 
 
