@@ -12,8 +12,9 @@ the swap, with the live ERP read-only (so the list is exact), the restore
   that (erp_core.ops.raise_numbering) before it is swapped in, so no order id or document number
   a customer may hold is handed out again.
 
-Operator switches (maintenance mode, the system_settings table) are not business writes and are
-left out of the list.
+Operator switches (maintenance mode, the system_settings table) and sessions (logins, logouts:
+allowed in maintenance mode, the count would never hold) are not business writes and are left out of
+the list; tokens issued since the backup are gone with it (their users log in again).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from ..errors import RestoreFailed, WritesWouldBeDiscarded
 from ..fsutil import atomic_write_text, fsync_dir
 from . import scratch
 
-NOT_BUSINESS = ("system_settings",)
+NOT_BUSINESS = {"exclude_entities": ("system_settings",), "exclude_actions": ("login", "logout", "login_failed")}
 LIST_VERSION = 1
 DRAIN_TIMEOUT = 30.0
 ANY = "any"  # discard_writes of a caller that had the loss accepted already (an upgrade rollback)
@@ -63,7 +64,7 @@ def since_backup(target: config.Target, manifest: dict, limit: int | None = None
     point = {"audit_rows": int(rows)} if rows is not None else {"at": dt.datetime.fromisoformat(manifest["created_at"])}
     try:
         with _engine(target.database_url) as engine:
-            lost = ops.writes_since(engine, **point, exclude_entities=NOT_BUSINESS, limit=limit)
+            lost = ops.writes_since(engine, **point, **NOT_BUSINESS, limit=limit)
     except SQLAlchemyError as exc:
         raise RestoreFailed(f"the live database cannot be read, so the writes made since the backup cannot be "
                             f"listed ({exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}); nothing was changed",
@@ -101,7 +102,8 @@ def pg_drain(target: config.Target) -> None:
                              "AND xact_start < :t"), {"n": live, "t": since}).scalar():
             if time.monotonic() > deadline:
                 raise RestoreFailed(f"transactions on {live} begun before maintenance mode did not end within "
-                                    f"{DRAIN_TIMEOUT:.0f} s", fix="Find them in pg_stat_activity, then run the restore again.")
+                                    f"{DRAIN_TIMEOUT:.0f} s",
+                                    fix="Find them in pg_stat_activity, then run the restore again.")
             time.sleep(0.1)
 
 
@@ -112,7 +114,7 @@ def account(target: config.Target, state: dict, manifest: dict, copy_url: str, d
     if state["engine"] == "postgresql":
         pg_drain(target)
     with _engine(target.database_url) as live, _engine(copy_url) as copy:
-        lost = ops.writes_since(live, not_in=copy, exclude_entities=NOT_BUSINESS, limit=None)
+        lost = ops.writes_since(live, not_in=copy, **NOT_BUSINESS, limit=None)
         floors = ops.numbering_floors(live)
     found = {**lost, "backup_time": manifest["created_at"], "by_kind": _by_kind(lost)}
     confirm(found, discard_writes, state["backup"], exact=True)

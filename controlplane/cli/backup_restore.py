@@ -82,8 +82,8 @@ def render(r: dict) -> str:
 @repo_options
 @target_options
 @json_option
-def restore(backup_id, recover_only, into, yes, discard_writes, dry_run, keep_previous, scratch_database_url, repo, key_file, lock_wait, data_dir,
-            database_url):
+def restore(backup_id, recover_only, into, yes, discard_writes, dry_run, keep_previous, scratch_database_url, repo,
+            key_file, lock_wait, data_dir, database_url):
     """Restore a backup, fail-closed.
 
     The backup is materialised into a temporary location and verified through L3 (chunks, engine

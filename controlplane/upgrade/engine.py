@@ -397,9 +397,9 @@ def _rollback_restore(ctx: Run, confirmed: bool) -> dict:
     st["status"], st["stage"] = "rolled_back", "rolled_back"
     st["rollback"] = {"restored": st["backup"]["id"], "lost": lost}
     ctx.save()
+    restored = {k: result.get(k) for k in ("phase", "backup", "loss")}
     record_evidence(ctx.target, "upgrade.rollback", st, "ok", rollback={"restored": st["backup"]["id"],
-                                                                  "lost_writes": lost["count"],
-                                                                  "restore": {k: result.get(k) for k in ("phase", "backup", "loss")}})
+                                                                  "lost_writes": lost["count"], "restore": restored})
     S.archive(ctx.target.data_dir, st)
     return st["rollback"]
 

@@ -28,7 +28,8 @@ Schema revision and migrations with their stages
     migrate(url, revision="head"); alembic_config(url); script_directory(); MIGRATIONS_DIR
     Database(url); make_engine(url); normalise_url(url); default_sqlite_url(data_dir)
 Records
-    writes_since(bind, audit_rows=N | at=T | not_in=copy, exclude_actors=(), exclude_entities=(), limit=200)
+    writes_since(bind, audit_rows=N | at=T | not_in=copy, exclude_actors=(), exclude_entities=(),
+                 exclude_actions=(), limit=200)
         -> {"count", "entries", "groups", "first_at", "last_at"}
     numbering_state(bind) -> {series: last number issued}
     numbering_floors(bind) -> {"engine", "series", "ids"}: what it handed out (numbers, ids, sequences)

@@ -25,6 +25,8 @@ from ._bind import session_on
 
 __all__ = ["numbering_floors", "raise_numbering"]
 
+_USER_SCHEMAS = "schemaname NOT IN ('pg_catalog', 'information_schema')"
+
 
 def _id_tables() -> list:
     """The tables whose primary key is one integer column named id."""
@@ -55,9 +57,8 @@ def _sqlite_ids(s) -> dict[str, int]:
 
 
 def _pg_ids(s) -> dict[str, int]:
-    rows = s.execute(text("SELECT schemaname, sequencename, last_value FROM pg_sequences "
-                          "WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"))
-    return {f"{schema}.{name}": int(last) for schema, name, last in rows if last is not None}
+    rows = s.execute(text(f"SELECT schemaname, sequencename, last_value FROM pg_sequences WHERE {_USER_SCHEMAS}"))
+    return {f"{schema}.{name}": int(last or 0) for schema, name, last in rows}  # 0: never used
 
 
 def numbering_floors(bind) -> dict:
@@ -85,10 +86,8 @@ def _raise_series(s, floors: dict) -> dict:
 
 def _raise_pg_ids(s, floors: dict) -> dict:
     have, raised = _pg_ids(s), {}
-    known = {f"{a}.{b}" for a, b in s.execute(text(
-        "SELECT schemaname, sequencename FROM pg_sequences WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"))}
     for name, floor in sorted(floors.items()):
-        if name in known and have.get(name, 0) < floor:
+        if name in have and have[name] < floor:
             schema, seq = name.split(".", 1)
             s.execute(text("SELECT setval(format('%I.%I', CAST(:a AS text), CAST(:b AS text))::regclass, :v, true)"),
                       {"a": schema, "b": seq, "v": int(floor)})

@@ -55,13 +55,13 @@ def _number(r) -> str | None:
 
 
 def writes_since(bind, *, audit_rows: int | None = None, at: dt.datetime | None = None, not_in=None,
-                 exclude_actors=(), exclude_entities=(), limit: int | None = 200) -> dict:
+                 exclude_actors=(), exclude_entities=(), exclude_actions=(), limit: int | None = 200) -> dict:
     """The audit-log entries after a point: after its first `audit_rows` entries, after the time `at`,
     or those a copy of this database (`not_in`, a bind on it) lacks (give one). {"count": all of them,
     "entries": the first `limit` (None: all), oldest first, each {"id", "at", "actor", "action",
     "entity", "entity_id", "number" (the document number, or None)}, "groups": [{"entity", "action",
     "count", "first_at", "last_at"}] over all of them, "first_at", "last_at"}; entries by
-    `exclude_actors` or on `exclude_entities` (tables) left out. A database without an audit log has none."""
+    `exclude_actors`, on `exclude_entities` (tables) or of `exclude_actions` (e.g. "login") left out. A database without an audit log has none."""
     if sum(x is not None for x in (audit_rows, at, not_in)) != 1:
         raise ValueError("writes_since takes one of audit_rows, at or not_in")
     with session_on(bind) as s:
@@ -72,6 +72,8 @@ def writes_since(bind, *, audit_rows: int | None = None, at: dt.datetime | None 
             where.append(AuditLog.actor.not_in(list(exclude_actors)))
         if exclude_entities:
             where.append(AuditLog.entity.not_in(list(exclude_entities)))
+        if exclude_actions:
+            where.append(AuditLog.action.not_in(list(exclude_actions)))
         groups = s.execute(select(AuditLog.entity, AuditLog.action, func.count(), func.min(AuditLog.at),
                                   func.max(AuditLog.at)).where(*where).group_by(AuditLog.entity, AuditLog.action)
                            .order_by(AuditLog.entity, AuditLog.action)).all()
