@@ -98,8 +98,9 @@ def _raise_pg_ids(s, floors: dict) -> dict:
 def _raise_sqlite_ids(s, floors: dict) -> dict:
     """Floors above a table's largest id go into the ID_FLOORS_KEY setting (the ERP honours it on insert)."""
     have, kept, raised = _sqlite_ids(s), saved_floors(s), {}
+    present = set(inspect(s.connection()).get_table_names())  # an older schema may lack newer tables
     for name, floor in sorted(floors.items()):
-        if have.get(name, 0) < floor:
+        if name in present and have.get(name, 0) < floor:
             kept[name] = int(floor)
             raised[name] = [have.get(name, 0), int(floor)]
     if raised:
