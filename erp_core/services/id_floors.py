@@ -23,13 +23,19 @@ _CACHE = "_id_floors"
 def saved_floors(s: Session) -> dict[str, int]:
     """{table: floor} as recorded by the last restore (empty when none was)."""
     value = s.connection().execute(select(SystemSetting.value).where(SystemSetting.key == ID_FLOORS_KEY)).scalar()
+    return _parse(value)
+
+
+def _parse(value: str | None) -> dict[str, int]:
     return {k: int(v) for k, v in json.loads(value).items()} if value else {}
 
 
 def _floors(session: Session) -> dict[str, int]:
-    """Read once per transaction (the setting changes only by a restore, with the ERP read-only)."""
+    """Read once per transaction (the setting changes only by a restore, with the ERP read-only); on
+    SQLite only, through the driver (the cheapest read: every write transaction makes it)."""
     if _CACHE not in session.info:
-        session.info[_CACHE] = saved_floors(session)
+        session.info[_CACHE] = _parse(session.connection().exec_driver_sql(
+            "SELECT value FROM system_settings WHERE key = ?", (ID_FLOORS_KEY,)).scalar())
     return session.info[_CACHE]
 
 
