@@ -72,6 +72,11 @@ LAYOUT: tuple[Entry, ...] = (
     Entry("restore_state", "restore/state.json", "controlplane/backup/restore.py", "JSON record", "1",
           "the running or last restore"),
     Entry("restore_lock", "restore/.lock", "controlplane/backup/restore.py", "flock", "-", "one restore at a time"),
+    Entry("restores", "restores/", "controlplane/backup/loss.py", "directory", "-",
+          "what each in-place restore discarded"),
+    Entry("restore_discarded", "restores/<run>-discarded.json", "controlplane/backup/loss.py", "JSON", "1",
+          "the writes made since the backup that an in-place restore discarded (kind, id, document number, "
+          "action, user, time), for the business; its sha256 is in the restore's evidence record"),
     Entry("upgrade", "upgrade/", "controlplane/upgrade/state.py", "directory", "-", "the upgrade's state"),
     Entry("upgrade_state", "upgrade/state.json", "controlplane/upgrade/state.py", "JSON record", "1",
           "the upgrade in progress"),

@@ -37,6 +37,7 @@ from erp_core.errors import ErpError
 
 from .. import http
 from .. import release as releases
+from ..backup.loss import ANY as ANY_LOSS
 from ..backup.restore import restore
 from ..backup.verify import verify_backup
 from ..config import Target
@@ -396,16 +397,18 @@ def _rollback_restore(ctx: Run, confirmed: bool) -> dict:
     st.status = "rolling_back"
     st.event("rollback-restore", backup=st.backup.id, lost=lost["count"])
     ctx.save()
-    result = restore(ctx.target, open_repo(ctx), st.backup.id)
+    # the operator accepted the loss listed above (--restore-backup); the restore lists it again exactly,
+    # keeps the list and raises the numbering so nothing handed out since is handed out again
+    result = restore(ctx.target, open_repo(ctx), st.backup.id, discard_writes=ANY_LOSS)
     releases.set_current(ctx.target, st.from_version)
     wait_serving(ctx, st.from_version)
     thaw(ctx)
     st.status, st.stage = "rolled_back", "rolled_back"
     st.rollback = {"restored": st.backup.id, "lost": lost}
     ctx.save()
+    restored = {k: result.get(k) for k in ("phase", "backup", "loss")}
     record_evidence(ctx.target, "upgrade.rollback", st, "ok", rollback={"restored": st.backup.id,
-                                                                  "lost_writes": lost["count"],
-                                                                  "restore": {k: result.get(k) for k in ("phase", "backup")}})
+                                                                  "lost_writes": lost["count"], "restore": restored})
     S.archive(ctx.target.data_dir, st)
     return st.rollback
 

@@ -34,8 +34,12 @@ Schema revision and migrations with their stages
     migrate(url, revision="head"); alembic_config(url); script_directory(); MIGRATIONS_DIR
     Database(url); make_engine(url); normalise_url(url); default_sqlite_url(data_dir)
 Records
-    writes_since(bind, audit_rows=N | at=T, exclude_actors=(), limit=200) -> {"count", "entries"}
+    writes_since(bind, audit_rows=N | at=T | not_in=copy, exclude_actors=(), exclude_entities=(),
+                 exclude_actions=(), limit=200)
+        -> {"count", "entries", "groups", "first_at", "last_at"}
     numbering_state(bind) -> {series: last number issued}
+    numbering_floors(bind) -> {"engine", "series", "ids"}: what it handed out (numbers, ids, sequences)
+    raise_numbering(url, floors) -> what was raised: every series and id at least the floors, never lower
     document_ids(s); sales_order_facts(s, ids); invoice_facts(s, ids); journal_totals(s)
 Serving
     Settings; create_app(settings, db); Server(app, host, port); error_response(exc)
@@ -69,6 +73,7 @@ _WHERE = {
     **dict.fromkeys(["writes_since", "numbering_state", "document_ids", "sales_order_facts", "invoice_facts",
                      "journal_totals"], "_records"),
     **dict.fromkeys(["repair_stock_cache"], "_repairs"),
+    **dict.fromkeys(["numbering_floors", "raise_numbering"], "_numbering"),
     **dict.fromkeys(["Settings", "create_app", "error_response", "Server"], "_serving"),
     **dict.fromkeys(["Backfill", "BatchResult", "backfills", "checkpoint", "key_bounds", "remaining", "rows_done",
                      "run_batch", "seed", "has_sales_orders"], "_backfills"),

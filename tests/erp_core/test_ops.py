@@ -208,6 +208,64 @@ def test_numbering_state_is_the_last_number_of_each_series(erp):
     assert state["PO"] == 2 and first["number"].endswith("1")
 
 
+def _copy_of(erp, request, tmp_path) -> str:
+    """A copy of the ERP's database as it is now (what a backup restores): its URL."""
+    if erp.backend == "sqlite":
+        path = tmp_path / "copy.sqlite3"
+        src, dst = sqlite3.connect(make_url(erp.url).database), sqlite3.connect(path)
+        src.backup(dst)
+        src.close(), dst.close()
+        return f"sqlite:///{path}"
+    from tests.conftest import clone_pg_database
+
+    erp.db.dispose()  # a template database takes no other connections
+    return clone_pg_database(make_url(erp.url).database, "erp_copy", request)
+
+
+def test_writes_a_copy_lacks_are_listed_with_their_document_numbers(erp, request, tmp_path):
+    wh, supplier, product = erp.warehouse(), erp.supplier(), erp.product()
+    copy = _copy_of(erp, request, tmp_path)
+    po = erp.stock_in(supplier, wh, [(product, 5, "10.00")])
+    ops.switch_maintenance(erp.url, True, "restore", actor="tool")
+    copy_engine = ops.make_engine(copy)
+    try:
+        lost = ops.writes_since(erp.db.engine, not_in=copy_engine, exclude_entities=("system_settings",),
+                                exclude_actions=("login",), limit=None)
+        assert ops.writes_since(copy_engine, not_in=copy_engine)["count"] == 0
+    finally:
+        copy_engine.dispose()
+    orders = [e for e in lost["entries"] if e["entity"] == "purchase_orders" and e["action"] == "create"]
+    assert [(e["entity_id"], e["number"]) for e in orders] == [(str(po["id"]), po["number"])]
+    assert lost["count"] == len(lost["entries"]) == sum(g["count"] for g in lost["groups"])
+    assert not any(e["entity"] == "system_settings" or e["action"] == "login" for e in lost["entries"])
+    assert lost["first_at"] <= lost["last_at"]
+
+
+def test_raise_numbering_hands_out_no_number_or_id_twice(erp, request, tmp_path):
+    wh, supplier, product = erp.warehouse(), erp.supplier(), erp.product()
+    copy = _copy_of(erp, request, tmp_path)
+    handed = [erp.stock_in(supplier, wh, [(product, 1, "10.00")]) for _ in range(3)]
+    partner = erp.customer("LATE")
+    floors = ops.numbering_floors(erp.db.engine)
+    assert floors["series"]["PO"] == 3
+    raised = ops.raise_numbering(copy, floors)
+    assert raised["series"]["PO"] == [0, 3]
+    assert ops.raise_numbering(copy, floors) == {"series": {}, "ids": {}}  # never twice, never lower
+    assert ops.raise_numbering(copy, {"series": {"PO": 1}, "ids": {}}) == {"series": {}, "ids": {}}
+    from tests.conftest import Erp
+
+    restored = Erp(copy, erp.backend)
+    try:
+        po = restored.stock_in(restored.supplier("S9"), wh, [(product, 1, "10.00")])
+        assert po["number"] > max(p["number"] for p in handed)
+        assert po["id"] > max(p["id"] for p in handed)
+        assert restored.customer("NEW") > partner
+        again = ops.numbering_floors(restored.db.engine)
+        assert all(again["ids"].get(k, 0) >= v for k, v in floors["ids"].items())
+    finally:
+        restored.close()
+
+
 def test_maintenance_switched_in_its_own_transaction(erp):
     assert ops.switch_maintenance(erp.url) == {"enabled": False, "reason": ""}
     assert ops.switch_maintenance(erp.url, True, "restore", actor="tool") == {"enabled": True, "reason": "restore"}

@@ -119,16 +119,17 @@ def test_sh_blocks_are_valid_posix_shell_without_systemctl():
 
 
 def test_blocks_that_change_things_ask_first():
-    changing = re.compile(r"^erpctl (erp maintenance (on|off)|backup (restore|create)|upgrade (resume|rollback)"
-                          r"|erp migrate|erp repair (?!.*--dry-run)|stop|restart(?!.*--dry-run))\b")
+    changing = re.compile(r"^\s*erpctl (erp maintenance (on|off)|backup (restore(?!.*--dry-run)|create)"
+                          r"|upgrade (resume|rollback)|erp migrate|erp repair (?!.*--dry-run)|stop|restart(?!.*--dry-run))\b",
+                          re.MULTILINE)
     for rb in _all_runbooks():
         for b in rb.blocks:
             if b.lang == "erpctl" and any(changing.match(c) for c in b.commands):
                 assert "confirm" in b.flags, f"{rb.path.name}: {b.commands} changes things: ```erpctl confirm"
             if b.lang == "sh" and re.search(r"\bkill\b|^\s*(nohup\s+)?erpctl\s+up\b", b.code, re.MULTILINE):
                 assert "confirm" in b.flags, f"{rb.path.name}: a block that (re)starts processes: ```sh confirm"
-            if b.lang == "sh" and any(changing.match(line.strip()) for line in b.code.splitlines()):
-                assert "confirm" in b.flags, f"{rb.path.name}: {b.code!r} changes things: ```sh confirm"
+            if b.lang == "sh" and changing.search(b.code):
+                assert "confirm" in b.flags, f"{rb.path.name}: a block that changes things: ```sh confirm"
 
 
 # --------------------------------------------------------------------------- the commands exist
