@@ -47,7 +47,9 @@ class Part:
                    extra={k: v for k, v in data.items() if k not in names})
 
     def as_dict(self) -> dict:
-        return {**self.extra, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}}
+        """The part as JSON; fields never set (None) are left out, so a state reads back as it was written."""
+        return {**self.extra, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                                 if f.name != "extra" and getattr(self, f.name) is not None}}
 
 
 @dataclass

@@ -95,7 +95,7 @@ def test_a_new_installation_has_8_days_for_its_first_restore_test(live_erp):
 
     path = layout.path(d, "results")
     data = json.loads(path.read_text())
-    data[results.CREATED]["at"] -= 9 * 86400  # created 9 days ago, still no restore test
+    data["results"][results.CREATED]["at"] -= 9 * 86400  # created 9 days ago, still no restore test
     path.write_text(json.dumps(data))
     rc, report, _ = status(d, "--erp-url", live_erp.url)
     assert rc == 16 and set(whats(report)) == {"restore test overdue"}
