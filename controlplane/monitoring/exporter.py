@@ -33,6 +33,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from .. import results
 from ..errors import DataDirProblem
+from ..evidence import EvidenceLog
 from ..release.supervisor import restarts_here
 from . import alerts, probes
 
@@ -113,6 +114,7 @@ class ControlPlaneCollector:
         yield from self._backups(r)
         yield from self._operations(r)
         yield from self._alerts(r)
+        yield from self._evidence()
         yield from _jobs(r, lost, self.job_ids())
         yield from self._host()
 
@@ -130,6 +132,22 @@ class ControlPlaneCollector:
             dur.add_metric([name], _num(e, "duration"))
             last.add_metric([name], results.at(e))
         yield from (ok, dur, last)
+
+    # ---- the evidence log ----
+    def _evidence(self):
+        """The whole chain checked on every scrape (about 0.07 s for 10,000 records); a log an
+        interrupted append left is intact (the next append completes it)."""
+        if self.data_dir is None:
+            return
+        try:
+            count, problems = EvidenceLog(self.data_dir).verify()
+        except OSError:
+            log.warning("cannot read the evidence log", exc_info=True)
+            count, problems = 0, [None]
+        yield _gauge("erpctl_evidence_chain_ok", "1 if the evidence log's hash chain verifies (erpctl evidence "
+                     "verify), 0 if a record was altered, removed, reordered or the log is unreadable",
+                     0 if problems else 1)
+        yield _gauge("erpctl_evidence_records", "Records in the evidence log that verified", count)
 
     # ---- backups and restores ----
     def _backups(self, r):
