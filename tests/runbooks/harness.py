@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Callable
 
 from tests.controlplane.cli_helpers import HERMETIC, erpctl_path
-from tests.monitors.helpers import RUNBOOKS, Step, parse_runbook
+from controlplane.runbook.parse import Step, parse_runbook
+from tests.monitors.helpers import RUNBOOKS
 
 COMMAND_TIMEOUT = 180.0
 # The README's environment table: what the caller sets from the live installation.
