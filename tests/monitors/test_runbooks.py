@@ -43,7 +43,9 @@ def _erpctl_lines():
             elif block.lang == "sh":
                 for line in block.code.splitlines():
                     if re.match(r"\s*erpctl\s", line):
-                        yield rb.path.name, re.split(r"\s(?:\|\|?|&&|;)\s", line.strip())[0]
+                        # a parameter the engineer supplies (`"${DISCARD_WRITES:?...}"`) stands for a number
+                        command = re.sub(r'"?\$\{[^}]*\}"?|\$[A-Z_]+', "1", line.strip())
+                        yield rb.path.name, re.split(r"\s(?:\|\|?|&&|;)\s", command)[0]
 
 
 # ------------------------------------------------------------------------- alerts -> runbooks
