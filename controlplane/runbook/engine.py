@@ -103,7 +103,7 @@ class Engine:
             how = self._manual(step)
             if how is None:
                 return self._pause(records.WAITING_MANUAL, f"manual step {step.number} ({step.title})",
-                                   f"erpctl runbook resume {rec.id} --done", EXIT_MANUAL)
+                                   f"erpctl runbook resume {rec.id} --done", EXIT_MANUAL, step.title)
             rec.current["confirmation"] = how
             return self._finish_step(step, "done")
         failpoint("runbook.step.before")
@@ -115,7 +115,7 @@ class Engine:
                 if confirmation is None:
                     return self._pause(records.WAITING_CONFIRMATION,
                                        f"confirmation of step {step.number} ({step.title}), block {i + 1}",
-                                       f"erpctl runbook resume {rec.id} --yes", EXIT_CONFIRMATION)
+                                       f"erpctl runbook resume {rec.id} --yes", EXIT_CONFIRMATION, step.title)
             failed = self._block(step, blocks[i], confirmation)
             rec.block = i + 1
             self._save()
@@ -235,12 +235,12 @@ class Engine:
         stream.close()
 
     # -- ends --
-    def _pause(self, status: str, waiting: str, how: str, code: int) -> int:
+    def _pause(self, status: str, waiting: str, how: str, code: int, title: str) -> int:
         rec = self.rec
         rec.status, rec.waiting = status, waiting
         self._save()
         self._evidence("runbook.pause", "waiting", {"step": rec.step, "status": status, "waiting": waiting})
-        self.reporter.paused(rec, how, code)
+        self.reporter.paused(rec, how, code, title)
         return code
 
     def _fail(self, step) -> int:

@@ -1,8 +1,9 @@
 """Every runbook, run end to end on a real installation on both backends: the condition it answers is
-caused for real where that is cheap and safe (tests/runbooks/conditions.py), then the runbook runs
-through the harness exactly as runbooks/README.md says an engine runs it (every step, in order,
-confirm blocks confirmed, manual steps done by the test as people would), and every Recover command
-and every Check recovery command must exit 0.
+caused for real where that is cheap and safe (tests/runbooks/conditions.py), then the product's runbook
+engine runs it as an operator's automation would (`erpctl runbook run NAME --yes --json`, every step in
+order, confirm blocks confirmed, manual steps done by the test as people would, then `erpctl runbook
+resume RUN_ID --done`): every Recover command and every Check recovery command must exit 0, the run must
+end `recovered` (exit 0) and its evidence records must be in the installation's evidence log.
 
 One installation per backend is shared by the runbooks (`erpctl status` must exit 0 before each one).
 The two backends' installations are independent, so a runbook runs on both at once: each backend's
@@ -24,12 +25,6 @@ from .live import Live
 BACKEND_NAMES = ("sqlite", "postgresql")
 # BackupMissing first: it runs on the shared installation while that has never been backed up.
 NAMES = sorted((p.stem for p in runbook_paths()), key=lambda n: (not condition(n).never_backed_up, n))
-# Runbooks other work is rewriting, failing for their text (the reason says which step).
-XFAIL: dict[str, str] = {
-    "UpgradeStuck": "step 3 runs 'erpctl upgrade resume', which exits 45 when no upgrade is in progress, and a "
-                    "Recover step's non-zero exit stops the run (ErpNotReady's step 5 shows the fix: "
-                    "'erpctl upgrade resume || test $? -eq 45' in an sh confirm block)",
-}
 # Interleaved (a runbook on SQLite, then on PostgreSQL) so both backends work at the same time.
 CASES = [pytest.param(b, n, marks=[pytest.mark.postgres] if b == "postgresql" else [], id=f"{b}-{n}")
          for n in NAMES for b in BACKEND_NAMES]
@@ -127,10 +122,21 @@ def matrix(tmp_path_factory):
 
 def _assert_recovered(run: RunResult) -> None:
     assert run.stopped_at is None, f"a Recover command failed, the run stopped:\n{run.report()}"
-    recover = [c for s in run.of_kind("Recover") for c in s.commands]
-    assert all(c.exit_code == 0 for c in recover), run.report()
+    assert all(c.exit_code == 0 for c in run.ran("Recover")), run.report()
     (check,) = run.of_kind("Check recovery")
     assert check.commands and not check.failed, f"Check recovery is not green:\n{run.report()}"
+    assert (run.status, run.exit_code) == ("recovered", 0), run.report()
+
+
+def _assert_evidence(run: RunResult, live: Live) -> None:
+    """The evidence log has the run: its start, each step, a pause per manual step, its end (recovered)."""
+    records = run.evidence(live.data_dir)
+    kinds = [r["kind"] for r in records]
+    assert kinds[0] == "runbook.start" and kinds[-1] == "runbook.end", kinds
+    assert kinds.count("runbook.step") == len(run.steps), kinds
+    assert kinds.count("runbook.pause") == kinds.count("runbook.resume") == sum(s.manual for s in run.steps), kinds
+    assert records[-1]["outcome"] == "recovered" and records[-1]["data"]["exit_code"] == 0, records[-1]
+    assert live.erpctl("evidence", "verify").returncode == 0
 
 
 def run_case(shared: Shared, name: str, root: Path) -> RunResult:
@@ -152,6 +158,7 @@ def run_case(shared: Shared, name: str, root: Path) -> RunResult:
 
         run = run_runbook(name, live.runbook_env(), on_manual=on_manual)
         _assert_recovered(run)
+        _assert_evidence(run, live)
         assert [s.number for s in run.steps] == list(range(1, len(run.steps) + 1))
         assert manual_done == [s.number for s in run.steps if s.manual]
         (check,) = run.of_kind("Check recovery")
@@ -188,8 +195,6 @@ def _selected(request) -> set[tuple[str, str]]:
 
 @pytest.mark.parametrize("backend, name", CASES)
 def test_runbook_recovers_its_condition(backend, name, matrix, request):
-    if name in XFAIL:
-        request.applymarker(pytest.mark.xfail(reason=XFAIL[name], strict=False))
     case = matrix.submit(backend, name)
     for other in BACKEND_NAMES:  # the same runbook on the other backend, at the same time
         if other != backend and (other, name) in _selected(request):
