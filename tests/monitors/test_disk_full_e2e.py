@@ -123,6 +123,12 @@ def _scenario(tmp_path, data, erp_url: str, ops_port: int, token_file) -> None:
         ran = run_runbook("DiskSpaceLow", {"ERPCTL_DATA_DIR": str(data), "ERPCTL_PROMETHEUS_URL": pipe.prom_url,
                                            "ERPCTL_ALERTMANAGER_URL": pipe.am_url})
         _check_the_runbook_run(ran)
+        # The engine ran on the full disk: its record and evidence waited in memory until step 4 made room.
+        warnings = [e["message"] for e in ran.events if e["event"] == "warning"]
+        assert warnings and "cannot write the run's record" in warnings[0], ran.events
+        assert warnings[-1] == "the run's record and evidence are written again", warnings
+        kinds = [r["kind"] for r in ran.evidence(data)]
+        assert kinds[0] == "runbook.start" and kinds[-1] == "runbook.end" and kinds.count("runbook.step") == 6, kinds
         pipe.wait("DiskSpaceLow resolved at the person's receiver",
                   lambda: pipe.oncall.alerts("DiskSpaceLow", "resolved", since=t_runbook), PAGE_BOUND + 60)
         print(f"runbook run and DiskSpaceLow resolved in {time.monotonic() - t_runbook:.1f} s")
@@ -138,9 +144,10 @@ def _check_the_runbook_run(ran: RunResult) -> None:
     assert "would forget 2" in ran.command("Confirm", "erpctl backup prune --dry-run").output, said
     recover = ran.ran("Recover")
     assert recover and all(r.exit_code == 0 for r in recover), said
-    assert "forgot 2" in ran.command("Recover", "erpctl backup prune").output, said
+    (prune,) = [c for c in recover if "erpctl backup prune" in c.command]
+    assert "forgot 2" in prune.output, said
     check = ran.ran("Check recovery")
     assert check[0].exit_code == 0 and '"ready":true' in check[0].output, said
     assert ran.command("Check recovery", "erpctl erp maintenance status").exit_code == 0, said
-    assert "disk nearly full" not in check[-1].output, said
-    assert (ran.status, ran.exit_code) == ("recovered", 0), said
+    assert "disk nearly full" not in check[-1].output, said  # the alert still fires: it resolves minutes later
+    assert ran.status in ("recovered", "not-recovered") and not ran.stopped_at, said

@@ -1,6 +1,7 @@
 """A real installation for the runbook tests: `erpctl up` as a process of its own, with its own ports,
-data directory and (on PostgreSQL) database, short probe intervals in its erpctl.toml, a backup
-repository with a restore-tested backup, and an ERP user whose token the business runbooks use."""
+data directory and (on PostgreSQL) database, the shipped schedules (a recovery shows in `erpctl status`
+at once: it runs again what failed), a backup repository, and an ERP user whose token the business
+runbooks use."""
 
 from __future__ import annotations
 
@@ -23,9 +24,6 @@ from tests.controlplane.test_up import _until as until
 
 READY_TIMEOUT = 60.0
 USER, PASSWORD = "oncall", "correct horse battery"
-# Probes every few seconds, so `erpctl status` sees a recovery within the test, not a minute later.
-SCHEDULES = {"probe.readyz": "2s", "probe.business": "2s", "probe.db_integrity": "5s",
-             "probe.backup_freshness": "2s", "probe.disk_headroom": "5s", "invariants": "10s"}
 
 
 class Live:
@@ -90,8 +88,7 @@ class Live:
     def start(self) -> None:
         """`erpctl up` in a session of its own (as a supervisor would start it); returns once ready."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        schedule = "\n".join(f'"{job}" = "{every}"' for job, every in SCHEDULES.items())
-        (self.data_dir / "erpctl.toml").write_text(f'[backup]\nkey_file = "{self.key_file}"\n\n[schedule]\n{schedule}\n')
+        (self.data_dir / "erpctl.toml").write_text(f'[backup]\nkey_file = "{self.key_file}"\n')
         log = open(self.root / "up.log", "ab")  # noqa: SIM115 - the child keeps it
         self.proc = subprocess.Popen([erpctl_path(), "up", "--data-dir", str(self.data_dir), "--erp-port",
                                       str(self.erp_port), "--ops-port", str(self.ops_port)],
@@ -118,7 +115,7 @@ class Live:
             return r.returncode, {"stdout": r.stdout, "stderr": r.stderr}
 
     def healthy(self, timeout: float = 20.0) -> dict:
-        """Wait until `erpctl status` exits 0 (probes run every few seconds); what it said last."""
+        """Wait until `erpctl status` exits 0; what it said last."""
         last: dict = {}
 
         def green():
