@@ -29,7 +29,8 @@ USER, PASSWORD = "oncall", "correct horse battery"
 class Live:
     """One installation; `start`, `baseline`, and always `close`."""
 
-    def __init__(self, root: Path, backend: str):
+    def __init__(self, root: Path, backend: str, template: str | None = None):
+        """template: on PostgreSQL, the database to copy (else a new, empty one)."""
         self.backend = backend
         self.root = root
         self.data_dir = root / "data"
@@ -42,26 +43,29 @@ class Live:
         if backend == "postgresql":
             reachable_pg_admin()
             self.database = f"erp_rb_{uuid.uuid4().hex[:10]}"
-            self.pg_sql(f'CREATE DATABASE "{self.database}"')
+            self.pg_sql(f'CREATE DATABASE "{self.database}"' + (f' TEMPLATE "{template}"' if template else ""))
             self.database_url = _pg_url(self.database)
         self.proc: subprocess.Popen | None = None
         self._token: str | None = None
+        self.user = False  # prepare() made the ERP user whose token the business runbooks use
         self.extra_env: dict[str, str] = {}
+        self.process_env: dict[str, str] = {}  # for erpctl itself and the runbook engine (ERP_FIELD_KEY)
         self.pipeline = None  # real Prometheus and Alertmanager, for the runbooks that need them
 
     # ------------------------------------------------------------------ environment and commands
 
     def erpctl_env(self) -> dict[str, str]:
-        extra = {"ERPCTL_DATA_DIR": str(self.data_dir), "ERPCTL_BACKUP_KEY_FILE": str(self.key_file)}
+        extra = {**self.process_env, "ERPCTL_DATA_DIR": str(self.data_dir), "ERPCTL_BACKUP_KEY_FILE": str(self.key_file)}
         if self.database_url:
             extra["ERPCTL_DATABASE_URL"] = self.database_url
         return hermetic_env(**extra)
 
     def runbook_env(self) -> dict[str, str]:
         """The variables of runbooks/README.md's environment table, set to this installation's."""
-        out = {"ERPCTL_DATA_DIR": str(self.data_dir), "ERPCTL_DATABASE_URL": self.database_url,
-               "ERP_URL": self.erp_url, "OPS_URL": self.ops_url, "ERPCTL_BACKUP_KEY_FILE": str(self.key_file),
-               "ERP_TOKEN": self.token()}
+        out = {**self.process_env, "ERPCTL_DATA_DIR": str(self.data_dir), "ERPCTL_DATABASE_URL": self.database_url,
+               "ERPCTL_BACKUP_KEY_FILE": str(self.key_file)}
+        if self.user:
+            out["ERP_TOKEN"] = self.token()
         out.update(self.extra_env)
         return out
 
@@ -105,6 +109,7 @@ class Live:
         """A backup repository (no backup yet) and an ERP user whose token the business runbooks use."""
         self.ok("backup", "init", "--key-file", self.key_file)
         self.ok("erp", "user", "add", USER, "--role", "admin", "--password-stdin", input=PASSWORD + "\n")
+        self.user = True
         self.token()
 
     def status(self) -> tuple[int, dict]:

@@ -11,6 +11,7 @@ cases run one after the other on a thread of their own, and each test waits for 
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -35,8 +36,8 @@ class Shared:
     runbook, then with a backup. One a runbook left unhealthy (its own test has failed for it) is replaced
     by a new one, so the next runbook is not blamed."""
 
-    def __init__(self, root: Path, backend: str):
-        self.root, self.backend, self.count = root, backend, 0
+    def __init__(self, root: Path, backend: str, resources: dict):
+        self.root, self.backend, self.count, self.resources = root, backend, 0, resources
         self.live = self._new()
         self.backed_up = False
         self.known_healthy = True
@@ -67,8 +68,11 @@ class Shared:
     def installation(self, name: str, root: Path) -> tuple[Live, bool]:
         """The installation `name` runs on and whether it is a new one of its own (closed afterwards): the
         shared one, healthy; for a runbook whose condition is an installation never backed up, the shared
-        one while that holds, else a new one."""
-        if not condition(name).never_backed_up:
+        one while that holds, else a new one; for a runbook whose condition builds its own, that one."""
+        cond = condition(name)
+        if cond.installation is not None:
+            return cond.installation(root, self.backend, self.resources), True
+        if not cond.never_backed_up:
             return self.healthy(), False
         if not self.backed_up:
             self.backed_up = True  # the runbook's recovery takes the first backup
@@ -94,6 +98,7 @@ class Matrix:
         self.shared: dict[str, Shared] = {}
         self.threads = {b: ThreadPoolExecutor(1, thread_name_prefix=f"runbooks-{b}") for b in BACKEND_NAMES}
         self.cases: dict[tuple[str, str], Future] = {}
+        self.resources: dict = {}  # session fixtures conditions need (Condition.resources), resolved by the tests
 
     def submit(self, backend: str, name: str) -> Future:
         key = (backend, name)
@@ -103,7 +108,7 @@ class Matrix:
 
     def _run(self, backend: str, name: str) -> RunResult:
         if backend not in self.shared:
-            self.shared[backend] = Shared(self.root / backend, backend)
+            self.shared[backend] = Shared(self.root / backend, backend, self.resources)
         return run_case(self.shared[backend], name, self.root / backend / name)
 
     def close(self) -> None:
@@ -142,6 +147,7 @@ def _assert_evidence(run: RunResult, live: Live) -> None:
 def run_case(shared: Shared, name: str, root: Path) -> RunResult:
     """Cause the condition, run the runbook, check it recovered and left the installation healthy."""
     cond = condition(name)
+    t0 = time.monotonic()
     live, own = shared.installation(name, root)
     pipe = None
     try:
@@ -166,6 +172,7 @@ def run_case(shared: Shared, name: str, root: Path) -> RunResult:
             assert live.healthy() == {}, f"{name} left the installation unhealthy:\n{run.report()}"
         if live is shared.live:
             shared.known_healthy = True
+        print(f"\n{name} on {shared.backend}: {time.monotonic() - t0:.1f} s (installation, condition, run, checks)")
         return run
     finally:
         if pipe is not None:
@@ -195,10 +202,13 @@ def _selected(request) -> set[tuple[str, str]]:
 
 @pytest.mark.parametrize("backend, name", CASES)
 def test_runbook_recovers_its_condition(backend, name, matrix, request):
+    others = [b for b in BACKEND_NAMES if b != backend and (b, name) in _selected(request)]
+    for fixture in condition(name).resources:  # the PostgreSQL template only for a PostgreSQL case
+        if fixture not in matrix.resources and ("pg_" not in fixture or "postgresql" in (backend, *others)):
+            matrix.resources[fixture] = request.getfixturevalue(fixture)
     case = matrix.submit(backend, name)
-    for other in BACKEND_NAMES:  # the same runbook on the other backend, at the same time
-        if other != backend and (other, name) in _selected(request):
-            matrix.submit(other, name)
+    for other in others:  # the same runbook on the other backend, at the same time
+        matrix.submit(other, name)
     run = case.result()
     print(f"\n{run.report()}")
 
