@@ -3,6 +3,7 @@
     python bench/backup.py                  # about 600 MB (erpctl erp seed --scale 282), 3 rounds
     python bench/backup.py --size-mb 100 --rounds 3
     python bench/backup.py --json           # the figures as one JSON object
+    python bench/backup.py --source DIR     # an existing data directory's erp.sqlite3 (and field.key)
 
 Every figure is the time of a command run as a process (the installed `erpctl` beside this Python,
 `restic`, `borg`), with the passphrase in the environment, from a fresh repository, on the same
@@ -287,14 +288,18 @@ def bench(args) -> dict:
     for exe in ("restic", "borg"):
         if not shutil.which(exe):
             sys.exit(f"{exe} is not installed: apt-get install -y --no-install-recommends restic borgbackup")
-    source, info = ensure_database(args.size_mb, Path(args.cache))
+    if args.source:
+        source, info = Path(args.source), {"scale": None, "source": str(Path(args.source).resolve())}
+    else:
+        source, info = ensure_database(args.size_mb, Path(args.cache))
     root = Path(tempfile.mkdtemp(prefix="erpctl-bench-", dir=args.work))
     size = (source / "erp.sqlite3").stat().st_size
-    fig: dict = {"database_bytes": size, "scale": info["scale"], "cpus": os.cpu_count(), "rounds": args.rounds,
+    fig: dict = {"database_bytes": size, "scale": info["scale"], "source": info.get("source"),
+                 "cpus": os.cpu_count(), "rounds": args.rounds,
                  "load_average_start": os.getloadavg(),
                  "versions": {"erpctl": Erpctl(root, root).version(), "restic": Restic(root).version(),
                               "borg": Borg(root).version()}}
-    log(f"database {size / 1e6:.0f} MB (scale {info['scale']}), work in {root}")
+    log(f"database {size / 1e6:.0f} MB ({info.get('source') or 'scale ' + str(info['scale'])}), work in {root}")
     try:
         fig.update(startup(clean_env()))
         for r in range(args.rounds):
@@ -336,7 +341,8 @@ ROWS = (  # label, key (tool_<key>), unit divisor, format
 def table(f: dict) -> str:
     load = " -> ".join("/".join(f"{x:.2f}" for x in f[k]) for k in ("load_average_start", "load_average_end"))
     v = f["versions"]
-    out = [f"database {f['database_bytes'] / 1e6:.0f} MB (erpctl erp seed --scale {f['scale']}), "
+    origin = f.get("source") or f"erpctl erp seed --scale {f['scale']}"
+    out = [f"database {f['database_bytes'] / 1e6:.0f} MB ({origin}), "
            f"{med(f, 'rows_updated'):.0f} rows updated, {f['cpus']} CPUs, load average {load}",
            f"{v['erpctl']}, {v['restic']}, {v['borg']}; medians of {f['rounds']} rounds, order "
            + "; ".join(",".join(o) for o in f["orders"]),
@@ -362,6 +368,9 @@ def table(f: dict) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--size-mb", type=float, default=600, help="database size to generate (default 600)")
+    p.add_argument("--source", default=None, metavar="DIR",
+                   help="bench the ERP database of this data directory (erp.sqlite3, its WAL folded in, and "
+                        "field.key) instead of a generated one")
     p.add_argument("--rounds", type=int, default=3, help="rounds, each tool once per step in each (default 3)")
     p.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "erpctl-bench-cache"),
                    help="where generated databases are kept between runs (shared safely by concurrent runs)")

@@ -34,10 +34,14 @@ def require_database(target: Target) -> None:
 def check_schema(engine, target: Target):
     status = ops.schema_status(engine)
     if not status.supported:
-        raise SchemaMismatch(f"the database schema is not supported: {status.reason}",
-                             fix="Run 'erpctl erp migrate' when the schema is older; upgrade erpctl when the "
-                                 "database was migrated by a newer version.", schema=status.as_dict())
+        _refuse_schema(status)
     return status
+
+
+def _refuse_schema(status) -> None:
+    raise SchemaMismatch(f"the database schema is not supported: {status.reason}",
+                         fix="Run 'erpctl erp migrate' when the schema is older; upgrade erpctl when the "
+                             "database was migrated by a newer version.", schema=status.as_dict())
 
 
 @contextlib.contextmanager
@@ -54,6 +58,21 @@ def open_database(target: Target):
         raise database_error(exc, target.sqlite_path) from exc
     finally:
         db.dispose()
+
+
+def _sqlite_maintenance(target: Target) -> dict:
+    """The switch of an SQLite database read as open_database would (refusing what it refuses), through
+    the standard library: `erpctl erp maintenance status` loads no SQLAlchemy (~250 ms)."""
+    import sqlite3
+
+    require_database(target)
+    try:
+        status, state = ops.sqlite_maintenance(target.sqlite_path)
+    except sqlite3.Error as exc:
+        raise database_error(exc, target.sqlite_path) from exc
+    if not status.supported:
+        _refuse_schema(status)
+    return state
 
 
 # ---- migrations -------------------------------------------------------------------------------
@@ -157,9 +176,40 @@ def check(target: Target) -> dict:
 def set_maintenance(target: Target, enabled: bool | None, reason: str = "", retry_after: int | None = None) -> dict:
     """Switch the ERP's read-only mode on or off (None: only report it); refused writes say Retry-After:
     `retry_after` seconds (None: the ERP's default, 60)."""
+    if enabled is None and target.sqlite_path is not None:
+        return _sqlite_maintenance(target)
     with open_database(target) as db, db.session(write=enabled is not None, actor="erpctl") as s:
         if enabled is None:
             return ops.maintenance_state(s)
         state = ops.set_maintenance(s, enabled, reason, retry_after=retry_after)
     log.info("maintenance mode switched", extra={"enabled": state["enabled"], "reason": state["reason"]})
     return state
+
+
+# ---- repairs ----------------------------------------------------------------------------------
+
+STOCK_CACHE_CHECK = "on_hand_matches_moves"  # the invariant the stock-cache rebuild repairs
+STOCK_CACHE_EVIDENCE = "erp.repair.stock_cache"  # the evidence record of an applied rebuild
+EVIDENCE_LISTED = 100  # corrections listed in it (all of them are in the ERP's audit log)
+
+
+def repair_stock_cache(target: Target, *, apply: bool) -> dict:
+    """The on-hand cache rebuilt from the done stock moves (erp_core.ops.repair_stock_cache). Without
+    apply only read. With apply: one transaction, refused unless the ERP is in maintenance mode; then an
+    evidence record (count, digest, the corrections) and the invariants checked again with their result
+    recorded, so the InvariantViolations alert resolves as soon as they hold ({..., "check": result})."""
+    with open_database(target) as db, db.session(write=apply, actor="erpctl") as s:
+        result = ops.repair_stock_cache(s, apply=apply)
+    if not apply:
+        return result
+    log.info("stock cache rebuilt", extra={"corrections": result["count"], "digest": result["digest"]})
+    if Path(target.data_dir).is_dir():
+        from .evidence import EvidenceLog
+
+        EvidenceLog(target.data_dir).append(STOCK_CACHE_EVIDENCE, {
+            "database": target.display_url, "count": result["count"], "digest": result["digest"],
+            "corrections": result["corrections"][:EVIDENCE_LISTED],
+            "listed": min(result["count"], EVIDENCE_LISTED)})
+    after = check(target)
+    record_check(target, after)
+    return {**result, "check": after}

@@ -123,6 +123,13 @@ class RestoreFailed(BackupError):
     status, exit_code, title = 500, 30, "Restore failed"
 
 
+class WritesWouldBeDiscarded(BackupError):
+    """Restoring in place discards the writes made since the backup, and the operator did not confirm
+    their number (--discard-writes N); nothing was changed."""
+
+    status, exit_code, title = 409, 31, "Restore would discard writes"
+
+
 class EvidenceTampered(ControlPlaneError):
     """The evidence log has a record that was altered, removed or reordered."""
 
@@ -375,6 +382,8 @@ EXIT_CODES = {
     28: "backup verification failed (erpctl backup verify names what)",
     29: "restore refused: the backup failed verification, live data untouched",
     30: "restore failed and was rolled back, live data untouched",
+    31: "restore refused: it discards writes made since the backup and --discard-writes did not name their "
+        "number (--dry-run lists them); nothing changed",
     34: "release in use (current, or needed by an upgrade or its rollback): not removed",
     35: "release error (generic): a release could not be installed, switched to or served",
     36: "release not found (erpctl release list shows the installed ones)",

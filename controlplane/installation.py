@@ -289,6 +289,7 @@ class ServingRecord(Record):
     restarts: int = 0
     at: str | None = None
     erpctl_pid: int | None = None
+    ready_seconds: float | None = None  # how long its ERP took from start to serving
 
 
 # ---- the installation ----------------------------------------------------------------------------

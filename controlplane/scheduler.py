@@ -26,7 +26,7 @@ A job marked `retry` (the monitoring jobs: probes, the invariants check) is run 
 run (it raised, or its `failed(result)` says so: a probe that found a problem) instead of only at its
 next scheduled run: RETRY_FIRST_SECONDS after the first failure, then twice as long each time up to
 RETRY_MAX_SECONDS, and never later than its next scheduled run, until a run succeeds. So a recovery is
-seen within seconds of it (not a minute later for a probe, an hour for the invariants), while a
+seen within seconds of it (not a minute later for a probe, ten for the invariants), while a
 lasting failure costs at most one extra run a RETRY_MAX_SECONDS. Every retry is a run like any other:
 recorded, counted in the metrics, and a failing probe still fails (its alert still fires).
 """
@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import results
-from .errors import SettingInvalid
+from .errors import DataDirProblem, SettingInvalid
 from .installation import FILES, Installation, read_toml, schedule_env
 
 log = logging.getLogger("controlplane.scheduler")
@@ -338,13 +338,13 @@ def record_run(data_dir, job_id: str, error: str | None, seconds: float, pending
     key, now = RESULT_PREFIX + job_id, time.time()
     pending = pending or {}
     try:
-        prev = results.read(data_dir).get(key) or {}
-    except (OSError, ValueError):
-        prev = {}
-    failures = int(prev.get("failures") or 0) + pending.get("failures", 0) + (error is not None)
-    last_failure = now if error else pending.get("at") or prev.get("last_failure_at")
+        prev = results.read(data_dir).get(key) or results.Result()
+    except (OSError, ValueError, DataDirProblem):
+        prev = results.Result()
+    failures = int(prev.value("failures") or 0) + pending.get("failures", 0) + (error is not None)
+    last_failure = now if error else pending.get("at") or prev.value("last_failure_at")
     fields = {"duration": seconds, "failures": failures, "last_failure_at": last_failure,
-              "last_error": error or pending.get("error") or prev.get("last_error")}
+              "last_error": error or pending.get("error") or prev.value("last_error")}
     if error:
         fields["error"] = error
     results.record(data_dir, key, error is None, **fields)

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import functools
-import re
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import create_engine, event, func, inspect, select, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import Query, Session, sessionmaker
 
+from .stored import (MIGRATIONS_DIR, STAGES, SchemaStatus, code_head, judge_schema,  # noqa: F401 - part of
+                     known_migrations)                                                 # this module's interface
 from .urls import default_sqlite_url, normalise_url  # noqa: F401 - part of this module's interface
-
-MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-STAGES = ("expand", "backfill", "contract")
 
 
 def make_engine(url: str, **kw) -> Engine:
@@ -140,50 +136,6 @@ def migration_module(revision: str):
     return module
 
 
-def code_head() -> str | None:
-    migrations = known_migrations()
-    return migrations[-1]["revision"] if migrations else None
-
-
-def known_migrations() -> list[dict]:
-    """The migrations this code ships, oldest first, with their declared stage. Read from what each
-    file declares, not run: running them (Alembic's ScriptDirectory) loads Alembic and every
-    migration's imports, ~250 ms that each schema check (erpctl erp maintenance status...) would
-    pay. tests/erp_core/test_ops.py keeps this equal to Alembic's reading."""
-    return [dict(m) for m in _migration_chain()]
-
-
-def _declared(path: Path) -> dict:
-    """A migration file's revision, down revision, stage and first docstring paragraph (Alembic's doc)."""
-    tree = ast.parse(path.read_text(), str(path))
-    values = {target.id: node.value for node in tree.body if isinstance(node, ast.Assign)
-              for target in node.targets if isinstance(target, ast.Name)}
-    try:
-        declared = {k: ast.literal_eval(values[k]) if k in values else None
-                    for k in ("revision", "down_revision", "stage")}
-    except ValueError:
-        raise LookupError(f"{path}: revision, down_revision and stage must be literals") from None
-    doc = (ast.get_docstring(tree, clean=False) or "").strip()
-    return {**declared, "doc": re.split("\n\n", doc)[0]}
-
-
-@functools.lru_cache(maxsize=1)
-def _migration_chain() -> tuple[dict, ...]:
-    declared = [_declared(p) for p in sorted((MIGRATIONS_DIR / "versions").glob("*.py")) if p.name != "__init__.py"]
-    children: dict = {}
-    for m in declared:
-        children.setdefault(m["down_revision"], []).append(m)
-    chain, parent = [], None
-    while nexts := children.get(parent):
-        if len(nexts) > 1:
-            raise LookupError(f"the migrations branch after {parent}: {', '.join(m['revision'] for m in nexts)}")
-        chain.append(nexts[0])
-        parent = nexts[0]["revision"]
-    if len(chain) != len(declared):
-        raise LookupError("a migration is not on the chain from the first one: check its down_revision")
-    return tuple(chain)
-
-
 def migrate(url: str, revision: str = "head") -> str:
     from alembic import command
 
@@ -205,56 +157,15 @@ def current_revision(bind: Engine | Connection) -> str | None:
         return c.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
-@dataclass
-class SchemaStatus:
-    current: str | None
-    code_head: str
-    supported: bool
-    reason: str
-    newer: list  # applied migrations this code does not know, with their stages
-
-    def as_dict(self):
-        return self.__dict__.copy()
-
-
 def schema_status(engine: Engine) -> SchemaStatus:
-    """Supported: at the code's head; at an earlier revision that only contract migrations separate from
-    the head (expanded and backfilled, this code writes every new column itself); or at a later revision
-    whose newer migrations are all expand or backfill stages (old code keeps working against an expanded
-    schema)."""
+    """Whether this code supports the database's schema (erp_core.stored.judge_schema says when)."""
     # here, not at the top: the ORM models cost ~110 ms of start-up (python -X importtime) that the
     # callers of engines, URLs and revisions (backup verify, the probes, upgrade lint) do not need
     from .models import SchemaMigration
 
-    head = code_head()
-    current = current_revision(engine)
-    known = {m["revision"] for m in known_migrations()}
-    if current is None:
-        return SchemaStatus(None, head, False, "database is not migrated: run 'erpctl erp migrate'", [])
-    if current == head:
-        return SchemaStatus(current, head, True, "schema at the code's revision", [])
-    if current in known:
-        order = [m["revision"] for m in known_migrations()]
-        missing = known_migrations()[order.index(current) + 1:]
-        if all(m["stage"] == "contract" for m in missing):
-            # expanded and backfilled: this code writes every new column itself, so it runs before the
-            # contract step as well as after it
-            return SchemaStatus(current, head, True,
-                                f"schema at {current} is expanded and backfilled; only the contract migration(s) "
-                                f"{', '.join(m['revision'] for m in missing)} are still to run "
-                                "('erpctl erp migrate' finishes the upgrade)", [])
-        return SchemaStatus(current, head, False,
-                            f"schema at {current} is older than the code's {head}: run 'erpctl erp migrate'", [])
-    with Session(engine) as s:
-        rows = s.execute(select(SchemaMigration).order_by(SchemaMigration.applied_at)).scalars().all()
-    newer = [{"revision": r.revision, "stage": r.stage} for r in rows if r.revision not in known]
-    if current not in {m["revision"] for m in newer}:
-        return SchemaStatus(current, head, False,
-                            f"schema at unknown revision {current} with no recorded stage; "
-                            "run the code that migrated it", newer)
-    contract = [m["revision"] for m in newer if m["stage"] not in ("expand", "backfill")]
-    if contract:
-        return SchemaStatus(current, head, False,
-                            f"schema has contract migrations this code predates: {', '.join(contract)}; "
-                            "upgrade the code", newer)
-    return SchemaStatus(current, head, True, "schema is ahead by expand/backfill migrations only", newer)
+    def applied():
+        with Session(engine) as s:
+            rows = s.execute(select(SchemaMigration).order_by(SchemaMigration.applied_at)).scalars().all()
+        return [(r.revision, r.stage) for r in rows]
+
+    return judge_schema(current_revision(engine), applied)

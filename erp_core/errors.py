@@ -79,6 +79,12 @@ class InvalidTransition(Conflict):
     title = "Invalid state transition"
 
 
+class MaintenanceRequired(Conflict):
+    """An operator repair that must not race the ERP's users: it runs only in maintenance mode."""
+
+    title = "Maintenance mode required"
+
+
 class TooManyRequests(ErpError):
     status, exit_code, title = 429, 6, "Too many requests"
 

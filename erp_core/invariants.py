@@ -121,10 +121,12 @@ def trial_balance_zero(s: Session) -> list[Violation]:
                       "journal_lines")]
 
 
-def on_hand_matches_moves(s: Session) -> list[Violation]:
-    """For every product in every warehouse, the on-hand quantity (stock_levels) equals the done
-    moves into the warehouse minus the done moves out of it. A missing stock_levels row counts as
-    zero on hand; a row with no moves must be zero."""
+def on_hand_against_moves():
+    """SELECT of every (product, warehouse) whose on-hand quantity (stock_levels) differs from its done
+    moves in minus its done moves out: product_id, warehouse_id, moved and on_hand (thousandths), levels
+    (0 when there is no stock_levels row), sku and code (None when the product or warehouse is missing),
+    ordered by product and warehouse. The check below reports these rows; the stock-cache repair
+    (services/stockcache.py) rewrites them."""
     done = StockMove.state == "done"
     qty = thousandths(StockMove.quantity)
     none = literal(0, BigInteger)
@@ -143,18 +145,29 @@ def on_hand_matches_moves(s: Session) -> list[Violation]:
              .group_by(parts.c.product_id, parts.c.warehouse_id)
              .having(moved != on_hand)
              .subquery())
-    stmt = (select(pairs, Product.sku, Warehouse.code)
+    return (select(pairs, Product.sku, Warehouse.code)
             .outerjoin(Product, Product.id == pairs.c.product_id)
             .outerjoin(Warehouse, Warehouse.id == pairs.c.warehouse_id)
             .order_by(pairs.c.product_id, pairs.c.warehouse_id))
 
+
+def stock_ref(row) -> str:
+    """SKU@WAREHOUSE of a row of on_hand_against_moves (product#N / warehouse#N when missing)."""
+    return f"{row.sku or f'product#{row.product_id}'}@{row.code or f'warehouse#{row.warehouse_id}'}"
+
+
+def on_hand_matches_moves(s: Session) -> list[Violation]:
+    """For every product in every warehouse, the on-hand quantity (stock_levels) equals the done
+    moves into the warehouse minus the done moves out of it. A missing stock_levels row counts as
+    zero on hand; a row with no moves must be zero."""
+
     def describe(r):
-        ref = f"{r.sku or f'product#{r.product_id}'}@{r.code or f'warehouse#{r.warehouse_id}'}"
+        ref = stock_ref(r)
         level = "no stock_levels row" if not r.levels else f"on hand {from_thousandths(r.on_hand)}"
         return (f"{ref} (product {r.product_id}, warehouse {r.warehouse_id}): {level}, "
                 f"but done moves add up to {from_thousandths(r.moved)}", ref)
 
-    return _violations(s, "on_hand_matches_moves", stmt, describe)
+    return _violations(s, "on_hand_matches_moves", on_hand_against_moves(), describe)
 
 
 def document_totals_match_lines(s: Session) -> list[Violation]:

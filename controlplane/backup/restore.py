@@ -50,7 +50,7 @@ from ..faults import failpoint
 from ..fsutil import atomic_write_text, fsync_dir
 from .. import layout
 from ..installation import check_version
-from . import scratch
+from . import loss, scratch
 from . import verify as V
 
 log = logging.getLogger("controlplane.backup.restore")
@@ -245,6 +245,7 @@ def _finish(target: config.Target, state: dict, keep_previous: bool) -> None:
     if state["engine"] == "postgresql":  # killed between the renames and re-allowing connections
         with scratch.pg_admin(target.database_url) as c:
             c.execute(text(f"ALTER DATABASE {scratch._quote_ident(state['live_database'])} ALLOW_CONNECTIONS true"))
+    loss.publish(state)
     _restore_prior_maintenance(target.database_url, state)
     state["maintenance_set"] = False
     if state["engine"] == "postgresql" and not keep_previous:
@@ -291,9 +292,11 @@ def _recover(target: config.Target) -> dict | None:
 
 def restore(target: config.Target, repo, backup_id: str, *, into: Path | None = None,
             progress: V.Progress | None = None, keep_previous: bool = False,
-            scratch_database_url: str | None = None) -> dict:
+            scratch_database_url: str | None = None, discard_writes: int | str | None = None) -> dict:
     """Restore one backup: into the live database (fail-closed, atomic swap) or, with `into`, into a
-    directory for inspection. Raises RestoreRefused when verification fails (nothing touched).
+    directory for inspection. Raises RestoreRefused when verification fails (nothing touched), and
+    WritesWouldBeDiscarded unless `discard_writes` is the number of writes made since the backup that
+    an in-place restore discards (loss.ANY: any number, the caller had the loss accepted).
     Failpoints (controlplane.faults): restore.before_swap, restore.after_swap."""
     progress = progress or V._noop
     if into is not None:
@@ -305,13 +308,16 @@ def restore(target: config.Target, repo, backup_id: str, *, into: Path | None = 
         backup_id = str(manifest.get("id") or backup_id)
         engine = V._engine_of(manifest)
         _check_restorable(target, backup_id, engine)
+        if _in_place(target, engine):  # early, cheap: the count only grows while the ERP is not read-only
+            loss.confirm(loss.since_backup(target, manifest, limit=0), discard_writes, backup_id,
+                         exact=_maintenance(target.database_url)["enabled"])
         state = _new_state(target, backup_id, engine)
         state["keep_previous"] = keep_previous
         _phase(target, state, "verifying")
         ladder, verification = _verify_copy(target, repo, state, progress, t0)
         try:
             progress("swap", None, None)
-            _swap(target, state, ladder.copy)
+            _swap(target, state, ladder.copy, manifest, discard_writes)
         except BaseException as exc:
             if not _committed_despite(target, state):
                 _fail_before_swap(target, state, exc, t0)
@@ -321,12 +327,30 @@ def restore(target: config.Target, repo, backup_id: str, *, into: Path | None = 
                        engine=engine)
         EvidenceLog(target.data_dir).append("backup.restore", {
             "backup": backup_id, "run": state["run"], "into": "live", "result": "swapped", "engine": engine,
-            "swap": state["swap"], "verified_through": 3, "duration_seconds": round(duration, 3)})
-        return {"backup": backup_id, "run": state["run"], "engine": engine, "into": "live",
+            "swap": state["swap"], "verified_through": 3, "duration_seconds": round(duration, 3),
+            "loss_window": state.get("loss")})
+        return {"backup": backup_id, "run": state["run"], "engine": engine, "into": "live", "loss": state.get("loss"),
                 "database": target.display_url, "ok": True, "swap": state["swap"],
                 "previous_database": state.get("previous_database") if keep_previous else None,
                 "duration_seconds": round(duration, 3), "swap_seconds": state.get("swap_seconds"),
                 "verification": verification.as_dict(), "recovered": recovered}
+
+
+def _in_place(target: config.Target, engine: str) -> bool:
+    """Whether the restore replaces a live database (not a missing SQLite file)."""
+    return engine == "postgresql" or target.sqlite_path.exists()
+
+
+def discarded_by(target: config.Target, repo, backup_id: str) -> dict:
+    """What restoring the backup in place would discard, as of now (--dry-run; nothing changes). While
+    the ERP takes writes the number grows; in maintenance mode it holds."""
+    manifest = V._manifest_dict(repo.load_manifest(backup_id))
+    engine = V._engine_of(manifest)
+    _check_restorable(target, str(manifest.get("id") or backup_id), engine)
+    in_place = _in_place(target, engine)
+    found = loss.since_backup(target, manifest, limit=None) if in_place else {"count": 0, "entries": [], "groups": []}
+    return {**found, "backup": manifest["id"], "backup_time": manifest["created_at"], "in_place": in_place,
+            "maintenance": _maintenance(target.database_url) if in_place else None}
 
 
 def _check_restorable(target: config.Target, backup_id: str, engine: str) -> None:
@@ -379,19 +403,22 @@ def _verify_copy(target: config.Target, repo, state: dict, progress, t0: float):
                          verification=verification.as_dict())
 
 
-def _swap(target: config.Target, state: dict, copy) -> None:
-    """Maintenance on (the live ERP read-only, the copy marked with this run), then the swap."""
+def _swap(target: config.Target, state: dict, copy, manifest: dict, discard_writes) -> None:
+    """Maintenance on (the live ERP read-only), the writes since the backup listed and confirmed, the
+    copy's numbering raised to the live database's and the copy marked with this run, then the swap."""
     engine = state["engine"]
-    _maintenance(copy.database_url, True, _swap_marker(state))  # the copy carries the flag across the swap
-    if engine == "sqlite":
-        scratch.sqlite_close_cleanly(copy.artifact_path)
     if engine == "postgresql" or Path(state["live_path"]).exists():
         state["prior_maintenance"] = _maintenance(target.database_url)
         state["maintenance_set"] = True
         _phase(target, state, "maintenance")
         _maintenance(target.database_url, True, _pre_swap_reason(state))
+        state["loss"] = loss.account(target, state, manifest, copy.database_url, discard_writes)
+        _write_state(target, state)
     else:
         state["prior_maintenance"] = {"enabled": False, "reason": ""}
+    _maintenance(copy.database_url, True, _swap_marker(state))  # the copy carries the flag across the swap
+    if engine == "sqlite":
+        scratch.sqlite_close_cleanly(copy.artifact_path)
     failpoint("restore.before_swap")
     _phase(target, state, "swapping")
     t_swap = time.perf_counter()

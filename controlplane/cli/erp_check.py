@@ -33,5 +33,15 @@ def check(data_dir, database_url):
     emit(result, render(result))
     if not result["ok"]:
         raise InvariantsViolated(f"{len(result['violations'])} invariant violation(s) found (listed on stdout)",
-                                 fix="Find what wrote the bad rows (audit log), correct them through the ERP "
-                                     "(reversals, stocktakes) or restore a verified backup; then check again.")
+                                 fix=_fix({v["check"] for v in result["violations"]}))
+
+
+def _fix(kinds: set[str]) -> str:
+    """What to do about the kinds found (the InvariantViolations runbook has the steps)."""
+    stock = ("On-hand stock that differs from its moves: 'erpctl erp maintenance on', 'erpctl erp repair "
+             "stock-cache --yes', 'erpctl erp maintenance off'.")
+    others = ("Find what wrote the bad rows (audit log), correct them through the ERP (reversals) or restore "
+              "a verified backup; then check again.")
+    if kinds == {erp_admin.STOCK_CACHE_CHECK}:
+        return stock
+    return f"{stock} Other kinds: {others}" if erp_admin.STOCK_CACHE_CHECK in kinds else others

@@ -38,7 +38,7 @@ def _epilog() -> str:
 # A command module is imported only when its command runs; --help lists this table
 # (tests/controlplane/test_cli.py keeps it in sync with the commands themselves).
 GROUPS = {
-    "erp": "The ERP's database: migrations, users, demo data, invariant checks, maintenance mode.",
+    "erp": "The ERP's database: migrations, users, demo data, invariant checks, maintenance mode, repairs.",
     "backup": "Backups that are proven to restore: create, list, show, verify, restore, prune, repair.",
     "evidence": "The evidence log: an append-only, hash-chained record of backups, verifications, restores, drills.",
     "upgrade": "Staged upgrades: plan, apply, status, resume, rollback, lint.",
@@ -65,6 +65,7 @@ COMMANDS: dict[str, dict[str, tuple[str, str]]] = {
                                   "services."),
         "check": ("erp_check:check", "Check the books, the stock and the documents (exit 0 when consistent)."),
         "maintenance": ("erp_maintenance:maintenance", "Switch maintenance mode on or off, or show it (status)."),
+        "repair": ("erp_repair:repair", "Rebuild derived data from the records it is derived from."),
     },
     "backup": {
         "init": ("backup_init:init", "Create the backup repository."),

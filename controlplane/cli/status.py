@@ -84,7 +84,7 @@ def render(r: dict) -> str:
                                   f"{'IN PROGRESS' if u.get('in_progress') else 'done'} stage {u.get('stage')!r}"
                                   f" since {u.get('started_at')}"))
     h = r["host"]
-    lines.append(f"host       cpu {h['cpu_usage_ratio'] * 100:.0f}%  "
+    lines.append(f"host       cpu {h['cpu_usage_ratio'] * 100:.0f}% (load {h['load_per_cpu']:.2f} per CPU)  "
                  f"memory {_gib(h['memory_available_bytes'])} free of "
                  f"{_gib(h['memory_total_bytes'])}  data dir {_gib(h.get('data_dir_filesystem_free_bytes'))} free of "
                  f"{_gib(h.get('data_dir_filesystem_size_bytes'))}")

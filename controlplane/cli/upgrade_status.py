@@ -22,7 +22,7 @@ def render(r: dict) -> str:
     elif r.get("alive"):
         text += f"\n  running: pid {runner.get('pid')} ('erpctl upgrade {runner.get('command')}') on {runner.get('host')}"
     elif r.get("alive") is None and r["status"] in state.WORKING:
-        text += f"\n  cannot tell whether it still runs: {state.liveness(r)['why']}"
+        text += f"\n  cannot tell whether it still runs: {r['liveness']}"
     if r.get("maintenance_set_by_upgrade"):
         text += "\n  the ERP is in maintenance mode for this upgrade: resume or rollback clears it"
     return text

@@ -32,6 +32,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from .. import results
+from ..errors import DataDirProblem
+from ..evidence import EvidenceLog
 from ..release.supervisor import restarts_here
 from . import alerts, probes
 
@@ -40,9 +42,9 @@ log = logging.getLogger("controlplane.exporter")
 LEVELS = ("L1", "L2", "L3", "L4")
 
 
-def _num(entry: dict | None, *names, default: float = 0.0) -> float:
+def _num(entry: results.Result | None, *names, default: float = 0.0) -> float:
     for name in names:
-        v = (entry or {}).get(name)
+        v = entry.value(name) if entry is not None else None
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             return float(v)
     return default
@@ -104,7 +106,7 @@ class ControlPlaneCollector:
     def collect(self):
         try:
             r = results.read(self.data_dir) if self.data_dir is not None else {}
-        except (OSError, ValueError):
+        except (OSError, ValueError, DataDirProblem):
             log.warning("cannot read the results file", exc_info=True)
             r = {}
         lost = self.unrecorded()
@@ -112,6 +114,7 @@ class ControlPlaneCollector:
         yield from self._backups(r)
         yield from self._operations(r)
         yield from self._alerts(r)
+        yield from self._evidence()
         yield from _jobs(r, lost, self.job_ids())
         yield from self._host()
 
@@ -125,16 +128,32 @@ class ControlPlaneCollector:
         for name in probes.NAMES:
             e = r.get(probes.RESULT_PREFIX + name)
             unknown = "probe." + name in lost  # its latest result could not be recorded: not "ok"
-            ok.add_metric([name], 1 if e and e.get("ok") and not unknown else 0)
+            ok.add_metric([name], 1 if e and e.ok and not unknown else 0)
             dur.add_metric([name], _num(e, "duration"))
-            last.add_metric([name], results.unix_seconds((e or {}).get("at")))
+            last.add_metric([name], results.at(e))
         yield from (ok, dur, last)
+
+    # ---- the evidence log ----
+    def _evidence(self):
+        """The whole chain checked on every scrape (about 0.07 s for 10,000 records); a log an
+        interrupted append left is intact (the next append completes it)."""
+        if self.data_dir is None:
+            return
+        try:
+            count, problems = EvidenceLog(self.data_dir).verify()
+        except OSError:
+            log.warning("cannot read the evidence log", exc_info=True)
+            count, problems = 0, [None]
+        yield _gauge("erpctl_evidence_chain_ok", "1 if the evidence log's hash chain verifies (erpctl evidence "
+                     "verify), 0 if a record was altered, removed, reordered or the log is unreadable",
+                     0 if problems else 1)
+        yield _gauge("erpctl_evidence_records", "Records in the evidence log that verified", count)
 
     # ---- backups and restores ----
     def _backups(self, r):
         last_ok = r.get("backup.create.last_success")
         yield _gauge("erpctl_backup_last_success_timestamp_seconds", "When the last successful backup finished "
-                     "(0: never)", results.unix_seconds((last_ok or {}).get("at")))
+                     "(0: never)", results.at(last_ok))
         yield _gauge("erpctl_backup_last_bytes_added", "Bytes the last successful backup added to the repository",
                      _num(last_ok, "bytes_added"))
         ver = _gauge("erpctl_backup_verification_success", "1 if the latest verification at this level passed "
@@ -143,13 +162,13 @@ class ControlPlaneCollector:
                         "last ran (0: never)", labels=["level"])
         for level in LEVELS:
             e = r.get(f"backup.verify.{level}")
-            ver.add_metric([level], 1 if e and e.get("ok") else 0)
-            ver_ts.add_metric([level], results.unix_seconds((e or {}).get("at")))
+            ver.add_metric([level], 1 if e and e.ok else 0)
+            ver_ts.add_metric([level], results.at(e))
         yield from (ver, ver_ts)
         test_ok = r.get("backup.restore_test.last_success")
         yield _gauge("erpctl_restore_test_last_success_timestamp_seconds", "When a restore test last succeeded "
-                     "(0: never)", results.unix_seconds((test_ok or {}).get("at")))
-        latest = max((r.get("backup.restore_test"), r.get("backup.restore")), key=lambda e: results.unix_seconds((e or {}).get("at")))
+                     "(0: never)", results.at(test_ok))
+        latest = max((r.get("backup.restore_test"), r.get("backup.restore")), key=results.at)
         yield _gauge("erpctl_restore_duration_seconds", "Duration of the latest restore or restore test (0: none)",
                      _num(latest, "duration", "duration_seconds", "seconds"))
 
@@ -158,14 +177,14 @@ class ControlPlaneCollector:
         inv = r.get("invariants")
         yield _gauge("erpctl_invariant_violations", "Business invariant violations found by the latest check",
                      _num(inv, "violations"))
-        up = r.get("upgrade") or {}
-        in_progress = bool(up.get("in_progress"))
+        up = r.get("upgrade") or results.Result()
+        in_progress = bool(up.value("in_progress"))
         yield _gauge("erpctl_upgrade_in_progress", "1 while an upgrade is in progress", int(in_progress))
         yield _gauge("erpctl_upgrade_stage_started_timestamp_seconds", "When the current (or last) upgrade stage "
-                     "started (0: no upgrade recorded)", results.unix_seconds(up.get("started_at")))
+                     "started (0: no upgrade recorded)", results.unix_seconds(up.value("started_at")))
         yield _gauge("erpctl_installation_created_timestamp_seconds", "When the installation was first served by "
                      "erpctl up (0: not yet); the backup alerts wait a grace period from it",
-                     results.unix_seconds((r.get(results.CREATED) or {}).get("at")))
+                     results.at(r.get(results.CREATED)))
         yield CounterMetricFamily("erpctl_erp_restarts", "Restarts of the ERP's process by this erpctl up (it "
                                   "exited, or hung and was killed)",
                                   value=restarts_here(self.data_dir) if self.data_dir is not None else 0)
@@ -207,7 +226,7 @@ class ControlPlaneCollector:
         yield _gauge("erpctl_erp_process_open_fds", "Open file descriptors of the ERP's processes", fds)
 
 
-def _jobs(r: dict, lost: dict, job_ids):
+def _jobs(r: dict[str, results.Result], lost: dict, job_ids):
     """The scheduled jobs' runs: results.json's scheduler.<id> records, and the runs whose results
     could not be written (lost), which count as failures. The job label is the job's id (a fixed set)."""
     prefix = "scheduler."
@@ -222,11 +241,11 @@ def _jobs(r: dict, lost: dict, job_ids):
     count = CounterMetricFamily("erpctl_job_failures", "Failed runs of the scheduled job (recorded in the data "
                                 "directory, plus those whose result could not be written)", labels=["job"])
     for name in sorted(names):
-        latest, pending = r.get(prefix + name) or {}, lost.get(name) or {}
-        success = results.unix_seconds((r.get(f"{prefix}{name}.last_success") or {}).get("at"))
+        latest, pending = r.get(prefix + name) or results.Result(ok=True), lost.get(name) or {}
+        success = results.at(r.get(f"{prefix}{name}.last_success"))
         old.add_metric([name], success)
         ok.add_metric([name], success)
-        failed_at = latest.get("last_failure_at") or (latest.get("at") if latest.get("ok") is False else None)
+        failed_at = latest.value("last_failure_at") or (latest.at if not latest.ok else None)
         bad.add_metric([name], max(results.unix_seconds(failed_at), results.unix_seconds(pending.get("at"))))
         count.add_metric([name], _num(latest, "failures") + pending.get("failures", 0))
     yield from (old, ok, bad, count)

@@ -231,10 +231,10 @@ class BackupFreshnessProbe:
         last = results.read(self.data_dir).get(BACKUP_KEY + ".last_success")
         if not last:
             raise ProbeFailed("no successful backup recorded yet")
-        age = time.time() - float(last["at"])
+        age = time.time() - last.at
         if age > self.max_age:
             raise ProbeFailed(f"the last successful backup is {age / 3600:.1f} h old "
-                              f"(limit {self.max_age / 3600:.1f} h; at {last.get('at_iso')})")
+                              f"(limit {self.max_age / 3600:.1f} h; at {last.at_iso})")
         return f"last successful backup {age / 3600:.1f} h ago"
 
 

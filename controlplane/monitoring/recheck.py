@@ -1,6 +1,6 @@
 """What `erpctl status` checks again before it answers: the monitoring jobs (the probes, the invariants
 check) whose latest recorded run failed. A failure recorded by the scheduler was true at that run (up to
-a minute ago for a probe, an hour for the invariants check, less while it retries); the on-call engineer
+a minute ago for a probe, ten for the invariants check, less while it retries); the on-call engineer
 who has just fixed it asks whether it is still failing. So each such job runs again now, in the status's
 process, with the installation's settings (those the running `erpctl up` recorded), and is recorded as
 the scheduler records a run (controlplane/scheduler.record_run): a job still failing stays flagged with
@@ -39,7 +39,7 @@ def failing(recorded: dict) -> list[str]:
     for job_id in jobs.DEFAULT_SCHEDULES:
         ran = recorded.get(scheduler.RESULT_PREFIX + job_id)
         probe = recorded.get(job_id) if job_id.startswith("probe.") else None
-        if (ran and not ran["ok"]) or (probe and not probe["ok"]):
+        if (ran and not ran.ok) or (probe and not probe.ok):
             out.append(job_id)
     return out
 

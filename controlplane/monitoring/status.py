@@ -24,6 +24,8 @@ What needs attention, and how much (the exit code: 0 nothing, 16 warnings only, 
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import time
 
 import psutil
@@ -51,8 +53,8 @@ def default_erp_url(data_dir) -> str:
     return Installation.open(data_dir, strict=False).get("erp_url")
 
 
-def _age(entry, now) -> float | None:
-    return round(now - float(entry["at"]), 1) if entry and entry.get("at") else None
+def _age(entry: results.Result | None, now) -> float | None:
+    return round(now - entry.at, 1) if entry and entry.at else None
 
 
 def _runbook(name: str) -> dict:
@@ -114,6 +116,7 @@ def gather(target, erp_url: str | None = None, timeout: float = 3.0, alerting_ur
     """The installation's picture: the ERP, alerts, the alerting pipeline, probes, backups, invariants, the
     upgrade, the host. alerting_urls: the --prometheus-url/--alertmanager-url flags ({part: url or None})."""
     now = time.time()
+    psutil.cpu_percent(interval=None)  # primed: _host_part reads the CPU's busy ratio over this command's run
     flags = {f"{part}_url": url for part, url in (alerting_urls or {}).items()}
     inst = Installation.open(target.data_dir, target.database_url, strict=False, erp_url=erp_url,
                              environ=getattr(target, "environ", None), **flags)
@@ -186,23 +189,23 @@ def _probes_part(inst: Installation, r: dict, runtime: RuntimeRecord, running: b
     rows = {}
     for name in probes.NAMES:
         e = r.get(probes.RESULT_PREFIX + name)
-        row = {"ok": bool(e and e["ok"]), "at": (e or {}).get("at_iso"), "age_seconds": _age(e, now),
-               "duration": (e or {}).get("duration"), "detail": (e or {}).get("detail"),
+        row = {"ok": bool(e and e.ok), "at": e and e.at_iso, "age_seconds": _age(e, now),
+               "duration": e and e.value("duration"), "detail": e and e.value("detail"),
                **_runbook(probes.RUNBOOKS[name])}
         interval = intervals.get("probe." + name)
         limit = max(STALE_INTERVALS * interval, STALE_MIN_SECONDS) if interval else None
-        last = float(e["at"]) if e else None
+        last = e.at if e else None
         row["stale"] = bool(running and limit and started and now - max(last or 0, started) > limit)
         rows[name] = row
-        if e and not e["ok"] and name not in CHECKED_HERE:
-            attention.flag(WARNING, f"probe {name} failing", e.get("detail", ""), _runbook(probes.RUNBOOKS[name]))
+        if e and not e.ok and name not in CHECKED_HERE:
+            attention.flag(WARNING, f"probe {name} failing", e.value("detail", ""), _runbook(probes.RUNBOOKS[name]))
         elif row["stale"]:
             attention.flag(WARNING, f"probe {name} not running", f"no run for {now - max(last or 0, started):.0f} s "
                            f"(every {interval:.0f} s expected)", _runbook("ProbeNotRunning"))
     return rows
 
 
-def _jobs_part(r: dict, attention: Attention) -> dict:
+def _jobs_part(r: dict[str, results.Result], attention: Attention) -> dict:
     """Every scheduled job's latest run; a failed one is flagged with the job's own error (the backup
     job's is flagged as the latest backup attempt, below)."""
     rows = {}
@@ -210,80 +213,84 @@ def _jobs_part(r: dict, attention: Attention) -> dict:
         if not key.startswith(scheduler.RESULT_PREFIX) or key.endswith(".last_success"):
             continue
         job_id = key[len(scheduler.RESULT_PREFIX):]
-        rows[job_id] = {**_brief(e), "failures": e.get("failures", 0 if e["ok"] else 1),
-                        "last_success_at": (r.get(key + ".last_success") or {}).get("at_iso")}
-        if not e["ok"] and job_id not in JOBS_FLAGGED_ELSEWHERE:
+        last_ok = r.get(key + ".last_success")
+        rows[job_id] = {**_brief(e), "failures": e.value("failures", 0 if e.ok else 1),
+                        "last_success_at": last_ok and last_ok.at_iso}
+        if not e.ok and job_id not in JOBS_FLAGGED_ELSEWHERE:
             attention.flag(WARNING, f"scheduled job {job_id} failing",
-                           f"its latest run ({e.get('at_iso')}) failed: {e.get('error') or 'no error recorded'}",
+                           f"its latest run ({e.at_iso}) failed: {e.value('error') or 'no error recorded'}",
                            _runbook("ScheduledJobFailing"))
     return rows
 
 
-def _latest_backup_attempt(r: dict) -> dict | None:
+def _latest_backup_attempt(r: dict[str, results.Result]) -> results.Result | None:
     """The newest of the last backup (backup.create, recorded by the backup itself) and the last run
     of the scheduled backup job (which fails before a backup starts with a wrong key, say)."""
     made, job = r.get("backup.create"), r.get(scheduler.RESULT_PREFIX + "backup.create")
-    if job and not job["ok"] and (not made or float(job["at"]) > float(made["at"])):
-        return {**job, "error": f"the scheduled backup failed: {job.get('error')}"}
+    if job and not job.ok and (not made or job.at > made.at):
+        return dataclasses.replace(job, fields={**job.fields,
+                                                "error": f"the scheduled backup failed: {job.value('error')}"})
     return made
 
 
-def _backup_part(r: dict, max_age: float, now: float, attention: Attention) -> dict:
+def _backup_part(r: dict[str, results.Result], max_age: float, now: float, attention: Attention) -> dict:
     last_ok, latest = r.get("backup.create.last_success"), _latest_backup_attempt(r)
+    test_ok = r.get("backup.restore_test.last_success")
     backup = {
-        "last_success_at": (last_ok or {}).get("at_iso"), "age_seconds": _age(last_ok, now),
-        "max_age_seconds": max_age, "bytes_added": (last_ok or {}).get("bytes_added"),
+        "last_success_at": last_ok and last_ok.at_iso, "age_seconds": _age(last_ok, now),
+        "max_age_seconds": max_age, "bytes_added": last_ok and last_ok.value("bytes_added"),
         "latest": _brief(latest),
         "verifications": {lv: _brief(r.get(f"backup.verify.{lv}")) for lv in ("L1", "L2", "L3", "L4")},
         "restore_test": _brief(r.get("backup.restore_test")),
-        "restore_test_last_success_at": (r.get("backup.restore_test.last_success") or {}).get("at_iso"),
+        "restore_test_last_success_at": test_ok and test_ok.at_iso,
     }
     if not last_ok:
         attention.flag(WARNING, "no backup", "no successful backup recorded", _runbook("BackupMissing"))
     elif backup["age_seconds"] > max_age:
         attention.flag(WARNING, "backup too old", f"last successful backup {backup['age_seconds'] / 3600:.1f} h ago "
                        f"(limit {max_age / 3600:.1f} h)", _runbook(probes.RUNBOOKS["backup_freshness"]))
-    if latest and not latest["ok"]:
-        attention.flag(WARNING, "backup failed", f"the latest backup attempt ({latest.get('at_iso')}) failed: "
-                       f"{latest.get('error') or latest.get('detail') or ''}".strip(), _runbook("BackupTooOld"))
+    if latest and not latest.ok:
+        attention.flag(WARNING, "backup failed", f"the latest backup attempt ({latest.at_iso}) failed: "
+                       f"{latest.value('error') or latest.value('detail') or ''}".strip(), _runbook("BackupTooOld"))
     for lv, v in backup["verifications"].items():
         if v and not v["ok"]:
             attention.flag(WARNING, f"backup verification {lv} failed",
                            v.get("detail") or v.get("error") or f"at {v['at']}", _runbook("BackupVerificationFailed"))
-    test_ok = r.get("backup.restore_test.last_success")
     # As RestoreTestOverdue: an installation has the same 8 days from its first `erpctl up` for its first test.
-    created = results.unix_seconds((r.get(results.CREATED) or {}).get("at"))
+    created = r[results.CREATED].at if results.CREATED in r else 0
     new = created and now - created < RESTORE_TEST_MAX_AGE_SECONDS
-    if last_ok and not new and (not test_ok or now - float(test_ok["at"]) > RESTORE_TEST_MAX_AGE_SECONDS):
+    if last_ok and not new and (not test_ok or now - test_ok.at > RESTORE_TEST_MAX_AGE_SECONDS):
         attention.flag(WARNING, "restore test overdue", "no restore test succeeded in the last "
                        f"{RESTORE_TEST_MAX_AGE_SECONDS / 86400:.0f} days", _runbook("RestoreTestOverdue"))
     return backup
 
 
-def _invariants_part(r: dict, attention: Attention) -> dict:
-    inv = r.get("invariants")
-    if inv and inv.get("violations"):
-        attention.flag(CRITICAL, "invariant violations", f"{inv['violations']} violation(s) at {inv.get('at_iso')}: "
-                       + "; ".join(v.get("detail", "") for v in inv.get("first", [])[:3]),
+def _invariants_part(r: dict[str, results.Result], attention: Attention) -> dict:
+    inv = r.get("invariants") or results.Result()
+    if inv.value("violations"):
+        attention.flag(CRITICAL, "invariant violations", f"{inv.value('violations')} violation(s) at {inv.at_iso}: "
+                       + "; ".join(v.get("detail", "") for v in inv.value("first", [])[:3]),
                        _runbook("InvariantViolations"))
-    return {"violations": (inv or {}).get("violations"), "at": (inv or {}).get("at_iso"),
-            "first": (inv or {}).get("first", [])[:5]}
+    return {"violations": inv.value("violations"), "at": inv.at_iso, "first": inv.value("first", [])[:5]}
 
 
-def _upgrade_part(r: dict, now: float, attention: Attention) -> dict | None:
+def _upgrade_part(r: dict[str, results.Result], now: float, attention: Attention) -> dict | None:
     up = r.get("upgrade")
     if not up:
         return None
-    started_at = _epoch(up.get("started_at"))
-    if up.get("in_progress") and started_at and now - started_at > UPGRADE_STUCK_SECONDS:
-        attention.flag(WARNING, "upgrade stuck", f"stage {up.get('stage')!r} started "
+    started_at = _epoch(up.value("started_at"))
+    if up.value("in_progress") and started_at and now - started_at > UPGRADE_STUCK_SECONDS:
+        attention.flag(WARNING, "upgrade stuck", f"stage {up.value('stage')!r} started "
                        f"{(now - started_at) / 60:.0f} min ago", _runbook("UpgradeStuck"))
-    return {k: v for k, v in up.items() if k != "at"}
+    return {k: v for k, v in up.as_dict().items() if k != "at"}
 
 
 def _host_part(data_dir, min_free: int, attention: Attention) -> dict:
     mem = psutil.virtual_memory()
-    host = {"cpu_usage_ratio": round(psutil.cpu_percent(interval=0.2) / 100, 3),
+    # the busy ratio since gather() primed it (the command's own run: no sampling pause), and the load
+    # average (the last minute's runnable tasks per CPU, which needs no sample at all)
+    host = {"cpu_usage_ratio": round(psutil.cpu_percent(interval=None) / 100, 3),
+            "load_per_cpu": round(os.getloadavg()[0] / (os.cpu_count() or 1), 2),
             "memory_available_bytes": mem.available, "memory_total_bytes": mem.total}
     try:
         disk = psutil.disk_usage(str(data_dir))
@@ -300,13 +307,13 @@ def _host_part(data_dir, min_free: int, attention: Attention) -> dict:
     return host
 
 
-def _brief(e: dict | None) -> dict | None:
+def _brief(e: results.Result | None) -> dict | None:
     if not e:
         return None
-    out = {"ok": e["ok"], "at": e.get("at_iso")}
+    out = {"ok": e.ok, "at": e.at_iso}
     for k in ("duration", "detail", "error", "bytes_added"):
-        if k in e:
-            out[k] = e[k]
+        if k in e.fields:
+            out[k] = e.fields[k]
     return out
 
 

@@ -31,7 +31,7 @@ def _in_use(target: Target, version: str) -> tuple[str, str] | None:
             and psutil.pid_exists(serving["pid"])):
         return (f"'erpctl up' still serves it (ERP process {serving['pid']})",
                 "Wait until 'erpctl up' follows the current release (a few seconds), or stop it.")
-    st = upgrade_state.load_record(target.data_dir)
+    st = upgrade_state.load(target.data_dir)
     if st and not st.finished and version in (st.from_version, st.to_version):
         return (f"upgrade {st.id} ({st.from_version or 'bundled'} -> {st.to_version}) is in "
                 f"progress (status {st.status}, stage {st.stage})",
@@ -41,7 +41,7 @@ def _in_use(target: Target, version: str) -> tuple[str, str] | None:
 
 def _rollback_needs(target: Target, version: str) -> str | None:
     """Why a rollback of the last finished upgrade needs `version`: it switches back to it."""
-    last = (upgrade_state.history_records(target.data_dir) or [None])[-1]
+    last = (upgrade_state.history(target.data_dir) or [None])[-1]
     if last and last.status == "done" and last.from_version == version:
         return (f"the last upgrade ({version} -> {last.to_version}, {last.id}) came from it, and "
                 "'erpctl upgrade rollback' switches back to it")

@@ -166,14 +166,18 @@ class Supervisor:
         return {"version": self.release.version if self.release else None, "pid": p.pid if p else None,
                 "alive": bool(p and p.alive()), "url": self.url + "/", "restarts": self.restarts,
                 "path": str(self.release.path) if self.release else None,
-                "python": str(self.release.python) if self.release else None, "bundled": self.bundled is not None}
+                "python": str(self.release.python) if self.release else None, "bundled": self.bundled is not None,
+                "ready_seconds": getattr(self, "ready_seconds", None)}
 
     # ---- the watch -------------------------------------------------------------------------------
     def _spawn(self, release: Release | Bundled) -> ErpProcess:
+        self._spawned_at = time.monotonic()
         return ErpProcess(release, self.target.database_url, self._key, host=self.host, port=self.port,
                           log_level=self._log_level, sock=self._listener).start()
 
     def _started(self) -> None:
+        # how long its ERP took from spawn to serving: the upgrade plan's estimate of a switch
+        self.ready_seconds = round(time.monotonic() - self._spawned_at, 2)
         self._restart_at = None
         self._failed_checks, self._next_check = 0, time.monotonic() + self.health_interval
         log.info("serving release", extra={"release": self.release.version, "pid": self.proc.pid,

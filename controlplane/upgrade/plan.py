@@ -8,6 +8,7 @@ from sqlalchemy import inspect, text
 from erp_core.ops import __version__ as ERP_VERSION
 
 from .. import release as releases
+from ..release.supervisor import read_serving
 from ..errors import NoUpgrade
 from . import state as S
 from .backfill import DEFAULT_BUDGET_SECONDS
@@ -17,15 +18,24 @@ from .run import (LOCK_TIMEOUT, Run, UpgradeOptions, backfills_of, database_byte
 # Expected backfill rates (the targets bench/upgrade.py checks) for the time estimates.
 EXPECTED_ROWS_PER_SECOND = {"sqlite": 300_000, "postgresql": 80_000}
 # The read-only stages' cost, measured (tests/controlplane/upgrade/test_estimates.py prints estimate
-# against measured, at the fixture's 3 k and at 100-400 k backfilled rows): (fixed seconds, seconds per
-# row of the backfilled tables). The fixed part is the
+# against measured, at the fixture's 3 k and at 100-400 k backfilled rows; fixed parts from a quiet
+# machine, per-row costs from the large runs): (fixed seconds, seconds per row of the backfilled
+# tables). The fixed part is the
 # maintenance switches, connecting, the catalogue reads, the invariants on a small database and the
 # contract's DDL; per row, verify scans the tables once (checksums) besides the invariants, contract
 # twice (checksums before and after) and rewrites them (SQLite rebuilds a table to drop a column;
 # PostgreSQL validates NOT NULL and CHECK constraints by a scan).
-READ_ONLY_COST = {"sqlite": {"verify": (0.6, 19e-6), "contract": (0.4, 18e-6)},
-                  "postgresql": {"verify": (1.0, 8.5e-6), "contract": (2.0, 5e-6)}}
-SWITCH_SECONDS = 5.0  # erpctl up sees the new `current` (1 s poll), starts its ERP, the upgrade sees it serve
+READ_ONLY_COST = {"sqlite": {"verify": (0.2, 19e-6), "contract": (0.2, 18e-6)},
+                  "postgresql": {"verify": (0.3, 8.5e-6), "contract": (0.5, 5e-6)}}
+# A switch: erpctl up sees the new `current` (1 s poll), starts the new ERP beside the old one, and the
+# upgrade sees it serve (0.5 s poll); the start is how long the running erpctl up's ERP took to serve.
+SWITCH_POLLS_SECONDS = 0.75  # half of each poll interval, on average
+SWITCH_START_SECONDS = 3.5  # when no erpctl up has recorded its start-up
+
+
+def switch_seconds(ctx: Run) -> float:
+    started = read_serving(ctx.target).get("ready_seconds")
+    return round(SWITCH_POLLS_SECONDS + (started if started else SWITCH_START_SECONDS), 1)
 
 
 def read_only_seconds(dialect: str, stage: str, rows: int) -> float:
@@ -91,7 +101,7 @@ def stage_plan(ctx: Run, d: dict) -> dict:
          "tables": {b.name: rows.get(b.table, 0) for b in bfs}, "rollback": down},
         {"stage": "verify", "online": False, "rows": total, "seconds": read_only_seconds(ctx.dialect, "verify", total),
          "lock": "maintenance mode: the ERP serves reads and refuses writes", "rollback": down},
-        {"stage": "switch", "online": False, "rows": 0, "seconds": SWITCH_SECONDS,
+        {"stage": "switch", "online": False, "rows": 0, "seconds": switch_seconds(ctx),
          "lock": f"maintenance mode; the ERP restarts on release {d['to_version']}", "rollback": down},
         {"stage": "contract", "revision": d["contract_revision"] or d["to_revision"], "online": False,
          "rows": total, "seconds": read_only_seconds(ctx.dialect, "contract", total), "point_of_no_return": True,

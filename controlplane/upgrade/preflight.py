@@ -30,8 +30,8 @@ def preflight(ctx: Run, *, with_backup_repo: bool = True) -> list[dict]:
     st, target = ctx.state, ctx.target
     out = [_no_other_operation(target)]
     cur = releases.current(target)
-    to = _installed(target, st.get("to_version"))
-    out.append(_releases(st.get("to_version"), cur, to))
+    to = _installed(target, st.to_version)
+    out.append(_releases(st.to_version, cur, to))
     out.append(_migration_checksums(ctx, cur, to))
     out.append(_migration_lint())
     if ctx.opts.erp_url:

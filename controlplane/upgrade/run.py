@@ -95,7 +95,7 @@ def backfills_of(revisions: list[str]) -> list:
 class Run:
     """One run: the options, the state, an engine."""
 
-    def __init__(self, opts: UpgradeOptions, state: dict):
+    def __init__(self, opts: UpgradeOptions, state: S.UpgradeState):
         self.opts = opts
         self.target = opts.target
         self.state = state
@@ -124,11 +124,11 @@ def read_only_left(ctx: Run) -> float:
     """The plan's estimate of the read-only time left from the current stage on (seconds): the read-only
     stages not done yet (contract only when it runs right after the switch); a rollback, the time of a
     migration and a switch."""
-    st, est = ctx.state, ctx.state.get("estimates") or {}
-    if st.get("status") == "rolling_back":
+    st, est = ctx.state, ctx.state.estimates or {}
+    if st.status == "rolling_back":
         return est.get("expand", 1) + est.get("switch", DEFAULT_STAGE_SECONDS)
-    left = [s for s in READ_ONLY_STAGES if s not in st.get("completed", [])]
-    if not ctx.opts.confirm_contract and st.get("stage") != "contract":
+    left = [s for s in READ_ONLY_STAGES if s not in st.completed]
+    if not ctx.opts.confirm_contract and st.stage != "contract":
         left = [s for s in left if s != "contract"]
     return sum(est.get(s, DEFAULT_STAGE_SECONDS) for s in left)
 
@@ -136,25 +136,27 @@ def read_only_left(ctx: Run) -> float:
 def freeze(ctx: Run, why: str) -> None:
     """Maintenance mode for the upgrade; refused writes are told to retry when the plan expects the
     read-only time to end (Retry-After, at least 1 s)."""
-    m = ctx.state.setdefault("maintenance", {})
-    if not m.get("set"):
-        m["prior"] = maintenance(ctx.target.database_url, None)
-        m["set"], m["since"] = True, time.time()
+    if ctx.state.maintenance is None:
+        ctx.state.maintenance = S.MaintenanceHold()
+    m = ctx.state.maintenance
+    if not m.set:
+        m.prior = maintenance(ctx.target.database_url, None)
+        m.set, m.since = True, time.time()
         ctx.save()  # before switching: a kill after this is cleaned up by resume or rollback
-    maintenance(ctx.target.database_url, True, f"upgrade {ctx.state['id']}: {why}",
+    maintenance(ctx.target.database_url, True, f"upgrade {ctx.state.id}: {why}",
                 until=time.time() + read_only_left(ctx))
 
 
 def thaw(ctx: Run) -> None:
-    m = ctx.state.get("maintenance") or {}
-    if not m.get("set"):
+    m = ctx.state.maintenance
+    if m is None or not m.set:
         return
-    prior = m.get("prior") or {"enabled": False, "reason": ""}
+    prior = m.prior or {"enabled": False, "reason": ""}
     maintenance(ctx.target.database_url, bool(prior.get("enabled")), prior.get("reason", ""),
                 until=prior.get("until"), retry_after=prior.get("retry_after"))
-    m["set"] = False
-    if m.get("since"):  # how long the ERP refused writes for the upgrade, for comparing with the plan
-        m["read_only_seconds"] = round(time.time() - m["since"], 2)
+    m.set = False
+    if m.since:  # how long the ERP refused writes for the upgrade, for comparing with the plan
+        m.read_only_seconds = round(time.time() - m.since, 2)
     ctx.save()
 
 
@@ -208,10 +210,11 @@ def wait_serving(ctx: Run, version: str, timeout: float = SWITCH_TIMEOUT_SECONDS
                            "and look at its log; then 'erpctl upgrade resume' or 'erpctl upgrade rollback'.")
 
 
-def record_evidence(target: Target, kind: str, state: dict, outcome: str, **extra) -> None:
-    data = {k: state.get(k) for k in ("id", "from_version", "to_version", "from_revision", "to_revision",
-                                      "status", "stage", "completed", "error", "backup")}
-    data["stages"] = {k: {kk: v.get(kk) for kk in ("seconds", "detail")} for k, v in state.get("stages", {}).items()}
+def record_evidence(target: Target, kind: str, state: S.UpgradeState, outcome: str, **extra) -> None:
+    summary = state.summary()
+    data = {k: summary[k] for k in ("id", "from_version", "to_version", "from_revision", "to_revision",
+                                    "status", "stage", "completed", "error", "backup")}
+    data["stages"] = {k: {kk: v[kk] for kk in ("seconds", "detail")} for k, v in summary["stages"].items()}
     data.update(extra)
     EvidenceLog(target.data_dir).append(kind, data, outcome=outcome)
 
@@ -234,5 +237,5 @@ def open_repo(ctx: Run):
 
 
 def backfill_tables(ctx: Run) -> list[str]:
-    bfs = backfills_of([m["revision"] for m in ctx.state["migrations"] if m["stage"] == "backfill"])
+    bfs = backfills_of(ctx.state.backfill_revisions())
     return sorted({b.table for b in bfs})

@@ -23,16 +23,23 @@ Field encryption key
 Invariants (the business checks)
     check_invariants(bind) -> InvariantsResult (ok, checks, seconds, violations; as_dict())
     invariant_checks() -> names
+Repairs (derived data rebuilt from its record)
+    repair_stock_cache(s, *, apply) -> {"corrections", "count", "digest", "applied"}   on-hand from the moves
 Schema revision and migrations with their stages
     current_revision(engine_or_connection); sqlite_file_revision(sqlite3_connection)
+    sqlite_maintenance(path) -> (SchemaStatus, {"enabled", "reason"} or None)   sqlite3 only, no SQLAlchemy
     schema_status(engine) -> SchemaStatus; code_head()
     known_migrations() -> [{"revision", "down_revision", "stage", "doc"}]; STAGES
     applied_migrations(bind) -> [{"revision", "stage", "applied_at"}]
     migrate(url, revision="head"); alembic_config(url); script_directory(); MIGRATIONS_DIR
     Database(url); make_engine(url); normalise_url(url); default_sqlite_url(data_dir)
 Records
-    writes_since(bind, audit_rows=N | at=T, exclude_actors=(), limit=200) -> {"count", "entries"}
+    writes_since(bind, audit_rows=N | at=T | not_in=copy, exclude_actors=(), exclude_entities=(),
+                 exclude_actions=(), limit=200)
+        -> {"count", "entries", "groups", "first_at", "last_at"}
     numbering_state(bind) -> {series: last number issued}
+    numbering_floors(bind) -> {"engine", "series", "ids"}: what it handed out (numbers, ids, sequences)
+    raise_numbering(url, floors) -> what was raised: every series and id at least the floors, never lower
     document_ids(s); sales_order_facts(s, ids); invoice_facts(s, ids); journal_totals(s)
 Serving
     Settings; create_app(settings, db); Server(app, host, port); error_response(exc)
@@ -61,9 +68,12 @@ _WHERE = {
                      "current_revision", "known_migrations", "make_engine", "migrate", "schema_status",
                      "script_directory"], "_db"),
     **dict.fromkeys(["default_sqlite_url", "normalise_url"], "_urls"),
-    **dict.fromkeys(["applied_migrations", "sqlite_file_revision"], "_schema"),
+    **dict.fromkeys(["applied_migrations"], "_schema"),
+    **dict.fromkeys(["sqlite_file_revision", "sqlite_maintenance"], "_peek"),
     **dict.fromkeys(["writes_since", "numbering_state", "document_ids", "sales_order_facts", "invoice_facts",
                      "journal_totals"], "_records"),
+    **dict.fromkeys(["repair_stock_cache"], "_repairs"),
+    **dict.fromkeys(["numbering_floors", "raise_numbering"], "_numbering"),
     **dict.fromkeys(["Settings", "create_app", "error_response", "Server"], "_serving"),
     **dict.fromkeys(["Backfill", "BatchResult", "backfills", "checkpoint", "key_bounds", "remaining", "rows_done",
                      "run_batch", "seed", "has_sales_orders"], "_backfills"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, or_, select, true
 
 from ..invariants import cents
 from ..models import AuditLog, DocSequence, Invoice, JournalLine, SalesOrder
@@ -26,23 +26,67 @@ def _audit_position(s, audit_rows: int | None, at: dt.datetime | None):
     return AuditLog.at > at
 
 
-def writes_since(bind, *, audit_rows: int | None = None, at: dt.datetime | None = None,
-                 exclude_actors=(), limit: int = 200) -> dict:
-    """The audit-log entries after a point: after its first `audit_rows` entries, or after the time
-    `at` (give one). {"count": all of them, "entries": the first `limit`, oldest first, each
-    {"id", "at", "actor", "action", "entity", "entity_id"}}; entries by `exclude_actors` left out."""
-    if (audit_rows is None) == (at is None):
-        raise ValueError("writes_since takes one of audit_rows or at")
+def _absent_from(s, copy):
+    """The condition for entries the copy's audit log lacks. Above the copy's last id, all; at or
+    below it, the ones the copy does not hold (found id by id only when the count and the sum of the
+    ids there differ: a copy of this database holds them all)."""
+    with session_on(copy) as c:
+        if not _has_audit_log(c):
+            return true()
+        top, held, total = c.execute(select(func.max(AuditLog.id), func.count(), func.sum(AuditLog.id))).one()
+        top = top or 0
+        below = AuditLog.id <= top
+        if tuple(s.execute(select(func.count(), func.sum(AuditLog.id)).where(below)).one()) == (held, total):
+            return AuditLog.id > top
+        kept = set(c.scalars(select(AuditLog.id)))
+    missing = [i for i in s.scalars(select(AuditLog.id).where(below)) if i not in kept]
+    return or_(AuditLog.id > top, AuditLog.id.in_(missing))
+
+
+def _has_audit_log(s) -> bool:
+    return inspect(s.connection()).has_table(AuditLog.__tablename__)
+
+
+def _number(r) -> str | None:
+    for snapshot in (r.after, r.before):
+        if isinstance(snapshot, dict) and snapshot.get("number"):
+            return str(snapshot["number"])
+    return None
+
+
+def writes_since(bind, *, audit_rows: int | None = None, at: dt.datetime | None = None, not_in=None,
+                 exclude_actors=(), exclude_entities=(), exclude_actions=(), limit: int | None = 200) -> dict:
+    """The audit-log entries after a point: after its first `audit_rows` entries, after the time `at`,
+    or those a copy of this database (`not_in`, a bind on it) lacks (give one). {"count": all of them,
+    "entries": the first `limit` (None: all), oldest first, each {"id", "at", "actor", "action",
+    "entity", "entity_id", "number" (the document number, or None)}, "groups": [{"entity", "action",
+    "count", "first_at", "last_at"}] over all of them, "first_at", "last_at"}; entries by
+    `exclude_actors`, on `exclude_entities` (tables) or of `exclude_actions` (e.g. "login") left out. A database without an audit log has none."""
+    if sum(x is not None for x in (audit_rows, at, not_in)) != 1:
+        raise ValueError("writes_since takes one of audit_rows, at or not_in")
     with session_on(bind) as s:
-        where = [_audit_position(s, audit_rows, at)]
+        if not _has_audit_log(s):
+            return {"count": 0, "entries": [], "groups": [], "first_at": None, "last_at": None}
+        where = [_absent_from(s, not_in) if not_in is not None else _audit_position(s, audit_rows, at)]
         if exclude_actors:
             where.append(AuditLog.actor.not_in(list(exclude_actors)))
-        total = int(s.scalar(select(func.count()).select_from(AuditLog).where(*where)))
+        if exclude_entities:
+            where.append(AuditLog.entity.not_in(list(exclude_entities)))
+        if exclude_actions:
+            where.append(AuditLog.action.not_in(list(exclude_actions)))
+        groups = s.execute(select(AuditLog.entity, AuditLog.action, func.count(), func.min(AuditLog.at),
+                                  func.max(AuditLog.at)).where(*where).group_by(AuditLog.entity, AuditLog.action)
+                           .order_by(AuditLog.entity, AuditLog.action)).all()
         rows = s.execute(select(AuditLog.id, AuditLog.at, AuditLog.actor, AuditLog.action, AuditLog.entity,
-                                AuditLog.entity_id).where(*where).order_by(AuditLog.id).limit(limit)).all()
-    return {"count": total, "entries": [
+                                AuditLog.entity_id, AuditLog.after, AuditLog.before)
+                         .where(*where).order_by(AuditLog.id).limit(limit)).all()
+    firsts, lasts = [g[3] for g in groups], [g[4] for g in groups]
+    return {"count": sum(int(g[2]) for g in groups), "entries": [
         {"id": r.id, "at": str(r.at), "actor": r.actor, "action": r.action, "entity": r.entity,
-         "entity_id": r.entity_id} for r in rows]}
+         "entity_id": r.entity_id, "number": _number(r)} for r in rows],
+        "groups": [{"entity": g[0], "action": g[1], "count": int(g[2]), "first_at": str(g[3]), "last_at": str(g[4])}
+                   for g in groups],
+        "first_at": str(min(firsts)) if firsts else None, "last_at": str(max(lasts)) if lasts else None}
 
 
 def numbering_state(bind) -> dict[str, int]:

@@ -7,16 +7,7 @@ from sqlalchemy import inspect, select
 from ..models import SchemaMigration
 from ._bind import session_on
 
-__all__ = ["applied_migrations", "sqlite_file_revision"]
-
-
-def sqlite_file_revision(conn) -> str | None:
-    """current_revision through a standard-library sqlite3 connection (an SQLite file read without
-    SQLAlchemy, e.g. a snapshot opened immutable); None when never migrated."""
-    if not conn.execute("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'alembic_version'").fetchone():
-        return None
-    row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
-    return row[0] if row else None
+__all__ = ["applied_migrations"]
 
 
 def applied_migrations(bind) -> list[dict]:

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from ..models import AuditLog, Base
 from ..models.base import Encrypted, utcnow
+from .id_floors import ids_above_floor
 
 SKIP = {"audit_log", "api_tokens", "login_attempts", "idempotency_keys", "stock_levels",
         "doc_sequences", "erp_schema_migrations"}
@@ -102,4 +103,6 @@ def _write(session, _ctx):
         rows.append(dict(at=now, actor=actor, action=action, entity=obj.__tablename__,
                          entity_id=_ident(obj), before=before, after=after))
     if rows:
+        for row, ident in zip(rows, ids_above_floor(session, AuditLog.__table__, len(rows)) or ()):
+            row["id"] = ident  # after a restore on SQLite: above the ids the replaced database handed out
         session.connection().execute(AuditLog.__table__.insert(), rows)

@@ -14,16 +14,14 @@ import time
 from sqlalchemy.orm import Session
 
 from ..models import SystemSetting
+from ..stored import MAINTENANCE_KEY as KEY, maintenance_from_value
 
-KEY = "maintenance"
 DEFAULT_RETRY_AFTER_SECONDS = 60
 
 
 def state(s: Session) -> dict:
     row = s.get(SystemSetting, KEY)
-    data = json.loads(row.value) if row else {}
-    out = {"enabled": bool(data.get("enabled")), "reason": data.get("reason", "")}
-    return {**out, **{k: data[k] for k in ("retry_after", "until") if data.get(k) is not None}}
+    return maintenance_from_value(row.value if row else None)
 
 
 def set_state(s: Session, enabled: bool, reason: str = "", *, retry_after: int | None = None,

@@ -3,7 +3,10 @@
 Every move carries a lot. A receipt puts its goods in a new lot; an outgoing move (delivery, transfer
 out, negative adjustment) takes them from the lots the warehouse holds, oldest first (domain.lots.fifo),
 split into one move per lot when it spans several. What a lot holds in a warehouse is computed from its
-moves (stock_moves.lot_id is indexed); the on-hand row lock taken first serialises the takers."""
+moves (stock_moves.lot_id is indexed); the on-hand row lock taken first serialises the takers.
+
+Lock order: a document's row, its products' rows (receipts), then the stock_levels rows (product order),
+then the stock_moves inserted. The stock-cache rebuild (stockcache.py) locks the two tables in that order."""
 
 from __future__ import annotations
 

@@ -106,9 +106,12 @@ NOT_NEEDED = {  # command -> heavy modules it has no use for (it must not import
     "evidence verify": {"flask", "boto3", "numpy", "zstandard", "cryptography", "apscheduler", "prometheus_client",
                         "psutil", "rich", "alembic", "pydantic", "sqlalchemy"},
     "erp maintenance status": {"flask", "boto3", "numpy", "zstandard", "apscheduler", "prometheus_client", "psutil",
-                               "rich", "alembic", "controlplane.release", "controlplane.backup"},
+                               "rich", "alembic", "controlplane.release", "controlplane.backup", "sqlalchemy",
+                               "erp_core.models", "cryptography", "pydantic"},
     "backup list": {"flask", "boto3", "apscheduler", "prometheus_client", "rich", "alembic", "pydantic",
                     "sqlalchemy", "numpy", "erp_core.models"},
+    "backup create": {"flask", "boto3", "apscheduler", "prometheus_client", "rich", "alembic", "pydantic",
+                      "sqlalchemy", "erp_core.models", "erp_core.invariants"},  # SQLite, no invariants asked
     "status": {"flask", "boto3", "numpy", "zstandard", "rich", "alembic", "sqlalchemy", "erp_core.models",
                "prometheus_client"},
     "settings": {"flask", "boto3", "numpy", "zstandard", "cryptography", "apscheduler", "prometheus_client",
@@ -124,7 +127,7 @@ def test_commands_import_only_the_heavy_modules_they_use(tmp_path, monkeypatch):
     data, repo = tmp_path / "data", f"file://{tmp_path / 'repo'}"
     ok("erp", "migrate", "--data-dir", data)
     ok("backup", "init", "--kdf-memory", "8192", "--repo", repo, "--data-dir", data, ERPCTL_BACKUP_PASSPHRASE="pass")
-    args = {"backup list": ["--repo", repo], "status": ["--erp-url", "http://127.0.0.1:9", "--timeout", "1"]}
+    args = {"backup list": ["--repo", repo], "backup create": ["--repo", repo], "status": ["--erp-url", "http://127.0.0.1:9", "--timeout", "1"]}
     monkeypatch.setenv("ERPCTL_BACKUP_PASSPHRASE", "pass")
     for command, unused in NOT_NEEDED.items():
         code, modules = modules_imported_by(*command.split(), "--data-dir", str(data), *args.get(command, []))

@@ -187,14 +187,46 @@ def test_an_upgrade_state_of_a_newer_erpctl_is_refused_with_exit_14(tmp_path):
     from controlplane.upgrade import state as S
 
     d = tmp_path / "data"
-    S.save(d, {k: v for k, v in S.new(from_version="1.0").items() if k != "version"})  # as 1.0 wrote it
-    assert S.load(d)["from_version"] == "1.0"
-    record = S.load_record(d)
-    assert record.version == 1 and record.from_version == "1.0" and record.stage == "preflight" and not record.finished
-    S.save(d, {**S.new(), "version": 99})
+    old = {"id": "0123456789ab", "status": "running", "stage": "backfill", "completed": ["preflight", "backup"],
+           "stages": {"backup": {"seconds": 1.5, "detail": {"backup": "abcd1234"}, "finished_epoch": 1.0}},
+           "from_version": "1.0", "backup": {"id": "abcd" * 16, "created_at": "2026-01-01T00:00:00+00:00"},
+           "maintenance": {"set": True, "prior": {"enabled": False, "reason": ""}}, "note": "kept"}
+    S.state_path(d).parent.mkdir(parents=True)
+    S.state_path(d).write_text(json.dumps(old))  # as erpctl 1.0 wrote it: no record version
+    record = S.load(d)
+    assert record.version == 1 and record.from_version == "1.0" and record.stage == "backfill" and not record.finished
+    assert record.stages["backup"].seconds == 1.5 and record.backup.id == "abcd" * 16 and record.maintenance.set
+    S.save(d, record)  # written back as it was read, with its version and the field this erpctl does not know
+    assert json.loads(S.state_path(d).read_text()) == {**S.new().as_dict(), **old, "version": 1,
+                                                     "started_at": None, "updated_at": record.updated_at,
+                                                     "stages": {"backup": {**S.StageRun().as_dict(),
+                                                                           **old["stages"]["backup"]}},
+                                                     "backup": {**S.BackupTaken().as_dict(), **old["backup"]},
+                                                     "maintenance": old["maintenance"]}
+    S.state_path(d).write_text(json.dumps({**S.new().as_dict(), "version": 99}))
     r = erpctl("--json", "upgrade", "status", "--data-dir", d)
     assert r.returncode == 14, r.stderr
     assert "newer erpctl" in json.loads(r.stderr.splitlines()[-1])["error"]["detail"]
+
+
+def test_results_written_before_they_had_a_version_load_and_are_rewritten_as_version_2(tmp_path):
+    from controlplane import results
+
+    v1 = {"backup.create": {"ok": False, "at": 1700000000.5, "at_iso": "2023-11-14T22:13:20.500000+00:00",
+                            "error": "store unreachable"},
+          "backup.create.last_success": {"ok": True, "at": 1699990000.0, "at_iso": "2023-11-14T19:26:40+00:00",
+                                         "bytes_added": 4096}}
+    (tmp_path / results.FILE).write_text(json.dumps(v1))  # as an erpctl before versioned results wrote it
+    r = results.read(tmp_path)
+    assert r["backup.create"].ok is False and r["backup.create"].value("error") == "store unreachable"
+    assert r["backup.create.last_success"].at == 1699990000.0 and r["backup.create.last_success"].value("bytes_added") == 4096
+    results.record(tmp_path, "probe.readyz", True, duration=0.01)
+    on_disk = json.loads((tmp_path / results.FILE).read_text())
+    assert on_disk["version"] == 2 and {k: on_disk["results"][k] for k in v1} == v1  # kept as they were
+    assert results.read(tmp_path)["probe.readyz.last_success"].value("duration") == 0.01
+    (tmp_path / results.FILE).write_text(json.dumps({"version": 3, "results": {}}))
+    with pytest.raises(DataDirProblem, match="newer erpctl"):
+        results.read(tmp_path)
 
 
 def test_the_layout_document_is_generated_from_the_code():

@@ -105,6 +105,7 @@ def test_remove_refuses_what_is_in_use_and_removes_the_rest(tmp_path, tree):
     """`erpctl release remove`: never the current release, one `erpctl up` still serves, or one an upgrade
     in progress switches between; the release the last upgrade came from only with --force (its
     rollback switches back to it). Each removal is in the evidence log."""
+    import dataclasses
     import os
 
     from controlplane.release.supervisor import SERVING_FILE
@@ -129,9 +130,10 @@ def test_remove_refuses_what_is_in_use_and_removes_the_rest(tmp_path, tree):
 
     running = upgrade_state.new(from_version="1.0.0", to_version=tree_version, stage="backfill")
     upgrade_state.save(data, running)
-    assert f"upgrade {running['id']} (1.0.0 -> {tree_version}) is in progress" in refused(tree_version, "--force")
+    assert f"upgrade {running.id} (1.0.0 -> {tree_version}) is in progress" in refused(tree_version, "--force")
     # finished, the other way round: a rollback of it would switch back to the tree release
-    upgrade_state.archive(data, {**running, "status": "done", "from_version": tree_version, "to_version": "1.0.0"})
+    upgrade_state.archive(data, dataclasses.replace(running, status="done", from_version=tree_version,
+                                                    to_version="1.0.0"))
     says = refused(tree_version)
     assert "came from it" in says and "--force" in says
 

@@ -14,7 +14,7 @@ from cryptography.exceptions import InvalidTag
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from erp_core import crypto, db, ops
+from erp_core import crypto, db, ops, stored
 from erp_core.errors import Conflict, NotFound, ValidationFailed
 
 SERVICE = "svc-tool"
@@ -167,13 +167,13 @@ def test_migrations_off_one_chain_are_refused_naming_the_problem(tmp_path, monke
     for name, rev, parent in (("0001_a.py", "0001", "None"), ("0002_b.py", "0002", "'0001'"),
                               ("0003_c.py", "0003", down)):
         (versions / name).write_text(f'"""{name}"""\nrevision = {rev!r}\ndown_revision = {parent}\nstage = "expand"\n')
-    monkeypatch.setattr(db, "MIGRATIONS_DIR", tmp_path / "migrations")
-    db._migration_chain.cache_clear()
+    monkeypatch.setattr(stored, "MIGRATIONS_DIR", tmp_path / "migrations")
+    stored._migration_chain.cache_clear()
     try:
         with pytest.raises(LookupError, match=problem):
             db.known_migrations()
     finally:
-        db._migration_chain.cache_clear()
+        stored._migration_chain.cache_clear()
 
 
 def test_writes_since_a_point_of_the_audit_log(sqlite_erp):
@@ -208,6 +208,64 @@ def test_numbering_state_is_the_last_number_of_each_series(erp):
     assert state["PO"] == 2 and first["number"].endswith("1")
 
 
+def _copy_of(erp, request, tmp_path) -> str:
+    """A copy of the ERP's database as it is now (what a backup restores): its URL."""
+    if erp.backend == "sqlite":
+        path = tmp_path / "copy.sqlite3"
+        src, dst = sqlite3.connect(make_url(erp.url).database), sqlite3.connect(path)
+        src.backup(dst)
+        src.close(), dst.close()
+        return f"sqlite:///{path}"
+    from tests.conftest import clone_pg_database
+
+    erp.db.dispose()  # a template database takes no other connections
+    return clone_pg_database(make_url(erp.url).database, "erp_copy", request)
+
+
+def test_writes_a_copy_lacks_are_listed_with_their_document_numbers(erp, request, tmp_path):
+    wh, supplier, product = erp.warehouse(), erp.supplier(), erp.product()
+    copy = _copy_of(erp, request, tmp_path)
+    po = erp.stock_in(supplier, wh, [(product, 5, "10.00")])
+    ops.switch_maintenance(erp.url, True, "restore", actor="tool")
+    copy_engine = ops.make_engine(copy)
+    try:
+        lost = ops.writes_since(erp.db.engine, not_in=copy_engine, exclude_entities=("system_settings",),
+                                exclude_actions=("login",), limit=None)
+        assert ops.writes_since(copy_engine, not_in=copy_engine)["count"] == 0
+    finally:
+        copy_engine.dispose()
+    orders = [e for e in lost["entries"] if e["entity"] == "purchase_orders" and e["action"] == "create"]
+    assert [(e["entity_id"], e["number"]) for e in orders] == [(str(po["id"]), po["number"])]
+    assert lost["count"] == len(lost["entries"]) == sum(g["count"] for g in lost["groups"])
+    assert not any(e["entity"] == "system_settings" or e["action"] == "login" for e in lost["entries"])
+    assert lost["first_at"] <= lost["last_at"]
+
+
+def test_raise_numbering_hands_out_no_number_or_id_twice(erp, request, tmp_path):
+    wh, supplier, product = erp.warehouse(), erp.supplier(), erp.product()
+    copy = _copy_of(erp, request, tmp_path)
+    handed = [erp.stock_in(supplier, wh, [(product, 1, "10.00")]) for _ in range(3)]
+    partner = erp.customer("LATE")
+    floors = ops.numbering_floors(erp.db.engine)
+    assert floors["series"]["PO"] == 3
+    raised = ops.raise_numbering(copy, floors)
+    assert raised["series"]["PO"] == [0, 3]
+    assert ops.raise_numbering(copy, floors) == {"series": {}, "ids": {}}  # never twice, never lower
+    assert ops.raise_numbering(copy, {"series": {"PO": 1}, "ids": {}}) == {"series": {}, "ids": {}}
+    from tests.conftest import Erp
+
+    restored = Erp(copy, erp.backend)
+    try:
+        po = restored.stock_in(restored.supplier("S9"), wh, [(product, 1, "10.00")])
+        assert po["number"] > max(p["number"] for p in handed)
+        assert po["id"] > max(p["id"] for p in handed)
+        assert restored.customer("NEW") > partner
+        again = ops.numbering_floors(restored.db.engine)
+        assert all(again["ids"].get(k, 0) >= v for k, v in floors["ids"].items())
+    finally:
+        restored.close()
+
+
 def test_maintenance_switched_in_its_own_transaction(erp):
     assert ops.switch_maintenance(erp.url) == {"enabled": False, "reason": ""}
     assert ops.switch_maintenance(erp.url, True, "restore", actor="tool") == {"enabled": True, "reason": "restore"}
@@ -224,3 +282,23 @@ def test_the_revision_of_an_sqlite_file_read_without_sqlalchemy(sqlite_erp, tmp_
         assert ops.sqlite_file_revision(conn) == ops.code_head()
     with contextlib.closing(sqlite3.connect(tmp_path / "new.sqlite3")) as conn:
         assert ops.sqlite_file_revision(conn) is None
+
+
+def test_the_maintenance_switch_of_an_sqlite_file_read_without_sqlalchemy_says_what_the_database_says(
+        sqlite_erp, tmp_path):
+    path = make_url(sqlite_erp.url).database
+    status, state = ops.sqlite_maintenance(path)
+    assert status == ops.schema_status(sqlite_erp.db.engine) and status.supported
+    assert state == ops.switch_maintenance(sqlite_erp.url) == {"enabled": False, "reason": ""}
+    ops.switch_maintenance(sqlite_erp.url, True, "restore", actor="tool")
+    assert ops.sqlite_maintenance(path)[1] == {"enabled": True, "reason": "restore"}
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:  # a newer release's contract migration
+        conn.execute("INSERT INTO erp_schema_migrations (revision, stage, applied_at) VALUES ('9999', 'contract', "
+                     "'2030-01-01 00:00:00')")
+        conn.execute("UPDATE alembic_version SET version_num = '9999'")
+    status, state = ops.sqlite_maintenance(path)
+    assert status == ops.schema_status(sqlite_erp.db.engine) and not status.supported and state is None
+    assert "contract migrations this code predates: 9999" in status.reason
+    with pytest.raises(sqlite3.OperationalError):  # never creates a database
+        ops.sqlite_maintenance(tmp_path / "none.sqlite3")
+    assert not (tmp_path / "none.sqlite3").exists()

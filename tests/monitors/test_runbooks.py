@@ -43,7 +43,9 @@ def _erpctl_lines():
             elif block.lang == "sh":
                 for line in block.code.splitlines():
                     if re.match(r"\s*erpctl\s", line):
-                        yield rb.path.name, re.split(r"\s(?:\|\|?|&&|;)\s", line.strip())[0]
+                        # a parameter the engineer supplies (`"${DISCARD_WRITES:?...}"`) stands for a number
+                        command = re.sub(r'"?\$\{[^}]*\}"?|\$[A-Z_]+', "1", line.strip())
+                        yield rb.path.name, re.split(r"\s(?:\|\|?|&&|;)\s", command)[0]
 
 
 # ------------------------------------------------------------------------- alerts -> runbooks
@@ -119,16 +121,17 @@ def test_sh_blocks_are_valid_posix_shell_without_systemctl():
 
 
 def test_blocks_that_change_things_ask_first():
-    changing = re.compile(r"^erpctl (erp maintenance (on|off)|backup (restore|create)|upgrade (resume|rollback)"
-                          r"|erp migrate|stop|restart(?!.*--dry-run))\b")
+    changing = re.compile(r"^\s*erpctl (erp maintenance (on|off)|backup (restore(?!.*--dry-run)|create)"
+                          r"|upgrade (resume|rollback)|erp migrate|erp repair (?!.*--dry-run)|stop|restart(?!.*--dry-run))\b",
+                          re.MULTILINE)
     for rb in _all_runbooks():
         for b in rb.blocks:
             if b.lang == "erpctl" and any(changing.match(c) for c in b.commands):
                 assert "confirm" in b.flags, f"{rb.path.name}: {b.commands} changes things: ```erpctl confirm"
             if b.lang == "sh" and re.search(r"\bkill\b|^\s*(nohup\s+)?erpctl\s+up\b", b.code, re.MULTILINE):
                 assert "confirm" in b.flags, f"{rb.path.name}: a block that (re)starts processes: ```sh confirm"
-            if b.lang == "sh" and any(changing.match(line.strip()) for line in b.code.splitlines()):
-                assert "confirm" in b.flags, f"{rb.path.name}: {b.code!r} changes things: ```sh confirm"
+            if b.lang == "sh" and changing.search(b.code):
+                assert "confirm" in b.flags, f"{rb.path.name}: a block that changes things: ```sh confirm"
 
 
 # --------------------------------------------------------------------------- the commands exist
@@ -213,3 +216,22 @@ def test_restart_steps_restart_this_installation_only(name):
     restarts = [b for b in recover.blocks if b.lang == "erpctl" and "erpctl restart" in b.commands]
     assert restarts and all("confirm" in b.flags for b in restarts), f"{name}: {recover.title}"
     assert not [b for b in rb.blocks if b.lang == "sh" and re.search(r"\b(kill|sleep)\b", b.code)], name
+
+
+def test_invariant_violations_never_leaves_maintenance_on_for_finance():
+    """The ERP refuses every change in maintenance mode: a recover block that switches it on switches it
+    off again, so the books step (finance posting reversals) runs with the ERP writable; the stock cache is
+    rebuilt in between, with a command that exists."""
+    rb = next(r for r in _all_runbooks() if r.path.name == "InvariantViolations.md")
+    rebuilt = False
+    for step in (s for s in rb.steps if s.kind == "Recover"):
+        for b in (b for b in step.blocks if b.lang == "erpctl"):
+            on = False
+            for line in b.commands:
+                on = {"erpctl erp maintenance on": True, "erpctl erp maintenance off": False}.get(
+                    " ".join(shlex.split(line)[:4]), on)
+                if line.startswith("erpctl erp repair stock-cache"):
+                    assert on and "--yes" in line, f"step {step.number}: the rebuild runs in maintenance, unasked"
+                    rebuilt = True
+            assert not on, f"step {step.number} leaves the ERP in maintenance mode"
+    assert rebuilt

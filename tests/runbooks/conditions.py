@@ -101,8 +101,8 @@ def database_refuses(live: Live) -> None:
 
 def database_back(live: Live, step: StepResult) -> None:
     """The manual step "bring the database back": the database accepts connections again, and the person
-    waits until the ERP is ready. The scheduled checks that failed meanwhile (the invariants check is hourly
-    as shipped) are not waited for: `erpctl status` in Check recovery runs them again."""
+    waits until the ERP is ready. The scheduled checks that failed meanwhile (the invariants check runs every
+    ten minutes as shipped) are not waited for: `erpctl status` in Check recovery runs them again."""
     if live.backend != "postgresql":
         return
     live.pg_sql(f'ALTER DATABASE "{live.database}" ALLOW_CONNECTIONS true')

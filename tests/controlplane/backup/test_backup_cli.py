@@ -54,7 +54,7 @@ def test_init_create_list_show_prune(seeded_target, passphrase, tmp_path):
     assert kinds == ["backup.create", "backup.create", "backup.prune"]
     assert EvidenceLog(seeded_target.data_dir).verify()[1] == []
     latest = results.read(seeded_target.data_dir)
-    assert latest["backup.create"]["backup_id"] == second["id"] and latest["backup.prune"]["ok"]
+    assert latest["backup.create"].value("backup_id") == second["id"] and latest["backup.prune"].ok
 
 
 def test_errors_have_their_exit_codes(seeded_target, passphrase, tmp_path):

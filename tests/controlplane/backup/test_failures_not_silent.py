@@ -83,7 +83,7 @@ def test_a_probe_whose_result_cannot_be_written_is_a_failed_run(small_tmpfs):  #
     context = scheduler.JobContext(Target(d, f"sqlite:///{d}/erp.sqlite3"), NO_ERP, {}, {})
     s = scheduler.Scheduler(context, providers=["controlplane.monitoring.jobs"])
     s.run_now("probe.disk_headroom")  # 6 MiB free is below the 1 GiB default: a failing probe, recorded
-    assert results.read(d)["probe.disk_headroom"]["ok"] is False
+    assert results.read(d)["probe.disk_headroom"].ok is False
     results.record(d, "probe.disk_headroom", True, detail="an older ok")  # what a full disk would freeze
     before = results.read(d)
     filler = _fill(small_tmpfs, leave=0)
@@ -102,7 +102,7 @@ def test_a_probe_whose_result_cannot_be_written_is_a_failed_run(small_tmpfs):  #
     s.run_now("probe.disk_headroom")
     assert s.unrecorded() == {}
     job = results.read(d)["scheduler.probe.disk_headroom"]
-    assert job["ok"] and job["failures"] == 2 and "No space left" in job["last_error"]
+    assert job.ok and job.value("failures") == 2 and "No space left" in job.value("last_error")
 
 
 def test_maintenance_on_a_full_disk_exits_23_with_the_fix(seeded_target, small_tmpfs):  # noqa: F811
@@ -219,7 +219,7 @@ def test_the_installation_records_its_creation_once_for_the_alerts_grace(tmp_pat
     created = results.ensure_created(fresh)
     assert results.ensure_created(fresh) == created  # never moved
     results.record(old, "backup.create", True)
-    first = results.read(old)["backup.create"]["at"]
+    first = results.read(old)["backup.create"].at
     results.record(old, "probe.readyz", True)
     assert results.ensure_created(old) == first
     text = generate_latest(exporter.registry(old)).decode()

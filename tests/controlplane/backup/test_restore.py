@@ -145,7 +145,9 @@ def test_restore_swaps_in_and_the_running_erp_serves_the_restored_data(any_targe
     assert created.status_code == 201, created.text
     assert erp.total() == before + 1
 
-    r = cli(any_target, file_repo_url, "backup", "restore", m.id[:12], "--yes")
+    n = cli_json(cli(any_target, file_repo_url, "backup", "restore", m.id[:12], "--dry-run"))["count"]
+    assert n >= 2  # the order and its line
+    r = cli(any_target, file_repo_url, "backup", "restore", m.id[:12], "--yes", "--discard-writes", str(n))
     assert r.returncode == 0, r.stdout + r.stderr
     out = cli_json(r)
     assert out["ok"] and out["backup"] == m.id and out["verification"]["passed_level"] == 3
@@ -164,7 +166,7 @@ def test_restore_swaps_in_and_the_running_erp_serves_the_restored_data(any_targe
     assert erp_admin.check(any_target)["ok"]
 
     entry = results.read(any_target.data_dir)["backup.restore"]
-    assert entry["ok"] and entry["backup"] == m.id and entry["duration"] > 0
+    assert entry.ok and entry.value("backup") == m.id and entry.value("duration") > 0
     rec = [x for x in EvidenceLog(any_target.data_dir).records() if x["kind"] == "backup.restore"][-1]
     assert rec["data"]["result"] == "swapped" and rec["outcome"] == "ok"
     if any_target.backend == "postgresql":
@@ -206,7 +208,7 @@ def test_corrupted_chunk_restore_is_refused_and_live_untouched(seeded_target, fi
     assert live_fingerprint(seeded_target) == fp_before
     assert maintenance(seeded_target)["enabled"] is False and erp.readyz() == 200
     assert R.read_state(seeded_target)["phase"] == "refused"
-    assert results.read(seeded_target.data_dir)["backup.restore"]["ok"] is False
+    assert results.read(seeded_target.data_dir)["backup.restore"].ok is False
 
     out = verify_tells(seeded_target, file_repo_url, 28, first.id, second.id, "--level", "1")
     for b in out["backups"]:
@@ -297,7 +299,7 @@ def test_failure_before_the_swap_rolls_back_and_clears_maintenance(any_target, f
     assert state["phase"] == "rolled_back" and "No space" in state["error"]
     if any_target.backend == "postgresql":
         assert pg_databases(any_target, "%restore%") == []
-    assert results.read(any_target.data_dir)["backup.restore"]["ok"] is False
+    assert results.read(any_target.data_dir)["backup.restore"].ok is False
     evidence_ok(any_target)
 
 
@@ -384,7 +386,8 @@ def test_restore_killed_is_finished_or_rolled_back_by_the_next_run(any_target, f
 # ---- a backup taken under write load restores clean ------------------------------------------------
 
 class Writer(threading.Thread):
-    """Creates, confirms, delivers and invoices sales orders through the HTTP API until stopped."""
+    """Creates, confirms, delivers and invoices sales orders through the HTTP API until stopped; keeps
+    what the ERP acknowledged: orders and invoices as (id, number), in order."""
 
     def __init__(self, erp: LiveErp, ids: dict):
         super().__init__(daemon=True)
@@ -392,6 +395,8 @@ class Writer(threading.Thread):
         self.stop = threading.Event()
         self.done = 0
         self.errors: list[str] = []
+        self.orders: list[tuple[int, str]] = []
+        self.invoices: list[tuple[int, str]] = []
 
     def run(self):
         n = 0
@@ -406,12 +411,14 @@ class Writer(threading.Thread):
                     self.errors.append(f"create {r.status_code}")
                     continue
                 oid = r.json()["id"]
+                self.orders.append((oid, r.json()["number"]))
                 for step, ok in (("confirm", 200), ("deliver", 200), ("invoice", 201)):
                     r = self.erp.req("POST", f"/sales-orders/{oid}/{step}", json={})
                     if r.status_code != ok:
                         self.errors.append(f"{step} {r.status_code}: {r.text[:200]}")
                         break
                 else:
+                    self.invoices.append((r.json()["id"], r.json()["number"]))
                     self.done += 1
             except requests.RequestException as exc:
                 self.errors.append(str(exc))
@@ -460,8 +467,10 @@ def backup_under_write_load(any_target, file_repo_url, live, **backup_options):
     captured = m.tables["sales_orders"]["rows"]
     assert start_total < captured < final_total
 
-    r = cli(any_target, file_repo_url, "backup", "restore", m.id, "--yes")
+    n = cli_json(cli(any_target, file_repo_url, "backup", "restore", m.id, "--dry-run"))["count"]
+    r = cli(any_target, file_repo_url, "backup", "restore", m.id, "--yes", "--discard-writes", str(n))
     assert r.returncode == 0, r.stdout + r.stderr
+    assert cli_json(r)["loss"]["discarded"] == n
     check = erp_admin.check(any_target)
     assert check["ok"], check["violations"][:5]
     erp.login()

@@ -115,7 +115,7 @@ def test_sound_backup_passes_every_level_and_each_is_recorded(any_target, file_r
     latest = results.read(any_target.data_dir)
     for n in (1, 2, 3, 4):
         entry = latest[f"backup.verify.L{n}"]
-        assert entry["ok"] and entry["backup"] == m.id and entry["duration"] > 0
+        assert entry.ok and entry.value("backup") == m.id and entry.value("duration") > 0
     rec = [r for r in EvidenceLog(any_target.data_dir).records() if r["kind"] == "backup.verify"][-1]
     assert rec["outcome"] == "ok" and rec["data"]["backup"] == m.id and rec["data"]["passed_level"] == 4
     assert [l["level"] for l in rec["data"]["levels"]] == [1, 2, 3, 4]
@@ -168,7 +168,7 @@ def test_corrupted_chunk_is_named_with_every_backup_that_needs_it(seeded_target,
     assert first.id in bad[0]["backups"] and second.id in bad[0]["backups"]
     assert bad[0]["pack"] and "authentication" in bad[0]["reason"]
     assert chunk in v.levels[0].summary
-    assert results.read(seeded_target.data_dir)["backup.verify.L1"]["ok"] is False
+    assert results.read(seeded_target.data_dir)["backup.verify.L1"].ok is False
 
     # the real command tells the truth about both backups, with a distinct exit code
     r = cli(seeded_target, file_repo_url, "backup", "verify", first.id, second.id, "--level", "3")
@@ -306,8 +306,8 @@ def test_scheduled_backup_verify_and_restore_test_jobs(seeded_target, file_repo_
     r = results.read(seeded_target.data_dir)
     for key in ("scheduler.backup.create", "scheduler.backup.verify", "scheduler.backup.restore_test",
                 "scheduler.backup.prune", "backup.verify.L2", "backup.restore_test", "backup.verify.L4"):
-        assert r[key]["ok"], (key, r[key])
-    assert r["backup.restore_test"]["duration"] > 0
+        assert r[key].ok, (key, r[key])
+    assert r["backup.restore_test"].value("duration") > 0
     assert len(open_repository(file_repo_url, passphrase=PASSPHRASE).list_manifests()) == 1
     evidence_ok(seeded_target)
 

@@ -24,13 +24,13 @@ def test_readyz_probe_ok_then_not_ready_in_maintenance_then_down(live_erp):
     r = probes.run(probe, live_erp.data_dir)
     assert r.ok and r.detail == "ready" and 0 < r.duration < 5
     stored = results.read(live_erp.data_dir)["probe.readyz"]
-    assert stored["ok"] and stored["duration"] == r.duration
+    assert stored.ok and stored.value("duration") == r.duration
 
     with live_erp.erp.db.session() as s:
         maintenance.set_state(s, True, "test")
     r = probes.run(probe, live_erp.data_dir)
     assert not r.ok and "503" in r.detail and "maintenance" in r.detail
-    assert results.read(live_erp.data_dir)["probe.readyz"]["ok"] is False
+    assert results.read(live_erp.data_dir)["probe.readyz"].ok is False
 
     live_erp.server.stop(timeout=2)
     r = probes.run(probe, live_erp.data_dir)
@@ -125,8 +125,8 @@ def test_backup_freshness_probe(tmp_path):
     assert probes.run(probe, tmp_path).ok
     results.record(tmp_path, "backup.create", False, error="store unreachable")  # the last success still counts
     assert probes.run(probe, tmp_path).ok
-    data = results.read(tmp_path)
-    data["backup.create.last_success"]["at"] = time.time() - 7200
+    data = __import__("json").loads((tmp_path / results.FILE).read_text())
+    data["results"]["backup.create.last_success"]["at"] = time.time() - 7200
     (tmp_path / results.FILE).write_text(__import__("json").dumps(data))
     r = probes.run(probe, tmp_path)
     assert not r.ok and "2.0 h old" in r.detail
@@ -136,7 +136,7 @@ def test_disk_headroom_probe(tmp_path):
     assert probes.run(probes.DiskHeadroomProbe(tmp_path, min_free_bytes=1)).ok
     r = probes.run(probes.DiskHeadroomProbe(tmp_path, min_free_bytes=1 << 60), tmp_path)
     assert not r.ok and "GiB free" in r.detail
-    assert results.read(tmp_path)["probe.disk_headroom"]["ok"] is False
+    assert results.read(tmp_path)["probe.disk_headroom"].ok is False
 
 
 def test_a_probe_that_crashes_is_a_failure_with_its_reason(tmp_path):
@@ -148,4 +148,4 @@ def test_a_probe_that_crashes_is_a_failure_with_its_reason(tmp_path):
 
     r = probes.run(Broken(), tmp_path)
     assert not r.ok and r.detail == "RuntimeError: boom"
-    assert results.read(tmp_path)["probe.readyz"]["detail"] == "RuntimeError: boom"
+    assert results.read(tmp_path)["probe.readyz"].value("detail") == "RuntimeError: boom"

@@ -113,9 +113,9 @@ def test_scheduler_runs_jobs_and_records_each_run(tmp_path):
     finally:
         s.stop()
     r = results.read(tmp_path)
-    assert r["scheduler.test.fast"]["ok"] and "scheduler.test.fast.last_success" in r
-    assert r["scheduler.test.fails"]["ok"] is False
-    assert r["scheduler.test.fails"]["error"] == "RuntimeError: the store is unreachable"
+    assert r["scheduler.test.fast"].ok and "scheduler.test.fast.last_success" in r
+    assert r["scheduler.test.fails"].ok is False
+    assert r["scheduler.test.fails"].value("error") == "RuntimeError: the store is unreachable"
     assert RUNS.count("fast") >= 2  # the failing job did not stop the others
     assert "nightly" not in RUNS and "off" not in RUNS
     assert jobs["test.nightly"]["next_run"] and "02:00:00" in jobs["test.nightly"]["next_run"]
@@ -130,7 +130,7 @@ def test_scheduler_runs_jobs_and_records_each_run(tmp_path):
 def test_run_now(tmp_path):
     s = scheduler.Scheduler(context(tmp_path), [__name__])
     s.run_now("test.off")
-    assert results.read(tmp_path)["scheduler.test.off"]["ok"]
+    assert results.read(tmp_path)["scheduler.test.off"].ok
     with pytest.raises(KeyError):
         s.run_now("nope")
 
@@ -171,9 +171,9 @@ def test_a_failed_run_is_retried_soon_until_it_succeeds(tmp_path):
     gaps = [b - a for a, b in zip(calls["flaky"], calls["flaky"][1:])]
     assert 0.25 <= gaps[0] < 5 and 0.55 <= gaps[1] < 5, gaps  # 0.3 s, then twice that
     r = results.read(tmp_path)
-    assert r["scheduler.flaky"]["ok"] and r["scheduler.flaky"]["failures"] == 2
-    assert r["scheduler.flaky"]["last_error"] == "RuntimeError: the database is unreachable"
-    assert r["scheduler.plain"]["ok"] is False and r["scheduler.plain"]["failures"] == 1
+    assert r["scheduler.flaky"].ok and r["scheduler.flaky"].value("failures") == 2
+    assert r["scheduler.flaky"].value("last_error") == "RuntimeError: the database is unreachable"
+    assert r["scheduler.plain"].ok is False and r["scheduler.plain"].value("failures") == 1
 
 
 def test_a_retry_never_comes_after_the_next_scheduled_run(tmp_path):

@@ -43,6 +43,7 @@ def test_everything_fine_exits_0(live_erp):
     assert report["backup"]["bytes_added"] == 100 and report["backup"]["verifications"]["L4"]["ok"]
     assert report["probes"]["readyz"]["ok"] and report["invariants"]["violations"] == 0
     assert report["host"]["memory_total_bytes"] > 0 and report["host"]["data_dir_filesystem_free_bytes"] > 0
+    assert 0 <= report["host"]["cpu_usage_ratio"] <= 1 and report["host"]["load_per_cpu"] >= 0
     assert r.stderr == ""
 
     human = erpctl("status", "--data-dir", live_erp.data_dir, "--erp-url", live_erp.url, **DISK_OK)
@@ -94,7 +95,7 @@ def test_a_new_installation_has_8_days_for_its_first_restore_test(live_erp):
 
     path = layout.path(d, "results")
     data = json.loads(path.read_text())
-    data[results.CREATED]["at"] -= 9 * 86400  # created 9 days ago, still no restore test
+    data["results"][results.CREATED]["at"] -= 9 * 86400  # created 9 days ago, still no restore test
     path.write_text(json.dumps(data))
     rc, report, _ = status(d, "--erp-url", live_erp.url)
     assert rc == 16 and set(whats(report)) == {"restore test overdue"}
@@ -171,10 +172,10 @@ def test_what_failed_at_its_last_run_is_checked_again_now(live_erp):
     assert "an old detail" not in found["probe readyz failing"]["detail"], found
     assert rc == 17 and "erp not ready" in found
     after = results.read(d)
-    assert after["probe.business"]["ok"] and after["probe.business"]["at"] > before["probe.business"]["at"]
+    assert after["probe.business"].ok and after["probe.business"].at > before["probe.business"].at
     inv = after["scheduler.invariants"]
-    assert inv["ok"] and inv["failures"] == 3 and inv["last_failure_at"] == 1.0e9  # the metrics keep the failures
-    assert after["invariants"]["violations"] == 0
+    assert inv.ok and inv.value("failures") == 3 and inv.value("last_failure_at") == 1.0e9  # the metrics keep them
+    assert after["invariants"].value("violations") == 0
     human = erpctl("status", "--data-dir", d, "--erp-url", live_erp.url, **DISK_OK,
                    ERPCTL_DATABASE_URL=live_erp.target.database_url)
     assert "ran again now, their latest run had failed: probe.readyz" in human.stdout

@@ -29,9 +29,9 @@ def test_the_plans_read_only_estimates_are_within_1_5x_of_the_measured_times(sit
         up.stop()
     assert r["status"] == "done", r
     st = upgrade_state.history(site.data_dir)[-1]
-    assert st["estimates"] == planned  # what apply estimated is what plan showed
-    measured = {name: st["stages"][name]["seconds"] for name in READ_ONLY}
-    read_only = st["maintenance"]["read_only_seconds"]  # maintenance on to off, as the ERP's users saw it
+    assert st.estimates == planned  # what apply estimated is what plan showed
+    measured = {name: st.stages[name].seconds for name in READ_ONLY}
+    read_only = st.maintenance.read_only_seconds  # maintenance on to off, as the ERP's users saw it
     rows = [(name, planned[name], measured[name]) for name in READ_ONLY]
     rows.append(("read-only", sum(planned[n] for n in READ_ONLY), read_only))
     rows_filled = next(s["rows"] for s in plan["stages"] if s["stage"] == "verify")

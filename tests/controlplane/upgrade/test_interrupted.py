@@ -67,18 +67,18 @@ def test_a_pid_reused_by_another_process_is_not_taken_for_the_upgrade(tmp_path):
     data = tmp_path / "data"
     st = upgrade_state.new(runner={"pid": os.getpid(), "pid_start": procs.start_ticks(os.getpid()) - 1,
                                    "host": socket.gethostname(), "command": "apply"}, to_version="9.9")
-    st["stage"] = "verify"
+    st.stage = "verify"
     upgrade_state.save(data, st)
     r = erpctl("upgrade", "status", "--data-dir", data)
     assert r.returncode == INTERRUPTED_EXIT, r.stdout + r.stderr
     assert f"(pid {os.getpid()}) is gone (pid {os.getpid()} is now another process)" in r.stdout
 
-    st["runner"]["pid_start"] += 1  # now it is this very process: alive
+    st.runner["pid_start"] += 1  # now it is this very process: alive
     upgrade_state.save(data, st)
     r = erpctl("--json", "upgrade", "status", "--data-dir", data)
     assert r.returncode == 0 and json.loads(r.stdout)["alive"] is True
 
-    st["runner"]["host"] = "another-host"  # a shared data directory: cannot be told from here
+    st.runner["host"] = "another-host"  # a shared data directory: cannot be told from here
     upgrade_state.save(data, st)
     r = erpctl("upgrade", "status", "--data-dir", data)
     assert r.returncode == 0 and "it ran on host another-host" in r.stdout

@@ -94,13 +94,13 @@ def test_sigkill_at_a_stage_boundary_then_resume_or_rollback_ends_at_exactly_one
     killed = apply_killed_at(site, point)
     assert killed.returncode == -9, killed.stdout + killed.stderr
     st = upgrade_state.load(site.data_dir)
-    assert st is not None and st["status"] == "running"
+    assert st is not None and st.status == "running"
     if finish == "resume":
         r = site.ok_json("upgrade", "resume", "--offline", "--confirm-contract", timeout=600)
         assert r["status"] == "done", r
         assert_exactly(site, NEW, before, tmp_path)
     else:
-        contracted = "contract" in st["completed"]
+        contracted = "contract" in st.completed
         args = ["--restore-backup"] if contracted else []
         if contracted:
             refused = site.erpctl("--json", "upgrade", "rollback", "--offline")
@@ -164,7 +164,7 @@ def test_sigkill_at_random_points_of_a_large_backfill_redoes_at_most_the_batch_i
         proc.kill()
         proc.wait()
         st = upgrade_state.load(site.data_dir)
-        if st is None or st["stage"] != "backfill":
+        if st is None or st.stage != "backfill":
             break  # it got past the backfill before the kill
         pending = pending_rows(site)
         if sum(pending.values()):
@@ -173,7 +173,7 @@ def test_sigkill_at_random_points_of_a_large_backfill_redoes_at_most_the_batch_i
             break
     assert kills_inside >= 1, "no kill landed inside the backfill"
     st = upgrade_state.load(site.data_dir)
-    left = pending_rows(site) if st["stage"] == "backfill" else None
+    left = pending_rows(site) if st.stage == "backfill" else None
     r = site.ok_json("upgrade", "resume", "--offline", "--confirm-contract", timeout=600)
     assert r["status"] == "done", r
     if left is not None:

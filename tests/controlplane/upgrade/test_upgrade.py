@@ -294,5 +294,5 @@ def test_without_confirmation_contract_waits_and_a_soak_period_then_runs_it(site
 def test_a_soak_period_runs_contract_only_after_the_new_release_served_that_long(site):
     r = site.ok_json("upgrade", "apply", "--offline", "--soak", "3")
     assert r["status"] == "done"
-    stages = upgrade_state.history(site.data_dir)[-1]["stages"]
-    assert stages["contract"]["started_epoch"] - stages["switch"]["finished_epoch"] >= 3
+    stages = upgrade_state.history(site.data_dir)[-1].stages
+    assert stages["contract"].started_epoch - stages["switch"].finished_epoch >= 3
