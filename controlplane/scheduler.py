@@ -21,10 +21,19 @@ whose result cannot be written (a full disk) counts as failed and is kept in mem
 The exporter turns those into erpctl_job_last_success_timestamp_seconds{job},
 erpctl_job_last_failure_timestamp_seconds{job} and erpctl_job_failures_total{job} (alert
 ScheduledJobFailing), and erpctl_scheduler_job_last_success_timestamp_seconds{job} as before.
+
+A job marked `retry` (the monitoring jobs: probes, the invariants check) is run again soon after a failed
+run (it raised, or its `failed(result)` says so: a probe that found a problem) instead of only at its
+next scheduled run: RETRY_FIRST_SECONDS after the first failure, then twice as long each time up to
+RETRY_MAX_SECONDS, and never later than its next scheduled run, until a run succeeds. So a recovery is
+seen within seconds of it (not a minute later for a probe, ten for the invariants), while a
+lasting failure costs at most one extra run a RETRY_MAX_SECONDS. Every retry is a run like any other:
+recorded, counted in the metrics, and a failing probe still fails (its alert still fires).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import importlib
 import logging
@@ -50,6 +59,9 @@ CONFIG_FILE = FILES["config"].path
 RESULT_PREFIX = "scheduler."
 _INTERVAL = re.compile(r"^\s*(?:every\s+)?(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)?\s*$", re.IGNORECASE)
 _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+RETRY_FIRST_SECONDS = 5.0
+RETRY_MAX_SECONDS = 60.0
+RETRY_SUFFIX = "#retry"
 
 
 class ScheduleInvalid(SettingInvalid):
@@ -67,6 +79,8 @@ class Job:
     schedule: str
     description: str = ""
     run_at_start: bool = False  # interval jobs only: first run as soon as the scheduler starts
+    retry: bool = False         # run again soon after a failed run (module docstring), not only at its schedule
+    failed: Callable[[Any], bool] | None = None  # a returned value that is a failure too (a probe's finding)
 
 
 @dataclass
@@ -179,14 +193,18 @@ class Scheduler:
     """The BackgroundScheduler of one `erpctl up`. plan() at construction (so a bad schedule fails
     before serving), start() when serving, stop() when stopping."""
 
-    def __init__(self, context: JobContext, providers: list[str] | None = None, max_workers: int = 4):
+    def __init__(self, context: JobContext, providers: list[str] | None = None, max_workers: int = 4,
+                 retry_first: float = RETRY_FIRST_SECONDS, retry_max: float = RETRY_MAX_SECONDS):
         self.context = context
         self.planned = plan(context, providers)
         self.max_workers = max_workers
+        self.retry_first, self.retry_max = retry_first, retry_max
         self._scheduler = None
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._unrecorded: dict[str, dict] = {}
+        self._running: dict[str, threading.Lock] = {}   # a job's run in progress (its schedule's or its retry's)
+        self._failures: dict[str, int] = {}             # a retried job's failed runs in a row
 
     def start(self) -> None:
         from apscheduler.executors.pool import ThreadPoolExecutor
@@ -215,40 +233,56 @@ class Scheduler:
     def _run(self, job: Job) -> None:
         if self._stopping.is_set():
             return
-        t0 = time.perf_counter()
-        error = None
+        with self._lock:
+            running = self._running.setdefault(job.id, threading.Lock())
+        if not running.acquire(blocking=False):
+            return  # its retry and its scheduled run met: one is enough
         try:
-            job.func()
-        except Exception as exc:  # noqa: BLE001 - a failing job must not stop the others
-            error = f"{exc.__class__.__name__}: {exc}"
-            log.exception("scheduled job failed", extra={"job": job.id})
-        if self._stopping.is_set():
-            return  # stopping: the servers are closing, a failure now says nothing
-        self._record(job.id, error, round(time.perf_counter() - t0, 6))
+            error, value, seconds = execute(job)
+            if self._stopping.is_set():
+                return  # stopping: the servers are closing, a failure now says nothing
+            self._record(job.id, error, seconds)
+        finally:
+            running.release()
+        if job.retry:
+            self._plan_retry(job, error is not None or bool(job.failed and job.failed(value)))
+
+    def _plan_retry(self, job: Job, failed: bool) -> None:
+        """After a failed run, the next one soon (RETRY_FIRST_SECONDS, doubling to RETRY_MAX_SECONDS), unless
+        the schedule runs it sooner; after a successful one, the schedule alone."""
+        with self._lock:
+            was = self._failures.get(job.id, 0)
+            streak = self._failures[job.id] = was + 1 if failed else 0
+        sched = self._scheduler
+        if sched is None or self._stopping.is_set() or not (streak or was):
+            return
+        if not streak:  # recovered: a retry still planned has nothing left to find
+            with contextlib.suppress(Exception):
+                sched.remove_job(job.id + RETRY_SUFFIX)
+            return
+        delay = min(self.retry_first * 2 ** (streak - 1), self.retry_max)
+        at = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=delay)
+        scheduled = sched.get_job(job.id)
+        if scheduled is not None and scheduled.next_run_time and scheduled.next_run_time <= at:
+            return
+        try:
+            sched.add_job(self._run, "date", run_date=at, args=[job], id=job.id + RETRY_SUFFIX,
+                          name=f"retry of {job.id}", replace_existing=True)
+        except Exception:  # noqa: BLE001 - shutting down: the schedule resumes at the next start
+            log.debug("no retry planned", extra={"job": job.id})
 
     def _record(self, job_id: str, error: str | None, seconds: float) -> None:
-        """Record a run with the job's failure count and its last failure. A run whose result cannot
-        be written (a full disk) is a failed run: kept in memory for the exporter (unrecorded())."""
-        key, now = RESULT_PREFIX + job_id, time.time()
-        try:
-            prev = results.read(self.context.data_dir).get(key) or results.Result()
-        except (OSError, ValueError, DataDirProblem):
-            prev = results.Result()
+        """Record a run (record_run). A run whose result cannot be written (a full disk) is a failed run:
+        kept in memory for the exporter (unrecorded())."""
         with self._lock:
             pending = dict(self._unrecorded.get(job_id) or {})
-        failures = int(prev.value("failures") or 0) + pending.get("failures", 0) + (error is not None)
-        last_failure = now if error else pending.get("at") or prev.value("last_failure_at")
-        fields = {"duration": seconds, "failures": failures, "last_failure_at": last_failure,
-                  "last_error": error or pending.get("error") or prev.value("last_error")}
-        if error:
-            fields["error"] = error
         try:
-            results.record(self.context.data_dir, key, error is None, **fields)
+            record_run(self.context.data_dir, job_id, error, seconds, pending)
         except OSError as exc:
             log.error("the result of a scheduled job cannot be recorded", extra={"job": job_id, "error": str(exc)})
             with self._lock:
                 entry = self._unrecorded.setdefault(job_id, {"failures": 0})
-                entry.update(at=now, failures=entry["failures"] + 1,
+                entry.update(at=time.time(), failures=entry["failures"] + 1,
                              error=f"{error + '; ' if error else ''}its result could not be recorded: {exc}")
             return
         with self._lock:
@@ -285,10 +319,41 @@ class Scheduler:
             log.info("scheduler stopped")
 
 
+def execute(job: Job, log_failure: bool = True) -> tuple[str | None, Any, float]:
+    """Run a job: (its error or None, what it returned, seconds). Never raises an Exception."""
+    t0 = time.perf_counter()
+    error = value = None
+    try:
+        value = job.func()
+    except Exception as exc:  # noqa: BLE001 - a failing job must not stop the others
+        error = f"{exc.__class__.__name__}: {exc}"
+        if log_failure:
+            log.exception("scheduled job failed", extra={"job": job.id})
+    return error, value, round(time.perf_counter() - t0, 6)
+
+
+def record_run(data_dir, job_id: str, error: str | None, seconds: float, pending: dict | None = None) -> None:
+    """Record a run under scheduler.<id> with the job's failures so far and its last failure (`pending`: the
+    failed runs that could not be recorded). Raises OSError when it cannot be written."""
+    key, now = RESULT_PREFIX + job_id, time.time()
+    pending = pending or {}
+    try:
+        prev = results.read(data_dir).get(key) or results.Result()
+    except (OSError, ValueError, DataDirProblem):
+        prev = results.Result()
+    failures = int(prev.value("failures") or 0) + pending.get("failures", 0) + (error is not None)
+    last_failure = now if error else pending.get("at") or prev.value("last_failure_at")
+    fields = {"duration": seconds, "failures": failures, "last_failure_at": last_failure,
+              "last_error": error or pending.get("error") or prev.value("last_error")}
+    if error:
+        fields["error"] = error
+    results.record(data_dir, key, error is None, **fields)
+
+
 def job(id: str, func: Callable[[], Any], schedule: str, description: str = "", **kw) -> Job:
     """Shorthand for providers."""
     return Job(id, func, schedule, description, **kw)
 
 
 __all__ = ["JOB_PROVIDERS", "Job", "JobContext", "Scheduler", "ScheduleInvalid", "collect_jobs", "plan",
-           "load_settings", "parse_schedule", "env_name", "interval_seconds", "job"]
+           "load_settings", "parse_schedule", "env_name", "interval_seconds", "job", "execute", "record_run"]

@@ -185,3 +185,47 @@ def sqlite_erp(request, tmp_path):
     e = Erp(fresh_database_url("sqlite", request, tmp_path), "sqlite")
     yield e
     e.close()
+
+
+# ---- releases: both installed once a session (the upgrade tests, the runbook matrix's UpgradeStuck) ----
+
+RELEASE_OLD = "1.0.0"
+
+
+@pytest.fixture(scope="session")
+def release_store(tmp_path_factory):
+    """A data directory holding both releases (the 1.0 wheel kept in tests/fixtures, and a wheel built from
+    this tree), installed once; its releases directory."""
+    from controlplane import release
+    from controlplane.config import Target
+    from tests.controlplane.release_helpers import WHEEL_1_0, build_tree_wheel
+
+    base = tmp_path_factory.mktemp("releases-base")
+    target = Target(base, f"sqlite:///{base / 'unused.sqlite3'}")
+    release.install(target, WHEEL_1_0)
+    release.install(target, build_tree_wheel(tmp_path_factory.getbasetemp() / "tree-wheel"))
+    return base / release.store.RELEASES_DIR
+
+
+@pytest.fixture(scope="session")
+def pg_1_0_template(release_store):
+    """A PostgreSQL database created, seeded and given an admin by release 1.0's own erpctl."""
+    import subprocess
+
+    from tests.controlplane.cli_helpers import env as cli_env
+    from tests.controlplane.release_helpers import FIXTURE_ADMIN, FIXTURE_KEY
+
+    admin = reachable_pg_admin()
+    name = f"erp_v10_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    old = release_store / RELEASE_OLD / "env" / "bin" / "erpctl"
+    run_env = cli_env(ERP_FIELD_KEY=FIXTURE_KEY, ERPCTL_DATABASE_URL=_pg_url(name))
+    for args, stdin in ((["erp", "migrate"], None), (["erp", "seed", "--scale", "1"], None),
+                        (["erp", "user", "add", "admin", "--role", "admin", "--password-stdin"], FIXTURE_ADMIN[1])):
+        r = subprocess.run([str(old), *args], input=stdin, capture_output=True, text=True, env=run_env, timeout=600)
+        assert r.returncode == 0, (args, r.stdout, r.stderr)
+    yield name
+    with admin.connect() as c:
+        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()

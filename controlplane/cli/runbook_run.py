@@ -23,7 +23,7 @@ def run(name, data_dir, database_url, runbooks_dir, dry_run, yes, params):
     """Run a runbook step by step, with a log.
 
     Each step is shown, then its ```erpctl lines (this erpctl) and ```sh blocks (sh -eu) run with
-    ERPCTL_DATA_DIR, ERPCTL_DATABASE_URL, ERP_URL and OPS_URL (where the running erpctl up serves) set.
+    ERPCTL_DATA_DIR, ERPCTL_DATABASE_URL, ERP_URL and OPS_URL (where erpctl up serves or last served) set.
     A confirm block asks first (--yes answers for the whole run); without a terminal and --yes the run
     pauses (exit 61). A manual step waits for 'done' on a terminal; without one the run pauses (exit 62):
     `erpctl runbook resume RUN_ID --done` goes on. A failing Confirm or Check recovery command is a

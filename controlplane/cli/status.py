@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import config
-from ..errors import Critical, NeedsAttention
+from ..errors import Critical, NeedsAttention, SettingInvalid
 from ..installation import Installation
 from ..monitoring import status as monitoring_status
 from ..release import current_version
@@ -57,7 +57,8 @@ def render(r: dict) -> str:
     for a in r["alerts"]:
         lines.append(f"  {a['severity']:<8} {a['alertname']}  {a.get('summary', '')}  since {a.get('startsAt')}")
         lines.append(f"           runbook: {a.get('runbook_path') or a['runbook_url']}")
-    lines.append("probes")
+    lines.append("probes" + (f"     (ran again now, their latest run had failed: {', '.join(r['rechecked'])})"
+                             if r.get("rechecked") else ""))
     for name, p in r["probes"].items():
         mark = MARK[p["ok"]] if p["at"] else MARK[None]
         stale = "  (stale)" if p["stale"] else ""
@@ -101,6 +102,16 @@ def _release(inst: Installation, up: dict) -> dict:
             if shown else None}
 
 
+def _recheck(inst: Installation) -> dict:
+    from ..monitoring import recheck
+
+    try:
+        url = inst.get("erp_url")
+    except SettingInvalid:
+        return {}  # flagged by the status
+    return recheck.recheck(inst, url)
+
+
 @click.command()
 @click.option("--data-dir", envvar="ERPCTL_DATA_DIR", metavar="DIR", type=click.Path(file_okay=False, path_type=str),
               help=f"Data directory of the installation. Default: ./{config.DEFAULT_DATA_DIR} [env ERPCTL_DATA_DIR]")
@@ -115,19 +126,25 @@ def _release(inst: Installation, up: dict) -> dict:
                    "alertmanager_url; default http://127.0.0.1:9093, not flagged when nothing answers there]")
 @click.option("--timeout", type=click.FloatRange(0.1, 60), default=3.0, show_default=True,
               help="Seconds to wait for the ERP's answers.")
+@click.option("--no-recheck", is_flag=True,
+              help="Report the probes and monitoring jobs as last recorded; without it, those whose latest run "
+                   "failed run again now (and are recorded), so a recovery shows at once.")
 @json_option
-def status(data_dir, erp_url, prometheus_url, alertmanager_url, timeout):
+def status(data_dir, erp_url, prometheus_url, alertmanager_url, timeout, no_recheck):
     """Health of the installation: the ERP, firing alerts and failing probes with their runbooks,
     backups and verifications, the upgrade, the host's headroom.
 
     Exit 0 when nothing needs attention, 16 when something does (warnings), 17 when something is
     critical (the ERP down or not ready, a critical alert, a nearly full disk, invariant violations,
-    a Prometheus or Alertmanager that was configured but does not answer).
+    a Prometheus or Alertmanager that was configured but does not answer). A probe or monitoring job
+    (the invariants check) whose latest run failed runs again first, so what is shown is true now.
     """
     inst = Installation.open(data_dir, strict=False, erp_url=erp_url)
+    rechecked = {} if no_recheck else _recheck(inst)
     report = monitoring_status.gather(inst, erp_url, timeout, {"prometheus": prometheus_url,
                                                                "alertmanager": alertmanager_url})
     report["release"] = _release(inst, report["erp"]["served_by_erpctl_up"])
+    report["rechecked"] = rechecked
     emit(report, render(report))
     if report["state"] != "ok":
         cls = Critical if report["state"] == monitoring_status.CRITICAL else NeedsAttention

@@ -8,6 +8,8 @@ the [probes] table of erpctl.toml, else the defaults:
     ERPCTL_PROBE_HTTP_TIMEOUT_SECONDS     http_timeout_seconds     5
 
 `erpctl up` records the values it uses in runtime.json, so `erpctl status` judges by the same ones.
+Every one of these jobs is retried soon after a failed run (controlplane/scheduler.py: a probe that found
+a problem, an invariants check that could not run), so a recovery shows within seconds.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ def scheduled_jobs(context: JobContext) -> list[Job]:
     for probe in make_probes(context):
         jid = "probe." + probe.name
         jobs.append(Job(jid, lambda p=probe: probes.run(p, context.data_dir), DEFAULT_SCHEDULES[jid],
-                        f"probe {probe.name}", run_at_start=True))
+                        f"probe {probe.name}", run_at_start=True, retry=True, failed=lambda r: not r.ok))
     jobs.append(Job(INVARIANTS_KEY, lambda: check_invariants(context), DEFAULT_SCHEDULES[INVARIANTS_KEY],
-                    "business invariants (erp_core.invariants)", run_at_start=True))
+                    "business invariants (erp_core.invariants)", run_at_start=True, retry=True))
     return jobs

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import (RunbookNotRecovered, RunbookStepFailed, RunbookWaitingConfirmation, RunbookWaitingManual,
+from ..errors import (DiskFull, RunbookNotRecovered, RunbookStepFailed, RunbookWaitingConfirmation, RunbookWaitingManual,
                       RunNotResumable)
 from ..evidence import EvidenceLog
 from ..faults import failpoint
@@ -77,14 +77,40 @@ class Engine:
         self.env = child_env(rec.env)
         self.redact = Redactor(self.env)
         self.log = EvidenceLog(inst.data_dir)
+        self.pending: list[tuple[str, str, dict]] = []   # evidence records not written yet (a full disk)
+        self.unwritten: str | None = None                # why the record or evidence cannot be written now
 
     # -- records --
     def _save(self) -> None:
-        records.save(self.inst.data_dir, self.rec)
+        """Save the run's record, and the evidence records waiting. A full disk (DiskSpaceLow's own condition)
+        does not stop the run: they wait in memory and are written at the next save with room."""
+        try:
+            records.save(self.inst.data_dir, self.rec)
+            self._flush()
+        except OSError as exc:
+            self._cannot_write(exc)
 
     def _evidence(self, record_kind: str, outcome: str, data: dict) -> None:
-        self.log.append(record_kind, {"run": self.rec.id, "runbook": self.rec.runbook, **data},
-                        actor=self.rec.operator, outcome=outcome)
+        self.pending.append((record_kind, outcome, {"run": self.rec.id, "runbook": self.rec.runbook, **data}))
+        try:
+            self._flush()
+        except OSError as exc:
+            self._cannot_write(exc)
+
+    def _flush(self) -> None:
+        while self.pending:
+            kind, outcome, data = self.pending[0]
+            self.log.append(kind, data, actor=self.rec.operator, outcome=outcome)
+            self.pending.pop(0)
+        if self.unwritten is not None:
+            self.unwritten = None
+            self.reporter.warning("the run's record and evidence are written again")
+
+    def _cannot_write(self, exc: OSError) -> None:
+        if self.unwritten is None:
+            self.reporter.warning(f"cannot write the run's record or evidence in {self.inst.data_dir} ({exc}): "
+                                  "the run goes on, and they are written as soon as there is room")
+        self.unwritten = str(exc)
 
     # -- the walk --
     def walk(self) -> int:
@@ -103,7 +129,7 @@ class Engine:
             how = self._manual(step)
             if how is None:
                 return self._pause(records.WAITING_MANUAL, f"manual step {step.number} ({step.title})",
-                                   f"erpctl runbook resume {rec.id} --done", EXIT_MANUAL)
+                                   f"erpctl runbook resume {rec.id} --done", EXIT_MANUAL, step.title)
             rec.current["confirmation"] = how
             return self._finish_step(step, "done")
         failpoint("runbook.step.before")
@@ -115,7 +141,7 @@ class Engine:
                 if confirmation is None:
                     return self._pause(records.WAITING_CONFIRMATION,
                                        f"confirmation of step {step.number} ({step.title}), block {i + 1}",
-                                       f"erpctl runbook resume {rec.id} --yes", EXIT_CONFIRMATION)
+                                       f"erpctl runbook resume {rec.id} --yes", EXIT_CONFIRMATION, step.title)
             failed = self._block(step, blocks[i], confirmation)
             rec.block = i + 1
             self._save()
@@ -235,12 +261,16 @@ class Engine:
         stream.close()
 
     # -- ends --
-    def _pause(self, status: str, waiting: str, how: str, code: int) -> int:
+    def _pause(self, status: str, waiting: str, how: str, code: int, title: str) -> int:
         rec = self.rec
         rec.status, rec.waiting = status, waiting
         self._save()
         self._evidence("runbook.pause", "waiting", {"step": rec.step, "status": status, "waiting": waiting})
-        self.reporter.paused(rec, how, code)
+        if self.unwritten is not None:
+            raise DiskFull(f"run {rec.id} cannot pause at step {rec.step}: its record cannot be written "
+                           f"({self.unwritten}), so it could not be resumed",
+                           fix="Free space in the data directory's filesystem, then start the runbook again.")
+        self.reporter.paused(rec, how, code, title)
         return code
 
     def _fail(self, step) -> int:
@@ -265,6 +295,9 @@ class Engine:
         self._save()
         self._evidence("runbook.end", rec.status, {"status": rec.status, "step": rec.step, "findings": rec.findings,
                                                    "exit_code": code})
+        if self.unwritten is not None:
+            self.reporter.warning(f"the run's record and {len(self.pending)} evidence record(s) could not be written "
+                                  f"({self.unwritten}): this output is the run's only log")
         self.reporter.end(rec, code)
         return code
 
@@ -274,7 +307,7 @@ def start(inst, rb: Runbook, params: dict, reporter: Reporter, *, yes: bool, int
     rec = RunRecord(id=records.new_id(), runbook=rb.name, path=str(rb.path), runbook_sha256=digest(rb.path),
                     env={**installation_env(inst), **params}, params=sorted(params), yes=yes, operator=operator(),
                     started_at=now(), pid=os.getpid())
-    with records.holding(inst.data_dir, rec.id):
+    with records.holding(inst.data_dir, rec.id, new=True):
         engine = Engine(inst, rb, rec, reporter, interactive=interactive)
         shown = engine.redact.params(params)
         engine._save()

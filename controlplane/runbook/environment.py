@@ -43,20 +43,23 @@ def parse_params(pairs) -> dict:
 
 
 def installation_env(inst) -> dict:
-    """ERPCTL_DATA_DIR, ERPCTL_DATABASE_URL, ERP_URL, OPS_URL (where the running `erpctl up` serves, from
-    runtime.json; else the settings), Prometheus' and Alertmanager's URLs."""
+    """ERPCTL_DATA_DIR, ERPCTL_DATABASE_URL, ERP_URL, OPS_URL (where the last `erpctl up` served, from
+    runtime.json, running or not; else the settings), and Prometheus' and Alertmanager's URLs where they are set: passed at
+    their defaults they would read as configured (`erpctl status` flags a configured one that does not answer)."""
     rt = inst.runtime()
-    alive = rt.alive()
     host = inst.get("host")
     host = "127.0.0.1" if host in ("0.0.0.0", "") else host
-    return {
+    out = {  # recorded also when that erpctl up has died: `erpctl restart` starts it on the same ports
         "ERPCTL_DATA_DIR": str(inst.data_dir),
         "ERPCTL_DATABASE_URL": inst.database_url,
-        "ERP_URL": ((alive and rt.erp_url) or inst.get("erp_url")).rstrip("/"),
-        "OPS_URL": ((alive and rt.ops_url) or f"http://{host}:{inst.get('ops_port')}").rstrip("/"),
-        "ERPCTL_PROMETHEUS_URL": inst.get("prometheus_url"),
-        "ERPCTL_ALERTMANAGER_URL": inst.get("alertmanager_url"),
+        "ERP_URL": (rt.erp_url or inst.get("erp_url")).rstrip("/"),
+        "OPS_URL": (rt.ops_url or f"http://{host}:{inst.get('ops_port')}").rstrip("/"),
     }
+    for name, setting in (("ERPCTL_PROMETHEUS_URL", "prometheus_url"), ("ERPCTL_ALERTMANAGER_URL", "alertmanager_url")):
+        found = inst.resolve(setting)
+        if found.source != "default":
+            out[name] = str(found.value)
+    return out
 
 
 def child_env(run_env: dict) -> dict:

@@ -123,10 +123,17 @@ def _try_lock(path: Path):
 
 
 @contextlib.contextmanager
-def holding(data_dir, run_id: str):
-    """Hold the run's lock while it runs; another process holding it: RunNotResumable."""
-    _dir(data_dir)
-    fd = _try_lock(layout.path(data_dir, "runbook_run_lock", run=run_id))
+def holding(data_dir, run_id: str, new: bool = False):
+    """Hold the run's lock while it runs; another process holding it: RunNotResumable. A new run (an id
+    nobody else knows yet) whose lock cannot be created (a full disk) runs without it."""
+    try:
+        _dir(data_dir)
+        fd = _try_lock(layout.path(data_dir, "runbook_run_lock", run=run_id))
+    except OSError:
+        if not new:
+            raise
+        yield
+        return
     if fd is None:
         raise RunNotResumable(f"runbook run {run_id} is running in another process",
                               fix="Wait for it, or stop that process first.")

@@ -4,7 +4,8 @@ JSON lines (each with "event"): start (run id, runbook, params with secrets mask
 step, interrupted), step (a finished step: number, title, kind, outcome, started_at, ended_at and its
 commands, each with lang, command, confirm, confirmation, exit_code, output_sha256, seconds and output,
 secrets masked, the last OUTPUT_TAIL characters), plan (--dry-run: a step and what would run), paused
-(status, waiting, how to go on), end (status, result, findings, exit_code)."""
+(status, step, its title, waiting, how to go on), warning (message: the run's record or evidence cannot be
+written now, or can again), end (status, result, findings, exit_code)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,12 @@ class Reporter:
     def _emit(self, event: str, **data) -> None:
         self.out.write(json.dumps({"event": event, **data}, default=str) + "\n")
         self.out.flush()
+
+    def warning(self, text: str) -> None:
+        if self.json:
+            self._emit("warning", message=text)
+        else:
+            self.say(f"   warning: {text}")
 
     def say(self, text: str = "") -> None:
         if not self.json:
@@ -90,10 +97,10 @@ class Reporter:
             head = f"   would run ```{b['lang']}{' confirm (asks first)' if b['confirm'] else ''}"
             self.say(head + "\n" + textwrap.indent("\n".join(b["commands"]), "   $ "))
 
-    def paused(self, rec, how: str, code: int) -> None:
+    def paused(self, rec, how: str, code: int, title: str = "") -> None:
         if self.json:
-            self._emit("paused", run=rec.id, status=rec.status, step=rec.step, waiting=rec.waiting, resume=how,
-                       exit_code=code)
+            self._emit("paused", run=rec.id, status=rec.status, step=rec.step, title=title, waiting=rec.waiting,
+                       resume=how, exit_code=code)
             return
         self.say(f"\nrun {rec.id} paused: {rec.waiting} (exit {code})\n   to go on: {how}")
 

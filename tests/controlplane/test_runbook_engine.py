@@ -435,6 +435,17 @@ def test_blocks_get_the_urls_of_the_running_erpctl_up(book, tmp_path):
     finally:
         up.stop()
         up.close()
+    # erpctl up has died: its recorded ports still (where `erpctl restart` starts it again); the alerting URLs
+    # only where they are set (at their defaults `erpctl status` would take them for configured ones)
+    write_runbook(book.books, "Urls", three_steps(
+        confirm='echo "erp=$ERP_URL ops=$OPS_URL am=${ERPCTL_ALERTMANAGER_URL:-unset} '
+                'prom=${ERPCTL_PROMETHEUS_URL:-unset}"'))
+    r = book("--json", "run", "Urls", ERPCTL_ERP_PORT="1", ERPCTL_OPS_PORT="2",
+             ERPCTL_ALERTMANAGER_URL="http://127.0.0.1:9")
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = [e for e in events(r) if e["event"] == "step"][1]["commands"][0]["output"]
+    assert out.strip() == (f"erp=http://127.0.0.1:{erp_port} ops=http://127.0.0.1:{ops_port} am=http://127.0.0.1:9 "
+                           "prom=unset")
 
 
 @pytest.mark.parametrize("text, shown", [

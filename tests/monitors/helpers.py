@@ -5,7 +5,6 @@ parsed by the runbook engine's own parser (controlplane/runbook/parse.py), and e
 from __future__ import annotations
 
 import re
-import shlex
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -173,40 +172,3 @@ def metric_names(expr: str) -> set[str]:
 
 def runbook_paths() -> list[Path]:
     return _runbook_paths(RUNBOOKS)
-
-
-@dataclass
-class Ran:
-    """One command block (an erpctl line, or a whole sh block) of a runbook run as written."""
-
-    kind: str     # the step's kind: Confirm, Recover, Check recovery
-    command: str
-    result: subprocess.CompletedProcess
-
-
-def run_runbook(name: str, where: dict, skip=lambda command: False, timeout: float = 300) -> list[Ran]:
-    """Every executed block of runbooks/<name> in order, as an engineer pasting them would run them with
-    the environment `where` (ERPCTL_DATA_DIR, ERP_URL...): erpctl lines one by one, sh blocks with
-    `sh -eu`; `skip(command)` for the steps the runbook says to skip in this case."""
-    from tests.controlplane.cli_helpers import env, erpctl
-
-    ran = []
-    for step in parse_runbook(RUNBOOKS / name).steps:
-        for block in step.blocks:
-            commands = block.commands if block.lang == "erpctl" else [block.code] if block.lang == "sh" else []
-            for command in commands:
-                if skip(command):
-                    continue
-                if block.lang == "erpctl":
-                    r = erpctl(*shlex.split(command)[1:], timeout=timeout, **where)
-                else:
-                    r = subprocess.run(["sh", "-eu", "-c", command], capture_output=True, text=True, timeout=timeout,
-                                       env=env(**where))
-                ran.append(Ran(step.kind, command.strip(), r))
-    return ran
-
-
-def transcript(ran: list[Ran]) -> str:
-    """What a runbook run showed, for an assertion's message."""
-    return "\n".join(f"[{r.kind}] {r.command}\n-> {r.result.returncode}\n{r.result.stdout[-1500:]}\n"
-                     f"{r.result.stderr[-1500:]}" for r in ran)

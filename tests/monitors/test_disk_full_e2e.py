@@ -24,7 +24,7 @@ from tests.controlplane.cli_helpers import PASSWORD, erpctl, ok, ok_json, small_
 
 from .alerting import PAGE_BOUND, shipped_page_seconds, start_pipeline
 from .conftest import Up
-from .helpers import run_runbook, transcript
+from tests.runbooks.harness import RunResult, run_runbook
 
 MIB = 1 << 20
 MIN_FREE = 16 * MIB
@@ -120,10 +120,15 @@ def _scenario(tmp_path, data, erp_url: str, ops_port: int, token_file) -> None:
         assert not pipe.oncall.alerts("DiskSpaceLow", "resolved")
 
         t_runbook = time.monotonic()
-        ran = run_runbook("DiskSpaceLow.md", {"ERPCTL_DATA_DIR": str(data), "ERP_URL": erp_url,
-                            "OPS_URL": f"http://127.0.0.1:{ops_port}", "ERPCTL_PROMETHEUS_URL": pipe.prom_url,
-                            "ERPCTL_ALERTMANAGER_URL": pipe.am_url})
+        ran = run_runbook("DiskSpaceLow", {"ERPCTL_DATA_DIR": str(data), "ERPCTL_PROMETHEUS_URL": pipe.prom_url,
+                                           "ERPCTL_ALERTMANAGER_URL": pipe.am_url})
         _check_the_runbook_run(ran)
+        # The engine ran on the full disk: its record and evidence waited in memory until step 4 made room.
+        warnings = [e["message"] for e in ran.events if e["event"] == "warning"]
+        assert warnings and "cannot write the run's record" in warnings[0], ran.events
+        assert warnings[-1] == "the run's record and evidence are written again", warnings
+        kinds = [r["kind"] for r in ran.evidence(data)]
+        assert kinds[0] == "runbook.start" and kinds[-1] == "runbook.end" and kinds.count("runbook.step") == 6, kinds
         pipe.wait("DiskSpaceLow resolved at the person's receiver",
                   lambda: pipe.oncall.alerts("DiskSpaceLow", "resolved", since=t_runbook), PAGE_BOUND + 60)
         print(f"runbook run and DiskSpaceLow resolved in {time.monotonic() - t_runbook:.1f} s")
@@ -133,16 +138,16 @@ def _scenario(tmp_path, data, erp_url: str, ops_port: int, token_file) -> None:
         pipe.stop()
 
 
-def _check_the_runbook_run(ran) -> None:
-    said = transcript(ran)
-    by_command = {r.command: r.result for r in ran}
-    confirm_status = next(r.result for r in ran if r.kind == "Confirm" and r.command == "erpctl status")
-    assert "disk nearly full" in confirm_status.stdout, said
-    assert "would forget 2" in by_command["erpctl backup prune --dry-run"].stdout, said
-    recover = [r.result for r in ran if r.kind == "Recover"]
-    assert recover and all(r.returncode == 0 for r in recover), said
-    assert "forgot 2" in by_command["erpctl backup prune"].stdout, said
-    check = [r.result for r in ran if r.kind == "Check recovery"]
-    assert check[0].returncode == 0 and '"ready":true' in check[0].stdout, said
-    assert by_command["erpctl erp maintenance status"].returncode == 0, said
-    assert "disk nearly full" not in check[-1].stdout, said
+def _check_the_runbook_run(ran: RunResult) -> None:
+    said = ran.report()
+    assert "disk nearly full" in ran.command("Confirm", "erpctl status").output, said
+    assert "would forget 2" in ran.command("Confirm", "erpctl backup prune --dry-run").output, said
+    recover = ran.ran("Recover")
+    assert recover and all(r.exit_code == 0 for r in recover), said
+    (prune,) = [c for c in recover if "erpctl backup prune" in c.command]
+    assert "forgot 2" in prune.output, said
+    check = ran.ran("Check recovery")
+    assert check[0].exit_code == 0 and '"ready":true' in check[0].output, said
+    assert ran.command("Check recovery", "erpctl erp maintenance status").exit_code == 0, said
+    assert "disk nearly full" not in check[-1].output, said  # the alert still fires: it resolves minutes later
+    assert ran.status in ("recovered", "not-recovered") and not ran.stopped_at, said

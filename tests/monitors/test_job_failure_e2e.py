@@ -14,10 +14,10 @@ import json
 import time
 
 from tests.controlplane.cli_helpers import erpctl, ok_json
+from tests.runbooks.harness import run_runbook
 
 from .alerting import PAGE_BOUND, shipped_page_seconds, start_pipeline
 from .conftest import Up
-from .helpers import run_runbook, transcript
 
 
 def test_a_failing_scheduled_backup_raises_scheduled_job_failing(tmp_path, monkeypatch):
@@ -53,31 +53,30 @@ def test_a_failing_scheduled_backup_raises_scheduled_job_failing(tmp_path, monke
         assert report["jobs"]["backup.create"]["ok"] is False and report["jobs"]["backup.create"]["failures"] >= 1
         # The engineer's shell: the right passphrase, none of erpctl up's schedule variables.
         monkeypatch.delenv("ERPCTL_SCHEDULE_BACKUP_CREATE")
-        _the_backup_runbooks_as_written(data, up.ops_url)
+        _the_backup_runbooks_as_written(data)
     finally:
         pipe.stop()
         up.process.stop()
 
 
-def _the_backup_runbooks_as_written(data, ops_url: str) -> None:
-    where = {"ERPCTL_DATA_DIR": str(data), "OPS_URL": ops_url, "ERPCTL_BACKUP_PASSPHRASE": "the right passphrase"}
-    # BackupMissing: step 4 (backup init) only when step 2's backup list found no repository (27).
-    missing = run_runbook("BackupMissing.md", where, skip=lambda command: command == "erpctl backup init")
-    too_old = run_runbook("BackupTooOld.md", where)
+def _the_backup_runbooks_as_written(data) -> None:
+    where = {"ERPCTL_DATA_DIR": str(data), "ERPCTL_BACKUP_PASSPHRASE": "the right passphrase"}
+    missing = run_runbook("BackupMissing", where)
+    too_old = run_runbook("BackupTooOld", where)
     for ran in (missing, too_old):
-        said = transcript(ran)
-        by_command = {(r.kind, r.command): r.result for r in ran}
-        assert "WrongKey" in by_command[("Confirm", "erpctl status")].stdout, said
-        assert by_command[("Confirm", "erpctl backup list")].returncode == 0, said
-        settings = by_command[("Confirm", "erpctl settings")].stdout
+        said = ran.report()
+        assert "WrongKey" in ran.command("Confirm", "erpctl status").output, said
+        assert ran.command("Confirm", "erpctl backup list").exit_code == 0, said
+        settings = ran.command("Confirm", "erpctl settings").output
         assert "schedules (the running erpctl up" in settings, said
         assert "backup.create                  2s  (environment ERPCTL_SCHEDULE_BACKUP_CREATE)" in settings, said
         assert f"backup_repo                    file://{data}/backups  (the running 'erpctl up'" in settings, said
-        recover = [r for r in ran if r.kind == "Recover"]
-        assert [r.command for r in recover] == ["erpctl backup create"], said
-        assert recover[0].result.returncode == 0, said
-        assert by_command[("Check recovery", "erpctl backup verify --level 1 latest")].returncode == 0, said
-        listed = by_command[("Check recovery", "erpctl backup list")].stdout
+        recover = ran.ran("Recover")
+        assert recover and all(r.exit_code == 0 for r in recover), said
+        assert "erpctl backup create" in [r.command for r in recover], said
+        assert "erpctl backup init" not in "\n".join(r.output for r in recover), said  # there is a repository
+        assert ran.command("Check recovery", "erpctl backup verify --level 1 latest").exit_code == 0, said
+        listed = ran.command("Check recovery", "erpctl backup list").output
         assert f"{1 + (ran is too_old)} backup(s)" in listed, said
     status = json.loads(erpctl("--json", "status", "--data-dir", data, timeout=60).stdout)
     assert status["backup"]["last_success_at"] and status["backup"]["age_seconds"] < 120

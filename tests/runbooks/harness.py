@@ -1,50 +1,43 @@
-"""Runs a runbook the way runbooks/README.md says a runbook engine runs it, step by step and in order.
+"""The one way tests run a runbook: the product's engine, driven as an operator's automation drives it
+(runbooks/README.md, "Automation"):
 
-- an ```` ```erpctl ```` block: each line is one erpctl command (the erpctl beside sys.executable), `#` lines
-  are comments; a line is split like a shell splits it (quotes), never given to a shell;
-- an ```` ```sh ```` block: one unit, `sh -eu` reading the block on its standard input;
-- a `confirm` block runs as if the engineer confirmed it (its commands pass their own --yes as written);
-- in Confirm and Check recovery steps a non-zero exit is a finding and the run goes on; in Recover
-  steps a non-zero exit stops the run;
-- a Recover step without a block is a manual step: `on_manual(step)` does the people's work, then the
-  run goes on.
+    erpctl runbook run NAME --yes --json </dev/null          # to the end, or exit 62 at a manual step
+    erpctl runbook resume RUN_ID --done --json </dev/null    # after the people's work, at each manual step
 
-Blocks find the installation through the README's environment table (ERPCTL_DATA_DIR, ERP_URL, ...),
-which the caller passes as `env`; `erpctl` on PATH (for `sh` blocks) is the same erpctl.
-
-`run_runbook` is the one function to switch when the product's engine exists: run
-`erpctl runbook run NAME --yes --json`, answer each manual step with `on_manual` then
-`erpctl runbook resume RUN_ID --done`, and map the engine's step log onto RunResult.
+`env` is the environment of those commands (the README's variables: ERPCTL_DATA_DIR, ERP_TOKEN...);
+the engine sets the blocks' ERPCTL_DATA_DIR, ERPCTL_DATABASE_URL, ERP_URL, OPS_URL and the alerting
+URLs from the installation itself. `params` are passed as --param NAME=VALUE. A manual step calls
+`on_manual(step)` (the test does the people's work) before the resume. The RunResult is read from the
+engine's JSON lines: every step with its kind, commands, exit codes and output (secrets masked), the
+run's id, status and exit code.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import shlex
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from controlplane import layout
 from tests.controlplane.cli_helpers import HERMETIC, erpctl_path
-from controlplane.runbook.parse import Step, parse_runbook
-from tests.monitors.helpers import RUNBOOKS
 
-COMMAND_TIMEOUT = 180.0
-# The README's environment table: what the caller sets from the live installation.
-README_ENV = ("ERPCTL_DATA_DIR", "ERPCTL_DATABASE_URL", "ERP_URL", "OPS_URL", "ERPCTL_BACKUP_PASSPHRASE",
-              "ERPCTL_BACKUP_KEY_FILE", "ERPCTL_PROMETHEUS_URL", "ERPCTL_ALERTMANAGER_URL", "ERP_TOKEN")
-# Variables of the developer's own environment that would point a block elsewhere.
-FOREIGN = (*README_ENV, *HERMETIC, "ERPCTL_BACKUP_REPO", "ERPCTL_ERP_URL")
+RUN_TIMEOUT = 600.0
+EXIT_MANUAL = 62
+# Variables of the developer's own environment that would point the engine or a block at another
+# installation (the caller's `env` sets those it means).
+FOREIGN = (*HERMETIC, "ERP_URL", "OPS_URL", "ERPCTL_ERP_URL", "ERPCTL_PROMETHEUS_URL", "ERPCTL_ALERTMANAGER_URL",
+           "ERPCTL_BACKUP_REPO", "ERPCTL_BACKUP_KEY_FILE", "ERPCTL_RUNBOOKS_DIR", "ERP_TOKEN")
 
 
 @dataclass
 class CommandResult:
     lang: str            # "erpctl" or "sh"
-    command: str         # the erpctl line, or the whole sh block
+    command: str         # the erpctl line, or the whole sh block (secrets masked)
     exit_code: int
-    output: str          # stdout then stderr
+    output: str          # stdout and stderr as they came (secrets masked)
     seconds: float
     confirm: bool = False
 
@@ -55,6 +48,7 @@ class StepResult:
     title: str
     kind: str            # "What it means", "Confirm", "Recover", "Check recovery"
     manual: bool = False
+    outcome: str = ""    # the engine's: shown, ok, finding, done, failed
     commands: list[CommandResult] = field(default_factory=list)
 
     @property
@@ -67,6 +61,11 @@ class RunResult:
     name: str
     steps: list[StepResult] = field(default_factory=list)
     stopped_at: int | None = None    # the Recover step whose command failed, when the run stopped
+    run_id: str | None = None
+    status: str | None = None        # the engine's: recovered, not-recovered, failed
+    exit_code: int | None = None     # the last engine command's
+    events: list[dict] = field(default_factory=list)
+    stderr: str = ""
 
     def of_kind(self, kind: str) -> list[StepResult]:
         return [s for s in self.steps if s.kind == kind]
@@ -75,46 +74,91 @@ class RunResult:
     def findings(self) -> list[CommandResult]:
         return [c for s in self.of_kind("Confirm") for c in s.failed]
 
+    def ran(self, kind: str | None = None) -> list[CommandResult]:
+        """Every command that ran (of the steps of `kind`), in order."""
+        return [c for s in self.steps if kind in (None, s.kind) for c in s.commands]
+
+    def command(self, kind: str, command: str) -> CommandResult:
+        """The command of a step of `kind` written `command` (the first one)."""
+        found = [c for c in self.ran(kind) if c.command.strip() == command]
+        assert found, f"no {kind} command {command!r} ran:\n{self.report()}"
+        return found[0]
+
     def report(self) -> str:
         """The run as an engineer reads its log: every step, every command, its exit code and output."""
-        out = [f"runbook {self.name}" + (f" (stopped at step {self.stopped_at})" if self.stopped_at else "")]
+        out = [f"runbook {self.name}: run {self.run_id} {self.status} (exit {self.exit_code})"
+               + (f", stopped at step {self.stopped_at}" if self.stopped_at else "")]
         for s in self.steps:
             out.append(f"## {s.number}. {s.title}" + ("  [manual step done]" if s.manual else ""))
             for c in s.commands:
                 out.append(f"  $ {c.command.strip()}  -> exit {c.exit_code} ({c.seconds:.1f} s)")
                 lines = c.output.rstrip().splitlines()
                 out += ["    | " + line for line in (lines[:30] if c.exit_code else lines[-15:])]
+        if self.stderr.strip():
+            out.append("engine stderr:\n" + self.stderr[-3000:])
         return "\n".join(out)
+
+    def evidence(self, data_dir) -> list[dict]:
+        """The evidence log's records of this run."""
+        path = layout.path(data_dir, "evidence")
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return [r for r in rows if (r.get("data") or {}).get("run") == self.run_id]
 
 
 def run_runbook(name: str, env: dict[str, str], *, on_manual: Callable[[StepResult], None] | None = None,
-                runbooks: Path = RUNBOOKS) -> RunResult:
-    """Run runbooks/<name>.md in order against the installation `env` names; every step's commands
-    with their exit codes and output."""
-    rb = parse_runbook(runbooks / f"{name}.md")
-    full_env = block_env(env)
+                params: dict[str, str] | None = None, runbooks: Path | None = None) -> RunResult:
+    """Run the runbook `name` with the product's engine against the installation `env` names, answering
+    its manual steps with `on_manual`; every step's commands with their exit codes and output."""
+    proc_env = block_env(env)
+    extra = [f"--param={k}={v}" for k, v in (params or {}).items()]
+    extra += ["--runbooks-dir", str(runbooks)] if runbooks else []
     result = RunResult(name)
-    for step in rb.steps:
-        done = StepResult(step.number, step.title, step.kind)
-        result.steps.append(done)
-        if step.kind == "Recover" and not _executable(step):
-            done.manual = True
-            if on_manual is not None:
-                on_manual(done)
-            continue
-        for block in step.blocks:
-            for cmd in _commands(block):
-                res = _run(cmd, block.lang, full_env, confirm="confirm" in block.flags)
-                done.commands.append(res)
-                if res.exit_code != 0 and step.kind == "Recover":
-                    result.stopped_at = step.number
-                    return result
+    paused = _engine(["runbook", "run", name, "--yes", "--json", *extra], proc_env, result)
+    while paused is not None:
+        step = StepResult(paused["step"], paused.get("title", ""), "Recover", manual=True)
+        if on_manual is not None:
+            on_manual(step)
+        paused = _engine(["runbook", "resume", result.run_id, "--done", "--json"], proc_env, result)
     return result
 
 
+def _engine(args: list[str], env: dict[str, str], result: RunResult) -> dict | None:
+    """One engine command; its JSON lines into `result`. The paused event when it paused at a manual step."""
+    p = subprocess.run([erpctl_path(), *args], stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env,
+                       cwd=_cwd(env), timeout=RUN_TIMEOUT)
+    result.exit_code, result.stderr = p.returncode, result.stderr + p.stderr
+    events = [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
+    assert events, f"erpctl {' '.join(args)} -> {p.returncode}, no JSON line\n{p.stdout}\n{p.stderr}"
+    result.events += events
+    paused = None
+    for ev in events:
+        if ev["event"] in ("start", "resume"):
+            result.run_id = ev["run"]
+        elif ev["event"] == "step":
+            result.steps.append(_step(ev))
+            if ev["outcome"] == "failed":
+                result.stopped_at = ev["step"]
+        elif ev["event"] == "end":
+            result.status = ev["status"]
+        elif ev["event"] == "paused":
+            paused = ev
+    if paused is not None:
+        assert p.returncode == EXIT_MANUAL and paused["status"] == "waiting-manual", result.report()
+    else:
+        assert result.status is not None, f"the engine neither ended nor paused:\n{result.report()}"
+    return paused
+
+
+def _step(ev: dict) -> StepResult:
+    commands = [CommandResult(c["lang"], c["command"], c["exit_code"], c.get("output", ""), c["seconds"],
+                              bool(c.get("confirm"))) for c in ev.get("commands", [])]
+    return StepResult(ev["step"], ev["title"], ev["kind"], manual=ev["outcome"] == "done", outcome=ev["outcome"],
+                      commands=commands)
+
+
 def block_env(env: dict[str, str]) -> dict[str, str]:
-    """The process environment for blocks: this environment without anything naming another
-    installation, the caller's README variables, and this erpctl first on PATH."""
+    """The engine's environment: this one without anything naming another installation, the caller's
+    README variables, and this erpctl first on PATH."""
     out = {k: v for k, v in os.environ.items() if k not in FOREIGN}
     out.update({k: v for k, v in env.items() if v is not None})
     bindir = str(Path(erpctl_path()).parent)
@@ -122,37 +166,7 @@ def block_env(env: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def _executable(step: Step) -> bool:
-    return any(b.lang in ("erpctl", "sh") for b in step.blocks)
-
-
-def _commands(block) -> list[str]:
-    if block.lang == "erpctl":
-        return block.commands
-    if block.lang == "sh":
-        return [block.code]
-    return []  # illustration (text, json...): never run
-
-
 def _cwd(env: dict[str, str]) -> str | None:
     """Beside the data directory (where an engineer would stand), not inside it."""
     data_dir = env.get("ERPCTL_DATA_DIR")
     return str(Path(data_dir).parent) if data_dir else None
-
-
-def _run(command: str, lang: str, env: dict[str, str], *, confirm: bool) -> CommandResult:
-    if lang == "erpctl":
-        argv = shlex.split(command)
-        assert argv[0] == "erpctl", f"an erpctl block's line that is not an erpctl command: {command!r}"
-        args, stdin = [erpctl_path(), *argv[1:]], None
-    else:
-        args, stdin = ["sh", "-eu"], command
-    t0 = time.monotonic()
-    try:
-        feed = {"input": stdin} if stdin is not None else {"stdin": subprocess.DEVNULL}
-        p = subprocess.run(args, capture_output=True, text=True, env=env, timeout=COMMAND_TIMEOUT, cwd=_cwd(env),
-                           **feed)
-        code, output = p.returncode, p.stdout + p.stderr
-    except subprocess.TimeoutExpired as exc:
-        code, output = 124, f"{exc.stdout or ''}{exc.stderr or ''}\n(killed after {COMMAND_TIMEOUT:g} s)"
-    return CommandResult(lang, command, code, output, time.monotonic() - t0, confirm)

@@ -1,6 +1,7 @@
 """A real installation for the runbook tests: `erpctl up` as a process of its own, with its own ports,
-data directory and (on PostgreSQL) database, short probe intervals in its erpctl.toml, a backup
-repository with a restore-tested backup, and an ERP user whose token the business runbooks use."""
+data directory and (on PostgreSQL) database, the shipped schedules (a recovery shows in `erpctl status`
+at once: it runs again what failed), a backup repository, and an ERP user whose token the business
+runbooks use."""
 
 from __future__ import annotations
 
@@ -23,15 +24,13 @@ from tests.controlplane.test_up import _until as until
 
 READY_TIMEOUT = 60.0
 USER, PASSWORD = "oncall", "correct horse battery"
-# Probes every few seconds, so `erpctl status` sees a recovery within the test, not a minute later.
-SCHEDULES = {"probe.readyz": "2s", "probe.business": "2s", "probe.db_integrity": "5s",
-             "probe.backup_freshness": "2s", "probe.disk_headroom": "5s", "invariants": "10s"}
 
 
 class Live:
     """One installation; `start`, `baseline`, and always `close`."""
 
-    def __init__(self, root: Path, backend: str):
+    def __init__(self, root: Path, backend: str, template: str | None = None):
+        """template: on PostgreSQL, the database to copy (else a new, empty one)."""
         self.backend = backend
         self.root = root
         self.data_dir = root / "data"
@@ -44,26 +43,29 @@ class Live:
         if backend == "postgresql":
             reachable_pg_admin()
             self.database = f"erp_rb_{uuid.uuid4().hex[:10]}"
-            self.pg_sql(f'CREATE DATABASE "{self.database}"')
+            self.pg_sql(f'CREATE DATABASE "{self.database}"' + (f' TEMPLATE "{template}"' if template else ""))
             self.database_url = _pg_url(self.database)
         self.proc: subprocess.Popen | None = None
         self._token: str | None = None
+        self.user = False  # prepare() made the ERP user whose token the business runbooks use
         self.extra_env: dict[str, str] = {}
+        self.process_env: dict[str, str] = {}  # for erpctl itself and the runbook engine (ERP_FIELD_KEY)
         self.pipeline = None  # real Prometheus and Alertmanager, for the runbooks that need them
 
     # ------------------------------------------------------------------ environment and commands
 
     def erpctl_env(self) -> dict[str, str]:
-        extra = {"ERPCTL_DATA_DIR": str(self.data_dir), "ERPCTL_BACKUP_KEY_FILE": str(self.key_file)}
+        extra = {**self.process_env, "ERPCTL_DATA_DIR": str(self.data_dir), "ERPCTL_BACKUP_KEY_FILE": str(self.key_file)}
         if self.database_url:
             extra["ERPCTL_DATABASE_URL"] = self.database_url
         return hermetic_env(**extra)
 
     def runbook_env(self) -> dict[str, str]:
         """The variables of runbooks/README.md's environment table, set to this installation's."""
-        out = {"ERPCTL_DATA_DIR": str(self.data_dir), "ERPCTL_DATABASE_URL": self.database_url,
-               "ERP_URL": self.erp_url, "OPS_URL": self.ops_url, "ERPCTL_BACKUP_KEY_FILE": str(self.key_file),
-               "ERP_TOKEN": self.token()}
+        out = {**self.process_env, "ERPCTL_DATA_DIR": str(self.data_dir), "ERPCTL_DATABASE_URL": self.database_url,
+               "ERPCTL_BACKUP_KEY_FILE": str(self.key_file)}
+        if self.user:
+            out["ERP_TOKEN"] = self.token()
         out.update(self.extra_env)
         return out
 
@@ -90,8 +92,7 @@ class Live:
     def start(self) -> None:
         """`erpctl up` in a session of its own (as a supervisor would start it); returns once ready."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        schedule = "\n".join(f'"{job}" = "{every}"' for job, every in SCHEDULES.items())
-        (self.data_dir / "erpctl.toml").write_text(f'[backup]\nkey_file = "{self.key_file}"\n\n[schedule]\n{schedule}\n')
+        (self.data_dir / "erpctl.toml").write_text(f'[backup]\nkey_file = "{self.key_file}"\n')
         log = open(self.root / "up.log", "ab")  # noqa: SIM115 - the child keeps it
         self.proc = subprocess.Popen([erpctl_path(), "up", "--data-dir", str(self.data_dir), "--erp-port",
                                       str(self.erp_port), "--ops-port", str(self.ops_port)],
@@ -108,6 +109,7 @@ class Live:
         """A backup repository (no backup yet) and an ERP user whose token the business runbooks use."""
         self.ok("backup", "init", "--key-file", self.key_file)
         self.ok("erp", "user", "add", USER, "--role", "admin", "--password-stdin", input=PASSWORD + "\n")
+        self.user = True
         self.token()
 
     def status(self) -> tuple[int, dict]:
@@ -118,7 +120,7 @@ class Live:
             return r.returncode, {"stdout": r.stdout, "stderr": r.stderr}
 
     def healthy(self, timeout: float = 20.0) -> dict:
-        """Wait until `erpctl status` exits 0 (probes run every few seconds); what it said last."""
+        """Wait until `erpctl status` exits 0; what it said last."""
         last: dict = {}
 
         def green():

@@ -1,8 +1,9 @@
 """Every runbook, run end to end on a real installation on both backends: the condition it answers is
-caused for real where that is cheap and safe (tests/runbooks/conditions.py), then the runbook runs
-through the harness exactly as runbooks/README.md says an engine runs it (every step, in order,
-confirm blocks confirmed, manual steps done by the test as people would), and every Recover command
-and every Check recovery command must exit 0.
+caused for real where that is cheap and safe (tests/runbooks/conditions.py), then the product's runbook
+engine runs it as an operator's automation would (`erpctl runbook run NAME --yes --json`, every step in
+order, confirm blocks confirmed, manual steps done by the test as people would, then `erpctl runbook
+resume RUN_ID --done`): every Recover command and every Check recovery command must exit 0, the run must
+end `recovered` (exit 0) and its evidence records must be in the installation's evidence log.
 
 One installation per backend is shared by the runbooks (`erpctl status` must exit 0 before each one).
 The two backends' installations are independent, so a runbook runs on both at once: each backend's
@@ -10,6 +11,7 @@ cases run one after the other on a thread of their own, and each test waits for 
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,12 +26,6 @@ from .live import Live
 BACKEND_NAMES = ("sqlite", "postgresql")
 # BackupMissing first: it runs on the shared installation while that has never been backed up.
 NAMES = sorted((p.stem for p in runbook_paths()), key=lambda n: (not condition(n).never_backed_up, n))
-# Runbooks other work is rewriting, failing for their text (the reason says which step).
-XFAIL: dict[str, str] = {
-    "UpgradeStuck": "step 3 runs 'erpctl upgrade resume', which exits 45 when no upgrade is in progress, and a "
-                    "Recover step's non-zero exit stops the run (ErpNotReady's step 5 shows the fix: "
-                    "'erpctl upgrade resume || test $? -eq 45' in an sh confirm block)",
-}
 # Interleaved (a runbook on SQLite, then on PostgreSQL) so both backends work at the same time.
 CASES = [pytest.param(b, n, marks=[pytest.mark.postgres] if b == "postgresql" else [], id=f"{b}-{n}")
          for n in NAMES for b in BACKEND_NAMES]
@@ -40,8 +36,8 @@ class Shared:
     runbook, then with a backup. One a runbook left unhealthy (its own test has failed for it) is replaced
     by a new one, so the next runbook is not blamed."""
 
-    def __init__(self, root: Path, backend: str):
-        self.root, self.backend, self.count = root, backend, 0
+    def __init__(self, root: Path, backend: str, resources: dict):
+        self.root, self.backend, self.count, self.resources = root, backend, 0, resources
         self.live = self._new()
         self.backed_up = False
         self.known_healthy = True
@@ -72,8 +68,11 @@ class Shared:
     def installation(self, name: str, root: Path) -> tuple[Live, bool]:
         """The installation `name` runs on and whether it is a new one of its own (closed afterwards): the
         shared one, healthy; for a runbook whose condition is an installation never backed up, the shared
-        one while that holds, else a new one."""
-        if not condition(name).never_backed_up:
+        one while that holds, else a new one; for a runbook whose condition builds its own, that one."""
+        cond = condition(name)
+        if cond.installation is not None:
+            return cond.installation(root, self.backend, self.resources), True
+        if not cond.never_backed_up:
             return self.healthy(), False
         if not self.backed_up:
             self.backed_up = True  # the runbook's recovery takes the first backup
@@ -99,6 +98,7 @@ class Matrix:
         self.shared: dict[str, Shared] = {}
         self.threads = {b: ThreadPoolExecutor(1, thread_name_prefix=f"runbooks-{b}") for b in BACKEND_NAMES}
         self.cases: dict[tuple[str, str], Future] = {}
+        self.resources: dict = {}  # session fixtures conditions need (Condition.resources), resolved by the tests
 
     def submit(self, backend: str, name: str) -> Future:
         key = (backend, name)
@@ -108,7 +108,7 @@ class Matrix:
 
     def _run(self, backend: str, name: str) -> RunResult:
         if backend not in self.shared:
-            self.shared[backend] = Shared(self.root / backend, backend)
+            self.shared[backend] = Shared(self.root / backend, backend, self.resources)
         return run_case(self.shared[backend], name, self.root / backend / name)
 
     def close(self) -> None:
@@ -127,15 +127,27 @@ def matrix(tmp_path_factory):
 
 def _assert_recovered(run: RunResult) -> None:
     assert run.stopped_at is None, f"a Recover command failed, the run stopped:\n{run.report()}"
-    recover = [c for s in run.of_kind("Recover") for c in s.commands]
-    assert all(c.exit_code == 0 for c in recover), run.report()
+    assert all(c.exit_code == 0 for c in run.ran("Recover")), run.report()
     (check,) = run.of_kind("Check recovery")
     assert check.commands and not check.failed, f"Check recovery is not green:\n{run.report()}"
+    assert (run.status, run.exit_code) == ("recovered", 0), run.report()
+
+
+def _assert_evidence(run: RunResult, live: Live) -> None:
+    """The evidence log has the run: its start, each step, a pause per manual step, its end (recovered)."""
+    records = run.evidence(live.data_dir)
+    kinds = [r["kind"] for r in records]
+    assert kinds[0] == "runbook.start" and kinds[-1] == "runbook.end", kinds
+    assert kinds.count("runbook.step") == len(run.steps), kinds
+    assert kinds.count("runbook.pause") == kinds.count("runbook.resume") == sum(s.manual for s in run.steps), kinds
+    assert records[-1]["outcome"] == "recovered" and records[-1]["data"]["exit_code"] == 0, records[-1]
+    assert live.erpctl("evidence", "verify").returncode == 0
 
 
 def run_case(shared: Shared, name: str, root: Path) -> RunResult:
     """Cause the condition, run the runbook, check it recovered and left the installation healthy."""
     cond = condition(name)
+    t0 = time.monotonic()
     live, own = shared.installation(name, root)
     pipe = None
     try:
@@ -152,6 +164,7 @@ def run_case(shared: Shared, name: str, root: Path) -> RunResult:
 
         run = run_runbook(name, live.runbook_env(), on_manual=on_manual)
         _assert_recovered(run)
+        _assert_evidence(run, live)
         assert [s.number for s in run.steps] == list(range(1, len(run.steps) + 1))
         assert manual_done == [s.number for s in run.steps if s.manual]
         (check,) = run.of_kind("Check recovery")
@@ -159,6 +172,7 @@ def run_case(shared: Shared, name: str, root: Path) -> RunResult:
             assert live.healthy() == {}, f"{name} left the installation unhealthy:\n{run.report()}"
         if live is shared.live:
             shared.known_healthy = True
+        print(f"\n{name} on {shared.backend}: {time.monotonic() - t0:.1f} s (installation, condition, run, checks)")
         return run
     finally:
         if pipe is not None:
@@ -188,12 +202,13 @@ def _selected(request) -> set[tuple[str, str]]:
 
 @pytest.mark.parametrize("backend, name", CASES)
 def test_runbook_recovers_its_condition(backend, name, matrix, request):
-    if name in XFAIL:
-        request.applymarker(pytest.mark.xfail(reason=XFAIL[name], strict=False))
+    others = [b for b in BACKEND_NAMES if b != backend and (b, name) in _selected(request)]
+    for fixture in condition(name).resources:  # the PostgreSQL template only for a PostgreSQL case
+        if fixture not in matrix.resources and ("pg_" not in fixture or "postgresql" in (backend, *others)):
+            matrix.resources[fixture] = request.getfixturevalue(fixture)
     case = matrix.submit(backend, name)
-    for other in BACKEND_NAMES:  # the same runbook on the other backend, at the same time
-        if other != backend and (other, name) in _selected(request):
-            matrix.submit(other, name)
+    for other in others:  # the same runbook on the other backend, at the same time
+        matrix.submit(other, name)
     run = case.result()
     print(f"\n{run.report()}")
 

@@ -146,20 +146,19 @@ def test_a_verification_through_l3_by_hand_is_a_restore_test(seeded_target, pass
 def test_the_restore_test_overdue_runbook_as_written_clears_it(seeded_target, passphrase):
     """RestoreTestOverdue.md's blocks, in order, as written (the installation from the environment):
     its recover step records a restore test, so status and the alert's metric clear."""
-    from tests.monitors.helpers import run_runbook, transcript
+    from tests.runbooks.harness import run_runbook
 
     d = seeded_target.data_dir
     ok_json("backup", "init", "--kdf-memory", "8192", "--data-dir", d)
     ok_json("backup", "create", "--data-dir", d)
-    ran = run_runbook("RestoreTestOverdue.md", {"ERPCTL_DATA_DIR": str(d), "ERPCTL_ERP_URL": NO_ERP})
-    said = transcript(ran)
-    by_command = {(r.kind, r.command): r.result for r in ran}
-    assert "restore test overdue" in by_command[("Confirm", "erpctl status")].stdout, said
-    assert "backup_restore_test_level      4" in by_command[("Confirm", "erpctl settings")].stdout, said
-    (recover,) = [r for r in ran if r.kind == "Recover"]
-    assert recover.command == "erpctl backup verify --level 4 latest" and recover.result.returncode == 0, said
-    assert by_command[("Check recovery", "erpctl evidence verify")].returncode == 0, said
-    assert "restore test overdue" not in by_command[("Check recovery", "erpctl status")].stdout, said
+    ran = run_runbook("RestoreTestOverdue", {"ERPCTL_DATA_DIR": str(d), "ERPCTL_ERP_URL": NO_ERP})
+    said = ran.report()
+    assert "restore test overdue" in ran.command("Confirm", "erpctl status").output, said
+    assert "backup_restore_test_level      4" in ran.command("Confirm", "erpctl settings").output, said
+    (recover,) = ran.ran("Recover")
+    assert recover.command == "erpctl backup verify --level 4 latest" and recover.exit_code == 0, said
+    assert ran.command("Check recovery", "erpctl evidence verify").exit_code == 0, said
+    assert "restore test overdue" not in ran.command("Check recovery", "erpctl status").output, said
     assert restore_test_metric(d) > 0  # RestoreTestOverdue's metric
 
 

@@ -133,3 +133,64 @@ def test_run_now(tmp_path):
     assert results.read(tmp_path)["scheduler.test.off"].ok
     with pytest.raises(KeyError):
         s.run_now("nope")
+
+
+def test_a_failed_run_is_retried_soon_until_it_succeeds(tmp_path):
+    """Hourly jobs marked retry: one raising twice, one whose result says it failed once; each is run again
+    after the first retry delay, then twice that, and no more once it succeeds. A job not marked retry waits
+    for its schedule. Every run is recorded: the failures stay counted after the success."""
+    calls: dict[str, list[float]] = {"flaky": [], "finding": [], "plain": []}
+
+    def flaky():
+        calls["flaky"].append(time.monotonic())
+        if len(calls["flaky"]) <= 2:
+            raise RuntimeError("the database is unreachable")
+
+    def finding():
+        calls["finding"].append(time.monotonic())
+        return {"ok": len(calls["finding"]) > 1}
+
+    def plain():
+        calls["plain"].append(time.monotonic())
+        raise RuntimeError("always")
+
+    s = scheduler.Scheduler(context(tmp_path), [__name__], retry_first=0.3, retry_max=0.6)
+    s.planned = [scheduler.Planned(j, "1h", "test", scheduler.parse_schedule("1h")) for j in (
+        Job("flaky", flaky, "1h", run_at_start=True, retry=True),
+        Job("finding", finding, "1h", run_at_start=True, retry=True, failed=lambda r: not r["ok"]),
+        Job("plain", plain, "1h", run_at_start=True))]
+    s.start()
+    try:
+        deadline = time.monotonic() + 15
+        while (len(calls["flaky"]) < 3 or len(calls["finding"]) < 2) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.5)  # nothing more: they succeeded, and the plain job waits an hour
+    finally:
+        s.stop()
+    assert [len(c) for c in calls.values()] == [3, 2, 1], calls
+    gaps = [b - a for a, b in zip(calls["flaky"], calls["flaky"][1:])]
+    assert 0.25 <= gaps[0] < 5 and 0.55 <= gaps[1] < 5, gaps  # 0.3 s, then twice that
+    r = results.read(tmp_path)
+    assert r["scheduler.flaky"].ok and r["scheduler.flaky"].value("failures") == 2
+    assert r["scheduler.flaky"].value("last_error") == "RuntimeError: the database is unreachable"
+    assert r["scheduler.plain"].ok is False and r["scheduler.plain"].value("failures") == 1
+
+
+def test_a_retry_never_comes_after_the_next_scheduled_run(tmp_path):
+    """A job failing every run, every 0.4 s, with a first retry delay of 5 s: it runs on its schedule alone."""
+    calls: list[float] = []
+
+    def fails():
+        calls.append(time.monotonic())
+        raise RuntimeError("down")
+
+    s = scheduler.Scheduler(context(tmp_path), [__name__], retry_first=5, retry_max=5)
+    s.planned = [scheduler.Planned(Job("fails", fails, "0.4s", run_at_start=True, retry=True), "0.4s", "test",
+                                   scheduler.parse_schedule("0.4s"))]
+    s.start()
+    try:
+        time.sleep(1.5)
+        planned = [j.id for j in s._scheduler.get_jobs()]
+    finally:
+        s.stop()
+    assert planned == ["fails"] and 2 <= len(calls) <= 6, (planned, calls)

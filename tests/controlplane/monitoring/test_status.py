@@ -57,7 +57,7 @@ def test_warnings_exit_16_with_runbooks(live_erp):
     results.record(live_erp.data_dir, "backup.verify.L3", False, error="table sales_orders differs")
     alerts.record(live_erp.data_dir, notification(alert("BackupTooOld", severity="ticket")), evidence=False)
     alerts.record(live_erp.data_dir, notification(alert("LowStock", severity="info")), evidence=False)
-    rc, report, r = status(live_erp.data_dir, "--erp-url", live_erp.url)
+    rc, report, r = status(live_erp.data_dir, "--erp-url", live_erp.url, "--no-recheck")  # as recorded
     assert rc == 16 and report["state"] == "warning"
     found = whats(report)
     assert set(found) == {"probe business failing", "backup verification L3 failed", "alert BackupTooOld"}
@@ -67,7 +67,7 @@ def test_warnings_exit_16_with_runbooks(live_erp):
     assert 16 in EXIT_CODES and 17 in EXIT_CODES
     assert json.loads(r.stderr)["exit_code"] == 16
 
-    human = erpctl("status", "--data-dir", live_erp.data_dir, "--erp-url", live_erp.url, **DISK_OK)
+    human = erpctl("status", "--data-dir", live_erp.data_dir, "--erp-url", live_erp.url, "--no-recheck", **DISK_OK)
     assert human.returncode == 16
     assert "[warning] probe business failing: login failed: 401" in human.stdout
     assert "runbooks/ErpProbeFailing.md" in human.stdout
@@ -148,3 +148,35 @@ def test_stuck_upgrade_and_old_backup_are_warnings(live_erp):
     assert rc == 16
     assert {"upgrade stuck", "backup too old"} == set(whats(report))
     assert report["upgrade"]["stage"] == "backfill"
+
+
+def test_what_failed_at_its_last_run_is_checked_again_now(live_erp):
+    """A probe and the invariants job failed at their last scheduled run (the database was down); it is back.
+    `erpctl status` runs them again before answering: the recovered ones are no longer flagged (their fresh
+    runs recorded, the failure count kept for the metrics), one still failing is flagged with its fresh detail."""
+    from erp_core.services import maintenance
+
+    d = live_erp.data_dir
+    healthy_results(d)
+    results.record(d, "probe.business", False, duration=0.2, detail="login failed: database unreachable")
+    results.record(d, "probe.readyz", False, duration=0.1, detail="an old detail")
+    results.record(d, "scheduler.invariants", False, error="OperationalError: database unreachable", failures=3,
+                   last_failure_at=1.0e9, last_error="OperationalError: database unreachable")
+    before = results.read(d)
+    with live_erp.erp.db.session() as s:  # what still fails: the ERP is read-only, /readyz says not ready
+        maintenance.set_state(s, True, "test")
+    rc, report, r = status(d, "--erp-url", live_erp.url, ERPCTL_DATABASE_URL=live_erp.target.database_url)
+    assert report["rechecked"] == {"probe.business": True, "probe.readyz": False, "invariants": True}, report
+    found = whats(report)
+    assert "probe business failing" not in found and "scheduled job invariants failing" not in found, found
+    assert "an old detail" not in found["probe readyz failing"]["detail"], found
+    assert rc == 17 and "erp not ready" in found
+    after = results.read(d)
+    assert after["probe.business"].ok and after["probe.business"].at > before["probe.business"].at
+    inv = after["scheduler.invariants"]
+    assert inv.ok and inv.value("failures") == 3 and inv.value("last_failure_at") == 1.0e9  # the metrics keep them
+    assert after["invariants"].value("violations") == 0
+    human = erpctl("status", "--data-dir", d, "--erp-url", live_erp.url, **DISK_OK,
+                   ERPCTL_DATABASE_URL=live_erp.target.database_url)
+    assert "ran again now, their latest run had failed: probe.readyz" in human.stdout
+    assert r.stderr.count("\n") <= 1, r.stderr  # the exit's JSON error line, no log of the rechecks

@@ -1,7 +1,7 @@
 """Upgrade tests start from real release 1.0 code and a real 1.0 database.
 
 Both releases are installed once per session (the 1.0 wheel kept in tests/fixtures, and a wheel
-built from this tree); each test gets its own data directory whose releases/ links to them, with
+built from this tree: tests/conftest.py's release_store, shared with the runbook matrix); each test gets its own data directory whose releases/ links to them, with
 1.0 current, a backup repository, and a 1.0 database: a copy of the committed fixture on SQLite,
 a clone of a database that release 1.0's own erpctl created and seeded on PostgreSQL.
 """
@@ -11,61 +11,28 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import threading
 import time
 import urllib.error
 import urllib.request
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 
 import erp_core
 from controlplane import release
 from controlplane.backup.repository import open_repository
 from controlplane.config import Target
-from tests.conftest import _pg_url, clone_pg_database, reachable_pg_admin
-from tests.controlplane.cli_helpers import env as cli_env
+from tests.conftest import RELEASE_OLD, clone_pg_database
 from tests.controlplane.cli_helpers import erpctl, ok, ok_json
 from tests.controlplane.release_helpers import DB_1_0 as FIXTURE_DB
-from tests.controlplane.release_helpers import FIXTURE_ADMIN, FIXTURE_KEY, WHEEL_1_0, build_tree_wheel
+from tests.controlplane.release_helpers import FIXTURE_ADMIN, FIXTURE_KEY
 
 FIELD_KEY = FIXTURE_KEY
 ADMIN_PASSWORD = FIXTURE_ADMIN[1]
 PASSPHRASE = "upgrade test passphrase"
-OLD, NEW = "1.0.0", erp_core.__version__
-
-
-@pytest.fixture(scope="session")
-def release_store(tmp_path_factory) -> Path:
-    """A data directory holding both releases, installed once."""
-    base = tmp_path_factory.mktemp("releases-base")
-    target = Target(base, f"sqlite:///{base / 'unused.sqlite3'}")
-    release.install(target, WHEEL_1_0)
-    release.install(target, build_tree_wheel(tmp_path_factory.getbasetemp() / "tree-wheel"))
-    return base / release.store.RELEASES_DIR
-
-
-@pytest.fixture(scope="session")
-def pg_1_0_template(release_store):
-    """A PostgreSQL database created, seeded and given an admin by release 1.0's own erpctl."""
-    admin = reachable_pg_admin()
-    name = f"erp_v10_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    old = release_store / OLD / "env" / "bin" / "erpctl"
-    run_env = cli_env(ERP_FIELD_KEY=FIELD_KEY, ERPCTL_DATABASE_URL=_pg_url(name))
-    for args, stdin in ((["erp", "migrate"], None), (["erp", "seed", "--scale", "1"], None),
-                        (["erp", "user", "add", "admin", "--role", "admin", "--password-stdin"], ADMIN_PASSWORD)):
-        r = subprocess.run([str(old), *args], input=stdin, capture_output=True, text=True, env=run_env, timeout=600)
-        assert r.returncode == 0, (args, r.stdout, r.stderr)
-    yield name
-    with admin.connect() as c:
-        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+OLD, NEW = RELEASE_OLD, erp_core.__version__
 
 
 @dataclass
