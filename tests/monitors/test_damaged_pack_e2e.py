@@ -63,14 +63,21 @@ def test_a_damaged_pack_alerts_and_the_runbook_heals_it_with_the_next_backup(tmp
         run = erpctl("--json", "runbook", "run", "BackupVerificationFailed", "--yes", "--data-dir", data,
                      timeout=600, ERPCTL_PROMETHEUS_URL=pipe.prom_url, ERPCTL_ALERTMANAGER_URL=pipe.am_url)
         events = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
-        assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
         ran = time.monotonic() - t_runbook
+        # Every check passes at once but `erpctl status`, which lists the alert until Prometheus' next
+        # evaluation resolves it (its runbook says so): the one finding an engineer then waits out.
+        end = events[-1]
+        check_findings = [f for f in end["findings"] if f["kind"] == "Check recovery"]
+        assert run.returncode in (0, 63), run.stdout[-6000:] + run.stderr[-3000:]
+        assert all(f["command"] == "erpctl status" for f in check_findings), end
         r = erpctl("--json", "backup", "verify", "--level", "1", "latest", "--data-dir", data)
         assert r.returncode == 0, r.stdout + r.stderr
         pipe.wait("BackupVerificationFailed resolved at the control plane's receiver",
                   lambda: at_the_control_plane("resolved"), PAGE_BOUND + 30)
         resolved = time.monotonic() - t0
         assert not at_the_control_plane()
+        r = erpctl("status", "--data-dir", data, ERPCTL_PROMETHEUS_URL=pipe.prom_url, ERPCTL_ALERTMANAGER_URL=pipe.am_url)
+        assert r.returncode == 0, r.stdout + r.stderr
         creates = [e for e in events if "backup create" in json.dumps(e)]
         assert creates, events
         print(f"\ndamaged pack (1 byte): BackupVerificationFailed at the control plane's receiver {alerted:.1f} s "
