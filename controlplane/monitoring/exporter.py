@@ -35,6 +35,7 @@ from .. import results
 from ..errors import DataDirProblem
 from ..evidence import EvidenceLog
 from ..release.supervisor import restarts_here
+from ..upgrade.state import progress as upgrade_progress
 from . import alerts, probes
 
 log = logging.getLogger("controlplane.exporter")
@@ -177,11 +178,10 @@ class ControlPlaneCollector:
         inv = r.get("invariants")
         yield _gauge("erpctl_invariant_violations", "Business invariant violations found by the latest check",
                      _num(inv, "violations"))
-        up = r.get("upgrade") or results.Result()
-        in_progress = bool(up.value("in_progress"))
-        yield _gauge("erpctl_upgrade_in_progress", "1 while an upgrade is in progress", int(in_progress))
-        yield _gauge("erpctl_upgrade_stage_started_timestamp_seconds", "When the current (or last) upgrade stage "
-                     "started (0: no upgrade recorded)", results.unix_seconds(up.value("started_at")))
+        up = upgrade_progress(self.data_dir) if self.data_dir is not None else {}
+        yield _gauge("erpctl_upgrade_in_progress", "1 while an upgrade is in progress", int(bool(up.get("in_progress"))))
+        yield _gauge("erpctl_upgrade_stage_started_timestamp_seconds", "When the current upgrade stage started "
+                     "(0: no upgrade in progress)", up.get("stage_started") or 0.0)
         yield _gauge("erpctl_installation_created_timestamp_seconds", "When the installation was first served by "
                      "erpctl up (0: not yet); the backup alerts wait a grace period from it",
                      results.at(r.get(results.CREATED)))

@@ -34,6 +34,7 @@ from .. import results, scheduler
 from ..errors import SettingInvalid
 from ..installation import BY_NAME, Installation, RuntimeRecord
 from . import alerts, jobs, pipeline, probes
+from ..upgrade.state import progress as upgrade_progress
 from .probes import ProbeFailed, http_json
 
 CRITICAL, WARNING = "critical", "warning"
@@ -131,7 +132,7 @@ def gather(target, erp_url: str | None = None, timeout: float = 3.0, alerting_ur
     backup = _backup_part(r, _setting(inst, "probe_backup_max_age_seconds", attention), now, attention)
     backup["repository"] = _setting(inst, "backup_repo", attention)
     invariants = _invariants_part(r, attention)
-    upgrade = _upgrade_part(r, now, attention)
+    upgrade = _upgrade_part(data_dir, now, attention)
     host = _host_part(data_dir, _setting(inst, "probe_disk_min_free_bytes", attention), attention)
     job_rows = _jobs_part(r, attention)
     state = attention.state()
@@ -274,15 +275,18 @@ def _invariants_part(r: dict[str, results.Result], attention: Attention) -> dict
     return {"violations": inv.value("violations"), "at": inv.at_iso, "first": inv.value("first", [])[:5]}
 
 
-def _upgrade_part(r: dict[str, results.Result], now: float, attention: Attention) -> dict | None:
-    up = r.get("upgrade")
-    if not up:
+def _upgrade_part(data_dir, now: float, attention: Attention) -> dict | None:
+    up = upgrade_progress(data_dir)
+    if not up["in_progress"]:
         return None
-    started_at = _epoch(up.value("started_at"))
-    if up.value("in_progress") and started_at and now - started_at > UPGRADE_STUCK_SECONDS:
-        attention.flag(WARNING, "upgrade stuck", f"stage {up.value('stage')!r} started "
+    started_at = up["stage_started"]
+    if up["interrupted"]:
+        attention.flag(WARNING, "upgrade interrupted", f"upgrade {up['id']} at stage {up['stage']!r}: the process "
+                       "working on it is gone ('erpctl upgrade status')", _runbook("UpgradeStuck"))
+    elif started_at and now - started_at > UPGRADE_STUCK_SECONDS:
+        attention.flag(WARNING, "upgrade stuck", f"stage {up['stage']!r} started "
                        f"{(now - started_at) / 60:.0f} min ago", _runbook("UpgradeStuck"))
-    return {k: v for k, v in up.as_dict().items() if k != "at"}
+    return up
 
 
 def _host_part(data_dir, min_free: int, attention: Attention) -> dict:

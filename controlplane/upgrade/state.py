@@ -296,6 +296,19 @@ def exclusive(data_dir: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def progress(data_dir: Path) -> dict:
+    """The upgrade in progress as monitoring sees it (the state file, the one truth): whether one is in
+    progress, its stage, when that stage started (unix seconds, 0 when none) and whether the process
+    working on it is gone (interrupted: resume or rollback is needed)."""
+    st = load(data_dir)
+    if st is None or st.finished:
+        return {"in_progress": False, "stage": None, "stage_started": 0.0, "interrupted": False}
+    run = st.stages.get(st.stage)
+    interrupted = st.status == "interrupted" or (st.status in WORKING and liveness(st)["alive"] is False)
+    return {"in_progress": True, "stage": st.stage, "stage_started": (run and run.started_epoch) or 0.0,
+            "interrupted": interrupted, "status": st.status, "id": st.id}
+
+
 # ---- what `erpctl upgrade status` shows (read without loading the stage machine) ------------------
 
 def status(data_dir: Path) -> dict:

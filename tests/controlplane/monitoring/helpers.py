@@ -38,3 +38,19 @@ def sample(fams: dict, family: str, name: str | None = None, **labels) -> float:
         if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
             return s.value
     raise AssertionError(f"no sample {name}{labels} in {fams[family].samples}")
+
+
+def upgrade_in_progress(data_dir, stage: str, started: float, *, runner_alive: bool = True) -> None:
+    """An upgrade state as `erpctl upgrade apply` leaves it at `stage` (started at unix `started`), worked on
+    by this very process, or by one that is gone (a pid that cannot exist)."""
+    import os
+
+    from controlplane.upgrade import state as upgrade_state
+
+    runner = upgrade_state.runner("apply")
+    if not runner_alive:
+        runner = {**runner, "pid": 2 ** 22 + 1}  # above pid_max: no such process
+    st = upgrade_state.new(runner=runner, to_version="1.1.0")
+    st.begin(stage).started_epoch = started
+    upgrade_state.save(data_dir, st)
+    assert os.path.exists(upgrade_state.state_path(data_dir))

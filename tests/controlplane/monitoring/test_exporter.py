@@ -11,7 +11,9 @@ from controlplane import results
 from controlplane.console.app import create_app
 from controlplane.monitoring import probes
 
-from .helpers import families, promtool_check_metrics, sample
+from controlplane.upgrade import state as upgrade_state
+
+from .helpers import families, promtool_check_metrics, sample, upgrade_in_progress
 
 GAUGES = [
     "erpctl_backup_last_success_timestamp_seconds", "erpctl_backup_last_bytes_added",
@@ -63,7 +65,7 @@ def test_values_follow_the_recorded_results(tmp_path):
     results.record(tmp_path, "backup.restore_test", True, duration=42.5)
     results.record(tmp_path, "invariants", False, violations=3, duration=0.5)
     started = dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
-    results.record(tmp_path, "upgrade", True, stage="expand", started_at=started.isoformat(), in_progress=True)
+    upgrade_in_progress(tmp_path, "expand", started.timestamp())
     results.record(tmp_path, "scheduler.probe.readyz", True, duration=0.01)
     text = scrape(tmp_path, ["probe.readyz"])
     fams = families(text)
@@ -86,11 +88,18 @@ def test_values_follow_the_recorded_results(tmp_path):
     promtool_check_metrics(text)
 
 
-def test_upgrade_started_at_as_unix_seconds(tmp_path):
-    results.record(tmp_path, "upgrade", True, stage="contract", started_at=1700000000.5, in_progress=False)
+def test_the_upgrade_metrics_follow_the_state_file_apply_writes(tmp_path):
+    """What `erpctl upgrade apply` writes is what UpgradeStuck sees; a finished upgrade is none in progress."""
+    upgrade_in_progress(tmp_path, "contract", 1700000000.5)
     fams = families(scrape(tmp_path))
     assert sample(fams, "erpctl_upgrade_stage_started_timestamp_seconds") == 1700000000.5
+    assert sample(fams, "erpctl_upgrade_in_progress") == 1
+    st = upgrade_state.load(tmp_path)
+    st.status = "done"
+    upgrade_state.archive(tmp_path, st)
+    fams = families(scrape(tmp_path))
     assert sample(fams, "erpctl_upgrade_in_progress") == 0
+    assert sample(fams, "erpctl_upgrade_stage_started_timestamp_seconds") == 0
 
 
 def test_host_metrics_from_psutil(tmp_path):

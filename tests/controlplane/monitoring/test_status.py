@@ -9,6 +9,7 @@ from controlplane.errors import EXIT_CODES
 from controlplane.monitoring import alerts, probes
 from tests.controlplane.cli_helpers import erpctl, free_ports
 
+from .helpers import upgrade_in_progress
 from .test_alerts import alert, notification
 
 DISK_OK = {"ERPCTL_PROBE_DISK_MIN_FREE_BYTES": "1"}
@@ -141,13 +142,16 @@ def test_stuck_upgrade_and_old_backup_are_warnings(live_erp):
     import time
 
     healthy_results(live_erp.data_dir)
-    results.record(live_erp.data_dir, "upgrade", True, stage="backfill", started_at=time.time() - 7200,
-                   in_progress=True)
+    upgrade_in_progress(live_erp.data_dir, "backfill", time.time() - 7200)
     rc, report, _ = status(live_erp.data_dir, "--erp-url", live_erp.url,
                            ERPCTL_PROBE_BACKUP_MAX_AGE_SECONDS="0.001")
     assert rc == 16
     assert {"upgrade stuck", "backup too old"} == set(whats(report))
     assert report["upgrade"]["stage"] == "backfill"
+
+    upgrade_in_progress(live_erp.data_dir, "verify", time.time() - 60, runner_alive=False)
+    rc, report, _ = status(live_erp.data_dir, "--erp-url", live_erp.url)
+    assert rc == 16 and "upgrade interrupted" in whats(report), report["attention"]
 
 
 def test_what_failed_at_its_last_run_is_checked_again_now(live_erp):
