@@ -25,11 +25,11 @@ EXPECTED_ROWS_PER_SECOND = {"sqlite": 300_000, "postgresql": 80_000}
 # contract's DDL; per row, verify scans the tables once (checksums) besides the invariants, contract
 # twice (checksums before and after) and rewrites them (SQLite rebuilds a table to drop a column;
 # PostgreSQL validates NOT NULL and CHECK constraints by a scan).
-READ_ONLY_COST = {"sqlite": {"verify": (0.2, 19e-6), "contract": (0.2, 18e-6)},
+READ_ONLY_COST = {"sqlite": {"verify": (0.1, 19e-6), "contract": (0.1, 18e-6)},
                   "postgresql": {"verify": (0.3, 8.5e-6), "contract": (0.5, 5e-6)}}
 # A switch: erpctl up sees the new `current` (1 s poll), starts the new ERP beside the old one, and the
-# upgrade sees it serve (0.5 s poll); the start is how long the running erpctl up's ERP took to serve.
-SWITCH_POLLS_SECONDS = 0.75  # half of each poll interval, on average
+# upgrade sees it serve (0.1 s poll); the start is how long the running erpctl up's ERP took to serve.
+SWITCH_POLLS_SECONDS = 0.55  # half of each poll interval (1 s, 0.1 s), on average
 SWITCH_START_SECONDS = 3.5  # when no erpctl up has recorded its start-up
 
 

@@ -203,7 +203,7 @@ def wait_serving(ctx: Run, version: str, timeout: float = SWITCH_TIMEOUT_SECONDS
                 return
         except (OSError, ValueError):
             seen = "no answer"
-        time.sleep(0.5)
+        time.sleep(0.1)
     raise UpgradeError(f"the ERP at {url} did not come back on release {version} within {timeout:.0f} s "
                        f"(it reports {seen!r})",
                        fix="Check that 'erpctl up' runs on this data directory (it follows the current release) "

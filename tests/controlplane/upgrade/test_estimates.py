@@ -40,4 +40,5 @@ def test_the_plans_read_only_estimates_are_within_1_5x_of_the_measured_times(sit
         print(f"{site.backend}: {name:<10} {est:>7.2f} s {got:>7.2f} s  {got / est:.2f}")
     for name, est, got in rows:
         assert got <= est * FACTOR + SLACK, (name, est, got, rows)
-    assert rows[-1][1] / FACTOR <= read_only <= rows[-1][1] * FACTOR, rows
+    # within 1.5x, or within SLACK where the whole is so short that the polls' phase decides it
+    assert rows[-1][1] / FACTOR - SLACK <= read_only <= rows[-1][1] * FACTOR + SLACK, rows
