@@ -14,25 +14,17 @@ import json
 import re
 import threading
 import time
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import yaml
+from controlplane.monitoring.prometheus_config import (ALERTMANAGER_CONFIG, ALERTS, MONITORS,  # noqa: F401
+                                                      PROMETHEUS_CONFIG, RECORDING, SHIPPED, Timings, alert_rule,
+                                                      load_yaml, prometheus_config, rule_files, seconds)
 
 ROOT = Path(__file__).resolve().parents[1]
-MONITORS = ROOT / "monitors"
-ALERTS = MONITORS / "alerts.yml"
-RECORDING = MONITORS / "recording.yml"
-PROMETHEUS_CONFIG = MONITORS / "prometheus.yml"
-ALERTMANAGER_CONFIG = MONITORS / "alertmanager.yml"
 OPS_WEBHOOK = "http://127.0.0.1:8001/alerts/webhook"  # the control plane's receiver in alertmanager.yml
 RECEIVERS = ("oncall", "deadman")  # the ones replaced by this process's
 PROMETHEUS_RESEND_DELAY_SECONDS = 60  # Prometheus' default --rules.alert.resend-delay
-
-
-def load_yaml(path: Path) -> dict:
-    return yaml.safe_load(path.read_text())
 
 
 class Receiver:
@@ -70,54 +62,6 @@ class Receiver:
         self.server.server_close()
 
 
-@dataclass(frozen=True)
-class Timings:
-    """Timings changed from the shipped ones (None: as shipped). `shortened`: alert -> its `for` (and
-    its 1m range windows)."""
-
-    scrape: str | None = None
-    evaluation: str | None = None
-    group_wait: str | None = None       # on every route that sets it, and the root
-    group_interval: str | None = None   # likewise
-    deadman_repeat: str | None = None
-    shortened: dict[str, str] = field(default_factory=dict)
-
-
-SHIPPED = Timings()
-
-
-def rule_files(directory: Path, shortened: dict[str, str]) -> list[str]:
-    """The shipped recording and alert rules written to `directory` (the `shortened` alerts' `for` and
-    1m windows changed); their paths."""
-    alerts = load_yaml(ALERTS)
-    found = set()
-    for group in alerts["groups"]:
-        for rule in group["rules"]:
-            if rule.get("alert") in shortened:
-                rule["for"] = shortened[rule["alert"]]
-                rule["expr"] = rule["expr"].replace("[1m]", f"[{shortened[rule['alert']]}]")
-                found.add(rule["alert"])
-    assert found == set(shortened), set(shortened) - found
-    (directory / "alerts.yml").write_text(yaml.safe_dump(alerts, sort_keys=False))
-    (directory / "recording.yml").write_text(RECORDING.read_text())
-    return [str(directory / "recording.yml"), str(directory / "alerts.yml")]
-
-
-def prometheus_config(files: list[str], targets: dict[str, str], am_port: int, timings: Timings = SHIPPED) -> dict:
-    """The shipped prometheus.yml scraping `targets` ({job: host:port}), alerting to `am_port`."""
-    cfg = load_yaml(PROMETHEUS_CONFIG)
-    if timings.scrape:
-        cfg["global"].update(scrape_interval=timings.scrape, scrape_timeout=timings.scrape)
-    if timings.evaluation:
-        cfg["global"]["evaluation_interval"] = timings.evaluation
-    assert {f.rsplit("/", 1)[-1] for f in files} == set(cfg["rule_files"])
-    cfg["rule_files"] = files
-    cfg["alerting"]["alertmanagers"] = [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]
-    for sc in cfg["scrape_configs"]:
-        sc["static_configs"] = [{"targets": [targets[sc["job_name"]]]}]
-    return cfg
-
-
 def alertmanager_config(ops_port: int, token_file, oncall_url: str, deadman_url: str,
                         timings: Timings = SHIPPED) -> dict:
     """The shipped routes and receivers; the control plane's webhook on `ops_port`, the person's and
@@ -147,15 +91,6 @@ def alertmanager_config(ops_port: int, token_file, oncall_url: str, deadman_url:
 
     retime(cfg["route"])
     return cfg
-
-
-def seconds(duration: str) -> float:
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    return float(duration[:-1]) * units[duration[-1]]
-
-
-def alert_rule(alertname: str) -> dict:
-    return next(r for g in load_yaml(ALERTS)["groups"] for r in g["rules"] if r.get("alert") == alertname)
 
 
 def first_route(labels: dict) -> dict:

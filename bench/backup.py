@@ -1,9 +1,11 @@
 """erpctl's backups beside restic's and borg's, each run as an operator runs it: a whole process.
 
-    python bench/backup.py                  # about 600 MB (erpctl erp seed --scale 282), 3 rounds
+    python bench/backup.py                  # about 600 MB (erpctl erp seed --scale 1277), 3 rounds
     python bench/backup.py --size-mb 100 --rounds 3
     python bench/backup.py --json           # the figures as one JSON object
     python bench/backup.py --source DIR     # an existing data directory's erp.sqlite3 (and field.key)
+    python bench/backup.py --backups-only   # init, full and second backup only (no check, restore, L3)
+    python bench/backup.py --json > f.json; python bench/backup.py --from-json f.json   # the table again
 
 Every figure is the time of a command run as a process (the installed `erpctl` beside this Python,
 `restic`, `borg`), with the passphrase in the environment, from a fresh repository, on the same
@@ -21,11 +23,13 @@ SQLite ERP database file:
 
 Each round starts from a fresh copy of the database and fresh repositories; within a round each
 step runs for every tool in turn, the order alternating between rounds (a, b, c; c, b, a; ...).
-The table shows medians of the rounds, and the ratios of erpctl's to each anchor's. Start-up of
+The table shows medians of the rounds, and the ratios of erpctl's to each anchor's; below it each
+target (full backup <= borg's wall time, repository <= restic's, scattered-update bytes <= 15 % of
+restic's), met or missed, with the ratio of every round. Start-up of
 erpctl (`erpctl --version`, and `erpctl backup create` minus the time its manifest records) is
 printed beside, so the figures can be read.
 
-The generated database is cached under --cache (seeding takes about 2-3 s per MB, once; a lock keeps
+The generated database is cached under --cache (seeding takes about 1-2 s per MB, once; a lock keeps
 two runs from seeding the same one); every run works in a fresh directory under --work, removed
 afterwards unless --keep. restic's repository is format 2 (zstd); borg's is repokey-blake2, its
 cache and config under the work directory.
@@ -48,7 +52,7 @@ import tempfile
 import time
 from pathlib import Path
 
-MB_PER_SCALE = 2.13  # erpctl erp seed (ERP 1.1): about 2.13 MB of SQLite per unit of scale
+MB_PER_SCALE = 0.47  # erpctl erp seed (copies of a year, erp_core/seedcopy.py): about 0.47 MB of SQLite per unit
 PASSPHRASE = "bench passphrase"
 MUTABLE = (("sales_orders", "notes"), ("purchase_orders", "notes"), ("invoices", "supplier_reference"),
            ("partners", "address"), ("products", "name"), ("reorder_rules", "reorder_quantity"))
@@ -95,7 +99,7 @@ def du(path: Path) -> int:
 
 def ensure_database(size_mb: float, cache: Path) -> tuple[Path, dict]:
     """The seeded database of about size_mb (generated once, under a lock: two runs may share a cache)."""
-    scale = max(1, min(1000, round(size_mb / MB_PER_SCALE)))
+    scale = max(1, min(2000, round(size_mb / MB_PER_SCALE)))
     d = cache / f"scale-{scale}"
     cache.mkdir(parents=True, exist_ok=True)
     with open(cache / f".scale-{scale}.lock", "w") as lock:
@@ -107,7 +111,7 @@ def ensure_database(size_mb: float, cache: Path) -> tuple[Path, dict]:
             shutil.rmtree(d)
         d.mkdir(parents=True)
         log(f"generating the ERP database: erpctl erp seed --scale {scale} (about {scale * MB_PER_SCALE:.0f} MB, "
-            f"roughly {scale * 5 / 60:.0f} min; cached in {d})")
+            f"roughly {scale * 0.6 / 60:.0f} min; cached in {d})")
         t0 = time.perf_counter()
         env = clean_env()
         run([erpctl_exe(), "--json", "erp", "migrate", "--data-dir", str(d)], env)
@@ -237,8 +241,9 @@ class Borg:
 
 # ---- one round ------------------------------------------------------------------------------------
 
-def one_round(source: Path, work: Path, order: list[str], fig: dict) -> None:
-    """Fresh copies and repositories; every step for each tool in `order`; figures appended to fig."""
+def one_round(source: Path, work: Path, order: list[str], fig: dict, backups_only: bool = False) -> None:
+    """Fresh copies and repositories; every step for each tool in `order` (backups_only: init, full and
+    second backup); figures appended to fig."""
     if work.exists():
         shutil.rmtree(work)
     data = work / "data"
@@ -265,6 +270,9 @@ def one_round(source: Path, work: Path, order: list[str], fig: dict) -> None:
     step("second_backup", lambda t: t.backup(db))
     for name, t in tools.items():
         fig.setdefault(f"{name}_second_bytes_added", []).append(du(t.repo) - fig[f"{name}_repo_bytes_after_full"][-1])
+    fig.setdefault("erpctl_manifest_seconds", []).extend(tools["erpctl"].manifest_seconds)
+    if backups_only:
+        return
     step("check", lambda t: t.check())
     step("restore", lambda t: t.restore(work / f"restore-{t.name}"))
     for name in tools:
@@ -273,15 +281,18 @@ def one_round(source: Path, work: Path, order: list[str], fig: dict) -> None:
     fig.setdefault("erpctl_l1_l3_seconds", []).append(wall)
     fig.setdefault("erpctl_l1_l3_levels", []).append(levels)
     log(f"  erpctl verify --level 3: {wall:.2f} s {levels}")
-    fig.setdefault("erpctl_manifest_seconds", []).extend(tools["erpctl"].manifest_seconds)
 
 
 def startup(env: dict, repeat: int = 5) -> dict:
-    """erpctl's start-up: `erpctl --version` and `erpctl backup --help`, the median of `repeat` runs."""
-    out = {}
-    for label, args in (("version", ["--version"]), ("backup_help", ["backup", "--help"])):
-        out[f"erpctl_{label}_seconds"] = statistics.median(run([erpctl_exe(), *args], env)[1] for _ in range(repeat))
-    return out
+    """erpctl's start-up: `erpctl --help`, `--version` and `backup --help` beside `python -c pass` (the floor),
+    interleaved, the median of `repeat` runs each (bench/startup.py times more commands)."""
+    cases = {"python": [sys.executable, "-c", "pass"], "erpctl_help": [erpctl_exe(), "--help"],
+             "erpctl_version": [erpctl_exe(), "--version"], "erpctl_backup_help": [erpctl_exe(), "backup", "--help"]}
+    times: dict[str, list[float]] = {k: [] for k in cases}
+    for r in range(repeat):
+        for label in list(cases)[r % len(cases):] + list(cases)[:r % len(cases)]:
+            times[label].append(run(cases[label], env)[1])
+    return {f"{label}_seconds": statistics.median(ts) for label, ts in times.items()}
 
 
 def bench(args) -> dict:
@@ -295,7 +306,7 @@ def bench(args) -> dict:
     root = Path(tempfile.mkdtemp(prefix="erpctl-bench-", dir=args.work))
     size = (source / "erp.sqlite3").stat().st_size
     fig: dict = {"database_bytes": size, "scale": info["scale"], "source": info.get("source"),
-                 "cpus": os.cpu_count(), "rounds": args.rounds,
+                 "cpus": os.cpu_count(), "rounds": args.rounds, "backups_only": args.backups_only,
                  "load_average_start": os.getloadavg(),
                  "versions": {"erpctl": Erpctl(root, root).version(), "restic": Restic(root).version(),
                               "borg": Borg(root).version()}}
@@ -307,7 +318,7 @@ def bench(args) -> dict:
             order = order[r // 2 % 3:] + order[:r // 2 % 3]  # after the first pair, another tool goes first
             fig.setdefault("orders", []).append(order)
             log(f"round {r + 1} of {args.rounds}: {', '.join(order)}")
-            one_round(source, root / f"round-{r + 1}", order, fig)
+            one_round(source, root / f"round-{r + 1}", order, fig, args.backups_only)
             if not args.keep:
                 shutil.rmtree(root / f"round-{r + 1}", ignore_errors=True)
         fig["load_average_end"] = os.getloadavg()
@@ -350,19 +361,44 @@ def table(f: dict) -> str:
     for label, key, div, fmt in ROWS:
         vals = [med(f, f"{t}_{key}") for t in TOOLS]
         vals = [None if x is None else x / div for x in vals]
+        if all(x is None for x in vals):  # a step not run (--backups-only)
+            continue
         cells = "".join(f"{fmt.format(x) if x is not None else '-':>9}" for x in vals)
         ratios = "".join(f"{(vals[0] / x if x else 0):>{w}.2f}" for x, w in ((vals[1], 9), (vals[2], 8)))
         out.append(f"{label:<58}{cells}{ratios}")
-    levels = f["erpctl_l1_l3_levels"][len(f["erpctl_l1_l3_levels"]) // 2]
-    out.append(f"erpctl verify --level 3 (L1-L3): {med(f, 'erpctl_l1_l3_seconds'):.2f} s "
-               f"({', '.join(f'{k} {x}' for k, x in levels.items())})")
+    if f.get("erpctl_l1_l3_levels"):
+        levels = f["erpctl_l1_l3_levels"][len(f["erpctl_l1_l3_levels"]) // 2]
+        out.append(f"erpctl verify --level 3 (L1-L3): {med(f, 'erpctl_l1_l3_seconds'):.2f} s "
+                   f"({', '.join(f'{k} {x}' for k, x in levels.items())})")
     own = med(f, "erpctl_manifest_seconds")
     full = med(f, "erpctl_full_backup_seconds")
-    out.append(f"erpctl start-up: erpctl --version {f['erpctl_version_seconds']:.2f} s, erpctl backup --help "
-               f"{f['erpctl_backup_help_seconds']:.2f} s; a backup's own work (its manifest's duration) "
-               f"{own:.2f} s of the process's {full:.2f} s (the rest: start-up, key derivation, exit)")
+    out.append(f"erpctl start-up (median of 5): erpctl --help {f['erpctl_help_seconds']:.2f} s, --version "
+               f"{f['erpctl_version_seconds']:.2f} s, backup --help {f['erpctl_backup_help_seconds']:.2f} s "
+               f"(python -c pass {f['python_seconds']:.2f} s)" + ("" if own is None else
+               f"; a backup's own work (its manifest's duration, median of the full and second backups) "
+               f"{own:.2f} s, the full backup's process {full:.2f} s (the rest: start-up, key derivation, exit)"))
     out.append(f"erpctl's repository: zstd dictionary of {med(f, 'erpctl_dictionary_bytes') / 1024:.0f} KiB")
+    out.extend(targets(f))
     return "\n".join(out)
+
+
+TARGETS = (  # label, erpctl's key, the anchor's key, bound (erpctl <= bound x anchor)
+    ("full backup wall time <= borg's", "erpctl_full_backup_seconds", "borg_full_backup_seconds", 1.0),
+    ("repository after the full backup <= restic's", "erpctl_repo_bytes_after_full", "restic_repo_bytes_after_full",
+     1.0),
+    ("scattered-update bytes <= 15 % of restic's", "erpctl_second_bytes_added", "restic_second_bytes_added", 0.15),
+)
+
+
+def targets(f: dict) -> list[str]:
+    """Each target of the bench, met or missed, with erpctl's ratio to its anchor (medians) and the
+    ratio of each round (the same round's runs, side by side)."""
+    out = []
+    for label, mine, anchor, bound in TARGETS:
+        ratio = med(f, mine) / med(f, anchor)
+        rounds = ", ".join(f"{a / b:.2f}" for a, b in zip(f[mine], f[anchor]))
+        out.append(f"target {label}: {'met' if ratio <= bound else 'MISSED'} ({ratio:.2f}x; rounds {rounds})")
+    return out
 
 
 def main() -> None:
@@ -376,8 +412,15 @@ def main() -> None:
                    help="where generated databases are kept between runs (shared safely by concurrent runs)")
     p.add_argument("--work", default=None, help="parent of this run's own work directory (default: the temp dir)")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
+    p.add_argument("--backups-only", action="store_true",
+                   help="init, full backup and the backup after the scattered update only (no check, restore, L3)")
+    p.add_argument("--from-json", default=None, metavar="FILE",
+                   help="print the table of the figures a --json run wrote to FILE (runs nothing)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = p.parse_args()
+    if args.from_json:
+        print(table(json.loads(Path(args.from_json).read_text())))
+        return
     fig = bench(args)
     print(json.dumps(fig, indent=1, default=str) if args.json else table(fig))
 

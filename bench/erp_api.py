@@ -9,8 +9,10 @@ One flow is what a user does to sell goods, four requests through the REST API:
     POST /api/v1/sales-orders/<id>/invoice  (as 'finance')                         -> 201
 
 For each backend (SQLite file, PostgreSQL database) the bench makes a fresh migrated database,
-starts the ERP (waitress) in a separate process, sets up master data and stock through the API,
-then drives it with 1, 8 and 32 concurrent clients (a thread each with its own keep-alive
+serves the ERP the way `erpctl up` does (a listening socket held here, the supervisor's launcher as a
+child: --workers worker processes of --server-threads threads, 1 worker being one waitress process;
+by default 2 workers and the single-process reference, measured interleaved window by window), sets
+up master data and stock through the API, then drives it with 1, 8 and 32 concurrent clients (a thread each with its own keep-alive
 requests.Session) and prints flows/s, requests/s and p50/p99 latency of whole flows and of each
 step. Every non-expected status, every connection failure and every warning or error the server
 logs is counted and shown: they are findings, not noise. After the runs the bench checks the
@@ -25,6 +27,7 @@ Not a test: it asserts nothing and is never run by pytest. See bench/README.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -53,87 +56,90 @@ STEPS = ("create", "confirm", "deliver", "invoice")
 STOCK_PER_PRODUCT = 10_000_000  # units bought and received per product: deliveries never run out
 REQUEST_TIMEOUT = 120.0
 DEFAULT_PG_URL = os.environ.get("ERPCTL_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-SERVE_MARK = "_serve"  # argv[1] of the server child process
 
 
 # ---- the server process -----------------------------------------------------------------------
 
 class _JsonLines(logging.Handler):
-    """One JSON object a line on stderr, with the exception's type and message (not the traceback)."""
+    """The ERP's log lines (passed on by ErpProcess) as one JSON object a line in the server log."""
+
+    def __init__(self, path: Path, pid_of):
+        super().__init__(logging.WARNING)
+        self._file = open(path, "a")
+        self._pid_of = pid_of
 
     def emit(self, record):
+        if getattr(record, "erp_pid", None) != self._pid_of():
+            return
         try:
-            exc = None
-            if record.exc_info and record.exc_info[1] is not None:
-                e = record.exc_info[1]
-                exc = f"{type(e).__module__}.{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-            line = json.dumps({"t": record.created, "level": record.levelname, "logger": record.name,
+            exc = getattr(record, "exc_text", None)
+            exc = exc.strip().splitlines()[-1] if exc else None
+            line = json.dumps({"t": record.created, "level": record.levelname,
+                               "logger": getattr(record, "erp_logger", None) or record.name,
                                "msg": record.getMessage()[:500], "exc": exc and exc[:500]})
-            sys.stderr.write(line + "\n")
-            sys.stderr.flush()
-        except Exception:  # noqa: BLE001 - logging must never break the server
+            self._file.write(line + "\n")
+            self._file.flush()
+        except Exception:  # noqa: BLE001 - logging must never break the bench
             pass
 
-
-def serve(url: str, threads: int, port: int = 0) -> None:
-    """The ERP in this process: print 'LISTENING <port>' once bound, then serve until terminated."""
-    import signal
-
-    from erp_core.app import create_app
-    from erp_core.config import Settings
-    from erp_core.serve import Server
-
-    root = logging.getLogger()
-    root.handlers[:] = [_JsonLines()]
-    root.setLevel(logging.WARNING)
-    server = Server(create_app(Settings(url, field_key=FIELD_KEY)), port=port, threads=threads)
-    signal.signal(signal.SIGTERM, lambda *_: (server.stop(), os._exit(0)))
-    print(f"LISTENING {server.port}", flush=True)
-    server.serve_forever()
+    def close(self):
+        self._file.close()
+        super().close()
 
 
 class ServerProcess:
-    def __init__(self, url: str, threads: int, log_path: Path, port: int = 0):
-        self.log_path = log_path
-        self._log = open(log_path, "wb")
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), SERVE_MARK, url, str(threads),
-                                      str(port)],
-                                     stdout=subprocess.PIPE, stderr=self._log, env=env, cwd=str(ROOT))
-        port = self._read_port(timeout=60)
+    """The ERP served the way `erpctl up` serves it: a listening socket this process holds, and the
+    launcher of erpctl up's supervisor (controlplane.release.process.ErpProcess) as its child, with
+    `workers` worker processes of `threads` threads (1 worker: one waitress process)."""
+
+    def __init__(self, url: str, workers: int, threads: int, log_path: Path, port: int = 0):
+        from controlplane.release.process import ErpProcess
+        from controlplane.release.supervisor import Bundled, listen_socket
+
+        self.log_path, self.workers, self.threads = log_path, workers, threads
+        log_path.touch()
+        self._sock = listen_socket("127.0.0.1", port, "--port")
+        port = self._sock.getsockname()[1]
+        self.erp = ErpProcess(Bundled("bench"), url, FIELD_KEY, port=port, log_level="warning", sock=self._sock,
+                              env={"ERP_MFA_ROLES": "none"},  # API logins: no second factor
+                              workers=workers, threads=threads)
+        self._log = _JsonLines(log_path, lambda: self.erp.pid)
+        erp_log = logging.getLogger("controlplane.erp")
+        erp_log.addHandler(self._log)
+        erp_log.setLevel(logging.WARNING)
+        erp_log.propagate = False
+        self.erp.start()
+        self.proc = self.erp._proc
+        try:
+            self.erp.wait_serving(timeout=120)
+        except Exception as exc:
+            self.stop()
+            raise RuntimeError(f"the ERP server did not start: {exc}") from None
         self.base = f"http://127.0.0.1:{port}"
 
-    def _read_port(self, timeout: float) -> int:
-        found: list[str] = []
-        reader = threading.Thread(target=lambda: found.append(self.proc.stdout.readline().decode()), daemon=True)
-        reader.start()
-        reader.join(timeout)
-        line = found[0] if found else ""
-        if not line.startswith("LISTENING "):
-            self.stop()
-            raise RuntimeError(f"the ERP server did not start (stdout {line!r}); its log:\n"
-                               + self.log_path.read_text(errors="replace")[-3000:])
-        return int(line.split()[1])
-
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        return self.erp.alive()
 
     def cpu_seconds(self) -> float | None:
+        """CPU of the ERP's processes: its master and its live workers."""
         try:
             import psutil
-            t = psutil.Process(self.proc.pid).cpu_times()
-            return t.user + t.system
+            root = psutil.Process(self.proc.pid)
+            total = 0.0
+            for p in [root, *root.children(recursive=True)]:
+                try:
+                    t = p.cpu_times()
+                    total += t.user + t.system
+                except psutil.NoSuchProcess:
+                    pass
+            return total
         except Exception:  # noqa: BLE001 - psutil missing or the process gone
             return None
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        self.erp.stop()
+        self._sock.close()
+        logging.getLogger("controlplane.erp").removeHandler(self._log)
         self._log.close()
 
 
@@ -322,8 +328,14 @@ def _short(text: str) -> str:
     return text[:200]
 
 
-def client(fx: Fixture, seed: int, measure_from: float, stop_at: float, rec: ClientRecord,
-           idempotency: bool) -> None:
+@dataclass
+class Window:
+    """The measured window; stop_at moves later while too few calls have been measured."""
+    measure_from: float
+    stop_at: float
+
+
+def client(fx: Fixture, seed: int, window: Window, rec: ClientRecord, idempotency: bool) -> None:
     import requests
 
     rng = random.Random(seed)
@@ -332,9 +344,9 @@ def client(fx: Fixture, seed: int, measure_from: float, stop_at: float, rec: Cli
     with requests.Session() as s:
         while True:
             start = time.perf_counter()
-            if start >= stop_at:
+            if start >= window.stop_at:
                 return
-            measured = start >= measure_from
+            measured = start >= window.measure_from
             lines = [{"product_id": p, "quantity": str(rng.randint(1, 3))}
                      for p in rng.sample(fx.products, rng.choice((2, 3)))]
             order_id = None
@@ -399,19 +411,28 @@ def _host_busy():
 
 
 def run_load(fx: Fixture, server: ServerProcess, clients: int, duration: float, warmup: float,
-             idempotency: bool) -> dict:
+             idempotency: bool, min_calls: int = 0, max_duration: float = 600.0) -> dict:
+    """One measured window of at least `duration` seconds and, within max_duration, min_calls calls."""
     recs = [ClientRecord() for _ in range(clients)]
     t_start = time.perf_counter()
-    measure_from = t_start + warmup
-    stop_at = measure_from + duration
-    threads = [threading.Thread(target=client, args=(fx, 1000 * clients + i, measure_from, stop_at, recs[i],
-                                                     idempotency), daemon=True) for i in range(clients)]
+    window = Window(t_start + warmup, t_start + warmup + duration)
+    measure_from = window.measure_from
+    threads = [threading.Thread(target=client, args=(fx, 1000 * clients + i, window, recs[i], idempotency),
+                                daemon=True) for i in range(clients)]
     for t in threads:
         t.start()
     # CPU counters over the measured window only
     time.sleep(max(0.0, measure_from - time.perf_counter()))
     srv0, cli0, host0 = server.cpu_seconds(), time.process_time(), _host_busy()
-    time.sleep(max(0.0, stop_at - time.perf_counter()))
+    time.sleep(max(0.0, window.stop_at - time.perf_counter()))
+    # too few calls yet: the window goes on (its end kept well ahead, so that no client, late on a
+    # loaded host, sees it pass and leaves while the others go on)
+    while (sum(len(r.step_lat[st]) for r in recs for st in STEPS) < min_calls
+           and time.perf_counter() < measure_from + max_duration and any(t.is_alive() for t in threads)):
+        window.stop_at = time.perf_counter() + 5.0
+        time.sleep(0.5)
+    stop_at = window.stop_at = min(window.stop_at, time.perf_counter())
+    duration = stop_at - measure_from
     srv1, cli1, host1 = server.cpu_seconds(), time.process_time(), _host_busy()
     for t in threads:
         t.join()
@@ -426,8 +447,10 @@ def run_load(fx: Fixture, server: ServerProcess, clients: int, duration: float, 
         for k, v in r.examples.items():
             examples.setdefault(k, v)
     steps = {}
+    calls = []
     for step in STEPS:
         vals = [x for r in recs for x in r.step_lat[step]]
+        calls += vals
         steps[step] = {"n": len(vals), "p50_ms": _ms(percentile(vals, 50)), "p99_ms": _ms(percentile(vals, 99))}
     failed = sum(r.failed for r in recs)
     cpu = {"server_pct_of_core": _pct(srv1 - srv0, duration) if srv0 is not None and srv1 is not None else None,
@@ -440,7 +463,8 @@ def run_load(fx: Fixture, server: ServerProcess, clients: int, duration: float, 
     else:
         cpu["rest_pct_of_core"] = None
     return {
-        "clients": clients, "duration_s": duration, "warmup_s": warmup,
+        "clients": clients, "duration_s": round(duration, 2), "warmup_s": warmup,
+        "calls": len(calls), "call_p50_ms": _ms(percentile(calls, 50)), "call_p99_ms": _ms(percentile(calls, 99)),
         "flows": len(flow_lat), "flows_per_s": round(completed_in_window / duration, 2),
         "requests_per_s": round(4 * completed_in_window / duration, 1),
         "flow_p50_ms": _ms(percentile(flow_lat, 50)), "flow_p99_ms": _ms(percentile(flow_lat, 99)),
@@ -453,6 +477,16 @@ def run_load(fx: Fixture, server: ServerProcess, clients: int, duration: float, 
         "drain_s": round(drained, 3), "cpu": cpu,
         "server_alive": server.alive(),
     }
+
+
+def median_run(repeats: list[dict]) -> dict:
+    """The run of median throughput, with the figures of every repeat beside it."""
+    ordered = sorted(repeats, key=lambda r: r["flows_per_s"])
+    mid = dict(ordered[len(ordered) // 2])
+    mid["repeats"] = [{k: r[k] for k in ("flows_per_s", "calls", "call_p50_ms", "call_p99_ms", "flow_p99_ms")}
+                      for r in repeats]
+    mid["call_p99_ms_median"] = sorted(r["call_p99_ms"] or 0 for r in repeats)[len(repeats) // 2]
+    return mid
 
 
 def _ms(seconds):
@@ -477,7 +511,7 @@ def bench_backend(name: str, args, workdir: Path, say) -> dict:
         out["error"] = f"cannot use {name}: {type(exc).__name__}: {str(exc).splitlines()[0]}"
         say(out["error"])
         return out
-    server = None
+    servers: dict = {}
     created = False
     try:
         say(f"[{name}] creating and migrating a fresh database")
@@ -485,24 +519,42 @@ def bench_backend(name: str, args, workdir: Path, say) -> dict:
         created = True
         out["database"] = url if name == "postgres" else "sqlite file in a temporary directory"
         prepare_database(url)
-        server = ServerProcess(url, args.server_threads, workdir / f"server-{name}.log", args.port)
-        say(f"[{name}] ERP server pid {server.proc.pid} at {server.base} ({args.server_threads} threads)")
-        fx = set_up_through_api(server.base, args.products)
+        fixture = None
+        for w in args.workers:
+            threads = _threads(args, w)
+            servers[w] = ServerProcess(url, w, threads, workdir / f"server-{name}-{w}w.log",
+                                       args.port if len(args.workers) == 1 else 0)
+            say(f"[{name}] ERP pid {servers[w].proc.pid} at {servers[w].base}: {w} worker process(es) x "
+                f"{threads} threads")
+            fixture = fixture or set_up_through_api(servers[w].base, args.products)
         ok_flows = 0
         for n in args.clients:
-            say(f"[{name}] {n} client(s): {args.warmup:g}s warm-up + {args.duration:g}s measured")
-            r = run_load(fx, server, n, args.duration, args.warmup, args.idempotency)
-            ok_flows += r["ok_flows_incl_warmup"]
-            out["runs"].append(r)
-            if r["errors"]:
-                say(f"[{name}]   {sum(e['count'] for e in r['errors'])} failed request(s): "
-                    + "; ".join(f"{e['step']} {e['status']} x{e['count']} {e['example']}" for e in r["errors"][:3]))
-            if not r["server_alive"]:
-                out["error"] = f"the ERP server process died (exit code {server.proc.returncode})"
+            say(f"[{name}] {n} client(s): {args.repeat} x ({args.warmup:g}s warm-up + at least "
+                f"{args.duration:g}s and {args.min_calls} calls measured) for each of {args.workers} worker(s), "
+                "interleaved")
+            repeats: dict = {w: [] for w in args.workers}
+            for _ in range(args.repeat):
+                for w, server in servers.items():
+                    fx = dataclasses.replace(fixture, base=server.base)
+                    repeats[w].append(run_load(fx, server, n, args.duration, args.warmup, args.idempotency,
+                                               args.min_calls))
+                    repeats[w][-1]["load_average"] = os.getloadavg()[0]
+                    ok_flows += repeats[w][-1]["ok_flows_incl_warmup"]
+            for w in args.workers:
+                r = median_run(repeats[w])
+                r["workers"], r["threads"] = w, servers[w].threads
+                out["runs"].append(r)
+                if r["errors"]:
+                    say(f"[{name}]   {w} worker(s): {sum(e['count'] for e in r['errors'])} failed request(s): "
+                        + "; ".join(f"{e['step']} {e['status']} x{e['count']} {e['example']}" for e in r["errors"][:3]))
+            dead = [w for w, server in servers.items() if not server.alive()]
+            if dead:
+                out["error"] = f"the ERP server process with {dead[0]} worker(s) died " \
+                               f"(exit code {servers[dead[0]].proc.returncode})"
                 break
-        server.stop()
-        out["server_log"] = server_log_summary(server.log_path)
-        server = None
+        for w in list(servers):
+            servers.pop(w).stop()
+            out["server_log"] += server_log_summary(workdir / f"server-{name}-{w}w.log")
         say(f"[{name}] checking invariants")
         out["check"] = check_database(url)
         out["check"]["successful_flows"] = ok_flows
@@ -510,15 +562,20 @@ def bench_backend(name: str, args, workdir: Path, say) -> dict:
         out["error"] = f"{type(exc).__name__}: {exc}"
         say(f"[{name}] FAILED: {out['error']}")
     finally:
-        if server is not None:
+        for w, server in servers.items():
             server.stop()
-            out["server_log"] = server_log_summary(server.log_path)
+            out["server_log"] += server_log_summary(workdir / f"server-{name}-{w}w.log")
         if created and not args.keep:
             try:
                 backend.drop()
             except Exception as exc:  # noqa: BLE001
                 say(f"[{name}] could not drop the database: {exc}")
     return out
+
+
+def _threads(args, workers: int) -> int:
+    """Threads of each worker: --server-threads, else what erpctl up gives (8 each; one process: 16)."""
+    return args.server_threads or (16 if workers == 1 else 8)
 
 
 # ---- output -----------------------------------------------------------------------------------
@@ -534,16 +591,17 @@ def _pair(*values, nd=1):
 
 def render(results: list[dict], meta: dict) -> str:
     lines = [f"ERP order-to-invoice flows over HTTP  (python {meta['python']}, {meta['cpus']} CPUs, "
-             f"server: waitress {meta['server_threads']} threads in its own process, "
-             f"{meta['duration_s']:g}s measured after {meta['warmup_s']:g}s warm-up per run)",
+             f"served as erpctl up serves it: workers x threads as shown (1 worker: one waitress process), "
+             f"at least {meta['duration_s']:g}s and {meta['min_calls']} calls measured after {meta['warmup_s']:g}s "
+             f"warm-up per run, median of {meta['repeat']} runs by throughput)",
              "one flow = POST sales-orders (2-3 lines) + confirm + deliver + invoice; latencies in ms "
              "(p50/p99)",
-             "cpu = % of one core: ERP server process / bench clients / rest of the host (PostgreSQL and any "
-             "other load); host = % of all cores busy",
+             "cpu = % of one core: ERP server processes / bench clients / rest of the host (PostgreSQL and any "
+             "other load); host = % of all cores busy; load = 1-minute load average after the window",
              ""]
-    head = (f"{'backend':<9}{'clients':>8}{'flows/s':>9}{'req/s':>8}{'flows':>7}{'fail':>6}"
-            f"{'flow p50':>10}{'flow p99':>10}"
-            + "".join(f"{s + ' p50/p99':>19}" for s in STEPS) + f"{'cpu srv/cli/rest':>18}{'host':>6}")
+    head = (f"{'backend':<9}{'wk x thr':>9}{'clients':>8}{'flows/s':>9}{'req/s':>8}{'flows':>7}{'fail':>6}"
+            f"{'flow p50':>10}{'flow p99':>10}{'calls':>7}{'call p50/p99':>14}"
+            + "".join(f"{s + ' p50/p99':>19}" for s in STEPS) + f"{'cpu srv/cli/rest':>18}{'host':>6}{'load':>6}")
     lines += [head, "-" * len(head)]
     for b in results:
         if not b["runs"]:
@@ -552,10 +610,11 @@ def render(results: list[dict], meta: dict) -> str:
         for r in b["runs"]:
             st = "".join(f"{_pair(r['steps'][s]['p50_ms'], r['steps'][s]['p99_ms']):>19}" for s in STEPS)
             cpu = r["cpu"]
-            lines.append(f"{b['backend']:<9}{r['clients']:>8}{_f(r['flows_per_s'], 9)}{_f(r['requests_per_s'], 8, 0)}"
+            lines.append(f"{b['backend']:<9}{str(r.get('workers')) + 'x' + str(r.get('threads')):>9}{r['clients']:>8}{_f(r['flows_per_s'], 9)}{_f(r['requests_per_s'], 8, 0)}"
                          f"{r['flows']:>7}{r['failed_flows']:>6}{_f(r['flow_p50_ms'], 10)}{_f(r['flow_p99_ms'], 10)}"
+                         f"{r['calls']:>7}{_pair(r['call_p50_ms'], r['call_p99_ms']):>14}{_f(r.get('call_p99_ms_median'), 8)}"
                          f"{st}{_pair(cpu['server_pct_of_core'], cpu['client_pct_of_core'], cpu['rest_pct_of_core'], nd=0):>18}"
-                         f"{_f(cpu['host_pct_all_cores'], 6, 0)}")
+                         f"{_f(cpu['host_pct_all_cores'], 6, 0)}{_f(r.get('load_average'), 6, 1)}")
     for b in results:
         lines.append("")
         lines.append(f"[{b['backend']}]" + (f" PostgreSQL {b['server_version']}" if b.get("server_version") else ""))
@@ -613,8 +672,15 @@ def main(argv=None) -> int:
                    help="comma-separated concurrent client counts (default: 1,8,32)")
     p.add_argument("--duration", type=float, default=10.0, help="measured seconds per run (default: 10)")
     p.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each run (default: 2)")
-    p.add_argument("--server-threads", type=int, default=16,
-                   help="waitress worker threads of the ERP server (default: 16, erp_core.serve's default)")
+    p.add_argument("--min-calls", type=int, default=2000,
+                   help="API calls each measured window holds at least (it lasts longer if needed; default: 2000)")
+    p.add_argument("--repeat", type=int, default=3,
+                   help="windows per point; the table shows the one of median throughput (default: 3)")
+    p.add_argument("--workers", type=_csv(int), default=[2, 1],
+                   help="comma-separated worker process counts to compare, each served as erpctl up serves the "
+                        "ERP and measured interleaved with the others (default: 2,1; 1 is one waitress process)")
+    p.add_argument("--server-threads", type=int, default=None,
+                   help="threads of each worker (default: erpctl up's, 8; 16 with one worker)")
     p.add_argument("--products", type=int, default=8, help="products to sell from (default: 8)")
     p.add_argument("--idempotency", action="store_true",
                    help="send an Idempotency-Key with each sales-order POST, as careful clients do")
@@ -634,7 +700,7 @@ def main(argv=None) -> int:
     bad = [b for b in args.backends if b not in ("sqlite", "postgres")]
     if bad:
         p.error(f"unknown backend(s) {', '.join(bad)}: use sqlite and/or postgres")
-    if any(n < 1 for n in args.clients) or args.duration <= 0 or args.warmup < 0 or args.products < 3:
+    if any(n < 1 for n in args.clients + args.workers) or args.duration <= 0 or args.warmup < 0 or args.products < 3:
         p.error("clients must be >= 1, duration > 0, warmup >= 0 and products >= 3")
 
     def say(msg):
@@ -642,8 +708,10 @@ def main(argv=None) -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="erp-bench-", dir=args.work))
     import platform
-    meta = {"python": platform.python_version(), "cpus": os.cpu_count(), "server_threads": args.server_threads,
+    meta = {"python": platform.python_version(), "cpus": os.cpu_count(), "workers": args.workers,
+            "server_threads": args.server_threads,
             "duration_s": args.duration, "warmup_s": args.warmup, "clients": args.clients,
+            "min_calls": args.min_calls, "repeat": args.repeat,
             "products": args.products, "idempotency_key": args.idempotency,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     t0 = time.perf_counter()
@@ -668,7 +736,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == SERVE_MARK:
-        serve(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
-    else:
-        sys.exit(main())
+    sys.exit(main())

@@ -113,7 +113,8 @@ def _app(url: str, instrument: bool = True):
     from erp_core.app import create_app
     from erp_core.config import Settings
 
-    return create_app(Settings(url, field_key=FIELD_KEY), instrument=instrument)
+    # the bench's admin logs in through the API: no second factor
+    return create_app(Settings(url, field_key=FIELD_KEY, mfa_roles="none"), instrument=instrument)
 
 
 def _fill_series(app) -> int:

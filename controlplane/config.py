@@ -15,7 +15,6 @@ import logging
 import os
 import re
 import secrets
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from erp_core.ops import default_sqlite_url, normalise_url
 from . import layout
 from .errors import DataDirProblem
 from .fsutil import create_exclusive
+from .permissions import check_private
 
 log = logging.getLogger("controlplane.config")
 
@@ -105,11 +105,8 @@ def write_private(path: Path, text: str) -> bool:
 
 
 def read_private(path: Path) -> str:
-    """Read a secret file, warning when others may read it too."""
-    mode = path.stat().st_mode
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning("secret file is readable by others", extra={"path": str(path), "mode": oct(mode & 0o777),
-                                                                 "fix": f"chmod 600 {path}"})
+    """Read a secret file; refused (DataDirProblem, naming the chmod) when others may read it too."""
+    check_private(path)
     return path.read_text().strip()
 
 
@@ -122,10 +119,14 @@ def field_key(target: Target, create: bool = True) -> str:
     if not path.exists():
         if not create:
             raise DataDirProblem(f"no field-encryption key in {target.data_dir}",
-                                 fix="Run 'erpctl up' once to create it, or set ERP_FIELD_KEY.")
+                                 fix="Run 'erpctl up' once to create it, or set ERP_FIELD_KEY; a lost key is "
+                                     "recovered from its escrow copy ('erpctl field-key recover').")
         ensure_data_dir(target)
         if write_private(path, base64.urlsafe_b64encode(os.urandom(32)).decode() + "\n"):
             log.info("created the field-encryption key", extra={"path": str(path)})
+            from .escrow import at_install  # escrow imports the installation, which imports this module
+
+            at_install(target, read_private(path))
     key = read_private(path)
     if not key:
         raise DataDirProblem(f"the key file {path} is empty",

@@ -15,7 +15,7 @@ from pathlib import Path
 from erp_core import ops
 from erp_core.errors import SchemaMismatch
 
-from . import config
+from . import config, permissions
 from .config import Target
 from .errors import database_error
 
@@ -31,9 +31,11 @@ def require_database(target: Target) -> None:
                              fix="Create it with 'erpctl erp migrate' (or 'erpctl up') on the same --data-dir.")
 
 
-def check_schema(engine, target: Target):
+def check_schema(engine, target: Target, *, any_migrated: bool = False):
+    """The schema's status; SchemaMismatch unless this code supports it (any_migrated: unless it is not
+    migrated at all, for what every schema since the first migration has, like the maintenance switch)."""
     status = ops.schema_status(engine)
-    if not status.supported:
+    if status.current is None if any_migrated else not status.supported:
         _refuse_schema(status)
     return status
 
@@ -45,14 +47,14 @@ def _refuse_schema(status) -> None:
 
 
 @contextlib.contextmanager
-def open_database(target: Target):
-    """A Database on a migrated, supported schema, disposed afterwards."""
+def open_database(target: Target, *, any_migrated: bool = False):
+    """A Database on a migrated, supported schema (any_migrated: on any migrated one), disposed afterwards."""
     from sqlalchemy.exc import OperationalError
 
     require_database(target)
     db = ops.Database(target.database_url)
     try:
-        check_schema(db.engine, target)
+        check_schema(db.engine, target, any_migrated=any_migrated)
         yield db
     except OperationalError as exc:
         raise database_error(exc, target.sqlite_path) from exc
@@ -70,7 +72,7 @@ def _sqlite_maintenance(target: Target) -> dict:
         status, state = ops.sqlite_maintenance(target.sqlite_path)
     except sqlite3.Error as exc:
         raise database_error(exc, target.sqlite_path) from exc
-    if not status.supported:
+    if state is None:
         _refuse_schema(status)
     return state
 
@@ -81,6 +83,7 @@ def migrate_database(target: Target) -> dict:
     """Upgrade the schema to the code's head; report the revisions and every migration's stage."""
     if target.sqlite_path is not None:
         config.ensure_data_dir(target)
+    permissions.tighten(target.data_dir)
     known = ops.known_migrations()
     order = [m["revision"] for m in known]
     engine = ops.make_engine(target.database_url)
@@ -100,9 +103,14 @@ def migrate_database(target: Target) -> dict:
         t0 = time.perf_counter()
         after = ops.migrate(target.database_url)
         note = "already at the code's revision" if after == before else "migrated"
+        if after == ops.code_head():
+            built = ops.complete_period_balances(target.database_url)
+            if built is not None:
+                log.info("built the ledger period balances", extra={"balances": built})
         log.info("migrated the database", extra={"database": target.display_url, "from_revision": before,
                                                   "to_revision": after,
                                                   "seconds": round(time.perf_counter() - t0, 3)})
+        permissions.tighten(target.data_dir)  # the database file it may have created
     if before is not None and before not in order:  # ahead of this code: all it knows is applied
         start = end = len(order)
     else:
@@ -123,19 +131,68 @@ def migrate_database(target: Target) -> dict:
 
 # ---- users ------------------------------------------------------------------------------------
 
-def add_user(target: Target, username: str, password: str, role: str, full_name: str = "") -> dict:
+def add_user(target: Target, username: str, password: str, role: str, full_name: str = "",
+             service: bool = False) -> dict:
     with open_database(target) as db, db.session(actor="erpctl") as s:
-        user = ops.create_user(s, username, password, role, full_name=full_name)
-        return {k: user[k] for k in ("id", "username", "role", "full_name")}
+        user = ops.create_user(s, username, password, role, full_name=full_name, service=service)
+        return {**{k: user[k] for k in ("id", "username", "role", "full_name")}, "service": service}
+
+
+USER_EVIDENCE = "erp.user"  # the evidence record of an operator's change to an ERP user
+
+
+def _user_evidence(target: Target, action: str, username: str, **facts) -> None:
+    if Path(target.data_dir).is_dir():
+        from .evidence import EvidenceLog
+
+        EvidenceLog(target.data_dir).append(f"{USER_EVIDENCE}.{action}", {
+            "database": target.display_url, "username": username, **facts})
+
+
+def list_users(target: Target) -> list[dict]:
+    with open_database(target) as db, db.session(write=False, actor="erpctl") as s:
+        return ops.list_users(s)
+
+
+def reset_password(target: Target, username: str, password: str | None) -> dict:
+    """The temporary password (never in the evidence log) and the sessions ended."""
+    with open_database(target) as db, db.session(actor="erpctl") as s:
+        result = ops.reset_password(s, username, password)
+    _user_evidence(target, "passwd", username, sessions_ended=result["sessions_ended"],
+                   generated=password is None)
+    return result
+
+
+def logout_user(target: Target, username: str) -> dict:
+    with open_database(target) as db, db.session(actor="erpctl") as s:
+        result = ops.logout_user(s, username)
+    _user_evidence(target, "logout", username, sessions_ended=result["sessions_ended"])
+    return result
+
+
+def deactivate_user(target: Target, username: str) -> dict:
+    with open_database(target) as db, db.session(actor="erpctl") as s:
+        user = ops.deactivate_user(s, username)
+    _user_evidence(target, "deactivate", username)
+    return {k: user[k] for k in ("id", "username", "role", "active")}
+
+
+def mfa_reset(target: Target, username: str) -> dict:
+    """The user's multi-factor login removed (in the ERP's audit log and the evidence log)."""
+    with open_database(target) as db, db.session(actor="erpctl") as s:
+        result = ops.mfa_reset(s, username)
+    _user_evidence(target, "mfa-reset", username, reset=result["reset"])
+    return result
 
 
 # ---- demo data --------------------------------------------------------------------------------
 
-def seed(target: Target, scale: int, rng_seed: int = 1) -> dict:
-    """Demo data of the given scale (see erp_core.seed), encrypted with the installation's key."""
+def seed(target: Target, scale: int, rng_seed: int = 1, progress=None) -> dict:
+    """Demo data of the given scale (see erp_core.seed), encrypted with the installation's key;
+    progress(phase, done, total) hears of the work as it goes."""
     with open_database(target) as db, ops.field_key(config.field_key(target, create=True)):
         t0 = time.perf_counter()
-        counts = ops.seed(db, scale, rng_seed)
+        counts = ops.seed(db, scale, rng_seed, progress=progress)
         seconds = round(time.perf_counter() - t0, 2)
     log.info("seeded demo data", extra={"scale": scale, "seconds": seconds})
     return {"scale": scale, "seconds": seconds, "created": counts}
@@ -167,18 +224,19 @@ def check(target: Target) -> dict:
     current = release.current(target)
     if current is not None and current.version != ops.__version__:
         return release.check_invariants(target, current, config.field_key(target, create=False))
-    with open_database(target) as db, db.session(write=False, actor="erpctl") as s:
-        return ops.check_invariants(s).as_dict()
+    with open_database(target) as db:
+        return ops.check_invariants(db.engine).as_dict()
 
 
 # ---- maintenance ------------------------------------------------------------------------------
 
 def set_maintenance(target: Target, enabled: bool | None, reason: str = "", retry_after: int | None = None) -> dict:
     """Switch the ERP's read-only mode on or off (None: only report it); refused writes say Retry-After:
-    `retry_after` seconds (None: the ERP's default, 60)."""
+    `retry_after` seconds (None: the ERP's default, 60). On any migrated schema: an operator switches it
+    on an older or mid-upgrade schema too, as the upgrade engine does."""
     if enabled is None and target.sqlite_path is not None:
         return _sqlite_maintenance(target)
-    with open_database(target) as db, db.session(write=enabled is not None, actor="erpctl") as s:
+    with open_database(target, any_migrated=True) as db, db.session(write=enabled is not None, actor="erpctl") as s:
         if enabled is None:
             return ops.maintenance_state(s)
         state = ops.set_maintenance(s, enabled, reason, retry_after=retry_after)

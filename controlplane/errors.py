@@ -136,6 +136,18 @@ class EvidenceTampered(ControlPlaneError):
     status, exit_code, title = 409, 15, "Evidence log altered"
 
 
+class EvidenceKeyRefused(ControlPlaneError):
+    """The evidence signing key (or a public key given to check records) cannot be used."""
+
+    status, exit_code, title = 409, 18, "Evidence key refused"
+
+
+class EvidenceFileUnattested(ControlPlaneError):
+    """No evidence record attests the file as it is (changed since, or never attested)."""
+
+    status, exit_code, title = 409, 19, "File not attested"
+
+
 # ---- erpctl status (controlplane/cli/status.py) -------------------------------------------------
 
 class NeedsAttention(ControlPlaneError):
@@ -224,6 +236,74 @@ class RunNotResumable(ControlPlaneError):
     status, exit_code, title = 409, 66, "Run cannot be resumed"
 
 
+# ---- the field key's escrow (controlplane/escrow.py) --------------------------------------------
+
+class EscrowMissing(ControlPlaneError):
+    """No escrow copy, or no escrow secret to make or open one with."""
+
+    status, exit_code, title = 404, 90, "No field-key escrow"
+
+
+class EscrowLocked(ControlPlaneError):
+    """The escrow copy cannot be opened with the secret given (wrong passphrase or private key, or damaged)."""
+
+    status, exit_code, title = 403, 91, "Escrow copy cannot be opened"
+
+
+class FieldKeyWrong(ControlPlaneError):
+    """The field key does not decrypt the encrypted fields stored in the database."""
+
+    status, exit_code, title = 409, 92, "Field key does not decrypt the stored fields"
+
+
+class IntegrityFailed(ControlPlaneError):
+    """The database engine's integrity check found damage (erpctl erp integrity)."""
+
+    status, exit_code, title = 500, 93, "Database integrity check failed"
+# ---- drills (controlplane/drills) ---------------------------------------------------------------
+
+class DrillError(ControlPlaneError):
+    """A drill could not be prepared or run."""
+
+    status, exit_code, title = 500, 72, "Drill error"
+
+
+class ScenarioNotFound(DrillError):
+    """No drill scenario of that name (erpctl drill scenarios lists them)."""
+
+    status, exit_code, title = 404, 73, "Drill scenario not found"
+
+
+class ScenarioInvalid(DrillError):
+    """A drill scenario file does not follow the schema (runbooks/drills/README.md)."""
+
+    status, exit_code, title = 422, 74, "Drill scenario invalid"
+
+
+class DrillBusy(DrillError):
+    """Another drill is running on this data directory."""
+
+    status, exit_code, title = 409, 75, "Drill busy"
+
+
+class DrillFailed(DrillError):
+    """The drill ran and failed: the recovery did not work or an objective was missed (the record says which)."""
+
+    status, exit_code, title = 500, 76, "Drill failed"
+
+
+class NoBackupForDrill(DrillError):
+    """The sandbox is restored from the latest verified backup, and there is none."""
+
+    status, exit_code, title = 409, 77, "No backup for the drill"
+
+
+class LiveDrillRefused(DrillError):
+    """A drill on the live installation needs recorded approvals, a window, and no destructive fault."""
+
+    status, exit_code, title = 403, 78, "Live drill refused"
+
+
 # ---- upgrades (controlplane/upgrade) ------------------------------------------------------------
 
 class UpgradeError(ControlPlaneError):
@@ -307,6 +387,48 @@ class ReleaseInUse(ReleaseError):
     status, exit_code, title = 409, 34, "Release in use"
 
 
+class ReleaseUntrusted(ReleaseError):
+    """The wheel has no signature, a signature by a key the installation does not trust, or one that
+    does not match its bytes: nothing of it was opened or installed."""
+
+    status, exit_code, title = 403, 32, "Release not trusted"
+
+
+
+
+# ---- drill reports, approvals, sign-off (controlplane/drills/report.py, approvals.py, review.py) -------
+
+class DrillNotFound(ControlPlaneError):
+    """No drill of that id in this data directory (erpctl drill list shows them)."""
+
+    status, exit_code, title = 404, 80, "Drill not found"
+
+
+class LiveDrillNotApproved(ControlPlaneError):
+    """A live drill needs two approvals by two different named people other than its operator, a maintenance
+    window containing now, and a scenario that does not destroy data; the message names what is missing."""
+
+    status, exit_code, title = 403, 81, "Live drill not approved"
+
+
+class DrillEditRefused(ControlPlaneError):
+    """The drill's record cannot take this sign-off or finding: the drill is still running, or the change
+    repeats one already recorded."""
+
+    status, exit_code, title = 409, 82, "Drill record change refused"
+
+
+class ApprovalRefused(ControlPlaneError):
+    """The approval cannot be recorded: unknown scenario, a destructive one, or a window that is not a
+    future interval."""
+
+    status, exit_code, title = 422, 83, "Approval refused"
+
+
+class NoPdfRenderer(ControlPlaneError):
+    """A PDF report needs headless Chromium, and none is installed (or it failed to print)."""
+
+    status, exit_code, title = 503, 84, "No PDF renderer"
 
 
 # ---- the migration linter (controlplane/upgrade/lint/, erpctl upgrade lint) ---------------------
@@ -315,6 +437,102 @@ class MigrationLintFailed(ControlPlaneError):
     """Migrations break the staged-upgrade rules (each finding names the file, line, rule and fix)."""
 
     status, exit_code, title = 422, 40, "Migration lint failed"
+
+
+# ---- the fleet (controlplane/remote, erpctl fleet) ------------------------------------------------
+
+class FleetError(ControlPlaneError):
+    """A fleet operation failed: the inventory cannot be used, or no host matched."""
+
+    status, exit_code, title = 422, 100, "Fleet error"
+
+
+class HostUnreachable(FleetError):
+    """A host did not answer over SSH in time, or refused the login."""
+
+    status, exit_code, title = 503, 101, "Host unreachable"
+
+
+class HostKeyRefused(FleetError):
+    """A host offered a key that is not in the known-hosts file (unknown or changed): not connected."""
+
+    status, exit_code, title = 409, 102, "Host key refused"
+
+
+class RemoteCommandFailed(FleetError):
+    """A command exited non-zero (or ran past its timeout) on a host."""
+
+    status, exit_code, title = 500, 103, "Remote command failed"
+
+
+class ConsoleUserRefused(ControlPlaneError):
+    """A console account was refused: an unknown role, a name that is not 1-64 letters, digits, '.', '_'
+    or '-', or a password under 12 characters or equal to the name."""
+
+    status, exit_code, title = 400, 53, "Console account refused"
+
+
+class ConsoleUserExists(ControlPlaneError):
+    """A console account of that name already exists ('erpctl console user list' shows them)."""
+
+    status, exit_code, title = 409, 54, "Console account exists"
+
+
+class ConsoleUserNotFound(ControlPlaneError):
+    """No console account of that name ('erpctl console user list' shows them)."""
+
+    status, exit_code, title = 404, 55, "Console account not found"
+
+
+# ---- point-in-time recovery and failover (controlplane/pitr) --------------------------------------
+
+class PitrError(ControlPlaneError):
+    """A point-in-time recovery operation failed: pgBackRest or PostgreSQL said why."""
+
+    status, exit_code, title = 500, 112, "Point-in-time recovery error"
+
+
+class PitrNotConfigured(PitrError):
+    """Point-in-time recovery is not set up, or PostgreSQL does not archive its WAL to pgBackRest."""
+
+    status, exit_code, title = 409, 113, "Point-in-time recovery not configured"
+
+
+class PitrTargetInvalid(PitrError):
+    """The recovery target cannot be reached: not a time or transaction id, before the first backup,
+    or past the last archived WAL."""
+
+    status, exit_code, title = 422, 114, "Recovery target invalid"
+
+
+class PitrVerificationFailed(PitrError):
+    """The restored cluster failed the verification ladder: stopped and removed, the live one untouched."""
+
+    status, exit_code, title = 409, 115, "Restored cluster failed verification"
+
+
+class FailoverRefused(FleetError):
+    """The old primary still answers (two primaries would take writes): nothing was promoted."""
+
+    status, exit_code, title = 409, 116, "Failover refused"
+
+
+class FailoverFailed(FleetError):
+    """The standby could not be promoted (not a standby, unreachable, still in recovery)."""
+
+    status, exit_code, title = 500, 117, "Failover failed"
+
+
+class PitrRepoUnreachable(PitrError):
+    """pgBackRest's repository cannot be read or written."""
+
+    status, exit_code, title = 503, 118, "pgBackRest repository unreachable"
+
+
+class FleetUpgradeRolledBack(FleetError):
+    """The rolling upgrade failed on a host and was undone: every app host serves its previous release again."""
+
+    status, exit_code, title = 500, 104, "Rolling upgrade failed and put back"
 
 
 # ---- what a database error means -----------------------------------------------------------------
@@ -368,9 +586,13 @@ EXIT_CODES = {
     12: "database unavailable",
     13: "invariant violations found",
     14: "data directory problem",
-    15: "evidence log altered, removed or reordered records (erpctl evidence verify)",
+    15: "evidence log altered, removed or reordered records, a bad signature, or an anchor that disagrees "
+        "(erpctl evidence verify)",
     16: "erpctl status: something needs attention (warnings; listed on stdout)",
     17: "erpctl status: something is critical (ERP down or not ready, a critical alert...; listed on stdout)",
+    18: "evidence key refused: the signing key file is readable by others or unreadable, or a public key "
+        "file holds no key",
+    19: "erpctl evidence check-file: no evidence record attests the file as it is (changed, or never attested)",
     20: "backup error (generic)",
     21: "wrong backup key (passphrase or key file)",
     22: "backup store unreachable (directory or S3)",
@@ -384,6 +606,8 @@ EXIT_CODES = {
     30: "restore failed and was rolled back, live data untouched",
     31: "restore refused: it discards writes made since the backup and --discard-writes did not name their "
         "number (--dry-run lists them); nothing changed",
+    32: "release not trusted: unsigned, signed by an untrusted key, or altered since it was signed (nothing "
+        "of it ran)",
     34: "release in use (current, or needed by an upgrade or its rollback): not removed",
     35: "release error (generic): a release could not be installed, switched to or served",
     36: "release not found (erpctl release list shows the installed ones)",
@@ -403,6 +627,10 @@ EXIT_CODES = {
     51: "erpctl restart refused: erpctl up cannot be started again as it served (the message says why); "
         "nothing was stopped",
     52: "erpctl restart: the new erpctl up was not ready in time (one that exits passes its own exit code on)",
+    53: "console account refused: unknown role, a bad name, or a password under 12 characters or equal to the "
+        "name",
+    54: "console account already exists",
+    55: "console account not found (erpctl console user list shows them)",
     60: "erpctl runbook: a Recover step's command failed; the run stopped there (status failed)",
     61: "erpctl runbook: paused before a confirm block (no terminal, no --yes); resume RUN_ID --yes continues",
     62: "erpctl runbook: paused at a manual step; resume RUN_ID --done once it is done",
@@ -411,5 +639,47 @@ EXIT_CODES = {
     65: "runbook invalid: not of the shape runbooks/README.md describes",
     66: "run cannot be resumed: unknown id, finished, running in another process, or its runbook changed",
     70: "internal error (a bug: see the log)",
+    80: "drill not found (erpctl drill list shows them)",
+    81: "live drill not approved: two approvals by two other named people, a window containing now, and no "
+        "destructive fault are needed (the message names what is missing)",
+    82: "drill record change refused: the drill is still running, or that sign-off or finding is already recorded",
+    83: "approval refused: unknown or destructive scenario, or a window that is not a future START/END",
+    84: "no PDF renderer: headless Chromium is needed for --format pdf (apt-get install chromium)",
+    90: "erpctl field-key: no escrow copy, or no escrow secret to make or open one with",
+    91: "erpctl field-key: the escrow copy does not open with the passphrase or private key given",
+    92: "erpctl field-key: the field key does not decrypt the encrypted fields stored in the database",
+    93: "erpctl erp integrity: the database failed the engine's integrity check (the problems are named)",
+    100: "erpctl fleet: the inventory cannot be used (missing, not Ansible YAML), or no host matches --limit",
+    101: "erpctl fleet: a host was unreachable (connect or login timed out or was refused); the others ran",
+    102: "erpctl fleet: a host's key is unknown or changed (the message names the host and the offered key's "
+        "SHA256 fingerprint); not connected. 'erpctl fleet trust HOST --fingerprint' records a checked key",
+    103: "erpctl fleet: a command exited non-zero or timed out on a host (per-host results say which)",
+    104: "erpctl fleet upgrade: the rolling upgrade failed on a host and was undone (the previous release is "
+         "current and ready on every app host again, the staged migration rolled back); the output says why",
+    72: "drill error (generic): the sandbox could not be prepared or the drill could not run",
+    73: "drill scenario not found (erpctl drill scenarios lists them)",
+    74: "drill scenario invalid: the message names the file, the key and the fix",
+    75: "another drill is running on this data directory (erpctl drill abort stops it)",
+    76: "the drill ran and failed: its recovery failed or an objective was missed (its record says which)",
+    77: "no backup to restore the drill's sandbox from (erpctl backup create, or --fresh)",
+    78: "live drill refused: it needs approvals (erpctl drill approve), a window, and no destructive fault",
+    110: "ERP login: the password is right, a one-time code must follow (the API's challenge)",
+    111: "ERP login: the user's role requires multi-factor login and the user has not set it up (web pages)",
+    112: "erpctl pitr: pgBackRest or PostgreSQL failed (the message carries what it said)",
+    113: "erpctl pitr: not set up ('erpctl pitr setup'), or PostgreSQL does not archive WAL to pgBackRest "
+         "(archive_mode, archive_command: the message gives the lines to set)",
+    114: "erpctl pitr restore: the target is not a time or transaction id, is before the first backup, or past "
+         "the last archived WAL; nothing was restored",
+    115: "erpctl pitr restore/verify: the restored cluster failed the verification ladder; it was removed, the "
+         "live cluster untouched",
+    116: "erpctl fleet failover refused: the old primary still answers (--force fences it first); nothing promoted",
+    117: "erpctl fleet failover: the standby could not be promoted (not a standby, unreachable, still in recovery)",
+    118: "erpctl pitr: pgBackRest's repository cannot be read or written",
+    120: "a stored encrypted value does not decrypt where it is (moved to another row or column, altered, or "
+         "another key); the message names table, column and row",
+    121: "erpctl field-key rewrap: refused while release 1.0 may still run on the database (before the contract "
+         "step)",
+    122: "erpctl field-key reveal: no such audit log entry",
+    123: "erpctl field-key reveal: the audit log entry holds no encrypted value",
     130: "interrupted",
 }

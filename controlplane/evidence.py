@@ -16,7 +16,25 @@ Both verify (the chain up to the head, the pending record included when complete
 append completes the interrupted one first (head moved, or the torn prefix cut off) and records
 that repair as an `evidence.repair` record naming the interrupted record. Anything else in the log
 is checked as before, so no real alteration is hidden by a pending head.
-Failpoints: evidence.append.after_intent, evidence.append.after_log (controlplane/faults.py)."""
+Failpoints: evidence.append.after_intent, evidence.append.after_log (controlplane/faults.py).
+
+Signatures. Every record is signed with the installation's Ed25519 key (controlplane/evidence_keys.py:
+the key lives outside the data directory): `key_id` names the key, `sig` signs the record's `hash`,
+which covers every other field. Records written before records were signed have neither: they verify
+as "unsigned up to record N"; an unsigned record after a signed one is named as tampering.
+
+Who. `actor` is the authenticated operator (the `actor` an operation passes, else the setting
+`operator`, ERPCTL_OPERATOR), else the OS user; `os_user` is always the OS user.
+
+Anchors. The head (sequence number, hash, signature) is also written where the data directory's owner
+alone cannot rewrite it: into every backup's manifest (`head_anchor`, read by the backup code) and,
+when the setting `evidence_anchor` names one, as a new object in a second store after every append
+(controlplane/evidence_anchor.py). `erpctl evidence verify --anchors` checks the log against them, so a
+removed tail, a removed log or a chain rewritten without the key is named by the anchor that disagrees.
+
+Published files. `attest_file(log, kind, path, data)` records a file's SHA-256 (a drill report, an
+artifact) when it is published; `attestations(log, digest)` finds the records of a digest, and
+`erpctl evidence check-file FILE` says whether a file is unchanged since."""
 
 from __future__ import annotations
 
@@ -24,13 +42,18 @@ import datetime as dt
 import getpass
 import hashlib
 import json
+import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import evidence_keys, layout
+from .errors import ControlPlaneError
 from .faults import failpoint
 from .fsutil import atomic_write_text, fsync_dir, locked
-from . import layout
+from .installation import Installation
+
+log = logging.getLogger("controlplane.evidence")
 
 GENESIS = "0" * 64
 LOG_NAME = layout.name("evidence")
@@ -42,8 +65,12 @@ def _canonical(record: dict) -> bytes:
     return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
 
 
+UNHASHED = ("hash", "sig")
+
+
 def record_hash(record: dict) -> str:
-    body = {k: v for k, v in record.items() if k != "hash"}
+    """The SHA-256 of every field but `hash` and `sig` (the signature signs this hash)."""
+    body = {k: v for k, v in record.items() if k not in UNHASHED}
     return hashlib.sha256(_canonical(body)).hexdigest()
 
 
@@ -51,7 +78,7 @@ def record_hash(record: dict) -> str:
 class Problem:
     seq: int | None
     line: int
-    kind: str  # altered | removed | reordered | truncated | unreadable
+    kind: str  # altered | removed | reordered | truncated | unreadable | unsigned | bad-signature | unknown-key | anchor
     detail: str
 
     def as_dict(self):
@@ -100,11 +127,37 @@ def _ends_at(log: bytes, head: dict) -> bool:
     return last.get("seq") == head.get("seq") and last.get("hash") == head.get("hash")
 
 
+@dataclass
+class Report:
+    """What `EvidenceLog.check` found: the records read, the problems (first first), how far the log
+    is unsigned (records before signing began) and which keys signed it."""
+    records: int
+    problems: list[Problem]
+    unsigned_through: int = 0
+    signed: int = 0
+    keys: list[str] = field(default_factory=list)
+
+
 class EvidenceLog:
-    def __init__(self, directory: str | os.PathLike):
+    def __init__(self, directory: str | os.PathLike, *, signer: evidence_keys.Signer | None = None,
+                 installation: Installation | None = None):
         self.dir = Path(directory)
         self.path = self.dir / LOG_NAME
         self.head_path = self.dir / HEAD_NAME
+        self._signer = signer
+        self._inst = installation
+
+    def installation(self) -> Installation:
+        if self._inst is None:
+            self._inst = Installation.open(self.dir, strict=False)
+        return self._inst
+
+    def signer(self) -> evidence_keys.Signer:
+        """The signing key (made at first use, outside the data directory); its public key published."""
+        if self._signer is None:
+            self._signer = evidence_keys.load_or_create(self.installation().get("evidence_key_file"))
+            evidence_keys.publish(self.dir, self._signer)
+        return self._signer
 
     def _head_file(self) -> dict:
         if not self.head_path.exists():
@@ -129,26 +182,48 @@ class EvidenceLog:
         return head["seq"], head["hash"]
 
     def append(self, kind: str, data: dict, *, actor: str | None = None, outcome: str = "ok") -> dict:
-        """Append one record (what was done and what it proved); durable when this returns. An append
-        interrupted before is completed first, and its repair recorded."""
+        """Append one record (what was done and what it proved), signed; durable when this returns. An
+        append interrupted before is completed first, and its repair recorded. `actor`: the
+        authenticated operator, if the caller knows one (else the setting `operator`, else the OS user)."""
+        signer = self.signer()  # a refused key stops here, before anything is written
         with locked(layout.path(self.dir, "evidence_lock")):
             head = self._head_file()
             if "pending" in head:
                 head = self._repair(head)
-            return self._append(head, kind, data, actor=actor, outcome=outcome)
+            record = self._append(head, kind, data, actor=actor, outcome=outcome)
+        self._anchor(record, signer)
+        return record
+
+    def _anchor(self, record: dict, signer: evidence_keys.Signer) -> None:
+        """Write the new head to the second store, if one is set; a failure is logged, never fatal
+        (the record is durable; `erpctl evidence verify --anchors` shows how far the store vouches)."""
+        url = self.installation().get("evidence_anchor")
+        if not url:
+            return
+        from .evidence_anchor import write_anchor  # the store code is loaded only when a store is set
+        try:
+            write_anchor(url, self.dir, head_anchor_of(record, signer.key_id))
+        except (ControlPlaneError, OSError) as exc:
+            log.warning("evidence anchor not written", extra={"anchor": url, "seq": record["seq"],
+                                                                "error": getattr(exc, "detail", str(exc))})
 
     def _append(self, head: dict, kind: str, data: dict, *, actor: str | None, outcome: str) -> dict:
+        signer = self.signer()
+        os_user = _whoami()
         record = {
             "seq": head["seq"] + 1,
             "at": dt.datetime.now(dt.timezone.utc).isoformat(),
             "kind": kind,
             "outcome": outcome,
-            "actor": actor or _whoami(),
+            "actor": actor or self.installation().get("operator") or os_user,
+            "os_user": os_user,
             "host": os.uname().nodename,
             "data": data,
             "prev": head["hash"],
+            "key_id": signer.key_id,
         }
         record["hash"] = record_hash(record)
+        record["sig"] = signer.sign(record["hash"])
         line = _canonical(record)
         atomic_write_text(self.head_path, json.dumps({**_anchor(head), "pending": line.decode()}))
         failpoint("evidence.append.after_intent")
@@ -187,10 +262,33 @@ class EvidenceLog:
             return []
         return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
 
+    def readable_records(self) -> list[dict]:
+        """The records that parse, in log order (a check of anchors or a report goes on past a bad line)."""
+        out = []
+        for line in self._log_bytes().splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict):
+                out.append(rec)
+        return out
+
     def verify(self) -> tuple[int, list[Problem]]:
-        """Check the whole chain; returns (records checked, problems, first problem first)."""
-        problems: list[Problem] = []
-        prev, expected_seq, count = GENESIS, 1, 0
+        """Check the whole chain and its signatures; returns (records checked, problems, first problem first)."""
+        report = self.check()
+        return report.records, report.problems
+
+    def trusted_keys(self) -> dict:
+        """The public keys of evidence.pub in the log's directory, by key id."""
+        return evidence_keys.read_public_keys(layout.path(self.dir, "evidence_public_keys"))
+
+    def check(self, keys: dict | None = None) -> Report:
+        """Check every record's hash, link, sequence number and signature, and the head. `keys`: the
+        trusted public keys by id (default: evidence.pub beside the log)."""
+        keys = self.trusted_keys() if keys is None else keys
+        report = Report(0, [])
+        prev, expected_seq = GENESIS, 1
         raw = self._log_bytes()
         crash = interrupted(self._head_file(), raw)
         if crash is not None:
@@ -200,34 +298,126 @@ class EvidenceLog:
             try:
                 rec = json.loads(line)
             except ValueError:
-                problems.append(Problem(None, lineno, "unreadable", f"line {lineno} is not a JSON record"))
+                report.problems.append(Problem(None, lineno, "unreadable", f"line {lineno} is not a JSON record"))
                 break
-            count += 1
-            seq = rec.get("seq")
-            if rec.get("hash") != record_hash(rec):
-                problems.append(Problem(seq, lineno, "altered", f"record {seq} (line {lineno}) does not match its hash"))
-                break
-            if seq == expected_seq and rec.get("prev") != prev:
-                problems.append(Problem(seq - 1, lineno - 1, "altered",
-                                        f"record {seq - 1} was altered or replaced: the link in record {seq} "
-                                        f"(line {lineno}) does not match it"))
-                break
-            if seq != expected_seq:
-                later = any(_seq_of(l) == expected_seq for l in lines[lineno:])
-                kind = "reordered" if later else "removed"
-                detail = (f"record {seq} (line {lineno}) comes before record {expected_seq}" if later else
-                          f"record(s) {expected_seq}..{seq - 1 if isinstance(seq, int) else '?'} missing "
-                          f"before line {lineno}")
-                problems.append(Problem(expected_seq if later else seq, lineno, kind, detail))
+            report.records += 1
+            problem = _record_problem(rec, lineno, prev, expected_seq, lines, keys, report)
+            if problem is not None:
+                report.problems.append(problem)
                 break
             prev, expected_seq = rec["hash"], expected_seq + 1
-        if not problems:
+        if not report.problems:
             head_seq, head_hash = self._head()
             if head_seq != expected_seq - 1 or (head_seq and head_hash != prev):
-                problems.append(Problem(head_seq, len(lines), "truncated",
-                                        f"the head says record {head_seq} is the last, the log ends at "
-                                        f"{expected_seq - 1}: newest record(s) removed or head replaced"))
-        return count, problems
+                report.problems.append(Problem(head_seq, len(lines), "truncated",
+                                               f"the head says record {head_seq} is the last, the log ends at "
+                                               f"{expected_seq - 1}: newest record(s) removed or head replaced"))
+        return report
+
+    def head_anchor(self) -> dict | None:
+        """The head as an anchor (seq, hash, signature, key id, time), for a backup's manifest; None when
+        nothing is recorded yet."""
+        seq, digest = self._head()
+        if not seq:
+            return None
+        for line in reversed(self._log_bytes().splitlines()):
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue  # a torn end of an append that never finished
+            if rec.get("seq") == seq and rec.get("hash") == digest:
+                return head_anchor_of(rec, rec.get("key_id"))
+            break
+        return {"seq": seq, "hash": digest}
+
+
+def _record_problem(rec: dict, lineno: int, prev: str, expected_seq: int, lines: list[bytes], keys: dict,
+                    report: Report) -> Problem | None:
+    """The first thing wrong with one record (its hash, signature, link, place), else None."""
+    seq = rec.get("seq")
+    if rec.get("hash") != record_hash(rec):
+        return Problem(seq, lineno, "altered", f"record {seq} (line {lineno}) does not match its hash")
+    problem = _signature_problem(rec, lineno, keys, report)
+    if problem is not None:
+        return problem
+    if seq == expected_seq and rec.get("prev") != prev:
+        return Problem(seq - 1, lineno - 1, "altered", f"record {seq - 1} was altered or replaced: the link in "
+                                                       f"record {seq} (line {lineno}) does not match it")
+    if seq != expected_seq:
+        later = any(_seq_of(l) == expected_seq for l in lines[lineno:])
+        kind = "reordered" if later else "removed"
+        detail = (f"record {seq} (line {lineno}) comes before record {expected_seq}" if later else
+                  f"record(s) {expected_seq}..{seq - 1 if isinstance(seq, int) else '?'} missing "
+                  f"before line {lineno}")
+        return Problem(expected_seq if later else seq, lineno, kind, detail)
+    return None
+
+
+def _signature_problem(rec: dict, lineno: int, keys: dict, report: Report) -> Problem | None:
+    seq = rec.get("seq")
+    if "sig" not in rec and "key_id" not in rec:
+        if report.signed:
+            return Problem(seq, lineno, "unsigned", f"record {seq} (line {lineno}) is unsigned, after signed "
+                                                    f"records: its signature was removed or it was inserted")
+        report.unsigned_through = seq if isinstance(seq, int) else report.unsigned_through
+        return None
+    kid = rec.get("key_id")
+    public = keys.get(kid)
+    if public is None:
+        return Problem(seq, lineno, "unknown-key", f"record {seq} (line {lineno}) is signed by key {kid}, which is "
+                                                   "not a trusted public key (evidence.pub, or --public-key)")
+    if not evidence_keys.signature_ok(public, rec.get("hash", ""), str(rec.get("sig", "")), kid):
+        return Problem(seq, lineno, "altered", f"record {seq} (line {lineno}) does not match its signature: "
+                                               "altered and its hash recomputed, or signed without the key")
+    report.signed += 1
+    if kid not in report.keys:
+        report.keys.append(kid)
+    return None
+
+
+def head_anchor_of(record: dict, key_id: str | None) -> dict:
+    """An anchor for the chain up to `record`: what an anchor store and a backup manifest keep."""
+    out = {"seq": record["seq"], "hash": record["hash"], "at": record.get("at")}
+    if record.get("sig"):
+        out.update(sig=record["sig"], key_id=key_id)
+    return out
+
+
+def attest_file(log: EvidenceLog, kind: str, path: str | os.PathLike, data: dict | None = None, *,
+                outcome: str = "ok", actor: str | None = None) -> dict:
+    """Record that the file at `path` was published (a drill report, an artifact): the record carries
+    its name, size and SHA-256, so `erpctl evidence check-file` can prove it unchanged later. Call it
+    after the file is in place (written atomically). Returns the record."""
+    path = Path(path)
+    body = path.read_bytes()
+    return log.append(kind, {**(data or {}), "file": {"name": path.name, "path": str(path.resolve()),
+                                                      "bytes": len(body),
+                                                      "sha256": hashlib.sha256(body).hexdigest()}},
+                      outcome=outcome, actor=actor)
+
+
+def attestations(records: list[dict], *, sha256: str | None = None, name: str | None = None) -> list[dict]:
+    """The records that attest a file with this SHA-256 (or, with `name`, a file of that name), oldest first."""
+    out = []
+    for rec in records:
+        f = attested_file(rec)
+        if f and ((sha256 is not None and f.get("sha256") == sha256) or (name is not None and f.get("name") == name)):
+            out.append(rec)
+    return out
+
+
+def attested_file(rec: dict) -> dict | None:
+    """The file a record attests ({name, path, bytes, sha256}): `data.file` (attest_file), or a record
+    whose data has `path` and `sha256` (written before attest_file existed); else None."""
+    data = rec.get("data")
+    if not isinstance(data, dict):
+        return None
+    if isinstance(data.get("file"), dict):
+        return data["file"]
+    if isinstance(data.get("sha256"), str) and isinstance(data.get("path"), str):
+        return {"name": Path(data["path"]).name, "path": data["path"], "sha256": data["sha256"],
+                "bytes": data.get("bytes")}
+    return None
 
 
 def _anchor(record: dict) -> dict:

@@ -27,6 +27,7 @@ rather than misread, and files written before records had a version load as vers
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import sys
@@ -38,7 +39,8 @@ from typing import Any, Callable, ClassVar, Mapping
 from .config import DEFAULT_DATA_DIR, Target, default_url, resolve as resolve_target
 from .errors import DataDirProblem, SettingInvalid
 from .fsutil import atomic_write_text
-from . import layout, procs
+from .permissions import check_private
+from . import blackout, layout, procs
 from .layout import FILES, LAYOUT, Entry  # noqa: F401 - the layout is part of the installation's interface
 
 UNSET = object()
@@ -101,13 +103,78 @@ def _default_erp_url(inst: "Installation") -> str:
     return f"http://{host}:{inst.get('erp_port')}"
 
 
+def _default_escrow_file(inst: "Installation") -> Path:
+    return inst.data_dir.parent / f"{inst.data_dir.name}.field-key.escrow"  # beside the data directory
+
+
 def _shipped_runbooks(_inst: "Installation") -> Path:
     return (Path(__file__).resolve().parent / "runbook" / "shipped").resolve()  # runbooks/ in a checkout
+
+
+def installation_id(data_dir: str | os.PathLike) -> str:
+    """The first 16 hex digits of the SHA-256 of the data directory's absolute path."""
+    return hashlib.sha256(str(Path(data_dir).expanduser().resolve()).encode()).hexdigest()[:16]
+
+
+def _default_evidence_key(inst: "Installation") -> Path:
+    """Outside the data directory: the user's configuration directory (controlplane/evidence_keys.py)."""
+    env = inst.environ
+    base = env.get("XDG_CONFIG_HOME") or str(Path(env.get("HOME") or Path.home()) / ".config")
+    return Path(base).expanduser() / "erpctl" / f"evidence-{installation_id(inst.data_dir)}.key"
+def _release_keys(inst: "Installation") -> Path:
+    return inst.path("release_keys")
+
+
+def _path(raw) -> Path:
+    return Path(_text(str(raw))).expanduser().resolve()
+
+
+def _shipped_playbooks(_inst: "Installation") -> Path:
+    return (Path(__file__).resolve().parent / "remote" / "playbooks").resolve()  # playbooks/ in a checkout
+
+
+def _roles(raw) -> str:
+    """'admin, finance' -> 'admin,finance'; 'none' (or empty) -> 'none'; an unknown role is refused."""
+    if not isinstance(raw, str):
+        raise ValueError("a comma-separated list of roles, or 'none'")
+    names = [r.strip().lower() for r in raw.split(",") if r.strip()]
+    if not names or names == ["none"]:
+        return "none"
+    from erp_core.ops import ROLES  # read when the setting is, not by every command
+
+    if any(n not in ROLES for n in names):
+        raise ValueError(f"a comma-separated list of roles ({', '.join(ROLES)}), or 'none'")
+    return ",".join(names)
+
+
+def _proxies(raw) -> str:
+    """'10.0.0.5, 10.0.1.0/24' -> '10.0.0.5/32,10.0.1.0/24'; 'none' (or empty) -> 'none'."""
+    from erp_core.ops import parse_networks  # no SQLAlchemy, no Flask
+
+    networks = parse_networks(raw if isinstance(raw, str) else ",".join(map(str, raw or [])))
+    return ",".join(map(str, networks)) or "none"
 
 
 _PORT = _number(int, "a port number from 0 to 65535", 0, 65535)
 _POSITIVE = _number(float, "a positive number", 0, strict=True)
 _LEVEL = _number(int, "a verification level from 1 to 4", 1, 4)
+_WORKERS = _number(int, "a whole number of processes from 1 to 32", 1, 32)
+_THREADS = _number(int, "a whole number of threads from 1 to 64", 1, 64)
+
+
+def _default_workers(inst: "Installation") -> int:
+    """PostgreSQL: one worker process per core (one Python process uses one core at most), at least 2, at
+    most 8. SQLite: one (its writes take one file's lock in turn; writers of other processes wait in
+    SQLite's busy handler, which sleeps and retries: bench/README.md measured p99 2.3 s with two, 0.8 s
+    with one at 32 clients)."""
+    url = inst.get("database_url") or ""
+    if not url or url.startswith("sqlite"):
+        return 1
+    return max(2, min(os.cpu_count() or 1, 8))
+
+
+def _default_threads(inst: "Installation") -> int:
+    return 16 if inst.get("erp_workers") == 1 else 8
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("database_url", "--database-url", ("ERPCTL_DATABASE_URL",), "database.url", None, _text, "URL",
@@ -119,6 +186,33 @@ SETTINGS: tuple[Setting, ...] = (
             "port of the ERP under 'erpctl up'"),
     Setting("ops_port", "--ops-port", ("ERPCTL_OPS_PORT",), "ops.port", 8001, _PORT, "port",
             "port of the ops console under 'erpctl up'"),
+    Setting("ops_host", "--ops-host", ("ERPCTL_OPS_HOST",), "ops.host", lambda inst: inst.get("host"), _text,
+            "address", "address the ops console listens on (keep it on loopback or a private network)",
+            default_text="the ERP's host"),
+    Setting("metrics_token", None, ("ERPCTL_METRICS_TOKEN",), "monitoring.metrics_token", None, _text, "text",
+            "bearer token /metrics (both ports) and /alerts require; with it the ERP's /metrics adds the "
+            "business figures (none: they answer anyone, without business figures)"),
+    Setting("mfa_roles", None, ("ERPCTL_MFA_ROLES",), "erp.mfa_roles", "admin,finance", _roles, "roles",
+            "roles whose users log in to the ERP with a second factor (TOTP), comma-separated, or 'none'; "
+            "the operators' service users (the business probe) never need one (docs/threat-model.md)"),
+    Setting("trusted_proxies", None, ("ERPCTL_TRUSTED_PROXIES",), "erp.trusted_proxies", "none", _proxies,
+            "addresses or networks", "the reverse proxies (load balancers) in front of the ERP, comma-separated "
+            "(10.0.0.5, 10.0.1.0/24), or 'none': their X-Forwarded-For names the client that login throttling, "
+            "the login history and the sessions list see; anyone else's X-Forwarded-For is ignored"),
+    Setting("company_name", None, ("ERPCTL_COMPANY_NAME",), "company.name", None, _text, "text",
+            "the company's name on the ERP's printed documents (the seller on an invoice PDF)"),
+    Setting("company_tax_id", None, ("ERPCTL_COMPANY_TAX_ID",), "company.tax_id", None, _text, "text",
+            "the company's taxpayer id on the printed documents"),
+    Setting("company_address", None, ("ERPCTL_COMPANY_ADDRESS",), "company.address", None, _text, "text",
+            "the company's address and phone on the printed documents"),
+    Setting("company_bank_account", None, ("ERPCTL_COMPANY_BANK_ACCOUNT",), "company.bank_account", None, _text,
+            "text", "the company's bank and account number on its invoices"),
+    Setting("erp_workers", None, ("ERPCTL_ERP_WORKERS",), "erp.workers", _default_workers, _WORKERS, "count",
+            "worker processes that serve the ERP under 'erpctl up' (1: one process; a release from before "
+            "workers is served by one process whatever this says)", default_text="SQLite: 1; PostgreSQL: the host's cores, 2 to 8"),
+    Setting("erp_threads", None, ("ERPCTL_ERP_THREADS",), "erp.threads", _default_threads, _THREADS, "count",
+            "threads of each ERP worker process (each worker keeps as many database connections, and half as "
+            "many more at a peak)", default_text="8; 16 with one worker process"),
     Setting("erp_url", "--erp-url", ("ERPCTL_ERP_URL",), "erp.url", _default_erp_url, _text, "URL",
             "the ERP that status and upgrades talk to", recorded=True,
             default_text="where the last 'erpctl up' served, else http://<host>:<erp_port>"),
@@ -134,6 +228,15 @@ SETTINGS: tuple[Setting, ...] = (
             "level the scheduled backup.verify job checks up to"),
     Setting("backup_restore_test_level", None, (), "backup.restore_test_level", 4, _LEVEL, "level 1-4",
             "level the scheduled restore test checks up to"),
+    Setting("field_key_escrow_file", None, ("ERPCTL_ESCROW_FILE",), "field_key.escrow_file", _default_escrow_file,
+            lambda raw: Path(_text(str(raw))).expanduser().resolve(), "path",
+            "where the escrow copy of the field-encryption key is written and recovered from",
+            default_text="<data dir>.field-key.escrow beside the data directory"),
+    Setting("field_key_escrow_passphrase", None, ("ERPCTL_ESCROW_PASSPHRASE",), None, None, _text, "text",
+            "passphrase the field key's escrow copy is sealed with (and opened with)"),
+    Setting("field_key_escrow_public_key", None, ("ERPCTL_ESCROW_PUBLIC_KEY",), "field_key.escrow_public_key", None,
+            lambda raw: Path(_text(str(raw))).expanduser().resolve(), "path",
+            "RSA public key (PEM) the field key's escrow copy is sealed to (its private key opens it)"),
     Setting("s3_endpoint_url", None, ("ERPCTL_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
             "backup.s3.endpoint_url", None, _text, "URL", "S3 endpoint (MinIO, moto...)",
             legacy="s3.endpoint_url", default_text="AWS"),
@@ -165,12 +268,63 @@ SETTINGS: tuple[Setting, ...] = (
             "http://127.0.0.1:9093", _text, "URL", "Alertmanager, which routes the pages ('erpctl status' checks "
             "that it answers; critical when set and silent)"),
     Setting("runbooks_dir", "--runbooks-dir", ("ERPCTL_RUNBOOKS_DIR",), "runbooks.dir", _shipped_runbooks,
-            lambda raw: Path(_text(str(raw))).expanduser().resolve(), "path",
+            _path, "path",
             "the runbooks 'erpctl runbook' runs", default_text="the runbooks shipped with erpctl"),
+    Setting("drill_blackout", None, ("ERPCTL_DRILL_BLACKOUT",), "drill.blackout", (), blackout.parse_all,
+            "blackout windows", "days scheduled drills are skipped (month-end[:N], month-start[:N], day:D[-E], "
+            "YYYY-MM-DD[..YYYY-MM-DD], each optionally NAME=...; the env comma-separated)", default_text="none"),
+    Setting("drill_prometheus", None, ("ERPCTL_DRILL_PROMETHEUS",), "drill.prometheus", "prometheus", _text,
+            "program", "the Prometheus a drill starts to evaluate its scenario's alert with the shipped rules "
+            "(a name looked up on PATH, or a path); when it is not found the drill detects by the probes only "
+            "and says so"),
+    Setting("drill_timeout_seconds", None, ("ERPCTL_DRILL_TIMEOUT_SECONDS",), "drill.timeout_seconds", 4 * 3600.0,
+            _POSITIVE, "seconds", "how long a scheduled drill may run before it is stopped and counted failed"),
+    Setting("evidence_key_file", None, ("ERPCTL_EVIDENCE_KEY_FILE",), "evidence.key_file", _default_evidence_key,
+            _path, "path",
+            "the private key that signs evidence records (made 0600 at first use; refused when others may read it)",
+            default_text="$XDG_CONFIG_HOME/erpctl/evidence-<installation id>.key (~/.config when unset; the id: "
+                         "the first 16 hex digits of the SHA-256 of the data directory's absolute path)"),
+    Setting("evidence_anchor", None, ("ERPCTL_EVIDENCE_ANCHOR",), "evidence.anchor", None, _repo_url, "URL or path",
+            "a second, append-only store for the evidence log's head (a directory or s3://bucket/prefix; S3 "
+            "settings as for backups): every record's head is written there as a new object",
+            default_text="none (backup manifests still anchor it)"),
+    Setting("operator", None, ("ERPCTL_OPERATOR",), None, None, _text, "name",
+            "the authenticated operator recorded as the actor of evidence records (the OS user is recorded too)",
+            default_text="the OS user ($LOGNAME)"),
+    Setting("release_trusted_keys", "--trusted-keys", ("ERPCTL_RELEASE_TRUSTED_KEYS",), "release.trusted_keys",
+            _release_keys, _path, "path", "file or directory of the public keys trusted to sign release wheels",
+            default_text="<data dir>/release-keys/"),
+    Setting("fleet_inventory", "--inventory", ("ERPCTL_FLEET_INVENTORY",), "fleet.inventory",
+            lambda inst: inst.path("fleet_inventory"), _path, "path",
+            "the fleet's Ansible YAML inventory (hosts and roles)", default_text="fleet/inventory.yml in the data directory"),
+    Setting("fleet_known_hosts", "--known-hosts", ("ERPCTL_FLEET_KNOWN_HOSTS",), "fleet.known_hosts",
+            lambda inst: inst.path("fleet_known_hosts"), _path, "path",
+            "known-hosts file the fleet's host keys are checked against (strictly)",
+            default_text="fleet/known_hosts in the data directory"),
+    Setting("fleet_identity_file", "--identity", ("ERPCTL_FLEET_IDENTITY_FILE",), "fleet.identity_file", None,
+            _path, "path", "private key erpctl fleet logs in with (a host's ansible_ssh_private_key_file wins)",
+            default_text="the inventory's ansible_ssh_private_key_file"),
+    Setting("fleet_connect_timeout", "--connect-timeout", ("ERPCTL_FLEET_CONNECT_TIMEOUT",),
+            "fleet.connect_timeout", 10.0, _POSITIVE, "seconds", "SSH connect and login timeout per host"),
+    Setting("fleet_command_timeout", "--command-timeout", ("ERPCTL_FLEET_COMMAND_TIMEOUT",),
+            "fleet.command_timeout", 300.0, _POSITIVE, "seconds", "time a remote command may run per host"),
+    Setting("fleet_parallel", "--parallel", ("ERPCTL_FLEET_PARALLEL",), "fleet.parallel", 10,
+            _number(int, "a whole number of at least 1", 1), "count", "hosts worked on at once"),
+    Setting("fleet_playbooks_dir", "--playbooks-dir", ("ERPCTL_FLEET_PLAYBOOKS_DIR",), "fleet.playbooks_dir",
+            _shipped_playbooks, _path, "path", "the Ansible project 'erpctl fleet deploy' runs (ansible.cfg, roles)",
+            default_text="the playbooks shipped with erpctl"),
+    Setting("drill_postgresql_url", None, ("ERPCTL_DRILL_POSTGRESQL_URL",), "drill.postgresql_url", None,
+            _text, "URL", "a PostgreSQL server's URL (a database to connect to, e.g. postgres) where 'erpctl drill run "
+            "--backend postgresql' creates and drops its scratch databases",
+            default_text="the server of the installation's PostgreSQL database"),
+    Setting("drill_retention_days", None, (), "drill.retention_days", 1095, _number(int, "a whole number of days", 1),
+            "days", "how long drill records are kept (their retention_until)"),
     Setting("scheduler_timezone", None, (), "scheduler.timezone", None, _text, "time zone",
             "time zone of cron schedules", default_text="the machine's"),
 )
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+# Secrets erpctl.toml may hold: then only its owner may read it.
+TOML_SECRETS = ("backup.s3.secret_access_key", "monitoring.metrics_token")
 SCHEDULE_ENV_PREFIX = "ERPCTL_SCHEDULE_"
 
 
@@ -250,6 +404,7 @@ class RuntimeRecord(Record):
     host: str | None = None
     erp_port: int | None = None
     ops_port: int | None = None
+    ops_host: str | None = None          # where the ops console listens, when apart from `host`
     database: str | None = None          # the database URL, its password hidden
     database_backend: str | None = None  # sqlite, postgresql
     unit: str | None = None              # the systemd unit that runs it, if one does
@@ -374,6 +529,8 @@ class Installation(Target):
     def _backup_json(self) -> Mapping:
         try:
             data = json.loads(self.path("backup_settings").read_text())
+            if _dig(data, "s3.secret_access_key") not in (UNSET, None, ""):
+                check_private(self.path("backup_settings"))
         except (FileNotFoundError, NotADirectoryError):
             return {}
         except (OSError, ValueError) as exc:
@@ -450,7 +607,10 @@ def read_toml(path: Path) -> dict:
     """erpctl.toml ({} when there is none)."""
     try:
         with open(path, "rb") as f:
-            return tomllib.load(f)
+            table = tomllib.load(f)
+        if any(_dig(table, key) not in (UNSET, None, "") for key in TOML_SECRETS):
+            check_private(path)
+        return table
     except FileNotFoundError:
         return {}
     except (tomllib.TOMLDecodeError, OSError) as exc:

@@ -54,6 +54,8 @@ log = logging.getLogger("controlplane.scheduler")
 JOB_PROVIDERS = [
     "controlplane.monitoring.jobs",
     "controlplane.backup.schedule",
+    "controlplane.drill_jobs",
+    "controlplane.pitr.schedule",
 ]
 CONFIG_FILE = FILES["config"].path
 RESULT_PREFIX = "scheduler."
@@ -81,6 +83,7 @@ class Job:
     run_at_start: bool = False  # interval jobs only: first run as soon as the scheduler starts
     retry: bool = False         # run again soon after a failed run (module docstring), not only at its schedule
     failed: Callable[[Any], bool] | None = None  # a returned value that is a failure too (a probe's finding)
+    default_source: str = "default"  # where `schedule` came from when nothing overrides it
 
 
 @dataclass
@@ -144,7 +147,8 @@ def parse_schedule(spec: str, timezone=None):
 
 def schedule_of(job: Job, settings: dict, environ: dict) -> tuple[str, str]:
     """(schedule, where it came from) for a job."""
-    return Installation(Path("."), "", environ, {}, settings).schedule(job.id, job.schedule)
+    spec, source = Installation(Path("."), "", environ, {}, settings).schedule(job.id, job.schedule)
+    return spec, job.default_source if source == "default" else source
 
 
 def collect_jobs(context: JobContext, providers: list[str] | None = None) -> list[Job]:

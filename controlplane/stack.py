@@ -28,9 +28,9 @@ from typing import Callable
 from erp_core.errors import SchemaMismatch
 from erp_core.ops import Database, Server, __version__, current_revision, load_field_key, migrate
 
-from . import config
+from . import config, permissions
 from . import release as releases
-from .console.app import create_app as create_console
+from .console.app import MAX_WEBHOOK_BYTES, create_app as create_console
 from .erp_admin import check_schema
 from .errors import CannotListen, Interrupted
 from .faults import failpoint
@@ -52,6 +52,13 @@ class UpOptions:
     erp_port: int = 8000
     ops_port: int = 8001
     demo: bool = False
+    ops_host: str | None = None       # where the ops console listens (None: the ERP's host)
+    metrics_token: str | None = None  # required by /metrics (both ports) and /alerts when set
+    mfa_roles: str = "admin,finance"  # the ERP's users of these roles log in with a second factor ('none': nobody)
+    trusted_proxies: str = "none"  # the load balancers whose X-Forwarded-For names the client
+    company: tuple = ()  # (name, tax id, address, bank account) the ERP prints on its documents; None: unset
+    erp_workers: int = 2              # worker processes of the ERP (1: one process)
+    erp_threads: int = 8              # threads of each
 
 
 def _log_level() -> str:
@@ -65,15 +72,33 @@ def _url(host: str, port: int) -> str:
     return f"http://{shown}:{port}"
 
 
-def _listen(app, host: str, port: int, what: str, flag: str) -> Server:
+def _listen(app, host: str, port: int, what: str, flag: str, max_body: int) -> Server:
     try:
-        return Server(app, host=host, port=port)
+        return Server(app, host=host, port=port, max_body=max_body)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise CannotListen(
             f"cannot listen on {host}:{port} for the {what}: {reason}",
             fix=f"Stop whatever uses port {port} (e.g. 'ss -ltnp sport = :{port}'), or choose another port "
                 f"with {flag}.", host=host, port=port) from None
+
+
+COMPANY_VARIABLES = ("ERP_COMPANY_NAME", "ERP_COMPANY_TAX_ID", "ERP_COMPANY_ADDRESS", "ERP_COMPANY_BANK_ACCOUNT")
+
+
+def _erp_env(o: UpOptions) -> dict:
+    """What the ERP process is given beyond the database URL and the field key: its metrics token, the
+    roles that must log in with a second factor, the trusted proxies (when any) and the company's details
+    for its printed documents (erp_core.config.Settings reads them)."""
+    env = {"ERP_MFA_ROLES": o.mfa_roles}
+    if o.trusted_proxies != "none":
+        env["ERP_TRUSTED_PROXIES"] = o.trusted_proxies
+    for name, value in zip(COMPANY_VARIABLES, o.company):
+        if value:
+            env[name] = value
+    if o.metrics_token:
+        env["ERP_METRICS_TOKEN"] = o.metrics_token
+    return env
 
 
 class Stack:
@@ -91,13 +116,16 @@ class Stack:
     def prepare(self) -> dict:
         o, target = self.opts, self.opts.target
         config.ensure_data_dir(target)
+        permissions.tighten(target.data_dir)
         key = self._key = config.field_key(target, create=True)
         self.release = releases.current(target)
         self.db = Database(target.database_url)
         if self.release is not None:
             load_field_key(key)
         # binds the ERP's port now and keeps it for as long as it serves (each ERP child inherits it)
+        ops_host = o.ops_host or o.host
         self.supervisor = Supervisor(target, key, host=o.host, port=o.erp_port, log_level=_log_level(),
+                                     env=_erp_env(o), workers=o.erp_workers, threads=o.erp_threads,
                                      bundled=Bundled(__version__) if self.release is None else None)
         erp_port = self.supervisor.port
         if o.ops_port == erp_port:
@@ -107,8 +135,9 @@ class Stack:
         self.monitoring = Monitoring(target, erp_url)  # checks the job schedules before anything else
         links = {"erp": erp_url + "/", "api_docs": erp_url + "/api/v1/openapi.json"}
         self.ops = _listen(create_console(links, data_dir=target.data_dir, job_ids=self.monitoring.job_ids,
-                                          unrecorded=self.monitoring.scheduler.unrecorded),
-                           o.host, o.ops_port, "ops console", "--ops-port")
+                                          unrecorded=self.monitoring.scheduler.unrecorded,
+                                          metrics_token=o.metrics_token, database_url=target.database_url),
+                           ops_host, o.ops_port, "ops console", "--ops-port", MAX_WEBHOOK_BYTES)
 
         migrated, schema_revision = self._schema() if self.release is None else self._release_schema()
         info = {
@@ -117,8 +146,8 @@ class Stack:
             "api_docs_url": erp_url + "/api/v1/openapi.json",
             "erp_port": erp_port,
             "ops_port": self.ops.port,
-            "ops_url": _url(o.host, self.ops.port) + "/",
-            "healthz_url": _url(o.host, self.ops.port) + "/healthz",
+            "ops_url": _url(ops_host, self.ops.port) + "/",
+            "healthz_url": _url(ops_host, self.ops.port) + "/healthz",
             "data_dir": str(target.data_dir),
             "database": target.display_url,
             "schema_revision": schema_revision,
@@ -128,6 +157,7 @@ class Stack:
             "demo": None,
         }
         serving = {"host": o.host, "erp_port": erp_port, "ops_port": self.ops.port,
+                   "ops_host": ops_host if ops_host != o.host else None,
                    "database": target.display_url, "database_backend": target.backend}
         info["monitoring"] = self.monitoring.prepare(self.db, info["ops_url"], serving)
         if o.demo:

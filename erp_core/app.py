@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import logging
 from decimal import Decimal
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
@@ -14,13 +15,14 @@ from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
-from . import __version__, crypto
-from .api import framework, openapi
+from . import __version__, crypto, limits
+from .api import explorer, framework, openapi
 from .config import Settings
-from .db import Database, schema_status
-from .errors import ErpError
+from .db import Database, is_transient, retry_later, schema_status
+from .errors import ErpError, NotAuthenticated
 from .metrics import instrument as instrument_app
 from .metrics import record_exception
+from .proxies import TrustedProxies
 from .services import maintenance
 from .web import pages
 
@@ -54,6 +56,12 @@ def _problem(status: int, title: str, detail: str, fix: str | None = None, heade
     return _problem_response({"type": f"https://erp-controlplane.dev/problems/{status}", "title": title,
                               "status": status, "detail": detail, **({"fix": fix} if fix else {}), **extra},
                              headers)
+
+
+def bearer_matches(header: str, token: str) -> bool:
+    """Whether an Authorization header carries `token` as its bearer token (compared in constant time)."""
+    scheme, _, given = header.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
 
 def error_response(exc: ErpError):
@@ -90,6 +98,8 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(OperationalError)
     def _operational(exc):
+        if is_transient(exc):
+            return error_response(retry_later(exc))
         log.error("database unavailable: %s", exc.orig)
         return _problem(503, "Database unavailable", "the database did not answer in time",
                         "Retry shortly; if it persists, check the database (see runbooks).",
@@ -129,8 +139,14 @@ def _register_probes(app: Flask, db: Database, registry) -> None:
         return resp
 
     if registry is not None:
+        token = app.config["ERP_SETTINGS"].metrics_token
+
         @app.get("/metrics")
         def metrics():
+            if token and not bearer_matches(request.headers.get("Authorization", ""), token):
+                raise NotAuthenticated("/metrics needs the metrics token",
+                                       fix="Send 'Authorization: Bearer <metrics token>' (Prometheus: an "
+                                           "authorization block in the scrape config).")
             return generate_latest(registry), 200, {"Content-Type": CONTENT_TYPE_LATEST}
 
 
@@ -145,6 +161,7 @@ def create_app(settings: Settings, db: Database | None = None, instrument: bool 
     db = db or Database(settings.database_url)
     app.extensions["erp_db"] = db
     app.url_map.converters["int"] = BoundedInt  # before any route is added
+    limits.install(app)
     registry = instrument_app(app, db) if instrument else None
     app.register_blueprint(framework.api)
     spec = openapi.build()
@@ -153,7 +170,10 @@ def create_app(settings: Settings, db: Database | None = None, instrument: bool 
     def openapi_json():
         return jsonify(spec)
 
+    app.register_blueprint(explorer.explorer)
     _register_errors(app)
     _register_probes(app, db, registry)
     app.register_blueprint(pages.web)
+    if settings.trusted_proxies:
+        app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxies)
     return app

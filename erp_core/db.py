@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import random
+import sqlite3
 import threading
+import time
 from pathlib import Path
 
 from sqlalchemy import create_engine, event, func, inspect, select, text
 from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Query, Session, sessionmaker
 
+from .errors import RetryLater
 from .stored import (MIGRATIONS_DIR, STAGES, SchemaStatus, code_head, judge_schema,  # noqa: F401 - part of
                      known_migrations)                                                 # this module's interface
 from .urls import default_sqlite_url, normalise_url  # noqa: F401 - part of this module's interface
@@ -55,6 +60,48 @@ def _sqlite_setup(engine: Engine) -> None:
 
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+# ---- transactions that meet ------------------------------------------------------------------------
+
+# SQLSTATEs of a transaction PostgreSQL aborted because it met another: serialization failure, deadlock,
+# lock not available. On SQLite: "database is locked" (the busy timeout ran out).
+TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+ATTEMPTS = 4
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a database error means "met another transaction, try again" rather than a fault."""
+    orig = getattr(exc, "orig", exc)
+    if (getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)) in TRANSIENT_SQLSTATES:
+        return True
+    return isinstance(orig, sqlite3.OperationalError) and "locked" in str(orig)
+
+
+def retry_later(exc: BaseException) -> RetryLater:
+    """The 409 a transient error becomes when it is not retried away."""
+    kind = "a serialization failure" if getattr(getattr(exc, "orig", exc), "sqlstate", "") == "40001" else \
+        "a lock conflict"
+    return RetryLater(f"this change met another one on the same rows at the same moment ({kind}) and was "
+                      "stopped; nothing was saved.", fix="Send the same request again; it is safe to repeat.",
+                      headers={"Retry-After": "1"})
+
+
+def retrying(work, attempts: int = ATTEMPTS):
+    """Run a unit of work (a callable that opens and commits its own transaction) and return its result;
+    when the database aborted it for meeting another transaction (is_transient) run it again, after a
+    short random pause, up to `attempts` times in all; then RetryLater (409). The one retry loop of the
+    ERP: the API and the web pages run every request through it."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return work()
+        except DBAPIError as exc:
+            if not is_transient(exc):
+                raise
+            if attempt == attempts:
+                raise retry_later(exc) from None
+            time.sleep(random.uniform(0, 0.01 * 2 ** attempt))
+    raise AssertionError("unreachable")
 
 
 class ErpQuery(Query):

@@ -50,6 +50,11 @@ class ValidationFailed(ErpError):
     status, exit_code, title = 422, 2, "Invalid input"
 
 
+class MalformedRequest(ErpError):
+    """A request body that is not JSON at all (400); valid JSON with wrong fields is ValidationFailed (422)."""
+    status, exit_code, title = 400, 2, "Bad request"
+
+
 class NotAuthenticated(ErpError):
     status, exit_code, title = 401, 3, "Authentication required"
 
@@ -75,6 +80,14 @@ class InsufficientStock(Conflict):
     title = "Insufficient stock"
 
 
+class RetryLater(Conflict):
+    """The database stopped a change that met another at the same moment (deadlock, serialization
+    failure) and retrying it inside did not get through: nothing was saved, the same request may be sent
+    again (with Retry-After)."""
+
+    title = "Concurrent change, retry"
+
+
 class InvalidTransition(Conflict):
     title = "Invalid state transition"
 
@@ -95,3 +108,44 @@ class Maintenance(ErpError):
 
 class SchemaMismatch(ErpError):
     status, exit_code, title = 503, 8, "Schema not supported"
+
+
+class SecondFactorRequired(NotAuthenticated):
+    """The password was right; a one-time code (TOTP or recovery code) must follow with the challenge."""
+
+    status, exit_code, title = 401, 110, "Second factor required"
+
+
+class MfaEnrolmentRequired(PermissionDenied):
+    """The user's role must log in with a second factor, and none is set up yet."""
+
+    status, exit_code, title = 403, 111, "Multi-factor enrolment required"
+
+
+class FieldTampered(ErpError):
+    """An encrypted value that does not decrypt where it is stored (erp_core.crypto: bound to its table, column
+    and row id): moved from another row or column, altered, or sealed with another key. Never shown as a value."""
+
+    status, exit_code, title = 500, 120, "Stored value does not decrypt"
+
+    def __init__(self, table: str, column: str, row_id, why: str = ""):
+        self.table, self.column, self.row_id = table, column, row_id
+        super().__init__(f"{table}.{column} of row {row_id} does not decrypt with the field key for this row"
+                         f"{': ' + why if why else ''} (a value copied from another row or column, an altered "
+                         "value, or another key)",
+                         fix="Check the field key in use ('erpctl field-key check'); restore the row from a backup "
+                             "or enter the value again.", table=table, column=column, row_id=str(row_id))
+
+
+class RewrapRefused(Conflict):
+    """Re-encrypting the fields bound to their row while release 1.0 may still run on the database."""
+
+    exit_code = 121
+
+
+class AuditEntryNotFound(NotFound):
+    exit_code = 122
+
+
+class NothingToReveal(Conflict):
+    exit_code = 123

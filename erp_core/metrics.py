@@ -11,8 +11,10 @@ Instruments, updated as requests and queries happen:
 Computed from the database when /metrics is scraped (BusinessCollector):
 
     erp_database_up, erp_schema_supported, erp_build_info{version,schema_revision} (always 1),
-    erp_maintenance_mode, erp_sales_orders{state}, erp_sales_orders_today, erp_low_stock_products,
-    erp_receivables_open_amount
+    erp_maintenance_mode, erp_low_stock_products; and the business figures erp_sales_orders{state},
+    erp_sales_orders_today, erp_receivables_open_amount only when a metrics token is set (Settings.metrics_token,
+    ERP_METRICS_TOKEN): /metrics then requires 'Authorization: Bearer <token>'. Without a token /metrics
+    tells nobody the business's figures.
 
 Label values are bounded: the route is the rule template ("/api/v1/sales-orders/<int:order_id>",
 "unmatched" for a 404 on no route), the method one of a fixed set, the status an HTTP code.
@@ -302,8 +304,9 @@ def instrument_engine(engine, inst: Instruments) -> None:
 class BusinessCollector:
     """Gauges read from the database at scrape time (a few cheap aggregate queries)."""
 
-    def __init__(self, db):
+    def __init__(self, db, business: bool = True):
         self.db = db
+        self.business = business  # the sales and receivables figures (only on an authenticated /metrics)
 
     def collect(self):
         up = GaugeMetricFamily("erp_database_up", "1 if the ERP reached its database at scrape time")
@@ -336,13 +339,15 @@ class BusinessCollector:
                                 value=int(status.supported))
         yield GaugeMetricFamily("erp_maintenance_mode", "1 while the ERP is read-only (maintenance mode)",
                                 value=int(maint))
+        yield GaugeMetricFamily("erp_low_stock_products", "Products below the minimum of a reorder rule",
+                                value=low or 0)
+        if not self.business:
+            return
         so = GaugeMetricFamily("erp_sales_orders", "Sales orders by state", labels=["state"])
         for state in SALES_ORDER.states:
             so.add_metric([state], orders.get(state, 0))
         yield so
         yield GaugeMetricFamily("erp_sales_orders_today", "Sales orders dated today (UTC)", value=today or 0)
-        yield GaugeMetricFamily("erp_low_stock_products", "Products below the minimum of a reorder rule",
-                                value=low or 0)
         yield GaugeMetricFamily("erp_receivables_open_amount", "Open customer invoice amount (currency units)",
                                 value=float(open_ar or 0))
 
@@ -448,9 +453,9 @@ class MultiProcessFiles:
         return metrics.values()
 
 
-def registry_for(db, inst: Instruments | None) -> CollectorRegistry:
+def registry_for(db, inst: Instruments | None, business: bool = True) -> CollectorRegistry:
     """The registry /metrics renders: the instruments (this app's, or every worker's files in
-    multiprocess mode) and the business gauges."""
+    multiprocess mode) and the database's gauges (the business figures among them when `business`)."""
     path = multiprocess_dir()
     if path is not None:
         registry = CollectorRegistry()
@@ -458,7 +463,7 @@ def registry_for(db, inst: Instruments | None) -> CollectorRegistry:
         registry.register(MultiProcessFiles(path))
     else:
         registry = inst.registry if inst is not None else CollectorRegistry()
-    registry.register(BusinessCollector(db))
+    registry.register(BusinessCollector(db, business))
     return registry
 
 
@@ -480,6 +485,7 @@ def instrument(app: Flask, db) -> CollectorRegistry:
 
     app.request_class = Request
     app.wsgi_app = _timed(app.wsgi_app, inst)
-    registry = registry_for(db, inst)
+    settings = app.config.get("ERP_SETTINGS")
+    registry = registry_for(db, inst, business=bool(getattr(settings, "metrics_token", "")))
     app.extensions["erp_metrics_registry"] = registry
     return registry

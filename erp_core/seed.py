@@ -28,14 +28,18 @@ import random
 from collections import Counter, defaultdict
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from .db import Database
 from .domain.money import round_money, to_document
 from .models import Invoice, Partner, Product, SalesOrder, Warehouse
-from .services import billing, masterdata, purchasing, sales, stock, stocktakes
+from . import seedcopy
+from .domain import journal
+from .services import billing, ledger, masterdata, purchasing, sales, stock, stocktakes
 
 DAYS = 365
+OPENING_CAPITAL = 200_000  # CNY a scale unit, paid in on the first day
+TEMPLATE_SCALE = 1  # larger scales copy a year of this scale (see seed)
 SALES_ORDERS_PER_SCALE = 150
 REPLENISH_EVERY_DAYS = 14
 TRANSFER_EVERY_DAYS = 30
@@ -81,11 +85,35 @@ _CATEGORY_WEIGHTS = [5, 3, 1, 1]  # mostly standard-rated hardware, then food, s
 
 
 def seed(db: Database, scale: int, rng_seed: int = 1, *, single_transaction: bool = False,
-         today: dt.date | None = None) -> dict:
-    """Create demo data of the given scale (>= 1) and return the counts of what was created."""
+         today: dt.date | None = None, progress: seedcopy.Progress | None = None,
+         template_scale: int = TEMPLATE_SCALE) -> dict:
+    """Create demo data of the given scale (>= 1) and return the counts of what was created.
+
+    Above template_scale, a year of that scale is made through the services and copied
+    (erp_core.seedcopy) until the scale is reached; single_transaction makes everything through
+    the services. progress(phase, done, total) is told of the simulated weeks and the rows copied."""
     if scale < 1:
         raise ValueError("scale must be at least 1")
-    return _Seeder(db, scale, random.Random(rng_seed), single_transaction, today or dt.date.today()).run()
+    base = scale if single_transaction else min(scale, template_scale)
+    copies, rest = divmod(scale, base)
+    if rest:
+        base, copies = scale, 1  # not a multiple: all through the services
+    seeder = _Seeder(db, base, random.Random(rng_seed), single_transaction, today or dt.date.today(),
+                     warehouses=min(len(WAREHOUSES), 1 + scale), progress=progress)
+    before = seedcopy.Mark.take(db)
+    counts = seeder.run()
+    if copies > 1:
+        seedcopy.copy(db, before, seedcopy.Mark.take(db), copies - 1, progress)
+        counts = {what: n if what == "warehouses" else n * copies for what, n in counts.items()}
+    _analyze(db)
+    return counts
+
+
+def _analyze(db: Database) -> None:
+    """Fresh planner statistics after a bulk load (the query plans of the reports depend on them; the
+    server's own autovacuum would take them later)."""
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+        c.exec_driver_sql("ANALYZE")
 
 
 def has_sales_orders(db: Database) -> bool:
@@ -95,9 +123,12 @@ def has_sales_orders(db: Database) -> bool:
 
 
 class _Seeder:
-    def __init__(self, db: Database, scale: int, rng: random.Random, single: bool, today: dt.date):
+    def __init__(self, db: Database, scale: int, rng: random.Random, single: bool, today: dt.date, *,
+                 warehouses: int, progress=None):
         self.db, self.scale, self.rng, self.single, self.today = db, scale, rng, single, today
+        self.n_warehouses, self.progress = warehouses, progress
         self.start = today - dt.timedelta(days=DAYS)
+        self.moment = _when(self.start, random.Random(0))  # the simulated time rows are stamped with
         self.counts: Counter = Counter()
         self._session = None
         self._seq = itertools.count()
@@ -113,11 +144,20 @@ class _Seeder:
             yield self._session
             return
         with self.db.session(actor="seed") as s:
+            event.listen(s, "before_flush", self._stamp)
             yield s
+
+    def _stamp(self, session, _context, _instances) -> None:
+        """Moves, lots, entries and stocktakes are stamped with the simulated day, not the wall clock."""
+        for obj in session.new:
+            for attr in ("created_at", "received_at"):
+                if getattr(obj, attr, False) is None:
+                    setattr(obj, attr, self.moment)
 
     def run(self) -> dict:
         if self.single:
             with self.db.session(actor="seed") as s:
+                event.listen(s, "before_flush", self._stamp)
                 self._session = s
                 try:
                     self._run()
@@ -135,15 +175,26 @@ class _Seeder:
             with self.tx() as s:
                 for day in days[week:week + 7]:
                     self._day(s, day)
+            if self.progress:
+                self.progress("year", min(week + 7, len(days)), len(days))
         with self.tx() as s:
             self._reorder_rules(s)
 
     # ---- master data ----------------------------------------------------------------------------
 
+    def _opening_capital(self, s) -> None:
+        """The owners' paid-in capital in the bank on the first day, so the demo books start as a real
+        company's do (without it the bank runs negative buying the first stock)."""
+        amount = str(OPENING_CAPITAL * self.scale)
+        ledger.manual_entry(s, "Opening balance: paid-in capital", [
+            {"account": journal.CASH, "debit": amount}, {"account": journal.EQUITY, "credit": amount}],
+            date=self.start)
+
     def _master_data(self, s) -> None:
         rng, scale = self.rng, self.scale
+        self._opening_capital(s)
         self.warehouses = []
-        for code, name, address in WAREHOUSES[:min(3, 1 + scale)]:
+        for code, name, address in WAREHOUSES[:self.n_warehouses]:
             wh = s.scalar(select(Warehouse).where(Warehouse.code == code))
             if wh is None:
                 wh = masterdata.create_warehouse(s, {"code": code, "name": name, "address": address})
@@ -158,7 +209,7 @@ class _Seeder:
         self.customers, self.suppliers, self.terms = [], [], {}
         for kind, n in (("customer", 20 * scale), ("supplier", 5 * scale)):
             for _ in range(n):
-                p = masterdata.create_partner(s, self._partner_data(kind, next(numbers), used_names))
+                p = masterdata.create_partner(s, self._partner_data(kind, next(numbers), used_names), initial_bank_account=True)
                 (self.customers if kind == "customer" else self.suppliers).append(p.id)
                 self.terms[p.id] = p.payment_terms_days
                 self.counts[f"{kind}s"] += 1
@@ -231,6 +282,7 @@ class _Seeder:
 
     def _day(self, s, day: dt.date) -> None:
         offset = (day - self.start).days
+        self.moment = dt.datetime.combine(day, dt.time(9), tzinfo=dt.timezone.utc)
         if offset == 0:
             self._initial_stock(s, day)
         elif offset % REPLENISH_EVERY_DAYS == 0:

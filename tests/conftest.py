@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
+import threading
 import uuid
 
 import pytest
@@ -16,10 +18,27 @@ from erp_core.db import Database, migrate
 from erp_core.domain.permissions import ROLES
 from erp_core.services import auth
 
+# Evidence signing keys live in the user's configuration directory (controlplane/evidence_keys.py): the
+# tests' keys go to a scratch one (inherited by the erpctl processes they start), removed at the end.
+_CONFIG_HOME = tempfile.mkdtemp(prefix="erpctl-test-config-")
+os.environ["XDG_CONFIG_HOME"] = _CONFIG_HOME
+
 PG_ADMIN_URL = os.environ.get("ERPCTL_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REQUIRE = os.environ.get("ERPCTL_REQUIRE_INTEGRATION") == "1"
 FIELD_KEY = "test-field-key"
+# Release wheels in tests are signed with the fixture key (tests/fixtures/release-keys), trusted here
+# for every erpctl the tests run (in-process or as a child).
+RELEASE_SIGNING_KEY = os.path.join(os.path.dirname(__file__), "fixtures", "release-keys", "fixture.key")
+os.environ["ERPCTL_RELEASE_TRUSTED_KEYS"] = RELEASE_SIGNING_KEY + ".pub"
 PASSWORD = "correct horse battery"
+# The suite logs in as admin and finance through the API everywhere (in-process apps, erpctl up's ERP):
+# no role needs a second factor unless a test says so (tests/erp_core/test_mfa*.py set the policy).
+os.environ["ERP_MFA_ROLES"] = "none"
+os.environ["ERPCTL_MFA_ROLES"] = "none"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_CONFIG_HOME, ignore_errors=True)
 
 
 def need(reason: str):
@@ -91,12 +110,13 @@ def fresh_database_url(backend: str, request, tmp_path) -> str:
     return clone_pg_database(request.getfixturevalue("pg_template"), "erp_t", request)
 
 
-def clone_pg_database(template: str, prefix: str, request) -> str:
-    """A copy of a PostgreSQL template database, dropped when the calling test ends; its URL."""
+def clone_pg_database(template: str | None, prefix: str, request) -> str:
+    """A copy of a PostgreSQL template database (an empty database when template is None), dropped when
+    the calling test ends; its URL."""
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = _pg_admin()
     with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+        c.execute(text(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")))
 
     def drop():
         with admin.connect() as c:
@@ -117,13 +137,15 @@ class Erp:
         self.app = create_app(Settings(url, field_key=FIELD_KEY, testing=True), self.db)
         self.client = self.app.test_client()
         self._tokens: dict[str, str] = {}
+        self._login = threading.Lock()  # threads of one test share one login per role, as one client would
 
     def token(self, role: str) -> str:
-        if role not in self._tokens:
-            r = self.client.post("/api/v1/auth/login", json={"username": role, "password": PASSWORD})
-            assert r.status_code == 200, r.json
-            self._tokens[role] = r.json["token"]
-        return self._tokens[role]
+        with self._login:
+            if role not in self._tokens:
+                r = self.client.post("/api/v1/auth/login", json={"username": role, "password": PASSWORD})
+                assert r.status_code == 200, r.json
+                self._tokens[role] = r.json["token"]
+            return self._tokens[role]
 
     def req(self, method: str, path: str, *, role: str = "admin", json=None, expect: int | None = None,
             headers=None, query=None):

@@ -29,6 +29,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from ..permissions import check_private
+
 NONCE = 12
 TAG = 16
 RAW, ZSTD, ZSTD_DICT = 0, 1, 2
@@ -126,7 +128,9 @@ def unwrap(slot: dict, *, passphrase: str | None = None, key_file_secret: bytes 
 
 
 def read_key_file(path) -> bytes:
-    """A key file holds at least 32 random bytes (raw, or as text such as base64/hex)."""
+    """A key file holds at least 32 random bytes (raw, or as text such as base64/hex), and only its
+    owner may read it (DataDirProblem otherwise, naming the chmod)."""
+    check_private(path)
     with open(path, "rb") as f:
         data = f.read()
     secret = data.strip() if data.strip().isascii() else data

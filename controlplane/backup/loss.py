@@ -12,6 +12,11 @@ the swap, with the live ERP read-only (so the list is exact), the restore
   that (erp_core.ops.raise_numbering) before it is swapped in, so no order id or document number
   a customer may hold is handed out again.
 
+A restore repairs damage, so it is never refused for it: what the live database cannot give (a
+damaged audit log, a table whose last id cannot be read, a file cut short, no ERP schema at all) is
+left out, named in "unreadable" (the list, the loss window, the evidence record), and the writes since
+the backup, when they cannot be counted, are confirmed by any --discard-writes.
+
 Operator switches (maintenance mode, the system_settings table) and sessions (logins, logouts:
 allowed in maintenance mode, the count would never hold) are not business writes and are left out of
 the list; tokens issued since the backup are gone with it (their users log in again).
@@ -23,7 +28,9 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
+import sqlite3
 import time
 from pathlib import Path
 
@@ -37,6 +44,8 @@ from .. import config, layout
 from ..errors import RestoreFailed, WritesWouldBeDiscarded
 from ..fsutil import atomic_write_text, fsync_dir
 from . import scratch
+
+log = logging.getLogger("controlplane.backup.loss")
 
 NOT_BUSINESS = {"exclude_entities": ("system_settings",), "exclude_actions": ("login", "logout", "login_failed")}
 LIST_VERSION = 1
@@ -57,20 +66,30 @@ def _by_kind(lost: dict) -> dict[str, int]:
     return {f"{g['entity']} {g['action']}": g["count"] for g in lost["groups"]}
 
 
+def _reason(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    return f"{type(orig).__name__}: {(str(orig).strip().splitlines() or [''])[0][:200]}"
+
+
+def _unknown(what: str, exc: BaseException) -> dict:
+    """The writes since the backup when the live database's audit log cannot be read (the damage the
+    restore repairs, a file cut short): not counted, and said so."""
+    log.warning("the live database cannot be read for the loss report", extra={"what": what, "error": _reason(exc)})
+    return {"count": None, "entries": [], "groups": [], "first_at": None, "last_at": None,
+            "unreadable": [f"{what}: {_reason(exc)}"]}
+
+
 def since_backup(target: config.Target, manifest: dict, limit: int | None = None) -> dict:
     """The writes of the live database made after the backup, as of now (they keep growing while the
-    ERP takes writes): after the audit-log rows the backup holds, or after its time."""
+    ERP takes writes): after the audit-log rows the backup holds, or after its time. A live database
+    whose audit log cannot be read gives count None and says why in "unreadable"."""
     rows = ((manifest.get("tables") or {}).get("audit_log") or {}).get("rows")
     point = {"audit_rows": int(rows)} if rows is not None else {"at": dt.datetime.fromisoformat(manifest["created_at"])}
     try:
         with _engine(target.database_url) as engine:
-            lost = ops.writes_since(engine, **point, **NOT_BUSINESS, limit=limit)
-    except SQLAlchemyError as exc:
-        raise RestoreFailed(f"the live database cannot be read, so the writes made since the backup cannot be "
-                            f"listed ({exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}); nothing was changed",
-                            fix="Bring the database back, or (a damaged database) move it away and restore into its "
-                                "place: SQLite, move the file; PostgreSQL, rename the database and create it empty.") \
-            from exc
+            lost = {**ops.writes_since(engine, **point, **NOT_BUSINESS, limit=limit), "unreadable": []}
+    except (SQLAlchemyError, sqlite3.Error) as exc:
+        lost = _unknown("the audit log (the writes made since the backup)", exc)
     return {**lost, "backup": manifest["id"], "backup_time": manifest["created_at"], "by_kind": _by_kind(lost)}
 
 
@@ -78,6 +97,16 @@ def confirm(found: dict, discard_writes, backup_id: str, *, exact: bool) -> None
     """Refuse (WritesWouldBeDiscarded) unless the operator named the number of writes found. Before the
     ERP is read-only (`exact` false) the count only grows, so only a count above the named one refuses."""
     n = found["count"]
+    if n is None:  # the live database cannot be read: any number the operator names confirms the loss
+        if discard_writes is not None:
+            return
+        raise WritesWouldBeDiscarded(
+            f"restoring backup {backup_id[:8]} ({found.get('backup_time')}) in place discards every write made since "
+            f"it, and they cannot be counted: the live database cannot be read ({'; '.join(found['unreadable'])}); "
+            "nothing was changed",
+            fix=f"Keep a copy of the damaged database for the analysis (the DatabaseCorrupted runbook), then restore "
+                f"with '--discard-writes 0' to confirm the loss: 'erpctl backup restore {backup_id[:12]} --yes "
+                "--discard-writes 0'.", found=None)
     if discard_writes == ANY or n == (discard_writes or 0) or (not exact and n < (discard_writes or 0)):
         return
     kinds = ", ".join(f"{c} {k}" for k, c in list(found["by_kind"].items())[:6])
@@ -114,15 +143,24 @@ def account(target: config.Target, state: dict, manifest: dict, copy_url: str, d
     if state["engine"] == "postgresql":
         pg_drain(target)
     with _engine(target.database_url) as live, _engine(copy_url) as copy:
-        lost = ops.writes_since(live, not_in=copy, **NOT_BUSINESS, limit=None)
-        floors = ops.numbering_floors(live)
+        try:
+            lost = {**ops.writes_since(live, not_in=copy, **NOT_BUSINESS, limit=None), "unreadable": []}
+        except (SQLAlchemyError, sqlite3.Error) as exc:
+            lost = _unknown("the audit log (the writes made since the backup)", exc)
+        try:
+            floors = ops.numbering_floors(live)
+        except (SQLAlchemyError, sqlite3.Error) as exc:
+            log.warning("the live database's numbering cannot be read", extra={"error": _reason(exc)})
+            floors = {"series": {}, "ids": {}, "unreadable": [f"the numbering (ids and document numbers handed "
+                                                              f"out): {_reason(exc)}"]}
+    unreadable = [*(state.get("live_unreadable") or []), *lost["unreadable"], *floors["unreadable"]]
     found = {**lost, "backup_time": manifest["created_at"], "by_kind": _by_kind(lost)}
     confirm(found, discard_writes, state["backup"], exact=True)
     restore_time = dt.datetime.now(dt.UTC).isoformat()
     listing = {"version": LIST_VERSION, "backup": state["backup"], "backup_time": manifest["created_at"],
                "restore_run": state["run"], "restore_time": restore_time, "database": target.display_url,
                "count": lost["count"], "by_kind": found["by_kind"], "first_at": lost["first_at"],
-               "last_at": lost["last_at"], "writes": lost["entries"]}
+               "last_at": lost["last_at"], "unreadable": unreadable, "writes": lost["entries"]}
     body = json.dumps(listing, indent=1, default=str) + "\n"
     path = layout.path(target.data_dir, "restore_discarded", run=state["run"])
     pending = Path(state["workdir"]) / path.name  # published by publish() once the swap committed
@@ -132,7 +170,8 @@ def account(target: config.Target, state: dict, manifest: dict, copy_url: str, d
     return {"backup_time": manifest["created_at"], "restore_time": restore_time, "discarded": lost["count"],
             "by_kind": found["by_kind"], "first_at": lost["first_at"], "last_at": lost["last_at"],
             "list_file": str(path), "list_sha256": hashlib.sha256(body.encode()).hexdigest(),
-            "numbering_floors": {"series": floors["series"], "ids": floors["ids"]}, "numbering_raised": raised}
+            "numbering_floors": {"series": floors["series"], "ids": floors["ids"]}, "numbering_raised": raised,
+            "unreadable": unreadable}
 
 
 def publish(state: dict) -> None:

@@ -40,6 +40,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from erp_core import ops
 
@@ -121,6 +122,22 @@ def _maintenance(url: str, enabled: bool | None = None, reason: str = "") -> dic
     return ops.switch_maintenance(url, enabled, reason, actor="erpctl-restore")
 
 
+def _live_switch(url: str) -> tuple[dict | None, str | None]:
+    """The live database's maintenance switch, or (None, why) when the live database cannot hold it: a new
+    empty database (no ERP schema yet) or a damaged one. A restore goes on without it: it repairs that."""
+    try:
+        return _maintenance(url), None
+    except (SQLAlchemyError, sqlite3.Error) as exc:
+        orig = getattr(exc, "orig", None) or exc
+        why = f"{type(orig).__name__}: {(str(orig).strip().splitlines() or [''])[0][:200]}"
+        log.warning("the live database's maintenance switch cannot be read", extra={"error": why})
+        return None, f"the maintenance switch (the ERP could not be made read-only before the swap): {why}"
+
+
+def _live_maintenance(url: str) -> dict | None:
+    return _live_switch(url)[0]
+
+
 def _swap_marker(state: dict) -> str:
     return f"restore {state['run']}: backup {state['backup']} swapped in"
 
@@ -148,15 +165,27 @@ def _sqlite_swap(copy: Path, live: Path) -> str:
         return "renamed into place (no live database)"
     src = sqlite3.connect(copy)
     dst = sqlite3.connect(live, isolation_level=None, timeout=60)
+    how = "written into the live database in one transaction (SQLite online backup API)"
     try:
         dst.execute("PRAGMA busy_timeout=60000")
-        src.backup(dst, pages=-1)  # one step: one write transaction on the live database
+        try:
+            src.backup(dst, pages=-1)  # one step: one write transaction on the live database
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError):  # busy, locked: not damage
+                raise
+            # a live file cut short (its header counts more pages than it holds) is refused as malformed:
+            # this connection may open it all the same, and the backup overwrites every page of it
+            log.warning("the live database is damaged; writing the copy over it", extra={"error": str(exc)})
+            dst.execute("PRAGMA writable_schema=ON")
+            src.backup(dst, pages=-1)
+            dst.execute("PRAGMA writable_schema=OFF")
+            how += f", over a damaged file ({exc})"
         with contextlib.suppress(sqlite3.Error):
             dst.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         dst.close()
         src.close()
-    return "written into the live database in one transaction (SQLite online backup API)"
+    return how
 
 
 def _pg_live_name(target: config.Target) -> str:
@@ -277,7 +306,7 @@ def _recover(target: config.Target) -> dict | None:
                     c.execute(text(f"ALTER DATABASE {scratch._quote_ident(state['live_database'])} ALLOW_CONNECTIONS true"))
         else:
             live = Path(state["live_path"])
-            swapped = live.exists() and _maintenance(f"sqlite:///{live}")["reason"] == _swap_marker(state)
+            swapped = live.exists() and (_live_maintenance(f"sqlite:///{live}") or {}).get("reason") == _swap_marker(state)
     if swapped:
         _finish(target, state, keep_previous=bool(state.get("keep_previous")))
         outcome = "completed"
@@ -310,7 +339,7 @@ def restore(target: config.Target, repo, backup_id: str, *, into: Path | None = 
         _check_restorable(target, backup_id, engine)
         if _in_place(target, engine):  # early, cheap: the count only grows while the ERP is not read-only
             loss.confirm(loss.since_backup(target, manifest, limit=0), discard_writes, backup_id,
-                         exact=_maintenance(target.database_url)["enabled"])
+                         exact=bool((_live_maintenance(target.database_url) or {}).get("enabled")))
         state = _new_state(target, backup_id, engine)
         state["keep_previous"] = keep_previous
         _phase(target, state, "verifying")
@@ -350,7 +379,7 @@ def discarded_by(target: config.Target, repo, backup_id: str) -> dict:
     in_place = _in_place(target, engine)
     found = loss.since_backup(target, manifest, limit=None) if in_place else {"count": 0, "entries": [], "groups": []}
     return {**found, "backup": manifest["id"], "backup_time": manifest["created_at"], "in_place": in_place,
-            "maintenance": _maintenance(target.database_url) if in_place else None}
+            "maintenance": _live_maintenance(target.database_url) if in_place else None}
 
 
 def _check_restorable(target: config.Target, backup_id: str, engine: str) -> None:
@@ -408,10 +437,13 @@ def _swap(target: config.Target, state: dict, copy, manifest: dict, discard_writ
     copy's numbering raised to the live database's and the copy marked with this run, then the swap."""
     engine = state["engine"]
     if engine == "postgresql" or Path(state["live_path"]).exists():
-        state["prior_maintenance"] = _maintenance(target.database_url)
-        state["maintenance_set"] = True
+        prior, problem = _live_switch(target.database_url)  # empty or damaged: no switch to set, the swap repairs it
+        state["prior_maintenance"] = prior or {"enabled": False, "reason": ""}
+        state["maintenance_set"] = problem is None
+        state["live_unreadable"] = [problem] if problem else []
         _phase(target, state, "maintenance")
-        _maintenance(target.database_url, True, _pre_swap_reason(state))
+        if problem is None:
+            _maintenance(target.database_url, True, _pre_swap_reason(state))
         state["loss"] = loss.account(target, state, manifest, copy.database_url, discard_writes)
         _write_state(target, state)
     else:

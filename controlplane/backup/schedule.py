@@ -72,7 +72,7 @@ def _retention(context: JobContext):
 # ---- the jobs ----------------------------------------------------------------------------------
 
 def create_backup(context: JobContext) -> dict:
-    manifest = open_repo(context).create_backup(context.target)
+    manifest = access.open_for_backup(context.installation).create_backup(context.target)
     return {"backup": manifest.id, "bytes_added": manifest.bytes_added}
 
 

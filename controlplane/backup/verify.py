@@ -366,12 +366,7 @@ class Ladder:
                 problems.append({"what": "schema", "detail": f"schema revision {revision} restored, "
                                                              f"{want} in the manifest"})
             self.progress("L3 invariants", None, None)
-            with db.session(write=False, actor="erpctl-verify") as s:
-                found = ops.check_invariants(s)
-            facts["invariants_seconds"] = found.seconds
-            facts["invariant_checks"] = found.checks
-            for v in found.violations:
-                problems.append({"what": "invariant", "invariant": v["check"], "ref": v["ref"], "detail": v["detail"]})
+            problems += invariant_problems(db, facts)
         finally:
             db.dispose()
         if problems:
@@ -404,6 +399,16 @@ class Ladder:
     def _level4(self) -> LevelResult:
         assert self.copy is not None, "L4 needs the copy restored at L2"
         return serve_and_sample(self.copy.database_url, self.field_key, self.progress)
+
+
+def invariant_problems(db, facts: dict) -> list[dict]:
+    """L3's business checks (erp_core.invariants) on a copy: one problem per violation."""
+    with db.session(write=False, actor="erpctl-verify") as s:
+        found = ops.check_invariants(s)
+    facts["invariants_seconds"] = found.seconds
+    facts["invariant_checks"] = found.checks
+    return [{"what": "invariant", "invariant": v["check"], "ref": v["ref"], "detail": v["detail"]}
+            for v in found.violations]
 
 
 def _slug(s: str) -> str:

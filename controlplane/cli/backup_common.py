@@ -66,6 +66,12 @@ def open_repo(target: Target, repo: str | None, key_file: Path | None, lock_wait
     return access.open_repo(inst, passphrase=_passphrase(inst, create), create=create, lock_wait=lock_wait, **kw)
 
 
+def open_for_backup(target: Target, repo: str | None, key_file: Path | None, lock_wait: float = 0):
+    """open_repo for `erpctl backup create`: failing to open it is recorded as a failed backup."""
+    inst = installation(target, repo, key_file)
+    return access.open_for_backup(inst, passphrase=_passphrase(inst, False), lock_wait=lock_wait)
+
+
 def progress():
     """A progress bar on a terminal unless --json."""
     return terminal_progress(enabled=not state().json)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .backup_common import human_bytes, open_repo, progress, repo_options
+from .backup_common import human_bytes, open_for_backup, progress, repo_options
 from .options import emit, json_option, target, target_options
 
 
@@ -38,7 +38,7 @@ def create(check_invariants, repo, key_file, lock_wait, data_dir, database_url):
     manifest and the next run reuses what it uploaded. Appends to the evidence log.
     """
     t = target(data_dir, database_url)
-    repository = open_repo(t, repo, key_file, lock_wait)
+    repository = open_for_backup(t, repo, key_file, lock_wait)
     with progress() as bar:
         manifest = repository.create_backup(t, progress=bar, check_invariants=check_invariants)
     result = {**manifest.summary(), "repository": repository.url}

@@ -22,9 +22,9 @@ def render(r: dict) -> str:
 @click.option("--pack-size", type=click.IntRange(64 << 10, 512 << 20), default=None, metavar="BYTES",
               help="Target size of a pack object (default 8 MiB).")
 @click.option("--zstd-level", type=click.IntRange(-7, 19), default=None, metavar="N",
-              help="zstd level of the repository's chunks (default 1 with a dictionary trained on an SQLite "
-                   "database's pages, else -1: fast; 3 makes a repository about a tenth smaller and backups "
-                   "slower). Fixed when the repository is created.")
+              help="zstd level of the repository's chunks (default 2 with a dictionary trained on an SQLite "
+                   "database's pages, else -1: fast; higher levels make a repository a little smaller and "
+                   "backups slower). Fixed when the repository is created.")
 @click.option("--kdf-memory", type=click.IntRange(8192, 4 << 20), default=None, metavar="KIB", hidden=True,
               help="argon2id memory cost in KiB (default 65536).")
 @repo_options

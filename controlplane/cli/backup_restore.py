@@ -15,9 +15,12 @@ from .options import emit, json_option, state, target, target_options
 
 
 def render_loss(found: dict, limit: int = 20) -> list[str]:
-    """The writes made since the backup, grouped by kind with counts, then the first `limit` of them."""
-    lines = [f"{found['count']} write(s) made since backup {found['backup'][:8]} ({found['backup_time']})"
+    """The writes made since the backup, grouped by kind with counts, then the first `limit` of them; what
+    the live database could not give."""
+    counted = "an unknown number of" if found["count"] is None else str(found["count"])
+    lines = [f"{counted} write(s) made since backup {found['backup'][:8]} ({found['backup_time']})"
              + (f", {found['first_at']} .. {found['last_at']}:" if found["count"] else "")]
+    lines += [f"  could not read {what}" for what in found.get("unreadable") or []]
     lines += [f"  {c:6d}  {kind}" for kind, c in found["by_kind"].items()]
     for e in found.get("entries", [])[:limit]:
         lines.append(f"  {e['at']}  {e['actor']:<12} {e['action']:<6} {e['entity']} {e['entity_id']}"
@@ -33,7 +36,7 @@ def render_dry_run(r: dict) -> str:
     lines = ["dry run: nothing was changed", *render_loss(r)]
     if not (r.get("maintenance") or {}).get("enabled"):
         lines.append("the ERP takes writes: this number grows until it is read-only ('erpctl erp maintenance on')")
-    lines.append(f"to restore, discarding them: erpctl backup restore --yes --discard-writes {r['count']} "
+    lines.append(f"to restore, discarding them: erpctl backup restore --yes --discard-writes {r['count'] or 0} "
                  f"{r['backup'][:12]}")
     return "\n".join(lines)
 
@@ -51,8 +54,9 @@ def render(r: dict) -> str:
             lines.append(f"  the previous database is kept as {r['previous_database']}")
         if r.get("loss"):
             w = r["loss"]
-            lines.append(f"  discarded {w['discarded']} write(s) made since the backup ({w['backup_time']}); "
-                         f"their list, for the business: {w['list_file']}")
+            lines.append(f"  discarded {'every' if w['discarded'] is None else w['discarded']} write(s) made since the "
+                         f"backup ({w['backup_time']}); their list, for the business: {w['list_file']}")
+            lines += [f"  could not read {what}" for what in w.get("unreadable") or []]
             raised = sum(len(v) for v in w["numbering_raised"].values())
             lines.append(f"  numbering raised to the replaced database's ({raised} series and sequences): "
                          "no id or document number is handed out twice")

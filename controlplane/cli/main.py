@@ -40,10 +40,20 @@ def _epilog() -> str:
 GROUPS = {
     "erp": "The ERP's database: migrations, users, demo data, invariant checks, maintenance mode, repairs.",
     "backup": "Backups that are proven to restore: create, list, show, verify, restore, prune, repair.",
-    "evidence": "The evidence log: an append-only, hash-chained record of backups, verifications, restores, drills.",
+    "pitr": "PostgreSQL point-in-time recovery with pgBackRest: setup, backup, status, restore to a time or before "
+            "a transaction, verify (each restore proven by the verification ladder).",
+    "evidence": "The evidence log: an append-only, hash-chained, signed record of backups, verifications, "
+                "restores, drills.",
+    "audit": "Reports for auditors: every verification, restore test, upgrade, runbook run and drill in a period.",
     "upgrade": "Staged upgrades: plan, apply, status, resume, rollback, lint.",
     "release": "ERP releases: install a release wheel, list them, show or switch the current one.",
+    "field-key": "The field-encryption key: check it, write its escrow copy, recover it from that copy.",
+    "fleet": "More than one machine: the inventory's hosts over SSH (strict host keys): status, exec, logs, "
+             "ssh-check, trust, deploy (Ansible), failover (PostgreSQL standby).",
     "runbook": "Runbooks: list and show them, run one step by step with a log, resume a paused run, history.",
+    "drill": "Scripted emergency drills: run a scenario in a sandbox (fault, detection, runbook, RTO/RPO), abort "
+             "one; reports for auditors, approvals, sign-off, findings.",
+    "console": "The ops console's own accounts: operators and (read-only) auditors.",
 }
 COMMANDS: dict[str, dict[str, tuple[str, str]]] = {
     "": {
@@ -65,6 +75,8 @@ COMMANDS: dict[str, dict[str, tuple[str, str]]] = {
                                   "services."),
         "check": ("erp_check:check", "Check the books, the stock and the documents (exit 0 when consistent)."),
         "maintenance": ("erp_maintenance:maintenance", "Switch maintenance mode on or off, or show it (status)."),
+        "integrity": ("erp_integrity:integrity_", "Run the database engine's full integrity check: SQLite "
+                                                  "integrity_check, PostgreSQL tables, amcheck."),
         "repair": ("erp_repair:repair", "Rebuild derived data from the records it is derived from."),
     },
     "backup": {
@@ -81,9 +93,29 @@ COMMANDS: dict[str, dict[str, tuple[str, str]]] = {
         "repair": ("backup_repair:repair", "Check every chunk, mark the damaged ones for the next backup; say which "
                                            "backups that heals and which are lost."),
     },
+    "pitr": {
+        "setup": ("pitr_setup:setup", "Set up point-in-time recovery with pgBackRest for the installation's "
+                                      "PostgreSQL cluster."),
+        "backup": ("pitr_backup:backup", "Take a pgBackRest backup of the cluster; recorded in the evidence log."),
+        "status": ("pitr_status:status", "The backups, the WAL archive, archiving failures and the recoverable "
+                                         "window."),
+        "restore": ("pitr_restore:restore", "Restore to --to TIME or --before-xid XID into a scratch cluster and "
+                                            "verify it (nothing live changes)."),
+        "verify": ("pitr_verify:verify", "Prove the repository restores: newest backup + archived WAL into a "
+                                         "scratch cluster, then the ladder."),
+    },
     "evidence": {
-        "verify": ("evidence_verify:verify", "Check every record of the evidence log, offline: each record's hash, "
-                                             "its link to the one before, the sequence numbers and the head."),
+        "verify": ("evidence_verify:verify", "Check every record of the evidence log, offline: each record's hash "
+                                             "and signature, its link to the one before, the sequence numbers "
+                                             "and the head; with --anchors, the anchors too."),
+        "public-key": ("evidence_public_key:public_key", "Print (or write to FILE) the public key of this "
+                                                         "installation's evidence signing key, for auditors."),
+        "check-file": ("evidence_check_file:check_file", "Say whether FILE (a drill report, an artifact) is exactly "
+                                                         "a file an evidence record attests, naming the record."),
+    },
+    "audit": {
+        "report": ("audit_report:report", "Summarise every backup verification, restore test, upgrade, runbook run "
+                                          "and drill in a period, from the evidence log (chain check on top)."),
     },
     "upgrade": {
         "plan": ("upgrade_plan:plan", "Print each stage with its lock level, estimated rows and time, its rollback "
@@ -105,8 +137,44 @@ COMMANDS: dict[str, dict[str, tuple[str, str]]] = {
         "list": ("release_list:list_", "List the installed releases (version, schema head, install time, wheel); "
                                        "* marks the current one."),
         "current": ("release_current:current", "Show the current release, or make VERSION current."),
+        "keygen": ("release_keygen:keygen", "Make a release signing key: KEY (private, mode 0600, never "
+                                            "overwritten; keep it where releases are built) and KEY.pub (public: "
+                                            "copy it into each installation's trusted keys, <data "
+                                            "dir>/release-keys/ by default)."),
+        "sign": ("release_sign:sign", "Sign the release WHEEL where releases are built: write WHEEL.sig (Ed25519 "
+                                      "over its name and sha256), which 'erpctl release install' checks against "
+                                      "the installation's trusted keys."),
         "remove": ("release_remove:remove", "Remove the installed release VERSION (its directory and environment) "
                                             "to free disk space."),
+    },
+    "field-key": {
+        "check": ("field_key_check:check", "Check that the field key in use decrypts the stored encrypted fields "
+                                           "and that its escrow copy holds it."),
+        "escrow": ("field_key_escrow:escrow_", "Write the escrow copy of the field key, sealed with a passphrase "
+                                               "and/or to an RSA public key."),
+        "recover": ("field_key_recover:recover", "Recover the field key from its escrow copy, once proven to "
+                                                 "decrypt the stored fields."),
+        "rewrap": ("field_key_rewrap:rewrap", "Re-encrypt release 1.0's encrypted fields bound to their table, "
+                                              "column and row (after the upgrade's contract step)."),
+        "reveal": ("field_key_reveal:reveal", "Show an audit log entry's encrypted values (old and new bank "
+                                              "account) in clear, for an auditor; the reveal is audited."),
+    },
+    "fleet": {
+        "status": ("fleet_status:status", "Each host: its roles, whether it answers, its load, free disk in erp_root "
+                                          "and current release."),
+        "exec": ("fleet_exec:exec_", "Run COMMAND (a shell command) on each host, in its erp_root; per-host exit "
+                                     "codes and output."),
+        "logs": ("fleet_logs:logs", "The last lines of the erpctl up log in each host's erp_root."),
+        "ssh-check": ("fleet_ssh_check:ssh_check", "Log in to each host over SSH: its key checked against the "
+                                                   "known-hosts file, key-based login."),
+        "deploy": ("fleet_deploy:deploy", "Run a playbook (site.yml by default) on the fleet with ansible-playbook: "
+                                          "strict host keys, key login."),
+        "failover": ("fleet_failover:failover", "Promote the streaming standby to primary and repoint the app hosts "
+                                                "at it (--check: measure the lag only)."),
+        "upgrade": ("fleet_upgrade:upgrade", "Upgrade the app hosts to release VERSION, one at a time behind HAProxy "
+                                             "(upgrade.yml)."),
+        "trust": ("fleet_trust:trust", "Record HOST's key in the known-hosts file when it matches --fingerprint "
+                                       "(a changed key replaced)."),
     },
     "runbook": {
         "list": ("runbook_list:list_", "List the runbooks (name, title, severity, alerts)."),
@@ -119,6 +187,29 @@ COMMANDS: dict[str, dict[str, tuple[str, str]]] = {
                                                "runbook, status (running, interrupted, waiting-confirmation, "
                                                "waiting-manual, failed, recovered, not-recovered), step, findings, "
                                                "operator."),
+    },
+    "drill": {
+        # reports, approvals, sign-off, findings, list (controlplane/drills/report.py, approvals.py, review.py)
+        "report": ("drill_report:report", "Write a drill's report for auditors: scenario, objectives, timeline, "
+                                          "RTO/RPO against targets, checks, findings, sign-offs, hashes."),
+        "approve": ("drill_approve:approve", "Record an approval of a live drill of SCENARIO (two people other than "
+                                             "the operator must approve)."),
+        "sign-off": ("drill_signoff:sign_off", "Sign a finished drill off (recorded in its record and the evidence "
+                                               "log)."),
+        "finding": ("drill_finding:finding", "Add a finding to a finished drill, with its remediation item "
+                                             "(--action, --owner, --due); or mark a finding's remediation done "
+                                             "(done --finding F1)."),
+        "list": ("drill_list:list_", "List the drills, newest first: scenario, state, start, detection/RTO/RPO "
+                                     "measured against target, sign-offs."),
+        "run": ("drill_run:run", "Run a drill scenario (runbooks/drills/SCENARIO.yaml) in a sandbox of its own."),
+        "abort": ("drill_abort:abort", "Stop the running drill of this data directory at once (SIGTERM: it runs its "
+                                       "clean-up; SIGKILL and the clean-up here when it does not end in time)."),
+        "scenarios": ("drill_scenarios:scenarios", "List the drill scenarios (runbooks/drills/*.yaml), each validated: "
+                                                   "name, fault, runbook, objectives."),
+    },
+    "console": {
+        "user": ("console_user:user", "The ops console's accounts: operators (read, start actions) and auditors "
+                                      "(read only)."),
     },
 }
 

@@ -24,14 +24,22 @@ def render(r: dict) -> str:
 
 @click.command(name="install")
 @click.argument("wheel", type=click.Path(path_type=Path))
+@click.option("--trusted-keys", type=click.Path(path_type=Path),
+              help="File or directory of the public keys trusted to sign releases. Default: release_trusted_keys "
+                   "(<data dir>/release-keys/). [env ERPCTL_RELEASE_TRUSTED_KEYS]")
+@click.option("--allow-unsigned", is_flag=True,
+              help="Install even if WHEEL.sig is missing, untrusted or does not match (recorded in the evidence log).")
 @target_options
 @json_option
-def install(wheel, data_dir, database_url):
+def install(wheel, trusted_keys, allow_unsigned, data_dir, database_url):
     """Install the ERP release in WHEEL (erp_controlplane-<version>-py3-none-any.whl) offline, into
     <data dir>/releases/<version>, in its own environment built on erpctl's Python and packages.
 
-    The same wheel again does nothing; another wheel of an installed version is refused. Nothing
+    WHEEL.sig, its Ed25519 signature ('erpctl release sign'), is checked against the trusted keys
+    before anything of the wheel is opened: an unsigned, untrusted or altered wheel is refused
+    (exit 32) unless --allow-unsigned. The same wheel again does nothing; another wheel of an installed version is refused. Nothing
     is listed until the install is complete (an interrupted one is cleaned up by the next).
     """
-    result = release.install(target(data_dir, database_url), wheel)
+    result = release.install(target(data_dir, database_url, release_trusted_keys=trusted_keys), wheel,
+                             allow_unsigned=allow_unsigned)
     emit(result.as_dict(), render(result.as_dict()))

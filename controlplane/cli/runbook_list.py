@@ -13,7 +13,8 @@ def render(rows: list[dict], directory) -> str:
         return f"no runbooks in {directory}"
     width = max(len(r["name"]) for r in rows)
     lines = [f"{'NAME':<{width}}  SEVERITY  TITLE  [ALERTS]"]
-    lines += [f"{r['name']:<{width}}  {r['severity']:<8}  {r['title']}  [{', '.join(r['alerts'])}]" for r in rows]
+    lines += [f"{r['name']:<{width}}  {r['severity']:<8}  {r['title']}  "
+              f"[{', '.join(r['alerts']) if r['kind'] == 'alert' else 'procedure'}]" for r in rows]
     return "\n".join(lines)
 
 
@@ -24,6 +25,8 @@ def render(rows: list[dict], directory) -> str:
 def list_(data_dir, database_url, runbooks_dir):
     """List the runbooks (name, title, severity, alerts).
 
+    [procedure]: a runbook no alert names (run when people decide to).
+
     NAME is what `erpctl runbook show|run` take (the file's name; the front matter's id works too)."""
     from ..runbook.parse import parse_runbook, runbook_paths
 
@@ -33,5 +36,6 @@ def list_(data_dir, database_url, runbooks_dir):
         rb = parse_runbook(path)
         rows.append({"name": rb.name, "id": rb.meta.get("id"), "title": rb.title,
                      "severity": str(rb.meta.get("severity", "")), "owner": rb.meta.get("owner"),
-                     "alerts": list(rb.meta.get("alerts") or []), "steps": len(rb.steps), "path": str(path)})
+                     "alerts": list(rb.meta.get("alerts") or []), "kind": rb.kind, "steps": len(rb.steps),
+                     "path": str(path)})
     emit({"runbooks_dir": str(directory), "runbooks": rows}, render(rows, directory))

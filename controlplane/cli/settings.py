@@ -5,11 +5,12 @@ from __future__ import annotations
 import click
 
 from .. import config
+from ..drill_jobs import JOB_PREFIX as DRILL_JOB_PREFIX, drill_schedules
 from ..errors import SettingInvalid
 from ..installation import SCHEDULE_ENV_PREFIX, SETTINGS, Installation
 from .options import emit, json_option
 
-SECRET = ("backup_passphrase", "s3_secret_access_key")
+SECRET = ("backup_passphrase", "s3_secret_access_key", "field_key_escrow_passphrase", "metrics_token")
 
 
 def _row(inst: Installation, name: str) -> dict:
@@ -18,6 +19,8 @@ def _row(inst: Installation, name: str) -> dict:
     except SettingInvalid as exc:
         return {"value": None, "source": None, "error": exc.detail, "fix": exc.fix}
     value = "(set)" if name in SECRET and got.value else got.value
+    if isinstance(value, tuple):  # a list setting (the drills' blackout windows)
+        value = ", ".join(map(str, value)) or "none"
     if name == "database_url" and value is None:
         value = inst.display_url  # the SQLite database of the data directory
     return {"value": None if value is None else str(value) if not isinstance(value, (int, float)) else value,
@@ -38,7 +41,15 @@ def _schedules(inst: Installation) -> dict:
     explicit += [(f"<{name}>", value, f"environment {name}") for name, value in sorted(inst.environ.items())
                  if name.startswith(SCHEDULE_ENV_PREFIX) and value]
     out["jobs"] = [{"id": job_id, "schedule": spec, "source": source} for job_id, spec, source in explicit]
+    out["jobs"] += [{"id": DRILL_JOB_PREFIX + name, "schedule": inst.schedule(DRILL_JOB_PREFIX + name, spec)[0],
+                     "source": _drill_source(inst, name)} for name, spec in sorted(drill_schedules(inst).items())
+                    if DRILL_JOB_PREFIX + name not in table]
     return out
+
+
+def _drill_source(inst: Installation, scenario: str) -> str:
+    source = inst.schedule(DRILL_JOB_PREFIX + scenario, "")[1]
+    return f"erpctl.toml [drill.schedule] {scenario!r}" if source == "default" else source
 
 
 def render(r: dict) -> str:

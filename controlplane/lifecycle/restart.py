@@ -77,7 +77,7 @@ def plan(inst: Installation, rec: RuntimeRecord, program: list[str]) -> StartPla
                              f"{inst.display_url}", fix=URL_FIX + " To serve another database on purpose, use "
                                                                   f"'erpctl stop', then {start}.")
     argv = (*program, "up", "--data-dir", str(inst.data_dir), "--host", rec.host, "--erp-port", str(rec.erp_port),
-            "--ops-port", str(rec.ops_port))
+            "--ops-port", str(rec.ops_port), *(("--ops-host", rec.ops_host) if rec.ops_host else ()))
     return StartPlan(argv, inst.database_url if given.value is not None else None, rec.host, rec.erp_port,
                      rec.ops_port, inst.display_url)
 

@@ -7,9 +7,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import secrets
+import socket
 from pathlib import Path
 
 from erp_core import ops
@@ -22,7 +24,7 @@ from .. import layout
 log = logging.getLogger("controlplane.monitoring")
 
 PROBE_LOGIN_FILE = layout.name("probe_login")
-PROBE_USER = "erpctl-probe"
+PROBE_USER = "erpctl-probe"  # the prefix of every installation's probe user
 PROBE_ROLE = "auditor"
 WEBHOOK_TOKEN_FILE = layout.name("webhook_token")
 
@@ -39,21 +41,31 @@ def probe_login(data_dir) -> dict:
                              fix="Delete it; the next 'erpctl up' creates a new one.") from None
 
 
+def probe_user_name(data_dir) -> str:
+    """The probe user of this installation: one per host and data directory, so that app hosts sharing a
+    database each keep their own password (one host's first start never resets another's), while a data
+    directory rebuilt in place takes its old user back."""
+    where = f"{socket.gethostname()}:{Path(data_dir).resolve()}"
+    return f"{PROBE_USER}-{hashlib.sha256(where.encode()).hexdigest()[:8]}"
+
+
 def ensure_probe_user(db, data_dir) -> dict:
     """The probe user exists in the ERP with the password kept in the data directory. A database
-    that already had the user with another password (a data directory rebuilt) gets the new one."""
+    that already had the user with another password (this data directory rebuilt) gets the new one."""
     path = Path(data_dir) / PROBE_LOGIN_FILE
     created_file = False
     if not path.exists():
-        created_file = write_private(path, json.dumps({"username": PROBE_USER,
+        created_file = write_private(path, json.dumps({"username": probe_user_name(data_dir),
                                                        "password": secrets.token_urlsafe(24)}) + "\n")
     login = probe_login(data_dir)
     with db.session(actor="erpctl") as s:
         try:
-            ops.create_user(s, login["username"], login["password"], PROBE_ROLE, full_name="erpctl business probe")
+            ops.create_user(s, login["username"], login["password"], PROBE_ROLE, full_name="erpctl business probe",
+                            service=True)
             state = "created"
         except Conflict:
             state = "exists"
+            ops.mark_service_user(s, login["username"])  # one created before service users were marked
     if state == "exists" and created_file:
         with db.session(actor="erpctl") as s:
             ops.set_password(s, login["username"], login["password"])

@@ -27,6 +27,7 @@ from ..config import Target
 from ..errors import BadWheel, ReleaseConflict, ReleaseError
 from ..evidence import EvidenceLog
 from ..fsutil import atomic_write_text, fsync_dir
+from ..installation import Installation
 from . import runner
 from .store import ENV_DIR, FORMAT, RELEASE_FILE, TMP_PREFIX, Release, exclusive, remove_leftovers
 from .wheel import WheelInfo, inspect_wheel, sha256_of
@@ -46,12 +47,25 @@ class Installed:
         return {"installed": self.created, **self.release.as_dict()}
 
 
-def install(target: Target, wheel_path: str | os.PathLike, *, actor: str | None = None) -> Installed:
-    """Install the wheel as release <version>. The same wheel again is a no-op (created=False); another
-    wheel of an installed version is refused (ReleaseConflict); a file that is not a sound wheel of this
-    project is refused (BadWheel) before anything is written."""
-    info = inspect_wheel(wheel_path)
+def install(target: Target, wheel_path: str | os.PathLike, *, actor: str | None = None,
+            allow_unsigned: bool = False) -> Installed:
+    """Install the wheel as release <version>. Its signature (<wheel>.sig) is checked against the
+    installation's trusted keys first, reading the wheel as bytes only: an unsigned, untrusted or altered
+    wheel is refused (ReleaseUntrusted) unless `allow_unsigned` (recorded in the evidence log). The same
+    wheel again is a no-op (created=False); another wheel of an installed version is refused
+    (ReleaseConflict); a file that is not a sound wheel of this project is refused (BadWheel) before
+    anything is written."""
+    trust = _check_signature(target, wheel_path, allow_unsigned)
+    info = inspect_wheel(wheel_path)  # reads the zip's METADATA; imports nothing
+    if trust.sha256 is not None and info.sha256 != trust.sha256:
+        raise BadWheel(f"{info.filename} changed after its signature was checked",
+                       fix="Install it again once nothing writes to it.", path=str(info.path))
     config.ensure_data_dir(target)
+    if not trust.signed:
+        log.warning("installing an unsigned or untrusted wheel (--allow-unsigned)",
+                    extra={"wheel": info.filename, "problem": trust.problem})
+        EvidenceLog(target.data_dir).append("release_unsigned_allowed", {
+            "wheel": info.filename, "sha256": info.sha256, "problem": trust.problem}, actor=actor)
     t0 = time.monotonic()
     with exclusive(target) as (root, lock_fd):
         remove_leftovers(root)
@@ -77,9 +91,19 @@ def install(target: Target, wheel_path: str | os.PathLike, *, actor: str | None 
     EvidenceLog(target.data_dir).append("release_install", {
         "version": release.version, "wheel": release.wheel_file, "sha256": release.wheel_sha256,
         "path": str(final), "schema_head": release.schema_head, "python": release.python_version,
+        "signature": trust.as_dict(),
         "migrations": [{"revision": m["revision"], "stage": m["stage"], "sha256": m["sha256"]}
                        for m in release.migrations]}, actor=actor)
     return Installed(release, created=True)
+
+
+def _check_signature(target: Target, wheel_path, allow_unsigned: bool):
+    from . import signing  # cryptography is loaded only by the commands that install
+
+    if not Path(wheel_path).is_file():
+        inspect_wheel(wheel_path)  # says what is wrong with the path
+    keys = Installation.of(target).get("release_trusted_keys")
+    return signing.verify(wheel_path, keys, allow_unsigned=allow_unsigned)
 
 
 def _same_or_conflict(final: Path, info: WheelInfo) -> Release:

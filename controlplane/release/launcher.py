@@ -1,6 +1,11 @@
 """Run by a release's own Python (`<env>/bin/python -E -P launcher.py --host H --port P [--fd N]`): serve
 that release's ERP until SIGTERM or SIGINT, then stop cleanly (exit 0).
 
+With --workers N (N >= 2) and a release that can (its environment has gunicorn and its erp_core has
+erp_core.workers), N worker processes of --threads threads each serve under one master process
+(erp_core.workers: gunicorn), which stops gracefully on SIGTERM too; otherwise one process serves with
+waitress (erp_core.serve), as every release before could.
+
 With --fd it serves on the listening socket it inherited as file descriptor N (`erpctl up` keeps it
 open across children) instead of binding H:P. On SIGTERM it first stops accepting, then lets the
 requests it holds finish (at most DRAIN_SECONDS) before it closes them: the next child takes the
@@ -20,6 +25,8 @@ names release 1.0 has.
 
 import argparse
 import datetime as dt
+import importlib
+import importlib.util
 import json
 import logging
 import os
@@ -35,6 +42,8 @@ EXIT_CANNOT_LISTEN = 11
 EXIT_USAGE = 2
 DRAIN_SECONDS = 5.0
 QUIET_SECONDS = 0.3  # a connection that was active this recently may still send its request
+DEFAULT_THREADS = 16
+WORKERS_MODULE = "erp_core.workers"  # only releases that can serve with several workers have it
 
 
 def own_site_packages_first() -> None:
@@ -60,14 +69,16 @@ def say(event: str, **data) -> None:
     print(json.dumps({"event": event, **data}), flush=True)
 
 
-def serve_on(server_class, app, host: str, port: int, fd: int | None):
+def serve_on(server_class, app, host: str, port: int, fd: int | None, threads: int = DEFAULT_THREADS):
     """The release's Server, on the inherited socket `fd` when given. A release whose Server takes no
     socket (1.0) gets it through the waitress `sockets` setting its Server passes on."""
+    params = inspect.signature(server_class).parameters
+    more = {"threads": threads} if "threads" in params and threads != DEFAULT_THREADS else {}
     if fd is None:
-        return server_class(app, host=host, port=port)
+        return server_class(app, host=host, port=port, **more)
     sock = socket.socket(fileno=fd)
-    if "sockets" in inspect.signature(server_class).parameters:
-        return server_class(app, sockets=[sock])
+    if "sockets" in params:
+        return server_class(app, sockets=[sock], **more)
     module = sys.modules[server_class.__module__]
     made = module.create_server
 
@@ -110,6 +121,8 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--fd", type=int, default=None, help="serve on this inherited listening socket")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (1: one waitress process)")
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="threads of each worker")
     args = parser.parse_args()
 
     handler = logging.StreamHandler(sys.stderr)
@@ -127,8 +140,33 @@ def main() -> int:
         return EXIT_USAGE
 
     import erp_core
-    from erp_core.app import create_app
     from erp_core.config import Settings
+
+    workers = several_workers(args.workers)
+    if workers is not None:
+        def serving(pid, port):
+            say("serving", pid=pid, host=args.host, port=port, version=erp_core.__version__,
+                erp_core_file=os.path.abspath(erp_core.__file__), workers=args.workers, threads=args.threads)
+
+        return workers.serve_workers(Settings(database_url, field_key=field_key), fd=args.fd, host=args.host,
+                                     port=args.port, workers=args.workers, threads=args.threads, on_ready=serving,
+                                     formatter=JsonLines(), log_level=args.log_level)
+    return serve_one(args, Settings(database_url, field_key=field_key), log)
+
+
+def several_workers(workers: int):
+    """erp_core.workers of this release when it serves with several workers, else None (one process)."""
+    if workers < 2 or importlib.util.find_spec("gunicorn") is None:
+        return None
+    if importlib.util.find_spec(WORKERS_MODULE) is None:
+        return None
+    return importlib.import_module(WORKERS_MODULE)
+
+
+def serve_one(args, settings, log) -> int:
+    """One waitress process (erp_core.serve.Server) until SIGTERM or SIGINT, then a drained stop."""
+    import erp_core
+    from erp_core.app import create_app
     from erp_core.serve import Server
 
     stop = threading.Event()
@@ -139,9 +177,9 @@ def main() -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
 
-    app = create_app(Settings(database_url, field_key=field_key))
+    app = create_app(settings)
     try:
-        server = serve_on(Server, app, args.host, args.port, args.fd)
+        server = serve_on(Server, app, args.host, args.port, args.fd, args.threads)
     except OSError as exc:
         log.error("cannot listen on %s:%s: %s", args.host, args.port, exc.strerror or exc)
         say("cannot_listen", host=args.host, port=args.port, reason=exc.strerror or str(exc))

@@ -7,8 +7,12 @@
 
 The URL and the key travel in the child's environment, never on its command line. The child runs in
 its own session (a Ctrl+C on the terminal reaches erpctl, which stops it in order) and stops by
-itself when its parent goes away. Its stderr (JSON log lines) is passed on to our log; the last
-lines are kept for the error raised when it dies before it serves.
+itself when its parent goes away. With workers >= 2 (and a release that can) the child is a master
+process whose workers serve (launcher.py): they share its process group, which stop() ends whole
+once the master is gone (a worker left by a killed master, or one stopped with the group), and a
+fresh directory for their metrics (PROMETHEUS_MULTIPROC_DIR), removed when the child stops. Its
+stderr (JSON log lines) is passed on to our log; the last lines are kept for the error raised when
+it dies before it serves.
 """
 
 from __future__ import annotations
@@ -16,9 +20,12 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -45,16 +52,34 @@ def http_url(host: str, port: int) -> str:
     return f"http://{shown}:{port}"
 
 
+METRICS_PREFIX = "erp-metrics-"
+
+
+def fresh_metrics_dir() -> str:
+    """A new directory for the metrics of one ERP child's workers, in the temporary directory, named after
+    this process; the ones of processes that are gone (killed before they could remove theirs) go."""
+    base = Path(tempfile.gettempdir())
+    for old in base.glob(METRICS_PREFIX + "*-*"):
+        owner = old.name[len(METRICS_PREFIX):].split("-", 1)[0]
+        if owner.isdigit() and not Path(f"/proc/{owner}").exists():
+            shutil.rmtree(old, ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"{METRICS_PREFIX}{os.getpid()}-")
+
+
 class ErpProcess:
     """One release's ERP served by a child process on host:port (port 0: a free one, known once serving)."""
 
     def __init__(self, release: Release, database_url: str, field_key: str, *, host: str = "127.0.0.1",
-                 port: int = 0, log_level: str = "info", sock: socket.socket | None = None):
+                 port: int = 0, log_level: str = "info", sock: socket.socket | None = None,
+                 env: dict | None = None, workers: int = 1, threads: int = 16):
         self.release = release
+        self.workers, self.threads = workers, threads
+        self._metrics_dir: str | None = None
         self._sock = sock  # a listening socket the child serves on (inherited), instead of binding host:port
         self.host, self._port = host, port
         self._database_url, self._field_key = database_url, field_key
         self._log_level = log_level
+        self._env = dict(env or {})  # more variables for the child (ERP_METRICS_TOKEN)
         self._proc: subprocess.Popen | None = None
         self._tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         self._events: dict[str, dict] = {}
@@ -99,15 +124,20 @@ class ErpProcess:
     def start(self) -> "ErpProcess":
         if self._proc is not None:
             raise RuntimeError("an ErpProcess starts once; make a new one")
-        env = runner.child_env({"ERP_DATABASE_URL": self._database_url, "ERP_FIELD_KEY": self._field_key})
+        more = {"ERP_DATABASE_URL": self._database_url, "ERP_FIELD_KEY": self._field_key}
+        if self.workers > 1:  # each worker's instruments in a file there, /metrics sums them (erp_core.metrics)
+            self._metrics_dir = more["PROMETHEUS_MULTIPROC_DIR"] = fresh_metrics_dir()
+        env = runner.child_env({**self._env, **more})
         inherited = () if self._sock is None else (self._sock.fileno(),)
         args = runner.python_command(self.release.python, LAUNCHER, "--host", self.host, "--port", self._port,
-                                     "--log-level", self._log_level, *(("--fd", inherited[0]) if inherited else ()))
+                                     "--log-level", self._log_level, "--workers", self.workers,
+                                     "--threads", self.threads, *(("--fd", inherited[0]) if inherited else ()))
         try:
             self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                           stderr=subprocess.PIPE, text=True, env=env, cwd=self.release.path,
                                           start_new_session=True, pass_fds=inherited)
         except OSError as exc:
+            self._remove_metrics_dir()
             raise ReleaseError(f"cannot start the ERP of release {self.release.version}: {exc.strerror or exc}",
                                fix="Install the release again ('erpctl release install WHEEL').") from None
         self.started_at = time.monotonic()
@@ -213,7 +243,9 @@ class ErpProcess:
             time.sleep(0.2)
 
     def stop(self, grace: float = STOP_GRACE_SECONDS) -> int | None:
-        """SIGTERM, then SIGKILL if it has not exited after `grace` seconds; its exit code."""
+        """SIGTERM, then SIGKILL to its whole process group (its workers too) if it has not exited after
+        `grace` seconds (a stopped or hung one); what is left of the group once the child is gone is
+        killed too. Its exit code."""
         if self._proc is None:
             return None
         if self._proc.poll() is None:
@@ -223,11 +255,33 @@ class ErpProcess:
             except subprocess.TimeoutExpired:
                 log.warning("the ERP did not stop in time: killing it",
                             extra={"release": self.release.version, "pid": self._proc.pid, "grace_seconds": grace})
+                self._signal_group(signal.SIGKILL)
                 self._proc.kill()
                 self._proc.wait()
+        self.end_group()
         for t in self._readers:
             t.join(timeout=2)
         return self._proc.returncode
+
+    def end_group(self) -> None:
+        """Once the child has exited: kill whatever is left of its process group (the workers of a master
+        that was killed), and remove its metrics directory."""
+        if self._proc is not None and self._proc.poll() is not None:
+            self._signal_group(signal.SIGCONT)
+            self._signal_group(signal.SIGKILL)
+            self._remove_metrics_dir()
+
+    def _signal_group(self, sig: int) -> None:
+        # its own session (start_new_session): the group's id is its pid, and holds only the ERP's processes
+        try:
+            os.killpg(self._proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def _remove_metrics_dir(self) -> None:
+        if self._metrics_dir is not None:
+            shutil.rmtree(self._metrics_dir, ignore_errors=True)
+            self._metrics_dir = None
 
     def __enter__(self) -> "ErpProcess":
         return self if self._proc is not None else self.start()

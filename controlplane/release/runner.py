@@ -12,13 +12,17 @@ from ..config import Target
 from ..errors import ReleaseError, ReleaseIncompatible
 
 HELPER = Path(__file__).with_name("inenv.py")
-# Variables that would make a release's Python import other code than its own, or pip read other settings.
-_DROP_PREFIXES = ("PYTHON", "PIP_", "VIRTUAL_ENV")
+# What a release's processes get of our environment: nothing else (no backup passphrase, no cloud
+# credentials, no PYTHON*/PIP_* that would change what its Python imports). What they need beyond
+# this (the database URL, the field key) is given to them explicitly.
+CHILD_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM", "NO_COLOR",
+             "PROMETHEUS_MULTIPROC_DIR", "ERPCTL_FAILPOINTS", "ERPCTL_LOG_FORMAT", "ERPCTL_LOG_LEVEL")
+CHILD_ENV_PREFIXES = ("LC_",)
 
 
 def child_env(extra: dict | None = None) -> dict:
-    """The environment for a release's processes: ours, minus what would change what Python imports."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_DROP_PREFIXES)}
+    """The environment for a release's processes: the allow-listed variables of ours, and `extra`."""
+    env = {k: v for k, v in os.environ.items() if k in CHILD_ENV or k.startswith(CHILD_ENV_PREFIXES)}
     env.update(extra or {})
     return env
 

@@ -15,6 +15,12 @@ that exited. A child that stops answering is killed at most
 later, and serves again after the back-off (1 s the first time) and its start-up.
 Every restart counts in `restarts` (the metric erpctl_erp_restarts_total).
 
+Workers: the child serves with `workers` processes of `threads` threads each (the installation's
+erp_workers and erp_threads; launcher.py, erp_core.workers), its master the pid watched here. A worker
+that dies or stops answering is replaced by the master; the whole child (master and workers, one process
+group) is what /healthz judges, what a hang stops and a restart replaces. A release that cannot serve
+with several workers (one from before them) is served by one process, as before.
+
 With no release current, `erpctl up` serves the ERP bundled with erpctl the same way (`Bundled`: this
 environment's Python and erp_core), with the same liveness, and never switches to a release (a
 release made current is served from the next `erpctl up`).
@@ -38,7 +44,7 @@ from pathlib import Path
 from ..config import Target
 from ..errors import CannotListen, ReleaseError
 from ..fsutil import atomic_write_text
-from .. import http, layout
+from .. import http, layout, procs
 from .process import ErpProcess, http_url
 from .store import Release, current, current_version, get, releases_dir
 
@@ -104,8 +110,11 @@ class Supervisor:
                  poll_seconds: float = 1.0, start_timeout: float = 60.0, backoff=BACKOFF_SECONDS,
                  stable_seconds: float = STABLE_SECONDS, log_level: str = "info",
                  health_interval: float = HEALTH_INTERVAL_SECONDS, health_timeout: float = HEALTH_TIMEOUT_SECONDS,
-                 unhealthy_after: int = UNHEALTHY_AFTER, bundled: Bundled | None = None):
+                 unhealthy_after: int = UNHEALTHY_AFTER, bundled: Bundled | None = None, env: dict | None = None,
+                 workers: int = 1, threads: int = 16):
         self.target, self.host = target, host
+        self.workers, self.threads = workers, threads
+        self._env = env  # more variables for the ERP process (ERP_METRICS_TOKEN)
         self.bundled = bundled
         self._listener = listen_socket(host, port)
         self.port = self._listener.getsockname()[1]
@@ -167,13 +176,15 @@ class Supervisor:
                 "alive": bool(p and p.alive()), "url": self.url + "/", "restarts": self.restarts,
                 "path": str(self.release.path) if self.release else None,
                 "python": str(self.release.python) if self.release else None, "bundled": self.bundled is not None,
-                "ready_seconds": getattr(self, "ready_seconds", None)}
+                "ready_seconds": getattr(self, "ready_seconds", None), "workers": self.workers,
+                "threads": self.threads}
 
     # ---- the watch -------------------------------------------------------------------------------
     def _spawn(self, release: Release | Bundled) -> ErpProcess:
         self._spawned_at = time.monotonic()
         return ErpProcess(release, self.target.database_url, self._key, host=self.host, port=self.port,
-                          log_level=self._log_level, sock=self._listener).start()
+                          log_level=self._log_level, sock=self._listener, env=self._env, workers=self.workers,
+                          threads=self.threads).start()
 
     def _started(self) -> None:
         # how long its ERP took from spawn to serving: the upgrade plan's estimate of a switch
@@ -228,6 +239,7 @@ class Supervisor:
             self._publish("restarting")
         elif now >= self._restart_at:
             self.restarts += 1
+            self.proc.end_group()  # workers a killed child left (they were finishing their requests meanwhile)
             self._launch()
 
     def _check_health(self) -> None:
@@ -242,6 +254,9 @@ class Supervisor:
             failure = None if status == 200 else f"HTTP {status}"
         except OSError as exc:
             failure = str(getattr(exc, "reason", exc))
+        if failure is None and procs.state(self.proc.pid) == "T":
+            # its workers answer, but a stopped master replaces none that dies and cannot stop in order
+            failure = "the ERP's main process is stopped (SIGSTOP)"
         if failure is None:
             self._failed_checks = 0
             return

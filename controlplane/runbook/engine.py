@@ -12,7 +12,7 @@
   (else not-recovered, exit 63).
 - The run's record is saved after every block; a run killed mid-step resumes at that step's start.
 - Evidence records: runbook.start, runbook.step (each finished step), runbook.pause, runbook.resume,
-  runbook.end; the actor is the operator (LOGNAME, else the user).
+  runbook.end; the actor is the operator (the setting `operator`, ERPCTL_OPERATOR; else LOGNAME, else the user).
 Failpoint: runbook.step.before (controlplane/faults.py), before each step's first block."""
 
 from __future__ import annotations
@@ -305,7 +305,7 @@ class Engine:
 def start(inst, rb: Runbook, params: dict, reporter: Reporter, *, yes: bool, interactive: bool) -> int:
     """A new run of `rb`: its record, runbook.start, then the walk. The exit code."""
     rec = RunRecord(id=records.new_id(), runbook=rb.name, path=str(rb.path), runbook_sha256=digest(rb.path),
-                    env={**installation_env(inst), **params}, params=sorted(params), yes=yes, operator=operator(),
+                    env={**installation_env(inst), **params}, params=sorted(params), yes=yes, operator=inst.get("operator") or operator(),
                     started_at=now(), pid=os.getpid())
     with records.holding(inst.data_dir, rec.id, new=True):
         engine = Engine(inst, rb, rec, reporter, interactive=interactive)

@@ -17,6 +17,9 @@ FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 STEP = re.compile(r"^## (\d+)\. (.+)$", re.MULTILINE)
 KINDS = ("What it means", "Confirm", "Recover", "Check recovery")
 EXECUTED = ("erpctl", "sh")
+# Front matter `kind`: an alert's runbook (the default: it answers the alerts it lists) or a procedure (no
+# alert of its own: restore from a backup, recover a site; its `alerts` is empty).
+RUNBOOK_KINDS = ("alert", "procedure")
 
 
 @dataclass
@@ -84,6 +87,11 @@ class Runbook:
     def blocks(self) -> list[Block]:
         return [b for s in self.steps for b in s.blocks]
 
+    @property
+    def kind(self) -> str:
+        """"alert" (answers the alerts it lists) or "procedure" (no alert: run when people decide to)."""
+        return str(self.meta.get("kind", "alert"))
+
 
 def parse_text(text: str, path: Path) -> Runbook:
     m = re.match(r"^---\n(.*?)\n---\n", text, re.DOTALL)
@@ -124,6 +132,12 @@ def check_runnable(rb: Runbook) -> None:
     if not rb.steps:
         raise RunbookInvalid(f"{rb.path.name}: no steps ('## 1. What it means' ...)",
                              fix="Write the steps as runbooks/README.md says.")
+    if rb.kind not in RUNBOOK_KINDS:
+        raise RunbookInvalid(f"{rb.path.name}: kind {rb.kind!r} is neither of {', '.join(RUNBOOK_KINDS)}",
+                             fix="Write 'kind: procedure' for a runbook no alert names, else leave kind out.")
+    if (rb.kind == "procedure") == bool(rb.meta.get("alerts")):
+        raise RunbookInvalid(f"{rb.path.name}: a {rb.kind} runbook with alerts {rb.meta.get('alerts')!r}",
+                             fix="An alert's runbook lists its alerts; a procedure has 'alerts: []'.")
     numbers = [s.number for s in rb.steps]
     if numbers != list(range(1, len(numbers) + 1)):
         raise RunbookInvalid(f"{rb.path.name}: steps are numbered {numbers}, not from 1 without gaps",

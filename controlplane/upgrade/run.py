@@ -163,8 +163,9 @@ def thaw(ctx: Run) -> None:
 def migrate(ctx: Run, revision: str, *, down: bool = False, point: str) -> None:
     """Alembic upgrade (or downgrade) to `revision`, each migration in its own transaction (env.py), so a
     failure or a kill inside one leaves the schema as it was before it. PostgreSQL waits at most
-    LOCK_TIMEOUT for a table lock (so writers never queue behind a waiting ALTER for long) and the
-    step is retried. The failpoint `point` fires inside each migration's transaction."""
+    LOCK_TIMEOUT for a table lock (so writers never queue behind a waiting ALTER for long); a lock timeout
+    or a deadlock with a writer rolls that migration's transaction back whole, and the step is retried.
+    The failpoint `point` fires inside each migration's transaction."""
     from alembic import command
 
     for attempt in range(1, DDL_ATTEMPTS + 1):
@@ -178,11 +179,17 @@ def migrate(ctx: Run, revision: str, *, down: bool = False, point: str) -> None:
                 cfg.attributes["on_applied"] = lambda _rev: failpoint(point)
                 (command.downgrade if down else command.upgrade)(cfg, revision)
             return
-        except Exception as exc:  # noqa: BLE001 - only lock timeouts are retried
-            if "lock timeout" not in str(exc).lower() or attempt == DDL_ATTEMPTS:
+        except Exception as exc:  # noqa: BLE001 - only lock timeouts and deadlocks are retried
+            if not _lock_conflict(exc) or attempt == DDL_ATTEMPTS:
                 raise
-            ctx.say("lock timeout, retrying", step=point, attempt=attempt)
+            ctx.say("lock timeout or deadlock with a writer, retrying", step=point, attempt=attempt)
             time.sleep(attempt)
+
+
+def _lock_conflict(exc: Exception) -> bool:
+    """A lock timeout (55P03) or a deadlock with a live writer (40P01): nothing of the migration stays."""
+    sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    return sqlstate in ("55P03", "40P01") or "lock timeout" in str(exc).lower()
 
 
 def revision(ctx: Run) -> str | None:

@@ -4,7 +4,7 @@ import datetime as dt
 
 from sqlalchemy import select
 
-from ..models import Account, Invoice, JournalEntry
+from ..models import Account, Invoice, JournalEntry, JournalLine
 from ..services import billing, ledger, reports
 from ..services.common import full, get_or_404
 from . import schemas as S
@@ -49,6 +49,9 @@ def list_entries(ctx):
     stmt = select(JournalEntry).options(*full(JournalEntry)).order_by(JournalEntry.id.desc())
     if q.source:
         stmt = stmt.where(JournalEntry.source.startswith(q.source, autoescape=True))
+    if q.account:
+        on_account = select(JournalLine.entry_id).where(JournalLine.account_code == q.account)
+        stmt = stmt.where(JournalEntry.id.in_(on_account))
     if q.date_from:
         stmt = stmt.where(JournalEntry.date >= q.date_from)
     if q.date_to:
@@ -57,7 +60,8 @@ def list_entries(ctx):
 
 
 @operation("/journal-entries", "POST", summary="Post a manual journal entry", tag="finance",
-           perm="finance.write", body=S.JournalEntryIn, response=S.JournalEntryOut, status=201)
+           perm="finance.write", body=S.JournalEntryIn, response=S.JournalEntryOut, status=201,
+           location="/journal-entries/{id}")
 def post_entry(ctx):
     b = ctx.body
     return ledger.manual_entry(ctx.s, b.memo, [l.model_dump() for l in b.lines], b.date)
@@ -70,7 +74,8 @@ def get_entry(ctx, entry_id):
 
 
 @operation("/journal-entries/<int:entry_id>/reverse", "POST", summary="Reverse a posted entry",
-           tag="finance", perm="finance.write", body=S.ReverseIn, response=S.JournalEntryOut, status=201)
+           tag="finance", perm="finance.write", body=S.ReverseIn, response=S.JournalEntryOut, status=201,
+           location="/journal-entries/{id}")
 def reverse_entry(ctx, entry_id):
     return ledger.reverse(ctx.s, entry_id, ctx.body.memo, ctx.body.date)
 
@@ -78,9 +83,9 @@ def reverse_entry(ctx, entry_id):
 # ---- reports ----------------------------------------------------------------------------------
 
 @operation("/reports/trial-balance", summary="Trial balance", tag="reports", perm="reports.read",
-           query=S.AsOfQuery)
+           query=S.TrialBalanceQuery)
 def trial_balance(ctx):
-    return reports.trial_balance(ctx.s, ctx.query.as_of)
+    return reports.trial_balance(ctx.s, ctx.query.as_of, ctx.query.date_from)
 
 
 @operation("/reports/profit-and-loss", summary="Profit and loss", tag="reports", perm="reports.read",

@@ -15,17 +15,20 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from ..db import retrying
 from ..domain import permissions
-from ..errors import (Conflict, Maintenance, NotAuthenticated, NotFound, PermissionDenied,
+from ..errors import (Conflict, MalformedRequest, Maintenance, NotAuthenticated, NotFound, PermissionDenied,
                       ValidationFailed)
 from ..models import IdempotencyRecord
-from ..services import auth, maintenance
+from ..services import auth, maintenance, passwords
 from .schemas import MAX_ID, Page
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
 ANY_USER = "authenticated"  # a permission every logged-in role has
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,128}")  # documented in openapi.py
 OPERATIONS: list["Operation"] = []
+# what a user whose password was reset may do before changing it (services.passwords)
+FORCED_CHANGE_ALLOWS = {"auth_logout", "auth_me", "auth_change_password"}
 
 
 @dataclass
@@ -43,6 +46,7 @@ class Operation:
     endpoint: str
     writes_in_maintenance: bool = False
     path_params: list[str] = field(default_factory=list)
+    location: str | None = None
 
 
 @dataclass
@@ -74,18 +78,32 @@ def parse(model: type[BaseModel], data, where: str, strict: bool = False):
 
 
 def _json_body():
+    """The request's JSON: a body that is not JSON at all (another content type, or malformed) is a 400;
+    well-formed JSON the ERP will not read (a number of thousands of digits, nesting thousands deep) a 422."""
     if not request.data:
         return {}
     if not request.is_json:
-        raise ValidationFailed("request body must be JSON", field="body",
+        raise MalformedRequest("request body must be JSON", field="body",
                                fix="Send 'Content-Type: application/json' with a JSON object.")
     try:
         return json.loads(request.data)
-    except (ValueError, UnicodeDecodeError):
-        raise ValidationFailed("request body is not valid JSON", field="body", fix="Send a valid JSON object.") from None
     except RecursionError:  # the decoder recurses per level of nesting
         raise ValidationFailed("request body is nested too deeply", field="body",
                                fix="Send the documented object; no request needs more than a few levels.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise MalformedRequest("request body is not valid JSON", field="body",
+                               fix="Send a valid JSON object.") from None
+    except ValueError as exc:  # well-formed, but past what Python reads (integers beyond 4300 digits)
+        raise ValidationFailed(f"request body holds a value that cannot be read: {str(exc)[:120]}", field="body",
+                               fix="Send numbers as the schema documents them (amounts as strings).") from None
+
+
+def _location(op: "Operation", out) -> str | None:
+    """Where a created resource is read: the operation's `location` (a rule such as /invoices/{id}) filled
+    with the response's id."""
+    if op.location is None or not isinstance(out, dict) or not isinstance(out.get("id"), int):
+        return None
+    return "/api/v1" + op.location.format(id=out["id"])
 
 
 def bearer_token() -> str:
@@ -131,15 +149,20 @@ def _idempotent_replay(s, user, key: str, body_hash: str):
 
 def operation(rule: str, method: str = "GET", *, summary: str, tag: str, perm: str | None,
               body=None, query=None, response=None, status: int = 200, idempotent: bool = False,
-              writes_in_maintenance: bool = False):
+              writes_in_maintenance: bool = False, location: str | None = None):
+    """Register an API operation. A 201 names where the created resource is read in `location`
+    (a path under /api/v1 with {id}, e.g. "/invoices/{id}"): the response carries it as Location."""
     def wrap(fn: Callable):
         endpoint = f"{tag}_{fn.__name__}"
         op = Operation(rule, method, summary, tag, perm, body, query, response, status, idempotent, endpoint,
-                       writes_in_maintenance, re.findall(r"<(?:\w+:)?(\w+)>", rule))
+                       writes_in_maintenance, re.findall(r"<(?:\w+:)?(\w+)>", rule), location)
         OPERATIONS.append(op)
 
         @functools.wraps(fn)
         def view(**kwargs):
+            return retrying(lambda: once(**kwargs))
+
+        def once(**kwargs):
             _check_path(kwargs)
             db = current_app.extensions["erp_db"]
             write = method != "GET"
@@ -149,6 +172,10 @@ def operation(rule: str, method: str = "GET", *, summary: str, tag: str, perm: s
                     user = current_user(s)
                     s.info["actor"] = user.username
                     g.user = user
+                    if passwords.must_change(user) and endpoint not in FORCED_CHANGE_ALLOWS:
+                        raise PermissionDenied("your password was reset by an administrator; change it before "
+                                               "anything else.", fix="POST /api/v1/me/password with "
+                                               "current_password (the temporary one) and new_password.")
                     if perm != ANY_USER and not permissions.has(user.role, perm):
                         raise PermissionDenied(f"role '{user.role}' may not {summary[0].lower()}{summary[1:]}.",
                                                fix=f"Ask an administrator for a role with '{perm}'.")
@@ -172,8 +199,13 @@ def operation(rule: str, method: str = "GET", *, summary: str, tag: str, perm: s
                         resp = jsonify(rec.body)
                         resp.status_code = rec.status
                         resp.headers["Idempotent-Replayed"] = "true"
+                        if _location(op, rec.body):
+                            resp.headers["Location"] = _location(op, rec.body)
                         return resp
                 result = fn(Ctx(s, user, parsed_body, parsed_query), **kwargs)
+                if write and result is not None:
+                    s.flush()
+                    s.expire_all()  # numbers as stored and read back (12.50, 2.000), not as sent (12.5, 2)
                 out = _dump(response, result)
                 if key is not None:
                     s.add(IdempotencyRecord(key=key, user_id=user.id, request_hash=body_hash, status=status, body=out))
@@ -185,6 +217,8 @@ def operation(rule: str, method: str = "GET", *, summary: str, tag: str, perm: s
             resp = jsonify(out) if out is not None else current_app.response_class(status=204)
             if out is not None:
                 resp.status_code = status
+                if _location(op, out):
+                    resp.headers["Location"] = _location(op, out)
             return resp
 
         api.add_url_rule(rule, endpoint=endpoint, view_func=view, methods=[method])
@@ -193,13 +227,21 @@ def operation(rule: str, method: str = "GET", *, summary: str, tag: str, perm: s
     return wrap
 
 
+COUNT_CAP = 10_000  # rows counted past the page at most: a list's total costs no more than this
+
+
 def paginate(ctx: Ctx, stmt, transform=None) -> dict:
-    """Count and slice a select; rows can be transformed (e.g. masked) before output."""
+    """Count and slice a select; rows can be transformed (e.g. masked) before output. The count
+    stops COUNT_CAP rows past the page's end: beyond that, total is that bound (at least so many
+    rows) and total_is_estimate is true, so a page of a long history costs no full count."""
     q = ctx.query
-    total = ctx.s.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
+    bound = q.offset + q.limit + COUNT_CAP
+    total = ctx.s.scalar(select(func.count()).select_from(stmt.order_by(None).limit(bound + 1).subquery()))
+    estimate = total > bound
     rows = ctx.s.scalars(stmt.limit(q.limit).offset(q.offset)).all()
     items = [transform(r) for r in rows] if transform else rows
-    return {"items": items, "total": total, "limit": q.limit, "offset": q.offset}
+    return {"items": items, "total": min(total, bound), "total_is_estimate": estimate, "limit": q.limit,
+            "offset": q.offset}
 
 
 def page_of(model):

@@ -1,6 +1,6 @@
 """Partners (with per-customer prices), products, tax rates, warehouses."""
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 
 from ..models import Partner, Product, TaxRate, Warehouse
 from ..services import masterdata
@@ -22,12 +22,12 @@ def list_partners(ctx):
     if q.kind:
         stmt = stmt.where(Partner.is_customer if q.kind == "customer" else Partner.is_supplier)
     if q.q:
-        stmt = stmt.where(or_(Partner.name.contains(q.q, autoescape=True), Partner.code.contains(q.q, autoescape=True)))
+        stmt = stmt.where(masterdata.matching(Partner, q.q))
     return paginate(ctx, stmt, _partner_out(ctx))
 
 
 @operation("/partners", "POST", summary="Create a customer or supplier", tag="partners", perm="partners.write",
-           body=S.PartnerIn, response=S.PartnerOut, status=201)
+           body=S.PartnerIn, response=S.PartnerOut, status=201, location="/partners/{id}")
 def create_partner(ctx):
     return _partner_out(ctx)(masterdata.create_partner(ctx.s, ctx.body.model_dump()))
 
@@ -67,14 +67,14 @@ def list_products(ctx):
     q = ctx.query
     stmt = select(Product).order_by(Product.id)
     if q.q:
-        stmt = stmt.where(or_(Product.sku.contains(q.q, autoescape=True), Product.name.contains(q.q, autoescape=True)))
+        stmt = stmt.where(masterdata.matching(Product, q.q))
     if q.active is not None:
         stmt = stmt.where(Product.active.is_(q.active))
     return paginate(ctx, stmt)
 
 
 @operation("/products", "POST", summary="Create a product", tag="products", perm="products.write",
-           body=S.ProductIn, response=S.ProductOut, status=201)
+           body=S.ProductIn, response=S.ProductOut, status=201, location="/products/{id}")
 def create_product(ctx):
     return masterdata.create_product(ctx.s, ctx.body.model_dump())
 
@@ -105,6 +105,18 @@ def list_warehouses(ctx):
 
 
 @operation("/warehouses", "POST", summary="Create a warehouse", tag="stock", perm="system.write",
-           body=S.WarehouseIn, response=S.WarehouseOut, status=201)
+           body=S.WarehouseIn, response=S.WarehouseOut, status=201, location="/warehouses/{id}")
 def create_warehouse(ctx):
     return masterdata.create_warehouse(ctx.s, ctx.body.model_dump())
+
+
+@operation("/warehouses/<int:warehouse_id>", summary="Get a warehouse", tag="stock", perm="stock.read",
+           response=S.WarehouseOut)
+def get_warehouse(ctx, warehouse_id):
+    return get_or_404(ctx.s, Warehouse, warehouse_id, "warehouse")
+
+
+@operation("/warehouses/<int:warehouse_id>", "PATCH", summary="Rename a warehouse or change its address",
+           tag="stock", perm="system.write", body=S.WarehousePatch, response=S.WarehouseOut)
+def patch_warehouse(ctx, warehouse_id):
+    return masterdata.update_warehouse(ctx.s, warehouse_id, ctx.body.model_dump(exclude_unset=True))

@@ -16,6 +16,8 @@ ERRORS = {
     "404": "Not found", "409": "Conflict with the current state", "422": "Invalid input",
     "429": "Too many requests", "503": "Maintenance (read-only) or database unavailable",
 }
+# the operations that check a password or a one-time code, throttled per account and address
+THROTTLED = {"/auth/login", "/auth/login/code", "/me/password"}
 
 
 def _path(rule: str) -> str:
@@ -49,14 +51,22 @@ def build() -> dict:
         responses = {str(op.status): {"description": "Success"}}
         if op.response is not None:
             responses[str(op.status)]["content"] = {"application/json": {"schema": ref(op.response, "serialization")}}
+        if op.location is not None:
+            responses[str(op.status)]["headers"] = {"Location": {
+                "description": f"Where the created resource is read: /api/v1{op.location}",
+                "schema": {"type": "string"}}}
         problem = {"application/problem+json": {"schema": ref(Problem, "serialization")}}
         codes = ["400", "404", "409", "422"]
         if op.perm is not None:
             codes += ["401", "403"]
         if op.method != "GET":
             codes.append("503")
+        if op.rule in ("/auth/login", "/auth/login/code"):
+            codes.append("401")  # wrong password or code (or a code needed: a challenge)
+        if op.rule in THROTTLED:
+            codes.append("429")  # too many failures (services/throttle.py)
         if op.rule == "/auth/login":
-            codes += ["401", "429"]  # wrong username or password; too many failures
+            codes.append("403")  # the role requires multi-factor login and the user has not set it up
         for code in codes:
             responses[code] = {"description": ERRORS[code], "content": problem}
         spec = {"operationId": op.endpoint, "summary": op.summary, "tags": [op.tag],

@@ -2,7 +2,7 @@
 
 from ..models import PurchaseOrder, SalesOrder
 from ..services import purchasing, sales
-from ..services.documents import list_query
+from ..services.documents import as_patched, list_query
 from . import schemas as S
 from .framework import operation, paginate
 
@@ -12,11 +12,17 @@ from .framework import operation, paginate
 @operation("/sales-orders", summary="List sales orders", tag="sales", perm="sales.read", query=S.OrderQuery,
            response=S.Page[S.SalesOrderOut])
 def list_sales(ctx):
-    return paginate(ctx, list_query(SalesOrder, state=ctx.query.state, partner_id=ctx.query.partner_id))
+    return paginate(ctx, _listed(SalesOrder, ctx.query))
+
+
+def _listed(model, q):
+    return list_query(model, state=q.state, partner_id=q.partner_id, q=q.q, date_from=q.date_from,
+                      date_to=q.date_to, sort=q.sort)
 
 
 @operation("/sales-orders", "POST", summary="Create a sales order", tag="sales", perm="sales.write",
-           body=S.OrderIn, response=S.SalesOrderOut, status=201, idempotent=True)
+           body=S.OrderIn, response=S.SalesOrderOut, status=201, idempotent=True,
+           location="/sales-orders/{id}")
 def create_sale(ctx):
     return sales.create(ctx.s, ctx.body.model_dump())
 
@@ -25,6 +31,14 @@ def create_sale(ctx):
            response=S.SalesOrderOut)
 def get_sale(ctx, order_id):
     return sales.get(ctx.s, order_id)
+
+
+@operation("/sales-orders/<int:order_id>", "PATCH", summary="Change a draft sales order", tag="sales",
+           perm="sales.write", body=S.OrderPatch, response=S.SalesOrderOut)
+def patch_sale(ctx, order_id):
+    """409 when the order is past draft; lines, when sent, replace all lines (priced as on create)."""
+    order = sales.get(ctx.s, order_id)
+    return sales.update_draft(ctx.s, order_id, as_patched(order, ctx.body.model_dump(exclude_unset=True)))
 
 
 @operation("/sales-orders/<int:order_id>/confirm", "POST", summary="Confirm a sales order", tag="sales",
@@ -40,7 +54,7 @@ def deliver_sale(ctx, order_id):
 
 
 @operation("/sales-orders/<int:order_id>/invoice", "POST", summary="Invoice a delivered sales order",
-           tag="sales", perm="finance.write", response=S.InvoiceOut, status=201)
+           tag="sales", perm="finance.write", response=S.InvoiceOut, status=201, location="/invoices/{id}")
 def invoice_sale(ctx, order_id):
     return sales.invoice(ctx.s, order_id)
 
@@ -56,11 +70,12 @@ def cancel_sale(ctx, order_id):
 @operation("/purchase-orders", summary="List purchase orders", tag="purchasing", perm="purchasing.read",
            query=S.OrderQuery, response=S.Page[S.PurchaseOrderOut])
 def list_purchases(ctx):
-    return paginate(ctx, list_query(PurchaseOrder, state=ctx.query.state, partner_id=ctx.query.partner_id))
+    return paginate(ctx, _listed(PurchaseOrder, ctx.query))
 
 
 @operation("/purchase-orders", "POST", summary="Create a purchase order", tag="purchasing",
-           perm="purchasing.write", body=S.OrderIn, response=S.PurchaseOrderOut, status=201, idempotent=True)
+           perm="purchasing.write", body=S.OrderIn, response=S.PurchaseOrderOut, status=201, idempotent=True,
+           location="/purchase-orders/{id}")
 def create_purchase(ctx):
     return purchasing.create(ctx.s, ctx.body.model_dump())
 
@@ -69,6 +84,14 @@ def create_purchase(ctx):
            perm="purchasing.read", response=S.PurchaseOrderOut)
 def get_purchase(ctx, order_id):
     return purchasing.get(ctx.s, order_id)
+
+
+@operation("/purchase-orders/<int:order_id>", "PATCH", summary="Change a draft purchase order",
+           tag="purchasing", perm="purchasing.write", body=S.OrderPatch, response=S.PurchaseOrderOut)
+def patch_purchase(ctx, order_id):
+    """409 when the order is past draft; lines, when sent, replace all lines."""
+    order = purchasing.get(ctx.s, order_id)
+    return purchasing.update_draft(ctx.s, order_id, as_patched(order, ctx.body.model_dump(exclude_unset=True)))
 
 
 @operation("/purchase-orders/<int:order_id>/confirm", "POST", summary="Confirm a purchase order",
@@ -84,7 +107,8 @@ def receive_purchase(ctx, order_id):
 
 
 @operation("/purchase-orders/<int:order_id>/bill", "POST", summary="Book the supplier's bill",
-           tag="purchasing", perm="finance.write", body=S.BillIn, response=S.InvoiceOut, status=201)
+           tag="purchasing", perm="finance.write", body=S.BillIn, response=S.InvoiceOut, status=201,
+           location="/invoices/{id}")
 def bill_purchase(ctx, order_id):
     return purchasing.bill(ctx.s, order_id, ctx.body.supplier_reference)
 

@@ -36,6 +36,19 @@ def Text(max_length: int, min_length: int = 0):
     return Annotated[str, Field(min_length=min_length, max_length=max_length), *after]
 
 
+_EMAIL = re.compile(r"[^@\s\"(),:;<>\[\]\\]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}")
+
+
+def _email(value: str) -> str:
+    if value and not _EMAIL.fullmatch(value):
+        raise ValueError("must be an e-mail address such as name@example.com")
+    return value
+
+
+# An e-mail address: one @, no spaces, a domain with a dot ("" when a form leaves it empty).
+Email = Annotated[Text(200), AfterValidator(_email)]
+
+
 # JSON request bodies are validated strictly (api/framework.py: a JSON 0 is not false, "5" is not 5).
 # Query strings and web forms arrive as text: whole numbers and booleans are read from text, but only
 # in their plain spelling. Decimals and dates are read here, so that both ways accept the same text.
@@ -149,6 +162,7 @@ class Out(BaseModel):
 class Page(Out, Generic[T]):
     items: list[T]
     total: int
+    total_is_estimate: bool = False  # true: more than `total` rows match (the count stopped there)
     limit: int
     offset: int
 
@@ -175,12 +189,19 @@ class LoginIn(In):
     password: Text(256, 1)
 
 
+class LoginCodeIn(In):
+    """The second step of a login: the challenge the first step answered, and a one-time code."""
+    challenge: Text(128, 1)
+    code: Text(32, 1)
+
+
 class TokenOut(Out):
     token: str
     token_type: Literal["Bearer"] = "Bearer"
     expires_at: dt.datetime
     username: str
     role: str
+    must_change_password: bool = False  # reset by an administrator: POST /me/password before anything else
 
 
 Role = Literal["admin", "sales", "purchasing", "warehouse", "finance", "auditor"]
@@ -214,7 +235,7 @@ class PartnerIn(In):
     name: Text(200, 1)
     is_customer: bool = False
     is_supplier: bool = False
-    email: Text(200) | None = None
+    email: Email | None = None
     address: Text(500) | None = None
     tax_id: Text(64) | None = None
     bank_account: Text(64) | None = None
@@ -226,7 +247,7 @@ class PartnerPatch(In):
     name: Text(200, 1) = Unchanged()
     is_customer: bool = Unchanged()
     is_supplier: bool = Unchanged()
-    email: Text(200) | None = None
+    email: Email | None = None
     address: Text(500) | None = None
     tax_id: Text(64) | None = None
     bank_account: Text(64) | None = None
@@ -253,6 +274,36 @@ class PartnerOut(Out):
 class PartnerQuery(PageQuery):
     kind: Literal["customer", "supplier"] | None = None
     q: Text(100, 1) | None = Field(None, description="Name or code contains")
+
+
+class BankChangeIn(In):
+    bank_account: Text(64, 1)
+    note: Text(500) | None = None
+
+
+class BankChangeReject(In):
+    reason: Text(500) | None = None
+
+
+class BankChangeOut(Out):
+    id: int
+    partner_id: int
+    partner_code: str
+    partner_name: str
+    old_value: str | None = Field(description="The account before the change (masked unless the role may see it)")
+    new_value: str | None
+    state: Literal["pending", "approved", "rejected"]
+    note: str | None
+    requested_by: str
+    requested_at: dt.datetime
+    decided_by: str | None
+    decided_at: dt.datetime | None
+    reason: str | None
+
+
+class BankChangeQuery(PageQuery):
+    state: Literal["pending", "approved", "rejected"] | None = None
+    partner_id: Id | None = None
 
 
 class PriceIn(In):
@@ -311,6 +362,11 @@ class TaxRateOut(Out):
 class WarehouseIn(In):
     code: Code
     name: Text(100, 1)
+    address: Text(300) | None = None
+
+
+class WarehousePatch(In):
+    name: Text(100, 1) = Unchanged()
     address: Text(300) | None = None
 
 
@@ -379,6 +435,18 @@ class ReorderRuleOut(Out):
     warehouse_id: int
     min_quantity: Decimal
     reorder_quantity: Decimal
+
+
+class LowStockOut(Out):
+    product_id: int
+    sku: str
+    name: str
+    warehouse_id: int
+    warehouse_code: str
+    on_hand: Decimal
+    min_quantity: Decimal
+    reorder_quantity: Decimal
+    suggested_quantity: Decimal = Field(description="The reorder quantity, or more to reach the minimum")
 
 
 class CountIn(In):
@@ -472,9 +540,26 @@ class PurchaseOrderOut(OrderOut):
 OrderState = Literal["draft", "confirmed", "delivered", "received", "invoiced", "billed", "paid", "cancelled"]
 
 
+OrderSort = Literal["id", "-id", "number", "-number", "order_date", "-order_date", "gross_total", "-gross_total"]
+
+
 class OrderQuery(PageQuery):
     state: OrderState | None = None
     partner_id: Id | None = None
+    q: Text(100, 1) | None = Field(None, description="The order number, or the partner's code or name, contains")
+    date_from: Day | None = Field(None, description="Ordered on or after this day (UTC)")
+    date_to: Day | None = Field(None, description="Ordered on or before this day (UTC)")
+    sort: OrderSort = Field("-id", description="A column to sort by; '-' first for descending")
+
+
+class OrderPatch(In):
+    """A draft order's fields to change; what is left out stays. Lines, when sent, replace all lines."""
+    partner_id: Id = Unchanged()
+    warehouse_id: Id = Unchanged()
+    lines: list[OrderLineIn] = Unchanged(min_length=1, max_length=500)
+    notes: Text(1000) = Unchanged()
+    currency: CurrencyCode = Unchanged()
+    exchange_rate: ExchangeRate = Unchanged()
 
 
 class DeliverIn(In):
@@ -501,6 +586,7 @@ class InvoiceOut(Out):
     tax_total: Decimal
     gross_total: Decimal
     amount_paid: Decimal
+    outstanding: Decimal = Field(description="What is left to pay: gross_total - amount_paid")
     state: str
     currency: str
     exchange_rate: Decimal
@@ -574,6 +660,7 @@ class JournalEntryOut(Out):
 
 class JournalQuery(PageQuery):
     source: Text(64, 1) | None = Field(None, description="Source starts with, e.g. 'invoice:'")
+    account: Text(16, 1) | None = Field(None, description="Only entries with a line on this account, e.g. '1122'")
     date_from: Day | None = None
     date_to: Day | None = None
 
@@ -587,6 +674,11 @@ class ReverseIn(In):
 
 class AsOfQuery(In):
     as_of: Day | None = None
+
+
+class TrialBalanceQuery(In):
+    as_of: Day | None = None
+    date_from: Day | None = None  # only movements from this day (e.g. one month's: date_from .. as_of)
 
 
 class PeriodQuery(In):

@@ -46,6 +46,7 @@ def list_moves(ctx):
 def transfer(ctx):
     b = ctx.body
     moves = stock.transfer(ctx.s, b.product_id, b.quantity, b.from_warehouse_id, b.to_warehouse_id, b.reference)
+    ctx.s.expire_all()  # the quantities as stored (and read back later): 4.000, not 4
     first = S.MoveOut.model_validate(moves[0], from_attributes=True).model_dump()
     return {**first, "quantity": sum(m.quantity for m in moves),
             "moves": [S.MoveOut.model_validate(m, from_attributes=True).model_dump() for m in moves]}
@@ -64,9 +65,12 @@ def put_rule(ctx):
     return stock.set_reorder_rule(ctx.s, b.product_id, b.warehouse_id, b.min_quantity, b.reorder_quantity)
 
 
-@operation("/stock/low", summary="Products below their reorder point", tag="stock", perm="stock.read")
+@operation("/stock/low", summary="Products below their reorder point", tag="stock", perm="stock.read",
+           query=S.PageQuery, response=S.Page[S.LowStockOut])
 def low_stock(ctx):
-    return reports.low_stock(ctx.s)
+    q = ctx.query
+    rows = reports.low_stock(ctx.s)
+    return {"items": rows[q.offset:q.offset + q.limit], "total": len(rows), "limit": q.limit, "offset": q.offset}
 
 
 @operation("/stocktakes", summary="List stocktakes", tag="stock", perm="stock.read", query=S.PageQuery,
@@ -76,7 +80,7 @@ def list_stocktakes(ctx):
 
 
 @operation("/stocktakes", "POST", summary="Record a stock count", tag="stock", perm="stock.write",
-           body=S.StocktakeIn, response=S.StocktakeOut, status=201)
+           body=S.StocktakeIn, response=S.StocktakeOut, status=201, location="/stocktakes/{id}")
 def create_stocktake(ctx):
     return stocktakes.create(ctx.s, ctx.body.warehouse_id, [c.model_dump() for c in ctx.body.counts])
 

@@ -4,20 +4,25 @@ from flask import current_app, request
 from sqlalchemy import select
 
 from ..models import User
-from ..services import auth
+from ..services import auth, passwords
+from . import mfa
 from . import schemas as S
-from ..services.common import get_or_404
 from .framework import ANY_USER, bearer_token, operation, paginate
 
 
 @operation("/auth/login", "POST", summary="Log in and get a bearer token", tag="auth", perm=None,
            body=S.LoginIn, response=S.TokenOut, writes_in_maintenance=True)
 def login(ctx):
+    """A user whose login needs a second factor gets 401 with a challenge (api/mfa.py), no token."""
     cfg = current_app.config["ERP_SETTINGS"]
-    token, user, expires = auth.login(ctx.s, ctx.body.username, ctx.body.password, request.remote_addr or "",
-                                      ttl_seconds=cfg.token_ttl_seconds, max_failures=cfg.login_max_failures,
-                                      window_seconds=cfg.login_window_seconds)
-    return {"token": token, "expires_at": expires, "username": user.username, "role": user.role}
+    _none, user, _when = auth.login(ctx.s, ctx.body.username, ctx.body.password, request.remote_addr or "",
+                                    ttl_seconds=cfg.token_ttl_seconds, max_failures=cfg.login_max_failures,
+                                    window_seconds=cfg.login_window_seconds, issue=False)
+    mfa.second_step_or_raise(ctx.s, user, cfg)
+    token, expires = auth.issue_token(ctx.s, user, request.remote_addr or "", ttl_seconds=cfg.token_ttl_seconds,
+                                      user_agent=request.headers.get("User-Agent", ""))
+    return {"token": token, "expires_at": expires, "username": user.username, "role": user.role,
+            "must_change_password": passwords.must_change(user)}
 
 
 @operation("/auth/logout", "POST", summary="Revoke the bearer token", tag="auth", perm=ANY_USER,
@@ -47,9 +52,5 @@ def create_user(ctx):
 @operation("/users/<int:user_id>", "PATCH", summary="Change a user's role or deactivate them", tag="users",
            perm="users.write", body=S.UserPatch, response=S.UserOut)
 def patch_user(ctx, user_id):
-    user = get_or_404(ctx.s, User, user_id, "user")
-    for k, v in ctx.body.model_dump(exclude_unset=True).items():
-        setattr(user, k, v)
-    ctx.s.flush()
-    return user
+    return auth.change_user(ctx.s, user_id, ctx.body.model_dump(exclude_unset=True))
 

@@ -22,3 +22,13 @@ def cost_of(quantity: Decimal, unit_cost: Decimal) -> Decimal:
     if D(quantity) < 0:
         raise ValueError("quantity must not be negative")
     return round_money(D(quantity) * D(unit_cost)) if quantity else ZERO
+
+
+def value_out(quantity: Decimal, on_hand: Decimal, avg_cost: Decimal, stock_value: Decimal) -> Decimal:
+    """The value of a quantity leaving stock that holds `on_hand` worth `stock_value`: at average cost,
+    never more than the stock is worth, and all of it when the last units go (the rounding residue of
+    the moving average leaves with them instead of staying in the books with nothing on hand)."""
+    quantity, stock_value = D(quantity), D(stock_value)
+    if quantity >= D(on_hand):
+        return stock_value
+    return min(cost_of(quantity, avg_cost), stock_value)

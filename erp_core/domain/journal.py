@@ -25,6 +25,11 @@ REVENUE = "6001"
 COGS = "6401"
 STOCK_ADJUSTMENT = "6711"
 
+# Accounts whose balance a subledger defines (erp_core.invariants reconciles them): only the documents
+# post to them, never a manual entry or a reversal.
+CONTROL_ACCOUNTS = {INVENTORY: "the products' stock values", RECEIVABLE: "the open customer invoices",
+                    PAYABLE: "the open supplier bills", GOODS_RECEIVED_NOT_BILLED: "the receipts not yet billed"}
+
 
 @dataclass(frozen=True)
 class Line:

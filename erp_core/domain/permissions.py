@@ -1,4 +1,6 @@
-"""Roles and what each may do. Permissions are '<area>.<read|write>' strings."""
+"""Roles and what each may do. Permissions are '<area>.<read|write>' strings, plus partners.sensitive (see
+partners' tax ids, bank accounts, phones unmasked) and partners.bank (ask for and approve bank-account changes:
+the finance role only, not even admin -- segregation of duties, services/bankdetails.py)."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ ROLES: dict[str, dict] = {
                   "perms": {"products.read", "stock.read", "stock.write", "sales.read",
                             "purchasing.read"}},
     "finance": {"description": "Finance staff: invoices, bills, payments, ledger, reports",
-                "perms": {"partners.read", "partners.sensitive", "products.read", "stock.read",
+                "perms": {"partners.read", "partners.sensitive", "partners.bank", "products.read", "stock.read",
                           "sales.read", "purchasing.read",
                           "finance.read", "finance.write", "reports.read"}},
     "auditor": {"description": "Auditor: reads everything, changes nothing",

@@ -63,6 +63,12 @@ def line_amounts(line: LineInput) -> LineAmounts:
     return LineAmounts(net=net, tax=tax)
 
 
+def discounted_unit_price(unit_price, discount_percent) -> Decimal:
+    """The unit price after the line's discount, as shown beside a line being entered (the line's net is
+    still line_amounts': quantity x price less the discount, rounded once)."""
+    return round_money(D(unit_price) * (HUNDRED - D(discount_percent or 0)) / HUNDRED)
+
+
 def document_totals(lines: list[LineInput]) -> Totals:
     net = tax = ZERO
     by_rate: dict[Decimal, Decimal] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from sqlalchemy import CheckConstraint, Date, ForeignKey, Integer, String
+from sqlalchemy import BigInteger, CheckConstraint, Date, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..domain.money import COMPANY_CURRENCY
@@ -59,6 +59,18 @@ class JournalLine(Base):
     )
 
 
+class LedgerPeriodBalance(Base):
+    """Debits and credits of one account in one month (period 'YYYY-MM'), in whole cents: a cache of
+    the journal lines kept by a database trigger on their insert (same transaction), so reports sum
+    months instead of lines. Complete once the system setting PERIOD_BALANCES_KEY says so."""
+
+    __tablename__ = "ledger_period_balances"
+    account_code: Mapped[str] = mapped_column(String(16), primary_key=True)  # a code of accounts (no FK:
+    period: Mapped[str] = mapped_column(String(7), primary_key=True)         # a cache, as stock_levels' sums)
+    debit_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    credit_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class Invoice(Base):
     """A customer invoice (kind 'customer') or a supplier bill (kind 'supplier')."""
 
@@ -86,12 +98,18 @@ class Invoice(Base):
     payments: Mapped[list["Payment"]] = relationship(order_by="Payment.id")
     __table_args__ = (
         CheckConstraint("kind IN ('customer','supplier')", name="kind"),
+        Index("ix_invoices_kind_state", "kind", "state"),  # aging reads the open ones, not all history
         CheckConstraint("state IN ('open','partial','paid')", name="state"),
         CheckConstraint("amount_paid >= 0 AND amount_paid <= gross_total", name="paid"),
         CheckConstraint("(kind = 'customer' AND sales_order_id IS NOT NULL AND purchase_order_id IS NULL)"
                         " OR (kind = 'supplier' AND purchase_order_id IS NOT NULL AND sales_order_id IS NULL)",
                         name="source"),
     )
+
+    @property
+    def outstanding(self) -> Decimal:
+        """What is left to pay (company currency)."""
+        return self.gross_total - (self.amount_paid or Decimal("0"))
 
 
 class Payment(Base):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import Base, Money, Percent, Qty, UnitCost
+from .base import Base, Money, Percent, Qty, UnitCost, added_later_in_1_1, search_key_of
 
 
 class TaxRate(Base):
@@ -29,6 +29,10 @@ class Product(Base):
     avg_cost: Mapped[Decimal] = mapped_column(UnitCost, default=Decimal("0"))
     costing: Mapped[str] = mapped_column(String(16), default="moving_average")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # what is on hand is worth (the Inventory account's share of the product), see services.stock
+    stock_value: Mapped[Decimal] = added_later_in_1_1(Money, server_default="0")  # read when needed, not on INSERT
+    search_text: Mapped[str] = added_later_in_1_1(Text, default=search_key_of("sku", "name"))
+    __mapper_args__ = {"eager_defaults": False}
     __table_args__ = (
         CheckConstraint("sale_price >= 0", name="price"),
         CheckConstraint("avg_cost >= 0", name="cost"),

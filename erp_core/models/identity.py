@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, CheckConstraint, FetchedValue, ForeignKey, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import Base, UTCDateTime, utcnow
+from .base import Base, UTCDateTime, added_later_in_1_1, utcnow
 
 
 class Role(Base):
@@ -25,6 +25,14 @@ class User(Base):
     role: Mapped[str] = mapped_column(ForeignKey("roles.name"))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # the user of an operator's tool (erp_core.ops.create_user(service=True)): the API does not change it
+    service: Mapped[bool] = added_later_in_1_1(Boolean, server_default=false())
+    # the web pages' language (None: the browser's); FetchedValue keeps it out of an INSERT that does not set it
+    locale: Mapped[str | None] = added_later_in_1_1(String(16), nullable=True, server_default=FetchedValue())
+    # migration 0009: an administrator's reset sets it; the user can do nothing but change the password
+    must_change_password: Mapped[bool] = added_later_in_1_1(Boolean, server_default=false())
+    # the database fills `service` on INSERT; not read back (RETURNING), so a schema before 0006 gets users too
+    __mapper_args__ = {"eager_defaults": False}
 
 
 class ApiToken(Base):
@@ -35,6 +43,12 @@ class ApiToken(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    # migration 0009: what the user's session list shows (a token is a session: web or API)
+    last_seen_at: Mapped[dt.datetime | None] = added_later_in_1_1(UTCDateTime, nullable=True,
+                                                                  server_default=FetchedValue())
+    remote_addr: Mapped[str] = added_later_in_1_1(String(64), server_default="")
+    user_agent: Mapped[str] = added_later_in_1_1(String(200), server_default="")
+    __mapper_args__ = {"eager_defaults": False}
 
 
 class LoginAttempt(Base):
@@ -44,6 +58,17 @@ class LoginAttempt(Base):
     remote_addr: Mapped[str] = mapped_column(String(64), default="")
     succeeded: Mapped[bool] = mapped_column(Boolean)
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class LoginThrottle(Base):
+    """Failed-login counters (migration 0009): one row per key, "p:" an account from one client address,
+    "a:" a client address, "u:" an account (erp_core/services/throttle.py)."""
+
+    __tablename__ = "login_throttle"
+    key: Mapped[str] = mapped_column(String(160), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    blocked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
 class AuditLog(Base):

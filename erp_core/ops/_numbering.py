@@ -1,9 +1,12 @@
 """Numbering floors: what a database has handed out (document numbers per series, ids per table), and
 raising another database (a restored copy) to at least that, so nothing handed out is handed out again.
 
-    numbering_floors(bind) -> {"engine", "series": {series: last number}, "ids": {name: last id}}
+    numbering_floors(bind) -> {"engine", "series": {series: last number}, "ids": {name: last id},
+                               "unreadable": [what could not be read, and why]}
         "ids": SQLite, per table with one integer primary key, its largest id (and sqlite_sequence);
                PostgreSQL, per sequence ("schema.sequence"), its last value
+        a damaged table (SQLite: a page the engine cannot read) is left out and named in "unreadable":
+        a restore over a damaged database reads what it can
     raise_numbering(url, floors) -> {"series": {series: [was, now]}, "ids": {name: [was, now]}}
         only what was lower is raised; never lowers anything
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 import json
 
 from sqlalchemy import Integer, inspect, select, text
+from sqlalchemy.exc import DBAPIError
 
 from ..db import Database
 from ..models import Base, DocSequence, SystemSetting
@@ -40,12 +44,24 @@ def _series(s) -> dict[str, int]:
     return {r.name: int(r.last) for r in s.execute(select(DocSequence.name, DocSequence.last))}
 
 
-def _sqlite_ids(s) -> dict[str, int]:
+def _unreadable(what: str, exc: DBAPIError) -> str:
+    return f"{what}: {str(exc.orig).strip().splitlines()[0][:200]}"
+
+
+def _sqlite_ids(s, unreadable: list[str] | None = None) -> dict[str, int]:
+    """Each table's largest id; a table SQLite cannot read (a damaged page) is named in `unreadable`
+    (a failed read leaves a SQLite transaction usable) and left out."""
     present = set(inspect(s.connection()).get_table_names())
     out = {}
     for t in _id_tables():
         if t.name in present:
-            top = s.scalar(text(f'SELECT max(id) FROM "{t.name}"'))
+            try:
+                top = s.scalar(text(f'SELECT max(id) FROM "{t.name}"'))
+            except DBAPIError as exc:
+                if unreadable is None:
+                    raise
+                unreadable.append(_unreadable(f"table {t.name} (its last id)", exc))
+                continue
             if top:
                 out[t.name] = int(top)
     if "sqlite_sequence" in present:
@@ -63,11 +79,18 @@ def _pg_ids(s) -> dict[str, int]:
 
 def numbering_floors(bind) -> dict:
     """What the database has handed out: the last number of each document series and the last id
-    of each table (SQLite) or sequence (PostgreSQL). Read-only."""
+    of each table (SQLite) or sequence (PostgreSQL). Read-only. What a damage stops it reading is left
+    out and named in "unreadable"."""
+    unreadable: list[str] = []
     with session_on(bind) as s:
         engine = s.get_bind().dialect.name
-        ids = _pg_ids(s) if engine == "postgresql" else _sqlite_ids(s)
-        return {"engine": engine, "series": _series(s), "ids": ids}
+        ids = _pg_ids(s) if engine == "postgresql" else _sqlite_ids(s, unreadable)
+        try:
+            series = _series(s)
+        except DBAPIError as exc:  # read last: on PostgreSQL a failed read ends the transaction
+            unreadable.append(_unreadable(f"table {DocSequence.__tablename__} (document numbers)", exc))
+            series = {}
+        return {"engine": engine, "series": series, "ids": ids, "unreadable": unreadable}
 
 
 def _raise_series(s, floors: dict) -> dict:

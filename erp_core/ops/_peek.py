@@ -23,14 +23,15 @@ def sqlite_file_revision(conn) -> str | None:
 
 def sqlite_maintenance(path: str | Path) -> tuple[SchemaStatus, dict | None]:
     """(the schema status, {"enabled", "reason"}) of the SQLite database at `path`, read in one
-    transaction; the state is None when the schema is not supported. sqlite3.Error when it cannot be
+    transaction; the state is None when the database is not migrated (the switch is read on any migrated
+    schema, an older or mid-upgrade one too: it is one row of system_settings since the first migration). sqlite3.Error when it cannot be
     read; a missing file is not created."""
     conn = sqlite3.connect(f"file:{quote(str(path))}?mode=rw", uri=True, timeout=30, isolation_level=None)
     try:
         conn.execute("BEGIN")
         status = judge_schema(sqlite_file_revision(conn), lambda: conn.execute(
             "SELECT revision, stage FROM erp_schema_migrations ORDER BY applied_at").fetchall())
-        if not status.supported:
+        if status.current is None:
             return status, None
         row = conn.execute("SELECT value FROM system_settings WHERE key = ?", (MAINTENANCE_KEY,)).fetchone()
         return status, maintenance_from_value(row[0] if row else None)

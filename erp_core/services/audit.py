@@ -1,7 +1,10 @@
 """The audit log: every insert, update and delete, written in the same transaction.
 
-A flush hook records each change with who, when, what, before and after. Sensitive values
-are never written to the log (only that they changed)."""
+A flush hook records each change with who, when, what, before and after. Password hashes are never
+written to the log (only that they changed); encrypted fields (partners' bank accounts...) are written
+encrypted, bound to the audited row, column and side (models.sealing.seal_for_audit), so the log shows
+nothing readable and an auditor with the field key recovers both values (erp_core.ops.reveal_audit_entry).
+"""
 
 from __future__ import annotations
 
@@ -13,10 +16,12 @@ from sqlalchemy.orm import Session
 
 from ..models import AuditLog, Base
 from ..models.base import Encrypted, utcnow
+from ..models.sealing import seal_for_audit
 from .id_floors import ids_above_floor
 
-SKIP = {"audit_log", "api_tokens", "login_attempts", "idempotency_keys", "stock_levels",
-        "doc_sequences", "erp_schema_migrations"}
+SKIP = {"audit_log", "api_tokens", "login_attempts", "login_throttle", "idempotency_keys", "stock_levels",
+        "doc_sequences", "erp_schema_migrations",
+        "user_mfa", "mfa_recovery_codes", "mfa_challenges"}  # MFA: explicit entries (services/mfa.py)
 REDACT = {"password_hash"}
 
 
@@ -28,11 +33,16 @@ def _json(value):
     return value
 
 
-def _redacted(column) -> bool:
-    return column.key in REDACT or isinstance(column.type, Encrypted)
+def _logged(session, obj, column, value, side: str, ident: str | None = None):
+    """What the log keeps of a column's value: the value, "***" for a password hash, sealed when encrypted."""
+    if isinstance(column.type, Encrypted):
+        return seal_for_audit(session, value, obj.__tablename__, column.key, ident or _ident(obj), side)
+    if column.key in REDACT and value is not None:
+        return "***"
+    return _json(value)
 
 
-def _snapshot(obj, which: str) -> dict:
+def _snapshot(session, obj, which: str) -> dict:
     state = inspect(obj)
     out = {}
     for attr in state.mapper.column_attrs:
@@ -42,11 +52,11 @@ def _snapshot(obj, which: str) -> dict:
             value = hist.deleted[0] if hist.deleted else (hist.unchanged[0] if hist.unchanged else None)
         else:
             value = getattr(obj, attr.key)
-        out[attr.key] = "***" if _redacted(col) and value is not None else _json(value)
+        out[attr.key] = _logged(session, obj, col, value, which)
     return out
 
 
-def _changed(obj) -> tuple[dict, dict]:
+def _changed(session, obj) -> tuple[dict, dict]:
     state = inspect(obj)
     before, after = {}, {}
     for attr in state.mapper.column_attrs:
@@ -56,9 +66,11 @@ def _changed(obj) -> tuple[dict, dict]:
         col = attr.columns[0]
         old = hist.deleted[0] if hist.deleted else None
         new = hist.added[0] if hist.added else None
-        if _redacted(col):
-            old, new = "***", "*** (changed)"
-        before[attr.key], after[attr.key] = _json(old), _json(new)
+        if col.key in REDACT:
+            before[attr.key], after[attr.key] = "***", "*** (changed)"
+            continue
+        before[attr.key] = _logged(session, obj, col, old, "before")
+        after[attr.key] = _logged(session, obj, col, new, "after")
     return before, after
 
 
@@ -81,12 +93,12 @@ def _collect(session, _ctx, _instances):
     pending = session.info.setdefault("_audit_pending", [])
     for obj in session.dirty:
         if isinstance(obj, Base) and obj.__tablename__ not in SKIP and session.is_modified(obj):
-            before, after = _changed(obj)
+            before, after = _changed(session, obj)
             if before or after:
                 pending.append(("update", obj, before, after))
     for obj in session.deleted:
         if isinstance(obj, Base) and obj.__tablename__ not in SKIP:
-            pending.append(("delete", obj, _snapshot(obj, "before"), None))
+            pending.append(("delete", obj, _snapshot(session, obj, "before"), None))
     session.info["_audit_new"] = [o for o in session.new
                                   if isinstance(o, Base) and o.__tablename__ not in SKIP]
 
@@ -98,7 +110,7 @@ def _write(session, _ctx):
     now = utcnow()
     for obj in session.info.pop("_audit_new", []):
         rows.append(dict(at=now, actor=actor, action="create", entity=obj.__tablename__,
-                         entity_id=_ident(obj), before=None, after=_snapshot(obj, "after")))
+                         entity_id=_ident(obj), before=None, after=_snapshot(session, obj, "after")))
     for action, obj, before, after in session.info.pop("_audit_pending", []):
         rows.append(dict(at=now, actor=actor, action=action, entity=obj.__tablename__,
                          entity_id=_ident(obj), before=before, after=after))

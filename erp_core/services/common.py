@@ -7,8 +7,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, selectinload, undefer_group
 
-from ..errors import InvalidTransition, NotFound
-from ..models import DocSequence
+from ..errors import InvalidTransition, NotFound, ValidationFailed
+from ..models import DocSequence, User
 from ..models.base import ADDED_IN_1_1
 
 
@@ -23,6 +23,15 @@ def full(model) -> list:
     return options
 
 
+def user_named(s: Session, username: str) -> User:
+    """The user of that name; NotFound naming it otherwise."""
+    user = s.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise NotFound(f"there is no user {username!r}.",
+                       fix="Check the username ('erpctl erp user list'), or create the user first.")
+    return user
+
+
 def get_or_404(s: Session, model, ident, what: str | None = None, *, lock: bool = False, options=()):
     stmt = select(model).where(model.__mapper__.primary_key[0] == ident).options(*options)
     if lock:
@@ -34,8 +43,19 @@ def get_or_404(s: Session, model, ident, what: str | None = None, *, lock: bool 
     return obj
 
 
+def known(s: Session, model, ident, field: str, what: str):
+    """A row a request body refers to (by `field`): a 422 naming the field when there is none (the
+    request is wrong, not the URL)."""
+    obj = s.get(model, ident)
+    if obj is None:
+        raise ValidationFailed(f"{what} {ident} does not exist", field=field, fix=f"Use the id of an existing {what}.")
+    return obj
+
+
 def next_number(s: Session, series: str, width: int = 6) -> str:
-    """The next gapless number of a series, e.g. SO000042 (the row lock serialises writers)."""
+    """The next gapless number of a series, e.g. SO000042. The series' row stays locked until the
+    transaction ends (that serialises its writers and keeps the numbers gapless: a rolled-back number is
+    taken again), so a service takes it as late as it can, once the document is checked and built."""
     bump = (update(DocSequence).where(DocSequence.name == series)
             .values(last=DocSequence.last + 1).returning(DocSequence.last))
     row = s.execute(bump).scalar_one_or_none()

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+import datetime as dt
+from types import SimpleNamespace
+
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from ..domain import pricing
 from ..domain.money import ONE, CurrencyError, D, document_currency, to_document
-from ..errors import ValidationFailed
+from ..errors import InvalidTransition, ValidationFailed
 from ..models import Partner, Product, TaxRate, Warehouse
 from .common import full
+from .masterdata import matching
 
 # Money columns are NUMERIC(18,2); staying well below that keeps SQLite's sums exact too.
 MAX_AMOUNT = D("999999999999.99")
@@ -98,10 +102,67 @@ def set_totals(order) -> None:
     order.gross_total_currency = totals.gross_currency
 
 
-def list_query(model, *, state=None, partner_id=None):
-    stmt = select(model).options(*full(model)).order_by(model.id.desc())
+def quote(s: Session, line_model, lines_in: list[dict], price_for, rate=ONE):
+    """What an order with these lines would hold, priced exactly as create prices it (build_lines,
+    set_totals) but stored nowhere: (lines, totals) with the header totals as attributes of `totals`."""
+    totals = SimpleNamespace(lines=build_lines(s, line_model, lines_in, price_for, rate))
+    set_totals(totals)
+    return totals.lines, totals
+
+
+def replace_draft(s: Session, order, machine, role: str, line_model, price_for_partner, data: dict) -> None:
+    """Replace a draft order's partner (of `role`), warehouse, notes, currency and lines, priced by
+    price_for_partner(partner) as create prices them; an order past its machine's initial state is refused
+    (409): it is changed by cancelling it and entering a new one."""
+    if order.state != machine.initial:
+        raise InvalidTransition(f"{machine.name} {order.number} is {order.state}; only a draft can be edited",
+                                fix="Cancel the order and enter a new one.", state=order.state)
+    partner = load_partner(s, data["partner_id"], role)
+    load_warehouse(s, data["warehouse_id"])
+    currency, rate = currency_of(data)
+    order.partner_id, order.warehouse_id, order.notes = partner.id, data["warehouse_id"], data.get("notes") or ""
+    order.currency, order.exchange_rate = currency, rate
+    order.lines = build_lines(s, line_model, data["lines"], price_for_partner(partner), rate)
+    set_totals(order)
+    s.flush()
+
+
+ORDER_SORTS = ("id", "number", "order_date", "gross_total")
+
+
+def list_query(model, *, state=None, partner_id=None, q=None, date_from=None, date_to=None, sort="-id"):
+    """Orders by state, partner, text (the number, or the partner's code or name, contains it) and order
+    date (both ends included, by UTC day), sorted by one of ORDER_SORTS ('-' first: descending)."""
+    stmt = select(model).options(*full(model))
     if state:
         stmt = stmt.where(model.state == state)
     if partner_id:
         stmt = stmt.where(model.partner_id == partner_id)
-    return stmt
+    if q:
+        stmt = stmt.where(or_(func.lower(model.number).contains(q.lower(), autoescape=True),
+                              model.partner_id.in_(select(Partner.id).where(matching(Partner, q)))))
+    if date_from:
+        stmt = stmt.where(model.order_date >= dt.datetime.combine(date_from, dt.time(), dt.timezone.utc))
+    if date_to and date_to < dt.date.max:
+        stmt = stmt.where(model.order_date < dt.datetime.combine(date_to + dt.timedelta(days=1), dt.time(),
+                                                                 dt.timezone.utc))
+    key = sort.lstrip("-")
+    if key not in ORDER_SORTS:
+        raise ValidationFailed(f"cannot sort by {key!r}", field="sort", fix=f"Use one of: {', '.join(ORDER_SORTS)}.")
+    column, tiebreak = getattr(model, key), model.id
+    if sort.startswith("-"):
+        return stmt.order_by(column.desc(), tiebreak.desc())
+    return stmt.order_by(column.asc(), tiebreak.asc())
+
+
+def as_patched(order, changes: dict) -> dict:
+    """A draft's whole input (as create takes it) with the fields a PATCH sends replacing the stored ones;
+    lines not sent are kept as they are (their prices too)."""
+    data = {"partner_id": order.partner_id, "warehouse_id": order.warehouse_id, "notes": order.notes,
+            "currency": order.currency, "exchange_rate": order.exchange_rate,
+            "lines": [{"product_id": line.product_id, "quantity": line.quantity, "unit_price": line.unit_price_currency,
+                       "discount_percent": line.discount_percent} for line in order.lines]}
+    data.update({k: v for k, v in changes.items() if v is not None or k == "notes"})
+    if "currency" in changes and "exchange_rate" not in changes:
+        data["exchange_rate"] = None  # a new currency needs its own rate (or none for the company's)
+    return data

@@ -2,25 +2,68 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from .. import crypto
+from ..domain import search
 from ..domain.money import D
 from ..errors import Conflict, ValidationFailed
 from ..models import Partner, PriceList, PriceListItem, Product, TaxRate, Warehouse
-from .common import get_or_404
+from . import bankdetails
+from .common import get_or_404, known
 
 SENSITIVE = ("tax_id", "bank_account", "phone")
 
 
 def _unique(s: Session, model, column: str, value, exclude_id=None) -> None:
-    stmt = select(model.id).where(getattr(model, column) == value)
+    """Codes are unique regardless of case ('p-1' and 'P-1' are the same SKU; migration 0006's indexes)."""
+    stmt = select(getattr(model, column)).where(func.lower(getattr(model, column)) == value.lower())
     if exclude_id is not None:
         stmt = stmt.where(model.id != exclude_id)
-    if s.scalar(stmt) is not None:
-        raise Conflict(f"a {model.__tablename__[:-1].replace('_', ' ')} with {column} {value!r} already exists.",
-                       field=column, fix=f"Choose another {column}, or update the existing record.")
+    existing = s.scalar(stmt)
+    if existing is not None:
+        same = f" ({existing!r}: codes are unique regardless of case)" if existing != value else ""
+        raise Conflict(f"a {model.__tablename__[:-1].replace('_', ' ')} with {column} {value!r} already "
+                       f"exists{same}.", field=column, fix=f"Choose another {column}, or update the existing record.")
+
+
+def matching(model, q: str):
+    """The WHERE of a search: the folded query inside the row's folded search key (domain.search), the
+    same rows on every backend, whatever the case or accents of either."""
+    return model.search_text.contains(search.fold(q), autoescape=True)
+
+
+PICK_LIMIT = 20
+
+
+def pick(s: Session, model, q: str, limit: int = PICK_LIMIT, role: str | None = None) -> tuple[list, bool]:
+    """The first `limit` active products or partners (customers or suppliers with `role`) whose code or
+    name holds the query (folded: any case, any accents, both backends), a code equal to the query
+    first, then by code; and whether there are more. Two queries that stop early: the code looked up
+    (its case-insensitive unique index), then the matches in code order with a LIMIT (the code's index
+    read in order until enough rows match)."""
+    code = Product.sku if model is Product else model.code
+    q = (q or "").strip()[:100]
+    stmt = select(model).where(model.active.is_(True))
+    if role:
+        stmt = stmt.where(Partner.is_customer.is_(True) if role == "customer" else Partner.is_supplier.is_(True))
+    exact = by_code(s, model, q, role) if q else None
+    if q:
+        stmt = stmt.where(matching(model, q))
+    if exact is not None:
+        stmt = stmt.where(model.id != exact.id)
+    rows = ([exact] if exact is not None else []) + list(s.scalars(stmt.order_by(code).limit(limit + 1)))
+    return rows[:limit], len(rows) > limit
+
+
+def by_code(s: Session, model, code: str, role: str | None = None):
+    """The active product (SKU) or partner with this code, whatever its case; None when there is none."""
+    column = Product.sku if model is Product else model.code
+    stmt = select(model).where(func.lower(column) == code.strip().lower(), model.active.is_(True))
+    if role:
+        stmt = stmt.where(Partner.is_customer.is_(True) if role == "customer" else Partner.is_supplier.is_(True))
+    return s.scalar(stmt)
 
 
 def _apply(obj, data: dict) -> None:
@@ -30,7 +73,10 @@ def _apply(obj, data: dict) -> None:
 
 # ---- partners -------------------------------------------------------------------------------
 
-def create_partner(s: Session, data: dict) -> Partner:
+def create_partner(s: Session, data: dict, initial_bank_account: bool = False) -> Partner:
+    """initial_bank_account: the seed's demo data only; a user's bank account goes through bankdetails."""
+    if not initial_bank_account:
+        bankdetails.refuse_direct_change(data)
     _unique(s, Partner, "code", data["code"])
     p = Partner()
     _apply(p, data)
@@ -41,6 +87,7 @@ def create_partner(s: Session, data: dict) -> Partner:
 
 
 def update_partner(s: Session, partner_id: int, data: dict) -> Partner:
+    bankdetails.refuse_direct_change(data)
     p = get_or_404(s, Partner, partner_id, "partner")
     if "code" in data:
         _unique(s, Partner, "code", data["code"], exclude_id=p.id)
@@ -101,7 +148,7 @@ def set_customer_price(s: Session, partner_id: int, product_id: int, unit_price,
     if not partner.is_customer:
         raise ValidationFailed(f"partner {partner_id} is not a customer", field="partner_id",
                                fix="Price lists belong to customers.")
-    get_or_404(s, Product, product_id, "product")
+    known(s, Product, product_id, "product_id", "product")
     plist = s.scalar(select(PriceList).where(PriceList.partner_id == partner_id))
     if plist is None:
         plist = PriceList(name=f"{partner.code} prices", partner_id=partner_id)
@@ -136,5 +183,13 @@ def create_warehouse(s: Session, data: dict) -> Warehouse:
     w = Warehouse()
     _apply(w, data)
     s.add(w)
+    s.flush()
+    return w
+
+
+def update_warehouse(s: Session, warehouse_id: int, data: dict) -> Warehouse:
+    """A warehouse's name and address (its code, which documents name, stays)."""
+    w = get_or_404(s, Warehouse, warehouse_id, "warehouse", lock=True)
+    _apply(w, data)
     s.flush()
     return w

@@ -9,13 +9,16 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
+from ..domain.journal import PAYABLE, RECEIVABLE
 from ..domain.money import ZERO, round_cost, round_money, round_qty
 from ..errors import ValidationFailed
+from . import periods
 from ..invariants import cents, from_cents
-from ..models import Account, Invoice, JournalEntry, JournalLine, Partner, Product, ReorderRule, StockLevel, Warehouse
+from ..models import (Account, Invoice, JournalEntry, JournalLine, Partner, Payment, Product, ReorderRule,
+                      StockLevel, Warehouse)
 
 AGING_BUCKETS = ("current", "days_1_30", "days_31_60", "days_61_90", "over_90")
 RETAINED_EARNINGS = "Retained earnings (profit to date)"
@@ -24,22 +27,14 @@ RETAINED_EARNINGS = "Retained earnings (profit to date)"
 def _account_sums(s: Session, date_from: dt.date | None = None, date_to: dt.date | None = None,
                   types: tuple[str, ...] | None = None) -> list[dict]:
     """Debits and credits per account over journal entries dated in [date_from, date_to],
-    for accounts with at least one line there, ordered by account code."""
-    debit = func.sum(cents(JournalLine.debit)).label("debit")
-    credit = func.sum(cents(JournalLine.credit)).label("credit")
-    stmt = (select(Account.code, Account.name, Account.type, debit, credit)
-            .join(JournalLine, JournalLine.account_code == Account.code)
-            .join(JournalEntry, JournalEntry.id == JournalLine.entry_id)
-            .group_by(Account.code, Account.name, Account.type)
-            .order_by(Account.code))
-    if date_from is not None:
-        stmt = stmt.where(JournalEntry.date >= date_from)
-    if date_to is not None:
-        stmt = stmt.where(JournalEntry.date <= date_to)
+    for accounts with at least one line there, ordered by account code (whole months from the
+    period balances, see services.periods)."""
+    sums = periods.account_cents(s, date_from, date_to)
+    stmt = select(Account.code, Account.name, Account.type).where(Account.code.in_(list(sums))).order_by(Account.code)
     if types is not None:
         stmt = stmt.where(Account.type.in_(types))
     return [{"code": r.code, "name": r.name, "type": r.type,
-             "debit": from_cents(r.debit), "credit": from_cents(r.credit)} for r in s.execute(stmt)]
+             "debit": from_cents(sums[r.code][0]), "credit": from_cents(sums[r.code][1])} for r in s.execute(stmt)]
 
 
 def _total(rows: list[dict], key: str = "amount") -> Decimal:
@@ -54,12 +49,13 @@ def _lines(sums: list[dict], account_type: str) -> list[dict]:
             for a in sums if a["type"] == account_type]
 
 
-def trial_balance(s: Session, as_of: dt.date | None = None) -> dict:
-    """Every account with entries up to as_of (all time if None): its debits, credits and
-    balance (debit - credit). The totals' debit equals their credit in a sound ledger."""
-    rows = [{**a, "balance": a["debit"] - a["credit"]} for a in _account_sums(s, date_to=as_of)]
+def trial_balance(s: Session, as_of: dt.date | None = None, date_from: dt.date | None = None) -> dict:
+    """Every account with entries up to as_of (all time if None; from date_from if given, e.g. one
+    month's movements): its debits, credits and balance (debit - credit). The totals' debit equals
+    their credit in a sound ledger."""
+    rows = [{**a, "balance": a["debit"] - a["credit"]} for a in _account_sums(s, date_from, as_of)]
     debit, credit = _total(rows, "debit"), _total(rows, "credit")
-    return {"as_of": as_of, "rows": rows,
+    return {"as_of": as_of, "date_from": date_from, "rows": rows,
             "totals": {"debit": debit, "credit": credit, "balance": debit - credit}}
 
 
@@ -84,6 +80,48 @@ def balance_sheet(s: Session, as_of: dt.date | None = None) -> dict:
     return {"as_of": as_of, "assets": assets, "liabilities": liabilities, "equity": equity,
             "total_assets": total_assets, "total_liabilities": total_liabilities, "total_equity": total_equity,
             "balanced": total_assets == total_liabilities + total_equity}
+
+
+def general_ledger(s: Session, account_code: str, date_from: dt.date | None = None,
+                   date_to: dt.date | None = None, limit: int = 5000) -> dict:
+    """One account's journal lines dated in [date_from, date_to], oldest first, with the opening
+    balance (everything before date_from), the running balance after each line and the closing
+    balance; balances are debit - credit, as in the trial balance, so the closing balance equals the
+    trial balance's row at date_to. At most `limit` lines are listed (`truncated` says so); the
+    totals and the closing balance always cover the whole range."""
+    account = s.get(Account, account_code)
+    if account is None:
+        raise ValidationFailed(f"there is no account {account_code!r}", field="account",
+                               fix="Pick an account from the chart of accounts.")
+    if date_from is not None and date_to is not None and date_from > date_to:
+        raise ValidationFailed("the range starts after it ends", field="date_from",
+                               fix="Give a start date on or before the end date.")
+    before = periods.account_cents(s, None, date_from - dt.timedelta(days=1)) if date_from else {}
+    opening = from_cents(before.get(account_code, [0, 0])[0]) - from_cents(before.get(account_code, [0, 0])[1])
+    within = periods.account_cents(s, date_from, date_to).get(account_code, [0, 0])
+    debit, credit = from_cents(within[0]), from_cents(within[1])
+    stmt = (select(JournalEntry.id.label("entry_id"), JournalEntry.number, JournalEntry.date, JournalEntry.memo,
+                   JournalEntry.source, JournalLine.debit, JournalLine.credit, Partner.code.label("partner_code"),
+                   JournalLine.partner_id)
+            .join(JournalEntry, JournalEntry.id == JournalLine.entry_id)
+            .outerjoin(Partner, Partner.id == JournalLine.partner_id)
+            .where(JournalLine.account_code == account_code)
+            .order_by(JournalEntry.date, JournalEntry.id, JournalLine.id).limit(limit + 1))
+    if date_from is not None:
+        stmt = stmt.where(JournalEntry.date >= date_from)
+    if date_to is not None:
+        stmt = stmt.where(JournalEntry.date <= date_to)
+    rows, balance = [], opening
+    for r in s.execute(stmt).all()[:limit]:
+        line_debit, line_credit = round_money(r.debit), round_money(r.credit)
+        balance += line_debit - line_credit
+        rows.append({"entry_id": r.entry_id, "number": r.number, "date": r.date, "memo": r.memo, "source": r.source,
+                     "partner_code": r.partner_code, "partner_id": r.partner_id, "debit": line_debit,
+                     "credit": line_credit, "balance": balance})
+    return {"account": {"code": account.code, "name": account.name, "type": account.type},
+            "date_from": date_from, "date_to": date_to, "opening": opening, "lines": rows,
+            "truncated": len(rows) == limit and s.scalar(select(func.count()).select_from(stmt.subquery())) > limit,
+            "totals": {"debit": debit, "credit": credit}, "closing": opening + debit - credit}
 
 
 def stock_valuation(s: Session) -> dict:
@@ -127,7 +165,8 @@ def aging(s: Session, kind: str, as_of: dt.date | None = None) -> dict:
     if kind not in ("customer", "supplier"):
         raise ValidationFailed(f"unknown aging kind {kind!r}", field="kind", fix="Use 'customer' or 'supplier'.")
     as_of = as_of or dt.date.today()
-    stmt = (select(Partner.id.label("partner_id"), Partner.code, Partner.name, Invoice.number, Invoice.issue_date,
+    stmt = (select(Partner.id.label("partner_id"), Partner.code, Partner.name, Invoice.id.label("invoice_id"),
+                   Invoice.number, Invoice.issue_date,
                    Invoice.due_date, Invoice.gross_total, Invoice.amount_paid)
             .join(Partner, Partner.id == Invoice.partner_id)
             .where(Invoice.kind == kind, Invoice.state.in_(("open", "partial")))
@@ -140,7 +179,8 @@ def aging(s: Session, kind: str, as_of: dt.date | None = None) -> dict:
         outstanding = round_money(r.gross_total) - round_money(r.amount_paid)
         days_overdue = (as_of - r.due_date).days
         bucket = aging_bucket(days_overdue)
-        partner["invoices"].append({"number": r.number, "issue_date": r.issue_date, "due_date": r.due_date,
+        partner["invoices"].append({"invoice_id": r.invoice_id, "number": r.number, "issue_date": r.issue_date,
+                                    "due_date": r.due_date,
                                     "days_overdue": max(days_overdue, 0), "bucket": bucket,
                                     "outstanding": outstanding})
         partner["buckets"][bucket] += outstanding
@@ -149,6 +189,17 @@ def aging(s: Session, kind: str, as_of: dt.date | None = None) -> dict:
     return {"kind": kind, "as_of": as_of, "partners": listed,
             "buckets": {b: sum((p["buckets"][b] for p in listed), ZERO) for b in AGING_BUCKETS},
             "total": _total(listed, "total")}
+
+
+def outstanding(s: Session, kind: str, as_of: dt.date | None = None) -> dict:
+    """{"total", "overdue"}: what customers owe us (kind 'customer') or we owe suppliers ('supplier') at
+    as_of (today if None), and the part past its due date, summed in the database to the cent (what the
+    dashboard shows; aging() lists each invoice)."""
+    as_of = as_of or dt.date.today()
+    rest = cents(Invoice.gross_total) - cents(Invoice.amount_paid)
+    total, overdue = s.execute(select(func.sum(rest), func.sum(case((Invoice.due_date < as_of, rest), else_=0)))
+                               .where(Invoice.kind == kind, Invoice.state.in_(("open", "partial")))).one()
+    return {"total": from_cents(total), "overdue": from_cents(overdue)}
 
 
 def low_stock(s: Session) -> list[dict]:
@@ -173,3 +224,46 @@ def low_stock(s: Session) -> list[dict]:
                      "warehouse_code": r.warehouse_code, "on_hand": on_hand, "min_quantity": minimum,
                      "reorder_quantity": reorder, "suggested_quantity": max(reorder, minimum - on_hand)})
     return rows
+
+
+def documents_of_entries(s: Session, entry_ids) -> dict[int, dict]:
+    """The invoice or bill each journal entry belongs to (its own entry, or the entry of a payment of it):
+    {entry id: {"invoice_id", "number"}}, for drilling down from a ledger line to its document."""
+    ids = list(set(entry_ids))
+    if not ids:
+        return {}
+    own = s.execute(select(Invoice.journal_entry_id, Invoice.id, Invoice.number)
+                    .where(Invoice.journal_entry_id.in_(ids))).all()
+    paid = s.execute(select(Payment.journal_entry_id, Invoice.id, Invoice.number)
+                     .join(Invoice, Invoice.id == Payment.invoice_id).where(Payment.journal_entry_id.in_(ids))).all()
+    return {e: {"invoice_id": i, "number": n} for e, i, n in [*own, *paid]}
+
+
+def partner_ledger(s: Session, partner_id: int, limit: int = 5000) -> dict:
+    """One customer's or supplier's lines on the receivable and payable accounts, oldest first, with the
+    running balance (debit - credit: what the customer owes is positive, what we owe a supplier negative)
+    and the document (invoice, bill, or the one a payment settles) of each line. At most `limit` lines are
+    listed (`truncated` says so); the balance always covers every line."""
+    partner = s.get(Partner, partner_id)
+    if partner is None:
+        raise ValidationFailed(f"there is no partner {partner_id}", field="partner_id",
+                               fix="Pick the customer or supplier from the list.")
+    cond = and_(JournalLine.partner_id == partner_id, JournalLine.account_code.in_((RECEIVABLE, PAYABLE)))
+    stmt = (select(JournalEntry.id.label("entry_id"), JournalEntry.number, JournalEntry.date, JournalEntry.memo,
+                   JournalLine.account_code, JournalLine.debit, JournalLine.credit)
+            .join(JournalEntry, JournalEntry.id == JournalLine.entry_id).where(cond)
+            .order_by(JournalEntry.date, JournalEntry.id, JournalLine.id).limit(limit + 1))
+    found = s.execute(stmt).all()
+    docs = documents_of_entries(s, [r.entry_id for r in found[:limit]])
+    rows, balance = [], ZERO
+    for r in found[:limit]:
+        debit, credit = round_money(r.debit), round_money(r.credit)
+        balance += debit - credit
+        rows.append({"entry_id": r.entry_id, "number": r.number, "date": r.date, "memo": r.memo,
+                     "account": r.account_code, "debit": debit, "credit": credit, "balance": balance,
+                     "document": docs.get(r.entry_id)})
+    sums = s.execute(select(func.coalesce(func.sum(cents(JournalLine.debit)), 0),
+                            func.coalesce(func.sum(cents(JournalLine.credit)), 0)).where(cond)).one()
+    return {"partner": {"id": partner.id, "code": partner.code, "name": partner.name}, "lines": rows,
+            "truncated": len(found) > limit, "totals": {"debit": from_cents(sums[0]), "credit": from_cents(sums[1])},
+            "balance": from_cents(sums[0]) - from_cents(sums[1])}

@@ -3,25 +3,64 @@
 Every move carries a lot. A receipt puts its goods in a new lot; an outgoing move (delivery, transfer
 out, negative adjustment) takes them from the lots the warehouse holds, oldest first (domain.lots.fifo),
 split into one move per lot when it spans several. What a lot holds in a warehouse is computed from its
-moves (stock_moves.lot_id is indexed); the on-hand row lock taken first serialises the takers.
+moves (stock_moves.lot_id is indexed).
 
-Lock order: a document's row, its products' rows (receipts), then the stock_levels rows (product order),
-then the stock_moves inserted. The stock-cache rebuild (stockcache.py) locks the two tables in that order."""
+Lock order (one rule for every service that changes stock: receipt, delivery, transfer, stocktake,
+cancellation, and the stock-cache rebuild of stockcache.py, which locks the same tables in the same
+order):
+
+1. the document's own row (order, stocktake) FOR UPDATE, when there is one;
+2. the rows of every product the operation touches, all at once, sorted by id (lock_products:
+   FOR NO KEY UPDATE, so order lines referencing the product can still be written);
+3. the stock_levels rows, by (warehouse, product), through the conditional UPDATEs of move();
+4. then the rows inserted: lots, stock moves, the journal entry (numbering rows: LOT before JE).
+
+A product's average cost and stock value are read only after step 2 (lock_products reloads them), so
+no operation books cost at an average that a receipt in flight is about to change, and since every
+writer of a product's stock_levels rows holds its product row, two operations on the same product
+queue on step 2 instead of deadlocking in step 3. A deadlock or serialization failure that still
+happens is retried by the unit of work (erp_core.db.retrying).
+
+Stock value. products.stock_value is the value of everything on hand of a product (what the
+Inventory account holds for it): receipts add what they booked, goods found add their value at average
+cost, goods leaving take their value at average cost, and the last units out take what is left
+(domain.costing.value_out), so the moving-average rounding residue is booked, not left behind."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
 from sqlalchemy import case, func, insert, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, undefer_group
 
 from ..domain import costing, journal, lots
 from ..domain.money import ZERO, D, round_qty
-from ..errors import Conflict, InsufficientStock, ValidationFailed
+from ..errors import Conflict, InsufficientStock, NotFound, ValidationFailed
 from ..invariants import from_thousandths, thousandths
 from ..models import Lot, Product, ReorderRule, StockLevel, StockMove, Warehouse
+from ..models.base import ADDED_LATER_IN_1_1
 from . import ledger
-from .common import get_or_404, next_number
+from .common import known, next_number
+
+
+def lock_products(s: Session, product_ids) -> dict[int, Product]:
+    """Step 2 of the lock order: the products' rows locked in id order and read afresh (average cost,
+    stock value), by id. NotFound for an id that is not a product."""
+    ids = sorted(set(product_ids))
+    stmt = (select(Product).where(Product.id.in_(ids)).order_by(Product.id).with_for_update(key_share=True)
+            .options(undefer_group(ADDED_LATER_IN_1_1)).execution_options(populate_existing=True))
+    found = {p.id: p for p in s.scalars(stmt)}
+    for missing in (i for i in ids if i not in found):
+        raise NotFound(f"product {missing} does not exist.", fix="Use the id of an existing product.")
+    return found
+
+
+def take_value(s: Session, product: Product, qty: Decimal) -> Decimal:
+    """The value of `qty` leaving the company's stock (before its move): at average cost, the last units
+    taking what is left. Lowers the product's stock value; the product must be locked (lock_products)."""
+    value = costing.value_out(D(qty), on_hand(s, product.id), product.avg_cost, product.stock_value)
+    product.stock_value = product.stock_value - value
+    return value
 
 
 def _add_on_hand(s: Session, product_id: int, warehouse_id: int, qty: Decimal) -> None:
@@ -112,10 +151,12 @@ def move(s: Session, product: Product, qty, *, kind: str, reference: str,
 
 
 def receive(s: Session, product: Product, qty, unit_cost, warehouse_id: int, reference: str,
-            lot_id: int) -> StockMove:
-    """Stock in from a supplier into a lot; updates the product's moving-average cost."""
+            lot_id: int, value: Decimal | None = None) -> StockMove:
+    """Stock in from a supplier into a lot, worth `value` (default qty x unit_cost); updates the
+    product's moving-average cost and stock value. The product must be locked (lock_products)."""
     total = on_hand(s, product.id)
     product.avg_cost = costing.moving_average(total, product.avg_cost, D(qty), D(unit_cost))
+    product.stock_value = product.stock_value + (costing.cost_of(D(qty), D(unit_cost)) if value is None else value)
     return move(s, product, qty, kind="receipt", reference=reference, to_wh=warehouse_id, unit_cost=unit_cost,
                 lot_id=lot_id)[0]
 
@@ -125,31 +166,35 @@ def transfer(s: Session, product_id: int, qty, from_wh: int, to_wh: int, referen
     if from_wh == to_wh:
         raise ValidationFailed("a transfer needs two different warehouses", field="to_warehouse_id",
                                fix="Pick a destination other than the source.")
-    product = get_or_404(s, Product, product_id, "product")
-    get_or_404(s, Warehouse, from_wh, "warehouse")
-    get_or_404(s, Warehouse, to_wh, "warehouse")
+    known(s, Product, product_id, "product_id", "product")
+    known(s, Warehouse, from_wh, "from_warehouse_id", "warehouse")
+    known(s, Warehouse, to_wh, "to_warehouse_id", "warehouse")
+    product = lock_products(s, [product_id])[product_id]
     moves = move(s, product, qty, kind="transfer", reference=reference or "transfer", from_wh=from_wh, to_wh=to_wh)
     s.flush()
     return moves
 
 
 def adjust(s: Session, product: Product, warehouse_id: int, delta: Decimal, reference: str) -> Decimal:
-    """Post a count difference as an adjustment move; returns its value at average cost (signed).
-    Goods found go into a new lot; goods missing are taken from the oldest lots."""
+    """Post a count difference as an adjustment move; returns its value (signed): goods found at average
+    cost, into a new lot; goods missing taken from the oldest lots at their value (take_value). The
+    product must be locked (lock_products)."""
     if delta == 0:
         return ZERO
     if delta > 0:
         lot = new_lot(s, product.id, reference)
         move(s, product, delta, kind="adjustment", reference=reference, to_wh=warehouse_id, lot_id=lot.id)
-    else:
-        move(s, product, -delta, kind="adjustment", reference=reference, from_wh=warehouse_id)
-    value = costing.cost_of(abs(delta), product.avg_cost)
-    return value if delta > 0 else -value
+        value = costing.cost_of(delta, product.avg_cost)
+        product.stock_value = product.stock_value + value
+        return value
+    value = take_value(s, product, -delta)
+    move(s, product, -delta, kind="adjustment", reference=reference, from_wh=warehouse_id)
+    return -value
 
 
 def set_reorder_rule(s: Session, product_id: int, warehouse_id: int, min_quantity, reorder_quantity) -> ReorderRule:
-    get_or_404(s, Product, product_id, "product")
-    get_or_404(s, Warehouse, warehouse_id, "warehouse")
+    known(s, Product, product_id, "product_id", "product")
+    known(s, Warehouse, warehouse_id, "warehouse_id", "warehouse")
     rule = s.scalar(select(ReorderRule).where(ReorderRule.product_id == product_id,
                                               ReorderRule.warehouse_id == warehouse_id))
     if rule is None:

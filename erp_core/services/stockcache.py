@@ -7,10 +7,11 @@ behind the ERP's back, a bug, a damaged copy) it is rewritten from the moves. No
 the moves: what a lot holds is computed from them (services/stock.lot_balances), and a product's average
 cost is a running figure of its receipts, not a sum the moves define.
 
-Lock order. The stock services lock stock_levels rows (the conditional UPDATE of _take_on_hand and
-_add_on_hand) before they insert their stock_moves. The rebuild takes the same order for whole tables on
-PostgreSQL: stock_levels in EXCLUSIVE mode (no writer can update it, readers go on), then stock_moves in
-SHARE mode (no move can be inserted). A writer that has already updated a stock_levels row is waited for
+Lock order. The stock services lock their products' rows, then stock_levels rows (the conditional UPDATE
+of _take_on_hand and _add_on_hand), then insert their stock_moves (services/stock.py states the rule).
+The rebuild takes the same order for whole tables on PostgreSQL: products in EXCLUSIVE mode (no stock
+writer can lock a product, readers go on), stock_levels in EXCLUSIVE mode, then stock_moves in SHARE
+mode (no move can be inserted). A writer that has already updated a stock_levels row is waited for
 (its moves commit with it); one that has not waits for the rebuild. So no move lands between the sums
 being read and the cache being written. On SQLite the write transaction (BEGIN IMMEDIATE) holds the
 database's one write lock from its start. The rebuild writes only in maintenance mode, read in the same
@@ -78,6 +79,7 @@ def digest(corrections: list[Correction]) -> str:
 def lock_stock(s: Session) -> None:
     """Stop every stock writer for the rest of the transaction, in the stock services' order (above)."""
     if s.get_bind().dialect.name == "postgresql":
+        s.execute(text("LOCK TABLE products IN EXCLUSIVE MODE"))
         s.execute(text("LOCK TABLE stock_levels IN EXCLUSIVE MODE"))
         s.execute(text("LOCK TABLE stock_moves IN SHARE MODE"))
 

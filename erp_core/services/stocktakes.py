@@ -40,8 +40,9 @@ def post(s: Session, stocktake_id: int, date: dt.date | None = None) -> Stocktak
     st = get_or_404(s, Stocktake, stocktake_id, "stocktake", lock=True)
     transition(STOCKTAKE, st, "post")
     value_delta = ZERO
+    products = stock.lock_products(s, [l.product_id for l in st.lines])  # the lock order of services.stock
     for line in sorted(st.lines, key=lambda l: l.product_id):
-        product = s.get(Product, line.product_id)
+        product = products[line.product_id]
         expected = stock.on_hand(s, product.id, st.warehouse_id)
         line.expected_quantity = expected
         value_delta += stock.adjust(s, product, st.warehouse_id, line.counted_quantity - expected, st.number)

@@ -5,19 +5,25 @@ buttons for the transitions the order's state and the user's role allow."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from flask import redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from sqlalchemy import func, or_, select
 
 from ..api import schemas as S
-from ..domain import permissions
+from ..domain import permissions, pricing
 from ..domain.money import COMPANY_CURRENCY, ISO_CURRENCIES
 from ..domain.states import StateMachine
 from ..errors import ErpError, ValidationFailed
 from ..models import Invoice, Partner, Product, Warehouse
 from ..services import masterdata, stock
 from .framework import PAGE_SIZE, error_message, form_id, int_arg, page, parse_form
+from .listing import all_rows, csv_response, page_of
+from .listing import in_range as listing_in_range
+from .listing import read as listing_of
+from .terms import term
+from .i18n import money, pct
 
 DEFAULT_LINES = 6
 MAX_FORM_LINES = 100
@@ -27,7 +33,7 @@ MAX_FORM_LINES = 100
 class Action:
     """A button on an order page: the state-machine action, who may press it, what it calls."""
     name: str
-    label: str
+    label: Any
     perm: str
     run: Callable  # (ctx, order_id) -> message
     style: str = ""
@@ -35,15 +41,17 @@ class Action:
 
 @dataclass(frozen=True)
 class Kind:
-    """Sales or purchasing: the names, the model, the state machine and the actions."""
+    """Sales or purchasing: the names, the model, the state machine and the actions. The words
+    shown are lazy translations (whole phrases: the languages do not build them alike)."""
     key: str            # 'sales' | 'purchases'
-    title: str          # 'Sales order'
     partner_role: str   # 'customer' | 'supplier'
     model: type
     machine: StateMachine
     read_perm: str
     write_perm: str
-    price_hint: str
+    words: dict         # title, titles, new, partner, partner_placeholder, unknown_partner (%(code)s),
+    #                     pick_partner_first, search_hint, price_hint, none_match, all_link, change,
+    #                     saved (with %(number)s %(net)s %(tax)s %(total)s)
 
     def endpoint(self, what: str) -> str:
         return f"web.{self.key}_{what}"
@@ -61,19 +69,69 @@ def allowed_actions(kind: Kind, actions: dict[str, Action], state: str, role: st
 
 # ---- the entry form --------------------------------------------------------------------------
 
-def _choices(s, kind: Kind):
-    flag = Partner.is_customer if kind.partner_role == "customer" else Partner.is_supplier
-    partners = s.execute(select(Partner.id, Partner.code, Partner.name)
-                         .where(flag.is_(True), Partner.active.is_(True)).order_by(Partner.name)).all()
-    warehouses = s.execute(select(Warehouse.id, Warehouse.code, Warehouse.name).order_by(Warehouse.code)).all()
-    products = s.execute(select(Product.id, Product.sku, Product.name, Product.sale_price, Product.unit)
-                         .where(Product.active.is_(True)).order_by(Product.sku)).all()
-    return partners, warehouses, products
+def _warehouses(s):
+    return s.execute(select(Warehouse.id, Warehouse.code, Warehouse.name).order_by(Warehouse.code)).all()
+
+
+def _code_of(text: str) -> str:
+    """'TEA-1 — Longjing tea' (a picked suggestion) or 'tea-1' (typed) -> the code."""
+    return text.split(" — ")[0].strip()
+
+
+def resolve_codes(s, kind: Kind, raw: dict) -> None:
+    """The text fields of the pickers to ids: a code typed (any case), or a suggestion picked, names the
+    active partner or product; a field left empty keeps the id sent beside it (forms and tests that send ids)."""
+    if raw["partner"]:
+        partner = masterdata.by_code(s, Partner, _code_of(raw["partner"]), kind.partner_role)
+        if partner is None:
+            raise ValidationFailed(str(kind.words["unknown_partner"]) % {"code": _code_of(raw["partner"])},
+                                   field="partner_id", fix=_("Type the code, or type part of the name and pick "
+                                                             "from the suggestions."))
+        raw["partner_id"] = str(partner.id)
+    for i, row in enumerate(raw["lines"]):
+        if row["product"]:
+            product = masterdata.by_code(s, Product, _code_of(row["product"]))
+            if product is None:
+                raise ValidationFailed(_("line %(n)s: no active product has the code %(code)s", n=i + 1,
+                                         code=_code_of(row["product"])), field=f"lines.{i}.product_id",
+                                       fix=_("Type the SKU, or type part of the name and pick from the suggestions."))
+            row["product_id"] = str(product.id)
+
+
+def _label_ids(s, raw: dict) -> None:
+    """Fill the pickers' text fields for the ids a form holds without text (a stored order, an id sent)."""
+    pid = form_id(raw["partner_id"])
+    if not raw["partner"] and isinstance(pid, int):
+        partner = s.get(Partner, pid)
+        raw["partner"] = f"{partner.code} — {partner.name}" if partner else ""
+    wanted = {form_id(r["product_id"]) for r in raw["lines"] if r["product_id"] and not r["product"]}
+    wanted = {i for i in wanted if isinstance(i, int)}
+    if wanted:
+        labels = {str(i): f"{sku} — {name}" for i, sku, name in
+                  s.execute(select(Product.id, Product.sku, Product.name).where(Product.id.in_(wanted)))}
+        for row in raw["lines"]:
+            if row["product_id"] and not row["product"]:
+                row["product"] = labels.get(row["product_id"], "")
+
+
+def order_as_form(order, extra_lines: int = 2) -> dict:
+    """A stored order as the entry form shows it (its prices and discounts as stored), with blank lines to add."""
+    def plain(d):
+        text = format(d, "f")
+        return text.rstrip("0").rstrip(".") if "." in text else text
+    lines = [{"product_id": str(l.product_id), "product": "", "quantity": plain(l.quantity),
+              "unit_price": str(l.unit_price_currency),
+              "discount_percent": plain(l.discount_percent) if l.discount_percent else ""} for l in order.lines]
+    lines += blank_form(extra_lines)["lines"]
+    return {"partner_id": str(order.partner_id), "partner": "", "warehouse_id": str(order.warehouse_id),
+            "notes": order.notes or "",
+            "currency": "" if order.currency == COMPANY_CURRENCY else order.currency,
+            "exchange_rate": "" if order.currency == COMPANY_CURRENCY else str(order.exchange_rate), "lines": lines}
 
 
 def blank_form(line_count: int = DEFAULT_LINES) -> dict:
-    return {"partner_id": "", "warehouse_id": "", "notes": "", "currency": "", "exchange_rate": "",
-            "lines": [{"product_id": "", "quantity": "", "unit_price": "", "discount_percent": ""}
+    return {"partner_id": "", "partner": "", "warehouse_id": "", "notes": "", "currency": "", "exchange_rate": "",
+            "lines": [{"product_id": "", "product": "", "quantity": "", "unit_price": "", "discount_percent": ""}
                       for _ in range(line_count)]}
 
 
@@ -83,8 +141,9 @@ def read_form(form) -> dict:
     lines = []
     for i in range(count):
         lines.append({k: form.get(f"lines-{i}-{k}", "").strip()
-                      for k in ("product_id", "quantity", "unit_price", "discount_percent")})
-    return {"partner_id": form.get("partner_id", "").strip(), "warehouse_id": form.get("warehouse_id", "").strip(),
+                      for k in ("product_id", "product", "quantity", "unit_price", "discount_percent")})
+    return {"partner_id": form.get("partner_id", "").strip(), "partner": form.get("partner", "").strip()[:300],
+            "warehouse_id": form.get("warehouse_id", "").strip(),
             "notes": form.get("notes", "").strip(), "currency": form.get("currency", "").strip().upper(),
             "exchange_rate": form.get("exchange_rate", "").strip(), "lines": lines}
 
@@ -96,21 +155,21 @@ def order_input(raw: dict) -> dict:
         if not any(row.values()):
             continue
         if not row["product_id"]:
-            raise ValidationFailed(f"line {i + 1} has figures but no product", field=f"lines.{i}.product_id",
-                                   fix="Pick the product, or clear the line.")
+            raise ValidationFailed(_("line %(n)s has figures but no product", n=i + 1), field=f"lines.{i}.product_id",
+                                   fix=_("Pick the product, or clear the line."))
         if not row["quantity"]:
-            raise ValidationFailed(f"line {i + 1} has no quantity", field=f"lines.{i}.quantity",
-                                   fix="Enter the quantity, or clear the line.")
+            raise ValidationFailed(_("line %(n)s has no quantity", n=i + 1), field=f"lines.{i}.quantity",
+                                   fix=_("Enter the quantity, or clear the line."))
         lines.append({"product_id": form_id(row["product_id"]), "quantity": row["quantity"],
                       "unit_price": row["unit_price"] or None, "discount_percent": row["discount_percent"] or "0"})
     if not raw["partner_id"]:
-        raise ValidationFailed("no customer or supplier is chosen", field="partner_id",
-                               fix="Pick one from the list.")
+        raise ValidationFailed(_("no customer or supplier is chosen"), field="partner_id",
+                               fix=_("Pick one from the list."))
     if not raw["warehouse_id"]:
-        raise ValidationFailed("no warehouse is chosen", field="warehouse_id", fix="Pick one from the list.")
+        raise ValidationFailed(_("no warehouse is chosen"), field="warehouse_id", fix=_("Pick one from the list."))
     if not lines:
-        raise ValidationFailed("the order has no lines", field="lines",
-                               fix="Pick a product and enter a quantity on at least one line.")
+        raise ValidationFailed(_("the order has no lines"), field="lines",
+                               fix=_("Pick a product and enter a quantity on at least one line."))
     parsed = parse_form(S.OrderIn, {"partner_id": form_id(raw["partner_id"]),
                                     "warehouse_id": form_id(raw["warehouse_id"]), "notes": raw["notes"],
                                     "currency": raw["currency"] or None,
@@ -118,13 +177,42 @@ def order_input(raw: dict) -> dict:
     return parsed.model_dump()
 
 
-def render_form(ctx, kind: Kind, raw: dict, error=None, preview=None, status: int = 200):
-    partners, warehouses, products = _choices(ctx.s, kind)
+def render_form(ctx, kind: Kind, raw: dict, error=None, preview=None, status: int = 200, editing=None):
+    """The entry form. Partners and products are not listed in it: their fields are pickers that search
+    as the user types (picker_pages), or take a code typed as it is (resolve_codes)."""
+    warehouses = _warehouses(ctx.s)
     if not raw["warehouse_id"] and len(warehouses) == 1:
         raw["warehouse_id"] = str(warehouses[0].id)
-    return render_template("order_form.html", kind=kind, form=raw, partners=partners, warehouses=warehouses,
-                           products=products, error=error, preview=preview, company=COMPANY_CURRENCY,
+    _label_ids(ctx.s, raw)
+    return render_template("order_form.html", kind=kind, form=raw, warehouses=warehouses, error=error,
+                           preview=preview, company=COMPANY_CURRENCY, editing=editing,
                            currencies=sorted(ISO_CURRENCIES)), status
+
+
+def live_totals(ctx, kind: Kind, price_preview: Callable):
+    """JSON for the form's live totals: the complete lines (a product and a quantity) priced by the service's
+    own rule (price_preview: the customer's price list, the discount, tax), nothing stored. The warehouse
+    does not change a price: one not yet chosen is stood in for by any id."""
+    raw = read_form(request.args)
+    rows = [i for i, r in enumerate(raw["lines"]) if (r["product_id"] or r["product"]) and r["quantity"]]
+    if not rows or not (raw["partner_id"] or raw["partner"]):
+        return {"lines": [], "currency": raw["currency"] or COMPANY_CURRENCY, "net": "", "tax": "", "total": "",
+                "message": "" if not rows else str(kind.words["pick_partner_first"])}
+    try:
+        resolve_codes(ctx.s, kind, raw)
+        raw["lines"] = [raw["lines"][i] for i in rows]
+        data = order_input({**raw, "warehouse_id": raw["warehouse_id"] or "1"})
+        lines, totals = price_preview(ctx.s, data)
+    except ErpError as exc:
+        m = error_message(exc)
+        return {"error": m["text"], "fix": m["fix"], "field": getattr(exc, "field", None)}, 422
+    return {"currency": data["currency"] or COMPANY_CURRENCY, "message": "",
+            "lines": [{"row": i, "unit_price": money(l.unit_price_currency), "discount": pct(l.discount_percent)
+                       if l.discount_percent else "", "price": money(pricing.discounted_unit_price(
+                           l.unit_price_currency, l.discount_percent)), "net": money(l.net_amount_currency),
+                       "tax": money(l.tax_amount_currency)} for i, l in zip(rows, lines)],
+            "net": money(totals.net_total_currency), "tax": money(totals.tax_total_currency),
+            "total": money(totals.gross_total_currency)}
 
 
 def preview_order(ctx, create: Callable, data: dict) -> dict:
@@ -144,45 +232,65 @@ def preview_order(ctx, create: Callable, data: dict) -> dict:
     return out
 
 
-def handle_form_post(ctx, kind: Kind, create: Callable):
-    """Save (or preview, or add lines to) the order; on an error show the form again with the input."""
+def handle_form_post(ctx, kind: Kind, create: Callable, editing=None):
+    """Save (or preview, or add lines to) the order; on an error show the form again with the input.
+    Editing a draft, `create` is the service's update of that order."""
     raw = read_form(request.form)
     do = request.form.get("do", "save")
     if do == "more":
         raw["lines"].extend(blank_form(DEFAULT_LINES)["lines"][: MAX_FORM_LINES - len(raw["lines"])])
-        return render_form(ctx, kind, raw)
+        return render_form(ctx, kind, raw, editing=editing)
     try:
+        resolve_codes(ctx.s, kind, raw)
         data = order_input(raw)
         if do == "preview":
-            return render_form(ctx, kind, raw, preview=preview_order(ctx, create, data))
+            return render_form(ctx, kind, raw, preview=preview_order(ctx, create, data), editing=editing)
         with ctx.s.begin_nested():
             order = create(ctx.s, data)
     except ErpError as exc:
-        return render_form(ctx, kind, raw, error=error_message(exc), status=exc.status)
-    ctx.flash(f"{kind.title} {order.number} saved: net {order.net_total:,.2f}, tax {order.tax_total:,.2f}, "
-              f"total {order.gross_total:,.2f}.")
+        return render_form(ctx, kind, raw, error=error_message(exc), status=exc.status, editing=editing)
+    ctx.flash(str(kind.words["saved"]) % {"number": order.number, "net": money(order.net_total),
+                                      "tax": money(order.tax_total), "total": money(order.gross_total)})
     return redirect(url_for(kind.endpoint("order"), order_id=order.id), 303)
 
 
 # ---- the list and the page -------------------------------------------------------------------
 
-def order_list(ctx, kind: Kind):
+def _order_columns(kind: Kind) -> dict:
     model = kind.model
+    return {"number": model.number, "date": model.order_date, "partner": Partner.name, "state": model.state,
+            "net": model.net_total, "tax": model.tax_total, "total": model.gross_total}
+
+
+def order_list(ctx, kind: Kind):
+    """The orders the filters choose (state, partner code, date range, text), sorted by a column;
+    with format=csv all of them as a CSV file."""
+    model = kind.model
+    columns = _order_columns(kind)
+    listing = listing_of(columns, "-date")
     state = request.args.get("state", "").strip()
     if state not in kind.machine.states:
         state = ""
     q = request.args.get("q", "").strip()[:100]
-    offset = int_arg("offset", 0) or 0
+    partner = request.args.get("partner", "").strip()[:32]
     stmt = select(model, Partner.code, Partner.name).join(Partner, Partner.id == model.partner_id)
     if state:
         stmt = stmt.where(model.state == state)
+    if partner:
+        stmt = stmt.where(func.lower(Partner.code) == partner.lower())
     if q:
-        stmt = stmt.where(or_(model.number.contains(q, autoescape=True), Partner.name.contains(q, autoescape=True),
-                              Partner.code.contains(q, autoescape=True)))
-    total = ctx.s.scalar(select(func.count()).select_from(stmt.subquery()))
-    rows = ctx.s.execute(stmt.order_by(model.id.desc()).limit(PAGE_SIZE).offset(offset)).all()
-    return render_template("order_list.html", kind=kind, rows=rows, state=state, q=q, total=total,
-                           offset=offset, page_size=PAGE_SIZE)
+        stmt = stmt.where(or_(func.lower(model.number).contains(q.lower(), autoescape=True),
+                              masterdata.matching(Partner, q)))
+    stmt = stmt.where(*listing_in_range(model.order_date, listing, datetime=True))
+    if listing.csv:
+        rows = all_rows(ctx.s, stmt, columns, listing, model.id)
+        return csv_response(kind.key, [_("Number"), _("Date"), _("Partner code"), _("Partner"), _("State"),
+                                       _("Currency"), _("Net"), _("Tax"), _("Total")],
+                            ([o.number, o.order_date, code, name, term(o.state), COMPANY_CURRENCY, o.net_total,
+                              o.tax_total, o.gross_total] for o, code, name in rows))
+    total, rows = page_of(ctx.s, stmt, columns, listing, model.id)
+    return render_template("order_list.html", kind=kind, rows=rows, state=state, q=q, partner=partner,
+                           total=total, listing=listing, offset=listing.offset, page_size=PAGE_SIZE)
 
 
 def order_page(ctx, kind: Kind, order, actions: dict[str, Action]):
@@ -213,4 +321,4 @@ def register_actions(kind: Kind, actions: dict[str, Action]) -> None:
 
         act.__name__ = f"{kind.key}_{action.name}"
         page(f"/app/{kind.key}/<int:order_id>/{action.name}", action.perm,
-             f"{action.label.lower()} {kind.title.lower()}s", method="POST", back=kind.endpoint("order"))(act)
+             kind.words["change"], method="POST", back=kind.endpoint("order"))(act)

@@ -5,12 +5,16 @@ from __future__ import annotations
 from decimal import Decimal
 
 from flask import render_template, request
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import and_, func, or_, select
 
 from ..models import Partner, Product, ReorderRule, StockLevel, StockMove, Warehouse
 from ..services import masterdata, reports, stock
 from ..services.common import get_or_404
 from .framework import PAGE_SIZE, int_arg, page
+from .listing import all_rows, csv_response, page_of
+from .listing import read as listing_of
 
 LEDGER_PAGE = 100
 
@@ -19,7 +23,7 @@ def _warehouses(s):
     return s.execute(select(Warehouse.id, Warehouse.code, Warehouse.name).order_by(Warehouse.code)).all()
 
 
-@page("/app/stock", "stock.read", "see stock")
+@page("/app/stock", "stock.read", _l("see stock"))
 def stock_list(ctx):
     s = ctx.s
     q = request.args.get("q", "").strip()[:100]
@@ -33,7 +37,7 @@ def stock_list(ctx):
             .outerjoin(ReorderRule, and_(ReorderRule.product_id == StockLevel.product_id,
                                          ReorderRule.warehouse_id == StockLevel.warehouse_id)))
     if q:
-        stmt = stmt.where(or_(Product.sku.contains(q, autoescape=True), Product.name.contains(q, autoescape=True)))
+        stmt = stmt.where(masterdata.matching(Product, q))
     if warehouse_id:
         stmt = stmt.where(StockLevel.warehouse_id == warehouse_id)
     total = s.scalar(select(func.count()).select_from(stmt.subquery()))
@@ -51,7 +55,7 @@ def _delta(move, warehouse_id: int | None) -> Decimal:
         - (move.quantity if move.from_warehouse_id == warehouse_id else 0)
 
 
-@page("/app/stock/products/<int:product_id>", "stock.read", "see stock")
+@page("/app/stock/products/<int:product_id>", "stock.read", _l("see stock"))
 def stock_ledger(ctx, product_id):
     s = ctx.s
     product = get_or_404(s, Product, product_id, "product")
@@ -82,22 +86,37 @@ def stock_ledger(ctx, product_id):
                            codes=codes, levels=levels)
 
 
-@page("/app/partners", "partners.read", "see customers and suppliers")
+PARTNER_COLUMNS = {"code": Partner.code, "name": Partner.name, "email": Partner.email,
+                   "terms": Partner.payment_terms_days}
+
+
+@page("/app/partners", "partners.read", _l("see customers and suppliers"))
 def partners_list(ctx):
+    """Customers and suppliers by kind, status and text, sorted by a column; format=csv exports them
+    (the sensitive fields masked as on the page for roles that may not read them)."""
     s = ctx.s
+    listing = listing_of(PARTNER_COLUMNS, "code")
     kind = request.args.get("kind", "")
+    status = request.args.get("status", "active")
+    status = status if status in ("active", "inactive", "all") else "active"
     q = request.args.get("q", "").strip()[:100]
-    offset = int_arg("offset", 0) or 0
     stmt = select(Partner)
     if kind in ("customer", "supplier"):
         stmt = stmt.where(Partner.is_customer if kind == "customer" else Partner.is_supplier)
     else:
         kind = ""
+    if status != "all":
+        stmt = stmt.where(Partner.active.is_(status == "active"))
     if q:
-        stmt = stmt.where(or_(Partner.name.contains(q, autoescape=True), Partner.code.contains(q, autoescape=True)))
-    total = s.scalar(select(func.count()).select_from(stmt.subquery()))
+        stmt = stmt.where(masterdata.matching(Partner, q))
     see = ctx.may("partners.sensitive")
-    rows = [masterdata.partner_view(p, see)
-            for p in s.scalars(stmt.order_by(Partner.code).limit(PAGE_SIZE).offset(offset))]
-    return render_template("partners.html", rows=rows, total=total, offset=offset, page_size=PAGE_SIZE,
-                           kind=kind, q=q, sensitive=see)
+    if listing.csv:
+        rows = [masterdata.partner_view(p, see) for (p,) in all_rows(s, stmt, PARTNER_COLUMNS, listing, Partner.id)]
+        return csv_response("partners", [_("Code"), _("Name"), _("customer"), _("supplier"), _("Email"), _("Phone"),
+                                         _("Tax id"), _("Address"), _("Terms"), _("active")],
+                            ([p["code"], p["name"], p["is_customer"], p["is_supplier"], p["email"], p["phone"],
+                              p["tax_id"], p["address"], p["payment_terms_days"], p["active"]] for p in rows))
+    total, rows = page_of(s, stmt, PARTNER_COLUMNS, listing, Partner.id)
+    return render_template("partners.html", rows=[masterdata.partner_view(p, see) for (p,) in rows], total=total,
+                           listing=listing, offset=listing.offset, page_size=PAGE_SIZE, kind=kind, status=status,
+                           q=q, sensitive=see)

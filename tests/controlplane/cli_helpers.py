@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from controlplane.drills import sandbox
+
 REQUIRE = os.environ.get("ERPCTL_REQUIRE_INTEGRATION") == "1"
 PG_ADMIN_URL = os.environ.get("ERPCTL_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 PASSWORD = "correct horse battery"
@@ -74,16 +76,7 @@ def ok_json(*args, **kw):
 
 
 def free_ports(n: int = 2) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+    return sandbox.free_ports(n)
 
 
 def port_is_free(port: int) -> bool:

@@ -26,6 +26,8 @@ SAMPLES = {
     "host": ("10.0.0.1", "10.0.0.2", "10.0.0.3"),
     "erp_port": (8101, "8102", 8103),
     "ops_port": (8201, "8202", 8203),
+    "erp_workers": (None, "3", 4),
+    "erp_threads": (None, "5", 6),
     "erp_url": ("http://flag:1", "http://env:2", "http://toml:3"),
     "backup_repo": ("file:///flag", "file:///env", "file:///toml"),
     "backup_key_file": ("/flag.key", "/env.key", "/toml.key"),
@@ -42,6 +44,30 @@ SAMPLES = {
     "prometheus_url": ("http://flag:9090", "http://env:9090", "http://toml:9090"),
     "alertmanager_url": ("http://flag:9093", "http://env:9093", "http://toml:9093"),
     "runbooks_dir": ("/flag/runbooks", "/env/runbooks", "/toml/runbooks"),
+    "field_key_escrow_file": (None, "/env/field-key.escrow", "/toml/field-key.escrow"),
+    "field_key_escrow_public_key": (None, "/env/escrow.pub.pem", "/toml/escrow.pub.pem"),
+    "drill_blackout": (None, "month-end,payroll=day:25", ["day:1"]),
+    "drill_timeout_seconds": (None, "60", 120),
+    "drill_prometheus": (None, "/opt/prometheus/bin/prometheus", "prometheus-2"),
+    "evidence_key_file": (None, "/env/evidence.key", "/toml/evidence.key"),
+    "evidence_anchor": (None, "file:///env-anchors", "s3://bucket/anchors"),
+    "release_trusted_keys": ("/flag/keys", "/env/keys", "/toml/keys"),
+    "ops_host": ("10.0.1.1", "10.0.1.2", "10.0.1.3"),
+    "metrics_token": (None, "envtoken", "tomltoken"),
+    "mfa_roles": (None, "finance", "admin,finance,auditor"),
+    "trusted_proxies": (None, "10.0.0.5/32", "10.0.0.5/32,10.0.1.0/24"),
+    "company_name": (None, "Env Trading Co.", "杭州示例贸易有限公司"),
+    "company_tax_id": (None, "91330100MA2B000001", "91330100MA2B000002"),
+    "company_address": (None, "Env street 1", "杭州市西湖区文三路 1 号"),
+    "company_bank_account": (None, "Env Bank 0001", "中国工商银行 1202 0000"),
+    "fleet_inventory": ("/flag/inventory.yml", "/env/inventory.yml", "/toml/inventory.yml"),
+    "fleet_known_hosts": ("/flag/known_hosts", "/env/known_hosts", "/toml/known_hosts"),
+    "fleet_identity_file": ("/flag/id", "/env/id", "/toml/id"),
+    "fleet_connect_timeout": (1.5, "2.5", 3.5),
+    "fleet_command_timeout": (10.0, "20", 30),
+    "fleet_parallel": (2, "3", 4),
+    "fleet_playbooks_dir": ("/flag/playbooks", "/env/playbooks", "/toml/playbooks"),
+    "drill_postgresql_url": (None, "postgresql://env/postgres", "postgresql://toml/postgres"),
 }
 MULTI_SOURCE = [s.name for s in I.SETTINGS if (s.flag is not None) + len(s.env) + (s.toml is not None) > 1]
 
@@ -50,6 +76,7 @@ def _write_toml(data_dir: Path, name: str, value) -> None:
     section, key = I.BY_NAME[name].toml.rsplit(".", 1)
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / "erpctl.toml").write_text(f"[{section}]\n{key} = {json.dumps(value)}\n")
+    (data_dir / "erpctl.toml").chmod(0o600)  # it may hold a secret: others must not read it
 
 
 def _open(data_dir, name, flag=None, env=None):
@@ -92,6 +119,7 @@ def test_backup_settings_fall_back_to_backup_json_after_the_toml(tmp_path, name)
         node = node.setdefault(p, {})
     node[last] = env
     (d / "backup.json").write_text(json.dumps(legacy))
+    (d / "backup.json").chmod(0o600)
     got = _open(d, name).resolve(name)
     assert got.source.startswith("backup.json") and got.value == I.BY_NAME[name].parse(env)
     _write_toml(d, name, toml)

@@ -40,6 +40,9 @@ def test_the_plan_repeats_host_and_ports_and_passes_the_database_url_outside_the
                      ["erpctl"])
     assert p.argv == ("erpctl", "up", "--data-dir", str(inst.data_dir), "--host", "0.0.0.0", "--erp-port", "18000",
                       "--ops-port", "18001")
+    apart = restart.plan(inst, _served(inst, database=PG_SHOWN, database_backend="postgresql", ops_host="127.0.0.2"),
+                         ["erpctl"])
+    assert apart.argv[-2:] == ("--ops-host", "127.0.0.2")  # the ops console stays where it listened
     assert p.database_url == inst.database_url and "s3cret" in p.database_url
     assert "s3cret" not in json.dumps(p.as_dict())
     sqlite = Installation.open(tmp_path / "d", environ={})

@@ -31,7 +31,7 @@ from tests.controlplane.cli_helpers import env, erpctl_path, port_is_free
 from tests.controlplane.fault_helpers import seeded_rng
 
 from tests.controlplane.release_helpers import (DB_1_0, FIXTURE_ADMIN, FIXTURE_KEY, REPO_ROOT, WHEEL_1_0,
-                                               tree_wheel_and_version)
+                                               sign_for_tests, tree_wheel_and_version)
 
 
 @pytest.fixture(scope="session")
@@ -179,6 +179,7 @@ def test_what_is_not_a_release_wheel_is_refused_and_leaves_nothing(tmp_path, cas
     name, make, says = BAD_WHEELS[case]
     wheel = tmp_path / name
     make(wheel)
+    sign_for_tests(wheel)  # signed by a trusted key: the checks after the signature's refuse it
     t = data_target(tmp_path)
     with pytest.raises(BadWheel) as exc:
         release.install(t, wheel)
@@ -195,6 +196,7 @@ def test_another_wheel_of_an_installed_version_is_refused(tmp_path):
     shutil.copy(WHEEL_1_0, other)
     with zipfile.ZipFile(other, "a") as z:  # same METADATA, other content: another build of "1.0.0"
         z.writestr("erp_core/rebuilt.txt", "another build\n")
+    sign_for_tests(other)
     with pytest.raises(ReleaseConflict) as exc:
         release.install(t, other)
     assert exc.value.exit_code == 39 and "already installed from another wheel" in exc.value.detail

@@ -10,7 +10,8 @@ import pytest
 
 from controlplane import config
 from tests.controlplane.cli_helpers import erpctl, ok, ok_json
-from tests.controlplane.release_helpers import DB_1_0, WHEEL_1_0, build_tree_wheel, tree_wheel_and_version
+from tests.controlplane.release_helpers import (DB_1_0, WHEEL_1_0, build_tree_wheel, sign_for_tests,
+                                               tree_wheel_and_version)
 from tests.controlplane.test_release import BAD_WHEELS, contract_future_schema, leftovers
 
 
@@ -56,6 +57,7 @@ def test_refusals_have_their_exit_codes_and_a_fix(tmp_path):
         wheel = tmp_path / case / name
         wheel.parent.mkdir()
         make(wheel)
+        sign_for_tests(wheel)
         r = erpctl("release", "install", wheel, "--data-dir", data)
         assert r.returncode == 37, (case, r.stderr)
         assert says in r.stderr and "fix:" in r.stderr and "Traceback" not in r.stderr
@@ -67,6 +69,7 @@ def test_refusals_have_their_exit_codes_and_a_fix(tmp_path):
     shutil.copy(WHEEL_1_0, rebuilt)
     with zipfile.ZipFile(rebuilt, "a") as z:
         z.writestr("erp_core/rebuilt.txt", "another build\n")
+    sign_for_tests(rebuilt)
     r = erpctl("release", "install", rebuilt, "--data-dir", data)
     assert r.returncode == 39 and "already installed from another wheel" in r.stderr
 

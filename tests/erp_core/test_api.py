@@ -11,7 +11,7 @@ def test_validation_error_names_the_field_and_the_fix(erp):
     assert r.status_code == 422 and r.json["field"] == "tax_code" and "VAT13" in r.json["fix"]
     r = erp.client.post("/api/v1/products", data="{not json",
                         headers={"Authorization": f"Bearer {erp.token('admin')}", "Content-Type": "application/json"})
-    assert r.status_code == 422 and r.json["field"] == "body"
+    assert r.status_code == 400 and r.json["field"] == "body" and r.mimetype == "application/problem+json"
 
 
 def test_duplicate_sku_is_a_clear_conflict(erp):
@@ -27,6 +27,18 @@ def test_pagination_and_filters(erp):
     assert page["total"] == 7 and [p["sku"] for p in page["items"]] == ["SKU3", "SKU4", "SKU5"]
     assert erp.get("/products", query={"q": "SKU6"})["total"] == 1
     assert erp.req("GET", "/products", query={"limit": 1000}).status_code == 422
+
+
+def test_a_long_list_counts_only_so_far_past_the_page(erp, monkeypatch):
+    from erp_core.api import framework
+
+    for i in range(7):
+        erp.product(f"SKU{i}", "1.00")
+    monkeypatch.setattr(framework, "COUNT_CAP", 2)
+    page = erp.get("/products", query={"limit": 2, "offset": 1})
+    assert (page["total"], page["total_is_estimate"]) == (5, True)  # at least 5 rows: the count stopped there
+    page = erp.get("/products", query={"limit": 2, "offset": 3})
+    assert (page["total"], page["total_is_estimate"]) == (7, False)  # the end is within reach: exact
 
 
 def test_invalid_transition_says_what_is_allowed(erp):

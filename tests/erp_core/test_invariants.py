@@ -131,8 +131,10 @@ def seed(database) -> None:
         customer = Partner(code="C1", name="Customer", is_customer=True)
         supplier = Partner(code="S1", name="Supplier", is_supplier=True)
         main, east = Warehouse(code="MAIN", name="Main"), Warehouse(code="EAST", name="East")
-        a = Product(sku="A-1", name="Widget", sale_price=Decimal("10.00"), tax_code="VAT13")
-        b = Product(sku="B-1", name="Gadget", sale_price=Decimal("3.33"), tax_code="VAT13")
+        a = Product(sku="A-1", name="Widget", sale_price=Decimal("10.00"), tax_code="VAT13",
+                    avg_cost=Decimal("2.5"), stock_value=Decimal("21.25"))  # 8.5 on hand
+        b = Product(sku="B-1", name="Gadget", sale_price=Decimal("3.33"), tax_code="VAT13",
+                    avg_cost=Decimal("2.5"), stock_value=Decimal("12.50"))  # 5 on hand
         s.add_all([customer, supplier, main, east, a, b])
         s.flush()
         lots = {p.id: Lot(product_id=p.id, number=f"LOT-{p.sku}") for p in (a, b)}
@@ -156,6 +158,8 @@ def seed(database) -> None:
         invoiced = post(s, "JE-1", journal.customer_invoice(customer.id, order.net_total, order.tax_total))
         paid = post(s, "JE-2", journal.customer_payment(customer.id, Decimal("10.00")))
         billed = post(s, "JE-3", journal.supplier_bill(supplier.id, purchase.net_total, purchase.tax_total))
+        post(s, "JE-4", journal.goods_received(purchase.net_total))
+        post(s, "JE-5", journal.goods_delivered(Decimal("3.75")))  # 1.5 of A at 2.50
         invoice = Invoice(number="INV-1", kind="customer", partner_id=customer.id, sales_order_id=order.id,
                           issue_date=DAY, due_date=DAY, net_total=order.net_total, tax_total=order.tax_total,
                           gross_total=order.gross_total, amount_paid=Decimal("10.00"), state="partial",
@@ -170,8 +174,9 @@ def seed(database) -> None:
                       journal_entry_id=paid.id))
 
 
-# Ledger totals of seed(): JE-1 (SO-1: net 24.99, tax 3.25), JE-2 (10.00), JE-3 (PO-1: net 37.50, tax 4.88).
-SEEDED_DEBITS = Decimal("28.24") + Decimal("10.00") + Decimal("42.38")
+# Ledger totals of seed(): JE-1 (SO-1: net 24.99, tax 3.25), JE-2 (10.00), JE-3 (PO-1: net 37.50, tax 4.88),
+# JE-4 (PO-1 received: 37.50), JE-5 (cost of goods: 3.75).
+SEEDED_DEBITS = Decimal("28.24") + Decimal("10.00") + Decimal("42.38") + Decimal("37.50") + Decimal("3.75")
 
 
 # ---- the checks ---------------------------------------------------------------------------------
@@ -188,7 +193,7 @@ def test_an_empty_database_passes_every_check(database):
 def test_sums_are_exact_where_floats_are_not(database):
     """0.10 + 0.20 is not 0.30 in floating point, which is what SQLite's SUM adds in."""
     with database.session() as s:
-        post(s, "JE-1", [journal.Line("1002", debit=Decimal("0.10")), journal.Line("1122", debit=Decimal("0.20")),
+        post(s, "JE-1", [journal.Line("1002", debit=Decimal("0.10")), journal.Line("6711", debit=Decimal("0.20")),
                          journal.Line("6001", credit=Decimal("0.30"))])
 
     assert check(database) == []
@@ -267,7 +272,7 @@ def test_invoices_whose_payments_or_state_do_not_add_up_are_reported(database):
     run_sql(database, "UPDATE invoices SET state = 'partial', gross_total = 50 WHERE number = 'BILL-1'")
 
     assert {v.check for v in check(database)} == {"document_totals_match_lines", "currency_totals_match_lines",
-                                                  "company_currency_documents_agree"}
+                                                  "company_currency_documents_agree", "ledger_matches_subledgers"}
     assert check(database, invariants.document_totals_match_lines) == [
         Violation("document_totals_match_lines",
                   "invoice INV-1: amount_paid 28.24 != sum of payments 10.00", "INV-1"),
@@ -275,6 +280,30 @@ def test_invoices_whose_payments_or_state_do_not_add_up_are_reported(database):
                   "bill BILL-1: gross_total 50.00 != net + tax 42.38; "
                   "state 'partial' does not fit amount_paid 0.00 of gross 50.00", "BILL-1"),
     ]
+
+
+@pytest.mark.parametrize("sql, expected", [
+    ("UPDATE products SET stock_value = stock_value + 50 WHERE sku = 'A-1'",
+     [Violation("ledger_matches_subledgers", "account 1405 holds 33.75 but the products' stock values add up to 83.75 "
+                "(difference -50.00)", "account:1405")]),
+    ("UPDATE invoices SET amount_paid = 0, state = 'open' WHERE number = 'INV-1'",
+     [Violation("ledger_matches_subledgers", "account 1122 holds 18.24 but the open customer invoices add up to "
+                "28.24 (difference -10.00)", "account:1122")]),
+    ("UPDATE invoices SET amount_paid = 2.38, state = 'partial' WHERE number = 'BILL-1'",
+     [Violation("ledger_matches_subledgers", "account 2202 holds -42.38 but the open supplier bills add up to "
+                "-40.00 (difference -2.38)", "account:2202")]),
+    ("UPDATE purchase_orders SET state = 'received' WHERE number = 'PO-1'",
+     [Violation("ledger_matches_subledgers", "account 2241 holds 0.00 but the receipts not yet billed add up to "
+                "-37.50 (difference 37.50)", "account:2241")]),
+    ("UPDATE stock_levels SET quantity = 0 WHERE product_id = 2",  # B-1 keeps its 12.50 with nothing on hand
+     [Violation("ledger_matches_subledgers", "product B-1 is worth 12.50 with 0.000 on hand", "B-1")]),
+])
+def test_the_ledger_is_reconciled_with_each_subledger_to_the_cent(database, sql, expected):
+    seed(database)
+    assert check(database, invariants.ledger_matches_subledgers) == []
+    run_sql(database, sql)
+
+    assert check(database, invariants.ledger_matches_subledgers) == expected
 
 
 @pytest.mark.parametrize("sql, expected", [

@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+import pytest
+
 from erp_core import __version__
 from erp_core.app import create_app
 from erp_core.config import Settings
@@ -16,8 +18,17 @@ from tests.conftest import FIELD_KEY
 from tests.controlplane.monitoring.helpers import families, promtool_check_metrics, sample
 
 
+METRICS_TOKEN = "metrics token of the tests"
+
+
+@pytest.fixture(autouse=True)
+def metrics_token(monkeypatch):
+    """A metrics token, so that /metrics has the business figures too (test_metrics_token.py: without)."""
+    monkeypatch.setenv("ERP_METRICS_TOKEN", METRICS_TOKEN)
+
+
 def scrape(erp) -> tuple[str, dict]:
-    r = erp.client.get("/metrics")
+    r = erp.client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
     assert r.status_code == 200
     text = r.get_data(as_text=True)
     return text, families(text)

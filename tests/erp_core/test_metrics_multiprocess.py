@@ -75,7 +75,7 @@ def test_counters_and_histograms_add_up_across_workers(tmp_path, request):
     pool = {s.labels["state"]: s for s in fams["erp_db_pool_connections"].samples}
     assert set(pool) == {"in_use", "idle"} and "pid" not in pool["idle"].labels
     assert pool["in_use"].value == 0 and pool["idle"].value == scraper["idle"] >= 1
-    assert sample(fams, "erp_database_up") == 1 and sample(fams, "erp_sales_orders", state="draft") == 0
+    assert sample(fams, "erp_database_up") == 1 and sample(fams, "erp_low_stock_products") == 0
     assert sorted(p.name.split("_")[0] for p in mp_dir.glob("*.db")).count("counter") == 3
     promtool_check_metrics(text)
 

@@ -86,7 +86,7 @@ def test_deactivating_a_user_stops_its_logins_and_tokens(erp):
 def test_service_user_mistakes_are_refused_with_a_fix_and_change_nothing(sqlite_erp):
     erp = sqlite_erp
     _service_user(erp)
-    cases = [(lambda s: ops.set_password(s, SERVICE, "short"), ValidationFailed, "at least 10"),
+    cases = [(lambda s: ops.set_password(s, SERVICE, "short"), ValidationFailed, "at least 12"),
              (lambda s: ops.set_password(s, "nobody", "long enough password"), NotFound, "create the user"),
              (lambda s: ops.deactivate_user(s, "nobody"), NotFound, "create the user"),
              (lambda s: ops.create_user(s, SERVICE, "long enough password", "auditor"), Conflict, "another username"),
@@ -296,9 +296,10 @@ def test_the_maintenance_switch_of_an_sqlite_file_read_without_sqlalchemy_says_w
         conn.execute("INSERT INTO erp_schema_migrations (revision, stage, applied_at) VALUES ('9999', 'contract', "
                      "'2030-01-01 00:00:00')")
         conn.execute("UPDATE alembic_version SET version_num = '9999'")
-    status, state = ops.sqlite_maintenance(path)
-    assert status == ops.schema_status(sqlite_erp.db.engine) and not status.supported and state is None
+    status, state = ops.sqlite_maintenance(path)  # not served by this code, but the switch is still read
+    assert status == ops.schema_status(sqlite_erp.db.engine) and not status.supported
     assert "contract migrations this code predates: 9999" in status.reason
+    assert state == {"enabled": True, "reason": "restore"}
     with pytest.raises(sqlite3.OperationalError):  # never creates a database
         ops.sqlite_maintenance(tmp_path / "none.sqlite3")
     assert not (tmp_path / "none.sqlite3").exists()

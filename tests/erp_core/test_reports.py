@@ -137,6 +137,40 @@ def test_balance_sheet_as_of_a_date(ledger):
     assert report["balanced"] is True
 
 
+def test_general_ledger_of_an_account_with_opening_running_and_closing_balances(ledger):
+    report = read(ledger, reports.general_ledger, journal.RECEIVABLE, date_from=dt.date(2024, 2, 10))
+    assert report["account"]["code"] == journal.RECEIVABLE
+    assert report["opening"] == D("1130.00"), "the invoice of 1 February is before the range"
+    assert [(r["number"], r["debit"], r["credit"], r["balance"]) for r in report["lines"]] == [
+        ("JE-6", D("0.00"), D("500.00"), D("630.00"))]
+    assert report["totals"] == {"debit": D("0.00"), "credit": D("500.00")} and report["closing"] == D("630.00")
+    cash = read(ledger, reports.general_ledger, journal.CASH)
+    assert [(r["number"], r["balance"]) for r in cash["lines"]] == [("JE-1", D("10000.00")), ("JE-6", D("10500.00"))]
+    assert cash["opening"] == D("0") and not cash["truncated"]
+    short = read(ledger, reports.general_ledger, journal.CASH, limit=1)
+    assert short["truncated"] and len(short["lines"]) == 1 and short["closing"] == D("10500.00")
+
+
+@pytest.mark.parametrize("date_from,date_to", [(None, None), (dt.date(2024, 1, 6), dt.date(2024, 2, 1)),
+                                               (dt.date(2024, 2, 1), None), (None, dt.date(2024, 1, 31))])
+def test_general_ledger_closing_balances_equal_the_trial_balance(ledger, date_from, date_to):
+    before = read(ledger, reports.trial_balance, as_of=date_from - dt.timedelta(days=1)) if date_from else None
+    after = read(ledger, reports.trial_balance, as_of=date_to)
+    for row in read(ledger, reports.trial_balance)["rows"]:
+        gl = read(ledger, reports.general_ledger, row["code"], date_from, date_to)
+        expected_opening = next((r["balance"] for r in before["rows"] if r["code"] == row["code"]), 0) if before else 0
+        assert gl["opening"] == expected_opening
+        assert gl["closing"] == next((r["balance"] for r in after["rows"] if r["code"] == row["code"]), 0)
+        assert (gl["lines"][-1]["balance"] if gl["lines"] else gl["opening"]) == gl["closing"]
+
+
+def test_general_ledger_refuses_an_unknown_account_and_a_reversed_range(ledger):
+    with pytest.raises(ValidationFailed, match="no account '9999'"):
+        read(ledger, reports.general_ledger, "9999")
+    with pytest.raises(ValidationFailed, match="starts after it ends"):
+        read(ledger, reports.general_ledger, journal.CASH, dt.date(2024, 3, 1), dt.date(2024, 2, 1))
+
+
 def test_reports_on_an_empty_ledger_are_zero(database):
     assert read(database, reports.trial_balance)["totals"] == {"debit": 0, "credit": 0, "balance": 0}
     sheet = read(database, reports.balance_sheet)
@@ -253,7 +287,8 @@ def test_customer_aging_buckets_open_invoices_by_days_past_due(invoices):
     assert [(i["number"], i["days_overdue"], i["bucket"], i["outstanding"]) for i in bolt["invoices"]] == [
         ("INV-5", 90, "days_61_90", D("40.00")), ("INV-4", 60, "days_31_60", D("80.00")),
         ("INV-7", 0, "current", D("10.00"))]
-    assert acme["invoices"][1] == {"number": "INV-2", "issue_date": dt.date(2024, 5, 2),
+    assert acme["invoices"][1] == {"invoice_id": acme["invoices"][1]["invoice_id"], "number": "INV-2",
+                                   "issue_date": dt.date(2024, 5, 2),
                                    "due_date": dt.date(2024, 6, 1), "days_overdue": 29, "bucket": "days_1_30",
                                    "outstanding": D("150.00")}
     assert report["buckets"] == {"current": D("110.00"), "days_1_30": D("150.00"), "days_31_60": D("80.00"),
@@ -279,3 +314,12 @@ def test_aging_bucket_edges(days, bucket):
 def test_aging_refuses_an_unknown_kind(database):
     with pytest.raises(ValidationFailed, match="unknown aging kind"):
         read(database, reports.aging, "employee", AS_OF)
+
+
+def test_outstanding_totals_match_the_aging_report(invoices):
+    """The dashboard's sums (in the database) equal the aging report's (invoice by invoice)."""
+    for kind in ("customer", "supplier"):
+        report = read(invoices, reports.aging, kind, AS_OF)
+        sums = read(invoices, reports.outstanding, kind, AS_OF)
+        assert sums == {"total": report["total"], "overdue": report["total"] - report["buckets"]["current"]}
+    assert read(invoices, reports.outstanding, "customer", AS_OF)["overdue"] == D("550.00") - D("100.00") + D("120.00")

@@ -18,7 +18,8 @@ import pytest
 import requests
 import yaml
 
-from bench.alerting_stack import Receiver, Timings, alertmanager_config, prometheus_config, rule_files, shipped_bound
+from bench.alerting_stack import Receiver, alertmanager_config, shipped_bound
+from controlplane.monitoring.prometheus_config import Timings, prometheus_config, rule_files
 from tests.controlplane.cli_helpers import free_ports
 
 from .conftest import Process, wait_http

@@ -66,10 +66,10 @@ def wait_http(url: str, proc: Process, timeout: float = START_TIMEOUT, headers=N
 class Up:
     """`erpctl --json up` on a fresh data directory, any free ports."""
 
-    def __init__(self, data_dir: Path, log: Path):
+    def __init__(self, data_dir: Path, log: Path, **env_extra):
         self.data_dir = data_dir
         self.process = Process([erpctl_path(), "--json", "up", "--data-dir", data_dir, "--erp-port", 0,
-                                "--ops-port", 0], log, env=env())
+                                "--ops-port", 0], log, env=env(**env_extra))
         try:
             self.info = self.process.first_json_line()
             assert self.info["event"] == "started", self.info

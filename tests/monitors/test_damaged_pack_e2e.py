@@ -17,7 +17,7 @@ from tests.controlplane.cli_helpers import erpctl, ok_json
 
 from .alerting import PAGE_BOUND, shipped_page_seconds, start_pipeline
 
-PASSPHRASE = "pw"
+PASSPHRASE = "a damaged-pack passphrase"
 
 
 def test_a_damaged_pack_alerts_and_the_runbook_heals_it_with_the_next_backup(tmp_path, monkeypatch):

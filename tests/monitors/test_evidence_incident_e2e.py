@@ -27,7 +27,7 @@ def test_a_killed_append_raises_no_alarm_and_a_tampered_record_pages(tmp_path, m
     from controlplane.monitoring.credentials import WEBHOOK_TOKEN_FILE
 
     data = tmp_path / "data"
-    monkeypatch.setenv("ERPCTL_BACKUP_PASSPHRASE", "pw")
+    monkeypatch.setenv("ERPCTL_BACKUP_PASSPHRASE", "a test passphrase")
     ok_json("backup", "init", "--kdf-memory", "8192", "--data-dir", data)
     up = Up(data, tmp_path / "erpctl-up.log")
     pipe = start_pipeline(tmp_path, {"erp": f"127.0.0.1:{up.erp_port}", "erpctl": f"127.0.0.1:{up.ops_port}"},

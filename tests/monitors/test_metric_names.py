@@ -7,9 +7,11 @@ import json
 import time
 from collections import defaultdict
 
+import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from .conftest import Up
 from .helpers import DASHBOARD, dashboard_queries, rule_expressions, selectors
 
 # Labels that Prometheus adds (target labels) or that selectors may use freely.
@@ -17,6 +19,7 @@ TARGET_LABELS = {"job", "instance", "__name__"}
 # Labels with a fixed set of values, which queries must spell as the exporters do.
 ENUMERATED = {"probe", "level", "severity"}
 PREFIX_TO_JOB = {"erp_": "erp", "erpctl_": "erpctl"}
+TOKEN = "a metrics token"
 PROBES = {"readyz", "business", "db_integrity", "backup_freshness", "disk_headroom"}
 
 
@@ -53,13 +56,22 @@ def used_metrics() -> dict[str, list[tuple[str, list]]]:
 
 
 def _scrape(url: str) -> str:
-    r = requests.get(url, timeout=10)
+    r = requests.get(url, timeout=10, headers={"Authorization": f"Bearer {TOKEN}"})
     assert r.status_code == 200, f"{url}: HTTP {r.status_code}"
     return r.text
 
 
-def test_every_metric_in_rules_and_dashboard_is_exposed(erpctl_up):
-    erp, ops = erpctl_up.erp_url, erpctl_up.ops_url
+@pytest.fixture
+def up_with_token(tmp_path):
+    """erpctl up with a metrics token: the ERP's /metrics then carries the business figures the dashboard
+    shows (without one it leaves them out)."""
+    up = Up(tmp_path / "data", tmp_path / "erpctl-up.log", ERPCTL_METRICS_TOKEN=TOKEN)
+    yield up
+    assert up.process.stop() == 0, up.process.log[-5000:]
+
+
+def test_every_metric_in_rules_and_dashboard_is_exposed(up_with_token):
+    erp, ops = up_with_token.erp_url, up_with_token.ops_url
     # Traffic, so that the request families have children (and labels) to compare with.
     for path in ("/readyz", "/healthz", "/api/v1/openapi.json", "/no-such-page", "/api/v1/sales-orders"):
         requests.get(erp + path, timeout=10)

@@ -18,9 +18,10 @@ from .alerting import (DEADMAN_REPEAT_SECONDS, FOR_SECONDS, PAGE_BOUND, RESEND_D
 from .conftest import Up
 
 # Alertmanager keeps an alert Prometheus no longer sends for 4 resend delays, and the dead-man route
-# repeats every DEADMAN_REPEAT_SECONDS: after that, no more Watchdog.
+# repeats every DEADMAN_REPEAT_SECONDS: after that, no more Watchdog. The silence that proves it stopped:
+# five of the dead-man route's repeat intervals without a heartbeat.
 WATCHDOG_STOPS_BOUND = 4 * RESEND_DELAY_SECONDS + DEADMAN_REPEAT_SECONDS + SLACK_SECONDS
-SILENCE_SECONDS = 15
+SILENCE_SECONDS = 5 * DEADMAN_REPEAT_SECONDS
 
 
 def test_killed_erpctl_up_still_pages_and_a_killed_prometheus_stops_the_watchdog(tmp_path):
@@ -62,8 +63,16 @@ def _scenario(tmp_path, up: Up, token_name: str) -> None:
 
         t_prom = time.monotonic()
         pipe.prometheus.stop(signal.SIGKILL)
-        time.sleep(WATCHDOG_STOPS_BOUND + SILENCE_SECONDS)
-        last = max(t for t, _ in pipe.deadman.alerts("Watchdog"))
+
+        def last_heartbeat() -> float:
+            return max(t for t, _ in pipe.deadman.alerts("Watchdog"))
+
+        # Wait for the silence a dead-man service pages on (no fixed sleep for the worst case): it ends
+        # SILENCE_SECONDS after the last heartbeat, at the latest that much after the last one allowed.
+        deadline = t_prom + WATCHDOG_STOPS_BOUND + SILENCE_SECONDS + 1
+        while time.monotonic() - last_heartbeat() < SILENCE_SECONDS and time.monotonic() < deadline:
+            time.sleep(0.2)
+        last = last_heartbeat()
         gap = time.monotonic() - last
         print(f"Watchdog's last heartbeat {last - t_prom:.1f} s after Prometheus was SIGKILLed "
               f"(bound {WATCHDOG_STOPS_BOUND} s); none for the {gap:.1f} s since")

@@ -15,15 +15,9 @@ from .helpers import RUNBOOKS, SEVERITIES, alert_rules, parse_runbook, runbook_f
 # Commands the runbooks may name before they exist, each with the issue that builds it. A planned
 # command is only checked for its path; once it lands it is parsed in full like every other one,
 # and its entry can go. `status` and `erp ...` are not here: they must exist.
-PLANNED = {
-    ("backup", "verify"),     # backup verification ladder (L1..L4)
-    ("backup", "restore"),    # fail-closed restore
-    ("evidence", "verify"),   # evidence log verification
-    ("upgrade", "status"),    # staged upgrades
-    ("upgrade", "resume"),
-    ("upgrade", "rollback"),
-}
+PLANNED: set[tuple[str, ...]] = set()
 FRONT_MATTER_KEYS = {"id", "title", "alerts", "severity", "owner"}
+OPTIONAL_KEYS = {"kind"}  # "procedure": a runbook no alert names (alerts: [])
 EXECUTED = {"erpctl", "sh"}
 FLAGS = {"confirm"}
 
@@ -62,11 +56,40 @@ def test_every_runbook_url_resolves_to_a_runbook_answering_the_alert():
         assert rb.meta["owner"] == rule["labels"]["team"], f"{path.name}: owner"
 
 
-def test_every_runbook_answers_an_alert():
+def test_every_runbook_answers_an_alert_or_is_a_procedure():
     alerts = {r["alert"] for r in alert_rules()}
     for rb in _all_runbooks():
+        if rb.meta.get("kind") == "procedure":
+            assert rb.meta["alerts"] == [], f"{rb.path.name}: a procedure names no alert"
+            assert rb.path.stem not in alerts, f"{rb.path.name}: an alert of that name needs its own runbook"
+            continue
         assert rb.meta["alerts"] and set(rb.meta["alerts"]) <= alerts, f"{rb.path.name}: {rb.meta['alerts']}"
         assert rb.path.stem in rb.meta["alerts"], f"{rb.path.name}: its own alert is not among its alerts"
+
+
+def test_the_procedures_are_there():
+    """The runbooks no alert names: a restore, a failed upgrade, a damaged database, a lost field key, a full
+    disk, and a whole site rebuilt on a new machine."""
+    procedures = {rb.path.stem for rb in _all_runbooks() if rb.meta.get("kind") == "procedure"}
+    assert {"RestoreFromBackup", "UpgradeFailed", "DatabaseCorrupted", "FieldKeyLost", "DiskFull",
+            "SiteRecovery"} <= procedures, procedures
+
+
+def test_the_parser_refuses_a_procedure_with_alerts_and_an_alert_runbook_without():
+    from pathlib import Path
+
+    from controlplane.errors import RunbookInvalid
+    from controlplane.runbook.parse import check_runnable, parse_text
+
+    body = "# T\n\n## 1. What it means\n\nx\n\n## 2. Check recovery\n\n```erpctl\nerpctl status\n```\n"
+    for meta in ("kind: procedure\nalerts: [ErpDown]", "alerts: []", "kind: drill\nalerts: []"):
+        rb = parse_text(f"---\nid: t\ntitle: T\n{meta}\nseverity: page\nowner: ops\n---\n{body}", Path("T.md"))
+        with pytest.raises(RunbookInvalid):
+            check_runnable(rb)
+    ok = parse_text(f"---\nid: t\ntitle: T\nkind: procedure\nalerts: []\nseverity: page\nowner: ops\n---\n{body}",
+                    Path("T.md"))
+    check_runnable(ok)
+    assert ok.kind == "procedure"
 
 
 # ---------------------------------------------------------------------------------- the shape
@@ -75,7 +98,9 @@ def test_front_matter():
     ids = set()
     for rb in _all_runbooks():
         m = rb.meta
-        assert set(m) == FRONT_MATTER_KEYS, f"{rb.path.name}: front matter keys {sorted(m)}"
+        assert FRONT_MATTER_KEYS <= set(m) <= FRONT_MATTER_KEYS | OPTIONAL_KEYS, \
+            f"{rb.path.name}: front matter keys {sorted(m)}"
+        assert m.get("kind", "alert") in ("alert", "procedure"), f"{rb.path.name}: kind {m.get('kind')!r}"
         assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", m["id"]), f"{rb.path.name}: id {m['id']!r}"
         assert m["id"] not in ids, f"{rb.path.name}: id {m['id']!r} repeats"
         ids.add(m["id"])

@@ -9,6 +9,7 @@ step ("bring the database back")."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -36,6 +37,10 @@ class Condition:
     # named in resources (the test resolves them).
     installation: Callable[[Path, str, dict], Live] | None = None
     resources: tuple[str, ...] = ()
+    # The runbook's --param NAME=VALUE, from the installation once the condition is caused (what an engineer
+    # reads from a listing and passes on, as DISCARD_WRITES).
+    params: Callable[[Live], dict[str, str]] | None = None
+    after: Callable[[Live], None] | None = None  # what the recovery must have done, beyond Check recovery
 
 
 def _refused(url: str) -> bool:
@@ -232,6 +237,49 @@ def interrupt_an_upgrade(live: Live) -> None:
     assert r.returncode == 47, r.stdout + r.stderr
 
 
+# ----------------------------------------------------------------------- restores and the field key
+
+def write_by_mistake(live: Live) -> None:
+    """A partner entered after the backup (the write to undo): the restore discards it, listed first."""
+    n = os.urandom(3).hex()
+    live.api("POST", "/partners", {"code": f"M{n}", "name": f"Mistake {n}", "is_customer": True}, expect=201)
+
+
+def agreed_loss(live: Live) -> dict[str, str]:
+    """DISCARD_WRITES: the number of writes `erpctl backup restore --dry-run` lists, as the business agrees it."""
+    found = json.loads(live.ok("--json", "backup", "restore", "--dry-run", "latest").stdout)
+    assert found["count"] >= 1, found
+    return {"DISCARD_WRITES": str(found["count"])}
+
+
+def writes_discarded(live: Live) -> None:
+    """The restore took the database back to the backup: nothing is left to discard."""
+    found = json.loads(live.ok("--json", "backup", "restore", "--dry-run", "latest").stdout)
+    assert found["count"] == 0, found
+
+
+ESCROW_PASSPHRASE = "the escrow keepers' passphrase"
+
+
+def lose_the_field_key(live: Live) -> None:
+    """The key is escrowed and a partner with encrypted fields entered; then `erpctl up` is stopped, field.key
+    overwritten with another key (as when it is lost and a new one made), and started again: the ERP serves
+    with a key that opens none of the stored values (`erpctl field-key check` exits 92)."""
+    from controlplane import layout
+
+    live.process_env["ERPCTL_ESCROW_PASSPHRASE"] = ESCROW_PASSPHRASE
+    live.ok("field-key", "escrow")
+    n = os.urandom(3).hex()
+    live.api("POST", "/partners", {"code": f"K{n}", "name": f"Keyed {n}", "is_customer": True,
+                                   "tax_id": "91310000MA1FL0000X", "phone": "13800000000"}, expect=201)
+    live.ok("stop")
+    layout.path(live.data_dir, "field_key").write_text(base64.urlsafe_b64encode(os.urandom(32)).decode() + "\n")
+    live.ok("restart")
+    live.wait_ready()
+    r = live.erpctl("field-key", "check")
+    assert r.returncode == 92, r.stdout + r.stderr
+
+
 CONDITIONS: dict[str, Condition] = {
     "ErpDown": Condition(kill_everything, what="erpctl up and its ERP killed (SIGKILL)"),
     "ControlPlaneDown": Condition(kill_erpctl_up, what="erpctl up killed (SIGKILL)"),
@@ -246,6 +294,10 @@ CONDITIONS: dict[str, Condition] = {
     "BackupMissing": Condition(never_backed_up=True, what="a new installation with a repository and no backup"),
     "UpgradeStuck": Condition(interrupt_an_upgrade, what="erpctl upgrade apply SIGKILLed in its backfill stage",
                               installation=release_1_0_installation, resources=("release_store", "pg_1_0_template")),
+    "RestoreFromBackup": Condition(write_by_mistake, params=agreed_loss, after=writes_discarded,
+                                   what="a partner entered after the backup; restored with DISCARD_WRITES agreed"),
+    "FieldKeyLost": Condition(lose_the_field_key, what="field.key overwritten with another key, erpctl up "
+                                                       "restarted on it (the key escrowed before)"),
     "Watchdog": Condition(stop_alertmanager, start_alertmanager, pipeline=True,
                           what="Alertmanager stopped (real Prometheus and Alertmanager)"),
 }

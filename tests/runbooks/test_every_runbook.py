@@ -162,11 +162,14 @@ def run_case(shared: Shared, name: str, root: Path) -> RunResult:
             if cond.manual is not None:
                 cond.manual(live, step)
 
-        run = run_runbook(name, live.runbook_env(), on_manual=on_manual)
+        run = run_runbook(name, live.runbook_env(), on_manual=on_manual,
+                          params=cond.params(live) if cond.params else None)
         _assert_recovered(run)
         _assert_evidence(run, live)
         assert [s.number for s in run.steps] == list(range(1, len(run.steps) + 1))
         assert manual_done == [s.number for s in run.steps if s.manual]
+        if cond.after is not None:
+            cond.after(live)
         (check,) = run.of_kind("Check recovery")
         if not any(c.command == "erpctl status" for c in check.commands):  # else it has just said so
             assert live.healthy() == {}, f"{name} left the installation unhealthy:\n{run.report()}"

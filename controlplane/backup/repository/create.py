@@ -25,6 +25,7 @@ from erp_core.ops import __version__ as ERP_VERSION
 
 from ...config import Target
 from ...errors import BackupError
+from ...evidence import EvidenceLog
 from .. import fingerprint, sealworker
 from ..cdc import cdc_chunks
 from ..chunker import CDC_AVG_BITS, CDC_MAX, CDC_MIN, MIN_SQLITE_CHUNK
@@ -83,6 +84,8 @@ def _create(repo: Repository, target: Target, progress: Progress, t0: float, che
                 snap.tables = _page_checksums(repo, snap, stored.ids)
             index_bytes = _index_new_packs(repo, {**adopted, **stored.writer.new_packs}, progress)
             manifest = _manifest(snap, stored, created_at, len(adopted))
+            # the evidence log's head: each backup vouches for the log up to its time (evidence_anchor.py)
+            manifest.details["evidence_head"] = EvidenceLog(target.data_dir).head_anchor()
             lock.check()  # still ours: nobody took it over as stale while we worked
             manifest.duration_seconds = round(time.perf_counter() - t0, 3)
             approx = len(repo.sealer.seal(json.dumps(manifest._stored(), default=str).encode(), b"m"))

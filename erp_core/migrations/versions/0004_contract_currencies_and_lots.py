@@ -13,10 +13,15 @@ Refuses to run while a backfill still has pending rows. Then:
   UPDATE triggers trg_<table>_not_null_insert / _update refuse an empty new column.
 - The compatibility triggers and erp_backfill_progress are dropped, and journal_lines and stock_moves
   are wholly append-only again (0001's triggers).
+- What release 1.0 wrote after 0006 gets its values: each product's stock value again on hand x average
+  cost (1.0's receipts and deliveries did not keep it), and the search keys of the partners and products
+  it created (erp_core.domain.search).
 """
 from alembic import op
+import sqlalchemy as sa
 
 from erp_core.backfill import backfills, remaining
+from erp_core.domain import search
 from erp_core.db import migration_module
 
 revision = '0004'
@@ -66,6 +71,25 @@ def upgrade():
     _expand.drop_compat_triggers()
     _expand.restore_append_only_triggers()
     op.drop_table('erp_backfill_progress')
+    _values_of_1_0_writes(conn)
+
+
+REVALUE_STOCK = ("UPDATE products SET stock_value = ROUND(avg_cost * COALESCE((SELECT SUM(l.quantity) "
+                 "FROM stock_levels l WHERE l.product_id = products.id), 0), 2)")
+PRODUCT_KEY = "UPDATE products SET search_text = :key WHERE id = :id"
+PARTNER_KEY = "UPDATE partners SET search_text = :key WHERE id = :id"
+
+
+def _values_of_1_0_writes(conn) -> None:
+    conn.execute(sa.text(REVALUE_STOCK))  # lint: allow-full-update master data, one row per product
+    products = [{"id": r.id, "key": search.key(r.sku, r.name)} for r in conn.execute(
+        sa.text("SELECT id, sku, name FROM products WHERE search_text IS NULL"))]
+    partners = [{"id": r.id, "key": search.key(r.code, r.name)} for r in conn.execute(
+        sa.text("SELECT id, code, name FROM partners WHERE search_text IS NULL"))]
+    if products:
+        conn.execute(sa.text(PRODUCT_KEY), products)  # lint: allow-full-update master data, by id
+    if partners:
+        conn.execute(sa.text(PARTNER_KEY), partners)  # lint: allow-full-update master data, by id
 
 
 def downgrade():

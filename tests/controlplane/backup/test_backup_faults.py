@@ -180,7 +180,9 @@ def test_s3_server_stopped_mid_upload(seeded_target, passphrase, monkeypatch, tm
         gone = erpctl("backup", "create", "--repo", url, "--data-dir", str(seeded_target.data_dir), **fast_fail)
         assert gone.returncode == 22 and "did not answer" in gone.stderr and "fix:" in gone.stderr
         records = EvidenceLog(seeded_target.data_dir).records()
-        assert [r["outcome"] for r in records] == ["failed", "ok"]  # the last never reached the repository
+        # the last never reached the repository, and is recorded failed all the same (not silent)
+        assert [r["outcome"] for r in records] == ["failed", "ok", "failed"]
+        assert "did not answer" in json.dumps(records[-1])
     finally:
         if server.proc is not None:
             try:

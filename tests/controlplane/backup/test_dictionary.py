@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import sqlite3
 import subprocess
@@ -14,8 +15,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import zstandard
 
-from controlplane.backup import verify
+from controlplane.backup import dictionary, verify
 from controlplane.backup.repository import config as repo_config
 from controlplane.backup.repository import open_repository, tuning
 from controlplane.config import Target
@@ -109,8 +111,8 @@ def test_a_dictionary_repository_is_smaller_and_restores_the_same(seeded_target,
     made = open_repository(url, passphrase="pw", create=True, kdf=FAST_KDF, dictionary_from=seeded_target.sqlite_path)
     config = json.loads((tmp_path / "dict" / "config").read_text())
     entry = config["dictionary"]
-    assert config["version"] == 2 and entry["version"] == 1 and config["zstd_level"] == 1
-    assert (tmp_path / "dict" / entry["key"]).exists() and 0 < entry["bytes"] <= 64 << 10
+    assert config["version"] == 2 and entry["version"] == 1 and config["zstd_level"] == dictionary.ZSTD_LEVEL
+    assert (tmp_path / "dict" / entry["key"]).exists() and 0 < entry["bytes"] <= dictionary.DICT_SIZE
     assert made.sealer.dictionary is not None
     p, d = plain.create_backup(seeded_target), made.create_backup(seeded_target)
     assert d.chunk_count == p.chunk_count and d.bytes_added < p.bytes_added * 0.9, (d.bytes_added, p.bytes_added)
@@ -127,7 +129,7 @@ def test_a_damaged_or_missing_dictionary_is_refused_clearly(seeded_target, passp
     gone, stops every command with exit 26 naming it, before anything is written."""
     dd = ["--data-dir", str(seeded_target.data_dir)]
     init = ok_json("backup", "init", "--kdf-memory", "8192", *dd)
-    assert init["dictionary_bytes"] > 0 and init["zstd_level"] == 1
+    assert init["dictionary_bytes"] > 0 and init["zstd_level"] == dictionary.ZSTD_LEVEL
     first = ok_json("backup", "create", *dd)
     root = seeded_target.data_dir / "backups"
     key = json.loads((root / "config").read_text())["dictionary"]["key"]
@@ -178,3 +180,28 @@ def test_too_small_a_database_gets_no_dictionary(tmp_path):
     repo = open_repository(f"file://{tmp_path / 'r'}", passphrase=PASSPHRASE, create=True, kdf=FAST_KDF,
                            dictionary_from=small)
     assert repo.config["version"] == 1 and "dictionary" not in repo.config and repo.sealer.dictionary is None
+
+
+def test_a_large_database_gets_the_larger_dictionary_and_a_small_one_the_smaller():
+    """Enough sampled pages (LARGE_FROM_PAGES) train a DICT_SIZE dictionary; fewer, which could not
+    fill it, a SMALL_DICT_SIZE one; fewer than MIN_SAMPLE_PAGES none. The pages compress better with
+    the dictionary than without it."""
+    rng = random.Random(5)
+    words = [f"{w}-{rng.randrange(10 ** 6)}" for w in ("partner", "product", "invoice", "order")
+             for _ in range(300)]
+
+    def page() -> bytes:  # rows of repeated words and numbers, as an ERP table's leaf page holds
+        body = b"".join(f"{rng.choice(words)}|{rng.randrange(10 ** 5)}|EUR|".encode() for _ in range(160))
+        return (b"\x0d\x00\x00\x00" + body)[:4096].ljust(4096, b"\x00")
+
+    pages = [page() for _ in range(dictionary.LARGE_FROM_PAGES)]
+    large = dictionary.train(pages)
+    assert large is not None and len(large) == dictionary.DICT_SIZE > dictionary.SMALL_DICT_SIZE
+    small = dictionary.train(pages[:dictionary.LARGE_FROM_PAGES - 1])
+    assert small is not None and len(small) == dictionary.SMALL_DICT_SIZE
+    assert dictionary.train(pages[:dictionary.MIN_SAMPLE_PAGES - 1]) is None
+    held_out = [page() for _ in range(200)]
+    plain = sum(len(zstandard.ZstdCompressor(level=1).compress(p)) for p in held_out)
+    zdict = zstandard.ZstdCompressionDict(large, dict_type=zstandard.DICT_TYPE_FULLDICT)
+    with_dict = zstandard.ZstdCompressor(level=1, dict_data=zdict, write_dict_id=False, write_content_size=False)
+    assert sum(len(with_dict.compress(p)) for p in held_out) < plain

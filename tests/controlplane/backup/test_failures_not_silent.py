@@ -13,6 +13,7 @@ from prometheus_client import generate_latest
 
 from controlplane import results, scheduler
 from controlplane.config import Target
+from controlplane.evidence import EvidenceLog
 from controlplane.installation import Installation
 from controlplane.monitoring import exporter
 from tests.controlplane.cli_helpers import erpctl, ok_json
@@ -73,6 +74,33 @@ def test_a_scheduled_backup_with_the_wrong_key_shows_failed_with_its_error(seede
     report = status(seeded_target)
     assert report["backup"]["latest"]["ok"] and report["jobs"]["backup.create"]["ok"]
     assert not [a for a in report["attention"] if "backup" in a["what"] and "fail" in a["what"]]
+
+
+@pytest.mark.parametrize("break_it", ["wrong passphrase", "repository unreadable"])
+def test_a_manual_backup_that_cannot_open_its_repository_records_a_failed_result(seeded_target, passphrase,
+                                                                                 break_it):
+    d = seeded_target.data_dir
+    ok_json("backup", "init", "--kdf-memory", "8192", "--data-dir", d)
+    ok_json("backup", "create", "--data-dir", d)  # an earlier good backup: its "ok" must not hide the failure
+    env, args = {}, []
+    if break_it == "wrong passphrase":
+        env["ERPCTL_BACKUP_PASSPHRASE"] = "not the key"
+    else:  # a lost mount where the repository was: a file in its path (root reads any mode bits)
+        (d / "not-a-directory").write_text("")
+        args = ["--repo", f"file://{d / 'not-a-directory' / 'repo'}"]
+    r = erpctl("--json", "backup", "create", *args, "--data-dir", d, **env)
+    assert r.returncode not in (0, 70), r.stdout + r.stderr
+    said = json.loads(r.stderr.strip().splitlines()[-1])["error"]["detail"]
+
+    latest = results.read(d)["backup.create"]
+    assert latest.ok is False and latest.value("error") == said, latest
+    assert results.read(d)["backup.create.last_success"].ok
+    rec = EvidenceLog(d).records()[-1]
+    assert rec["kind"] == "backup.create" and rec["outcome"] == "failed" and rec["data"]["error"] == said
+    report = status(seeded_target)
+    assert report["backup"]["latest"]["ok"] is False
+    assert [a for a in report["attention"] if a["what"] == "backup failed" and said[:40] in a["detail"]]
+    assert erpctl("evidence", "verify", "--data-dir", d).returncode == 0
 
 
 def test_a_probe_whose_result_cannot_be_written_is_a_failed_run(small_tmpfs):  # noqa: F811

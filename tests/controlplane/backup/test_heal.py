@@ -32,7 +32,7 @@ def _init_and_back_up(target, n: int = 2) -> list[dict]:
 
 
 def _repo(target):
-    return open_repository(f"file://{target.data_dir / 'backups'}", passphrase="pw")
+    return open_repository(f"file://{target.data_dir / 'backups'}", passphrase="a test passphrase")
 
 
 def _flip_a_byte(repo_dir, repo, chunk: str) -> str:
@@ -53,7 +53,7 @@ def _verify(target, *args) -> tuple[int, dict]:
 
 @pytest.fixture
 def pw(monkeypatch):
-    monkeypatch.setenv("ERPCTL_BACKUP_PASSPHRASE", "pw")
+    monkeypatch.setenv("ERPCTL_BACKUP_PASSPHRASE", "a test passphrase")
 
 
 def test_a_flipped_byte_is_healed_by_the_next_backup(seeded_target, pw, tmp_path):
@@ -269,7 +269,7 @@ def test_a_mark_made_while_a_backup_runs_is_not_lost(seeded_target, pw, tmp_path
     with open(err, "w") as f:
         proc = subprocess.Popen([erpctl_path(), "--json", "backup", "create", *_dd(seeded_target)],
                                 stdout=subprocess.PIPE, stderr=f, text=True,
-                                env=env(ERPCTL_BACKUP_PASSPHRASE="pw",
+                                env=env(ERPCTL_BACKUP_PASSPHRASE="a test passphrase",
                                         ERPCTL_FAILPOINTS=f"backup.pack.uploaded=pause:{paused}@1"))
     try:
         deadline = time.monotonic() + 120

@@ -23,7 +23,7 @@ from controlplane.backup.fingerprint import fingerprint
 from controlplane.backup.pack import pack_key
 from controlplane.backup.repository import Manifest, open_repository
 from controlplane.backup.retention import RetentionPolicy
-from controlplane.errors import BackupNotFound, ChunkCorrupt, RepositoryLocked, RepositoryNotInitialised, WrongKey
+from controlplane.errors import BackupNotFound, ChunkCorrupt, DataDirProblem, RepositoryLocked, RepositoryNotInitialised, WrongKey
 from controlplane.evidence import EvidenceLog
 from tests.conftest import Erp
 
@@ -201,6 +201,10 @@ def test_key_file(seeded_target, file_repo_url, tmp_path, monkeypatch):
     assert open_repository(file_repo_url).load_manifest(m.id).id == m.id
     other = tmp_path / "other.key"
     other.write_text("x" * 64)
+    with pytest.raises(DataDirProblem) as exc:  # readable by others: refused before it is read
+        open_repository(file_repo_url, key_file=other)
+    assert exc.value.fix == f"chmod 600 {other}"
+    other.chmod(0o600)
     with pytest.raises(WrongKey):
         open_repository(file_repo_url, key_file=other)
 

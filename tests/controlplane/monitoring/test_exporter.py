@@ -22,6 +22,8 @@ GAUGES = [
     "erpctl_host_cpu_usage_ratio", "erpctl_host_memory_available_bytes", "erpctl_host_memory_total_bytes",
     "erpctl_data_dir_filesystem_free_bytes", "erpctl_data_dir_filesystem_size_bytes",
     "erpctl_erp_process_resident_memory_bytes", "erpctl_erp_process_open_fds",
+    "erpctl_pitr_restore_last_success_timestamp_seconds", "erpctl_replication_last_check_timestamp_seconds",
+    "erpctl_replication_lag_bytes", "erpctl_replication_lag_transactions", "erpctl_replication_synchronous",
 ]
 PER_PROBE = ["erpctl_probe_success", "erpctl_probe_duration_seconds", "erpctl_probe_last_run_timestamp_seconds"]
 PER_LEVEL = ["erpctl_backup_verification_success", "erpctl_backup_verification_last_timestamp_seconds"]
@@ -64,6 +66,8 @@ def test_values_follow_the_recorded_results(tmp_path):
     results.record(tmp_path, "backup.verify.L2", False, failed="chunk 3")
     results.record(tmp_path, "backup.restore_test", True, duration=42.5)
     results.record(tmp_path, "invariants", False, violations=3, duration=0.5)
+    results.record(tmp_path, "pitr.verify", True, duration=12.0)
+    results.record(tmp_path, "fleet.replication", True, lag_bytes=8192, lag_transactions=30, synchronous=False)
     started = dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
     upgrade_in_progress(tmp_path, "expand", started.timestamp())
     results.record(tmp_path, "scheduler.probe.readyz", True, duration=0.01)
@@ -82,6 +86,11 @@ def test_values_follow_the_recorded_results(tmp_path):
     assert sample(fams, "erpctl_restore_test_last_success_timestamp_seconds") >= t0
     assert sample(fams, "erpctl_restore_duration_seconds") == 42.5
     assert sample(fams, "erpctl_invariant_violations") == 3
+    assert sample(fams, "erpctl_pitr_restore_last_success_timestamp_seconds") >= t0
+    assert sample(fams, "erpctl_replication_lag_bytes") == 8192
+    assert sample(fams, "erpctl_replication_lag_transactions") == 30
+    assert sample(fams, "erpctl_replication_synchronous") == 0
+    assert sample(fams, "erpctl_replication_last_check_timestamp_seconds") >= t0
     assert sample(fams, "erpctl_upgrade_in_progress") == 1
     assert sample(fams, "erpctl_upgrade_stage_started_timestamp_seconds") == started.timestamp()
     assert sample(fams, "erpctl_scheduler_job_last_success_timestamp_seconds", job="probe.readyz") >= t0

@@ -66,11 +66,18 @@ def test_business_probe_on_an_empty_erp_and_with_a_wrong_password(live_erp):
 
 def test_probe_user_reads_only_and_survives_a_new_data_dir(live_erp, tmp_path):
     assert credentials.ensure_probe_user(live_erp.erp.db, live_erp.data_dir)["state"] == "exists"
-    # A rebuilt data directory (login file lost) gets a new password that works.
+    mine = credentials.probe_login(live_erp.data_dir)
+    # A second installation on the same database (another app host) gets a probe user of its own: the
+    # first one's password is left alone.
     other = tmp_path / "other"
     other.mkdir()
-    assert credentials.ensure_probe_user(live_erp.erp.db, other)["state"] == "password reset"
+    assert credentials.ensure_probe_user(live_erp.erp.db, other)["state"] == "created"
+    assert credentials.probe_login(other)["username"] != mine["username"]
     assert (other / credentials.PROBE_LOGIN_FILE).stat().st_mode & 0o777 == 0o600
+    assert probes.run(probes.BusinessProbe(live_erp.url, lambda: mine)).ok
+    # A data directory rebuilt in place (its login file lost) takes its user back with a new password.
+    (other / credentials.PROBE_LOGIN_FILE).unlink()
+    assert credentials.ensure_probe_user(live_erp.erp.db, other)["state"] == "password reset"
     probe = probes.BusinessProbe(live_erp.url, lambda: credentials.probe_login(other))
     assert probes.run(probe).ok
     status, _ = probes.http_json("POST", live_erp.url + "/api/v1/warehouses", {"code": "X", "name": "X"},
