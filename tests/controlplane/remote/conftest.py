@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ..cli_helpers import ok
+from . import site
 from .sshd import start_hosts, write_inventory
 
 
@@ -23,3 +24,18 @@ def fleet(tmp_path_factory):
     yield {"data": data, "servers": servers, "client": client, "tmp": tmp, "inventory": inv}
     for s in servers:
         s.stop()
+
+
+@pytest.fixture(scope="package")
+def rollout(fleet, tmp_path_factory, request, pg_1_0_template):
+    """The site of site.py: prepared once for the package; test_rolling_upgrade.py deploys and upgrades it."""
+    yield from site.prepare(fleet, tmp_path_factory, request, pg_1_0_template)
+
+
+@pytest.fixture
+def deployed(rollout):
+    """The site serving on both app hosts (deployed with site.yml when no earlier test did)."""
+    if not site.serving(rollout):
+        r = site.run_fleet(rollout, "deploy")
+        assert r.returncode == 0, r.stdout[-6000:] + r.stderr
+    return rollout
