@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from ..cli_helpers import ok
-from .site import (OLD, Client, changed_tasks, current, run_fleet as _fleet, haproxy_states, through_haproxy,
+from .site import (OLD, Client, changed_tasks, current, run_fleet, haproxy_states, through_haproxy,
                    versions)
 
 pytestmark = pytest.mark.postgres
@@ -34,14 +34,14 @@ def create_app(*args, **kwargs):
 
 
 def test_site_serves_release_1_0_behind_haproxy_and_a_second_run_changes_nothing(rollout):
-    r = fleet(rollout, "deploy")
+    r = run_fleet(rollout, "deploy")
     out = json.loads(r.stdout)
     assert r.returncode == 0, out.get("output", r.stdout)[-6000:] + r.stderr
     assert set(out["hosts"]) == {"app1", "app2", "lb1"} and out["changed"] > 0
     assert versions(rollout) == {"app1": OLD, "app2": OLD}
     assert through_haproxy(rollout) == {OLD}
     assert haproxy_states(rollout) == {"app1": "UP", "app2": "UP"}
-    again = fleet(rollout, "deploy")
+    again = run_fleet(rollout, "deploy")
     out = json.loads(again.stdout)
     assert again.returncode == 0, out.get("output", "")[-6000:]
     assert out["changed"] == 0, changed_tasks(out["output"])
@@ -57,7 +57,7 @@ def test_a_host_whose_readiness_fails_mid_upgrade_puts_1_0_back_everywhere(rollo
     original = built[0].read_text()
     built[0].write_text(original + BROKEN_READYZ)
     try:
-        r = fleet(rollout, "upgrade", "--to", rollout["new"])
+        r = run_fleet(rollout, "upgrade", "--to", rollout["new"])
     finally:
         built[0].write_text(original)
     out = json.loads(r.stdout)
@@ -77,7 +77,7 @@ def test_a_rolling_upgrade_under_business_traffic_fails_no_request_and_loses_no_
     with Client(rollout["lb"]) as client:
         time.sleep(1)
         t0 = time.monotonic()
-        r = fleet(rollout, "upgrade", "--to", rollout["new"])
+        r = run_fleet(rollout, "upgrade", "--to", rollout["new"])
         seconds = time.monotonic() - t0
         time.sleep(1)
     out = json.loads(r.stdout)
@@ -108,5 +108,5 @@ def test_a_rolling_upgrade_under_business_traffic_fails_no_request_and_loses_no_
     record = json.loads((rollout["ctl"] / "evidence.jsonl").read_text().splitlines()[-1])
     assert record["kind"] == "fleet_upgrade" and record["outcome"] == "ok"
     assert set(record["data"]["hosts"]) == {"app1", "app2"} and record["data"]["changed"] > 0
-    again = fleet(rollout, "upgrade", "--to", rollout["new"])
+    again = run_fleet(rollout, "upgrade", "--to", rollout["new"])
     assert again.returncode == 0 and json.loads(again.stdout)["changed"] == 0
