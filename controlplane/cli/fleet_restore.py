@@ -4,6 +4,7 @@ readiness-gated and put back; recorded in the evidence log (fleet_restore)."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import click
@@ -15,7 +16,24 @@ from .fleet_deploy import render as render_recap
 from .options import emit, json_option, state, target_options
 
 BACKUP_ID = re.compile(r"^(latest|[0-9a-f]{4,64})$")
-WHY = re.compile(r"the fleet restore failed \((?P<why>.*?)\); every app host is left drained", re.S)
+FATAL = re.compile(r"^fatal: \[(?P<host>[^\]]+)\]: FAILED! => (?P<json>\{.*\})$", re.M)
+
+
+def first_failure(output: str) -> str | None:
+    """The first failed task's host and what it said (an erpctl error's detail when it was one)."""
+    m = FATAL.search(output)
+    try:
+        said = json.loads(m["json"]) if m else None
+    except ValueError:
+        return None
+    if said is None:
+        return None
+    text = (said.get("stderr") or said.get("msg") or "").strip()
+    try:
+        text = json.loads(text.splitlines()[-1])["error"]["detail"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        pass
+    return f"{m['host']}: {' '.join(str(text).split())[:400]}"
 
 
 def render(result: dict) -> str:
@@ -36,11 +54,10 @@ def outcome(result: dict) -> Exception | None:
     if failed is None:
         failed = FleetRestoreFailed("restore.yml restored nothing (no app host matched the inventory and --limit)",
                                     fix="Name the app hosts in the inventory's app group (and in --limit, if given).")
+    why = first_failure(result["output"]) or failed.detail
     if not r.get("drained"):  # refused before any host was drained: the site serves as before
-        return FleetRestoreFailed(f"the fleet restore was refused before any host was drained: {failed.detail}; "
+        return FleetRestoreFailed(f"the fleet restore was refused before any host was drained ({why}); "
                                   "nothing was changed", fix=failed.fix)
-    m = WHY.search(result["output"])
-    why = " ".join(m["why"].split()) if m else failed.detail
     return FleetRestoreFailed(
         f"the fleet restore of backup {str(r.get('backup'))[:12]} failed ({why}); every app host is left drained in "
         "HAProxy: none serves a database that was not restored and verified",
@@ -87,8 +104,8 @@ def restore(data_dir, database_url, limit, backup_id, yes, discard_writes, playb
     failed = outcome(result)
     if not state().json:
         result.pop("output")
-    emit({**result, "backup": result["reported"].get("backup"), "left_drained": failed is not None and
-          bool(result["reported"].get("drained")), "ok": failed is None, "exit_code": failed.exit_code if failed else 0},
-         render(result))
+    drained = failed is not None and bool(result["reported"].get("drained"))
+    emit({**result, "backup": result["reported"].get("backup"), "left_drained": drained, "ok": failed is None,
+          "exit_code": failed.exit_code if failed else 0}, render(result))
     if failed is not None:
         raise failed

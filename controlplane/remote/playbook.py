@@ -51,7 +51,8 @@ def command(inst: Installation, playbook: str, *, check: bool, limit: str | None
     env = {**os.environ, "ANSIBLE_CONFIG": str(project / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
            "ANSIBLE_HOST_KEY_CHECKING": "True", "ANSIBLE_SSH_ARGS": ssh_args(inst.get("fleet_known_hosts")),
            "ANSIBLE_TIMEOUT": str(int(max(1, inst.get("fleet_connect_timeout")))),
-           "ANSIBLE_RETRY_FILES_ENABLED": "False", "ANSIBLE_CALLBACK_RESULT_FORMAT": "json", "PYTHONUNBUFFERED": "1"}
+           "ANSIBLE_RETRY_FILES_ENABLED": "False", "ANSIBLE_CALLBACK_RESULT_FORMAT": "json",
+           "PYTHONUNBUFFERED": "1"}
     if (identity := inst.get("fleet_identity_file")) is not None:
         env["ANSIBLE_PRIVATE_KEY_FILE"] = str(identity)
     return argv, env, project

@@ -1,7 +1,8 @@
 """backup.yml and restore.yml on the deployed site (two app hosts behind HAProxy, one PostgreSQL database):
-a sales order made through HAProxy, `erpctl fleet backup` records a verified backup, a second order after it;
-`erpctl fleet restore` without --yes is refused and changes nothing; with --yes it brings back the first order
-and not the second, and both hosts serve the release they had again behind HAProxy (UP)."""
+a sales order made through HAProxy, `erpctl fleet backup` records a verified backup, a second order after
+it; `erpctl fleet restore` without --yes is refused and changes nothing, as is one of a backup that does not
+exist; with --yes it brings back the first order and not the second, and both hosts serve the release they
+had again behind HAProxy (UP)."""
 
 from __future__ import annotations
 
@@ -28,8 +29,8 @@ class Orders:
 
     def create(self) -> int:
         c = self.client
-        status, data, _ = get(c.api + "/sales-orders", c.token, {
-            "partner_id": c.customer, "warehouse_id": c.warehouse, "lines": [{"product_id": c.product, "quantity": "1"}]})
+        status, data, _ = get(c.api + "/sales-orders", c.token, {"partner_id": c.customer, "warehouse_id": c.warehouse,
+                                                                 "lines": [{"product_id": c.product, "quantity": "1"}]})
         assert status == 201, data
         return data["id"]
 
@@ -66,6 +67,10 @@ def test_fleet_backup_then_restore_brings_back_the_backed_up_write_behind_haprox
     assert refused.returncode == 56, refused.stdout + refused.stderr
     assert "--yes" in json.loads(refused.stderr)["error"]["fix"]
     assert len(evidence(r)) == records  # nothing ran
+    unknown = run_fleet(r, "restore", "0000ffff", "--yes")  # no such backup: refused before any host is drained
+    assert unknown.returncode == 57, unknown.stdout + unknown.stderr
+    assert "nothing was changed" in json.loads(unknown.stderr)["error"]["detail"]
+    assert not json.loads(unknown.stdout)["left_drained"] and evidence(r)[-1]["kind"] == "fleet_restore"
     assert orders.status(second) == 200 and haproxy_states(r) == {"app1": "UP", "app2": "UP"}
 
     t0 = time.monotonic()
