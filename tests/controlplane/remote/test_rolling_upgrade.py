@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from ..cli_helpers import ok
-from .site import (OLD, Client, changed_tasks, current, run_fleet as _fleet, haproxy_states, through_haproxy,
+from .site import (OLD, Client, changed_tasks, current, run_fleet as fleet, haproxy_states, through_haproxy,
                    versions)
 
 pytestmark = pytest.mark.postgres
