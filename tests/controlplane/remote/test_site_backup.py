@@ -1,8 +1,9 @@
 """backup.yml and restore.yml on the deployed site (two app hosts behind HAProxy, one PostgreSQL database):
 a sales order made through HAProxy, `erpctl fleet backup` records a verified backup, a second order after
 it; `erpctl fleet restore` without --yes is refused and changes nothing, as is one of a backup that does not
-exist; with --yes it brings back the first order and not the second, and both hosts serve the release they
-had again behind HAProxy (UP)."""
+exist; one whose restore fails after the drain leaves every host drained (none serves) and the database as it
+was; with --yes it brings back the first order and not the second, and both hosts serve the release they had
+again behind HAProxy (UP)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ import json
 import time
 
 import pytest
+import yaml
+from sqlalchemy import create_engine, text
 
+from ..cli_helpers import erpctl
 from ..release_helpers import FIXTURE_ADMIN
 from .site import Client, get, haproxy_states, run_fleet, through_haproxy, versions
 
@@ -39,6 +43,26 @@ class Orders:
                                                                       "password": FIXTURE_ADMIN[1]})
         assert status == 200, data
         return get(f"{self.client.api}/sales-orders/{order_id}", data["token"])[0]
+
+
+def order_ids(url: str, ids: list[int]) -> set[int]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as c:
+            return set(c.execute(text("SELECT id FROM sales_orders WHERE id = ANY(:ids)"), {"ids": ids}).scalars())
+    finally:
+        engine.dispose()
+
+
+def failing_restore(r: dict, backup: str):
+    """`erpctl fleet restore --yes` whose restore on the first host fails just before its swap (a failpoint in the
+    environment the inventory gives erpctl there)."""
+    inv = yaml.safe_load(r["inventory"].read_text())
+    inv["all"]["vars"]["erp_backup_environment"] = {"ERPCTL_FAILPOINTS": "restore.before_swap=fail"}
+    path = r["tmp"] / "inventory-failing-restore.yml"
+    path.write_text(yaml.safe_dump(inv, sort_keys=False))
+    return erpctl("--json", "fleet", "restore", backup, "--yes", "--data-dir", r["ctl"], "--inventory", path,
+                  timeout=900)
 
 
 def test_fleet_backup_then_restore_brings_back_the_backed_up_write_behind_haproxy(deployed):
@@ -72,6 +96,13 @@ def test_fleet_backup_then_restore_brings_back_the_backed_up_write_behind_haprox
     assert "nothing was changed" in json.loads(unknown.stderr)["error"]["detail"]
     assert not json.loads(unknown.stdout)["left_drained"] and evidence(r)[-1]["kind"] == "fleet_restore"
     assert orders.status(second) == 200 and haproxy_states(r) == {"app1": "UP", "app2": "UP"}
+
+    failed = failing_restore(r, backup[:12])  # fails after the drain: every host is left drained
+    assert failed.returncode == 57, failed.stdout[-6000:] + failed.stderr
+    assert json.loads(failed.stdout)["left_drained"] and "left drained" in json.loads(failed.stderr)["error"]["detail"]
+    assert "UP" not in haproxy_states(r).values() and get(r["lb"] + "/healthz")[0] == 503
+    assert order_ids(r["url"], [first, second]) == {first, second}  # the live database untouched
+    assert evidence(r)[-1]["kind"] == "fleet_restore" and evidence(r)[-1]["outcome"] == "failed"
 
     t0 = time.monotonic()
     done = run_fleet(r, "restore", backup[:12], "--yes")
