@@ -535,6 +535,20 @@ class FleetUpgradeRolledBack(FleetError):
     status, exit_code, title = 500, 104, "Rolling upgrade failed and put back"
 
 
+class FleetRestoreNotConfirmed(FleetError):
+    """A fleet restore replaces the live database of every app host: refused without its confirmation
+    ('erpctl fleet restore ID --yes'); nothing was changed."""
+
+    status, exit_code, title = 409, 56, "Fleet restore not confirmed"
+
+
+class FleetRestoreFailed(FleetError):
+    """The fleet's restore (restore.yml) failed: before the hosts were drained nothing changed; after, every app
+    host is left drained in HAProxy (none serves a database that was not restored and verified)."""
+
+    status, exit_code, title = 500, 57, "Fleet restore failed"
+
+
 # ---- what a database error means -----------------------------------------------------------------
 
 # How the databases say that their disk is full: SQLite's SQLITE_FULL, PostgreSQL's SQLSTATE 53100.

@@ -175,6 +175,10 @@ COMMANDS: dict[str, dict[str, tuple[str, str]]] = {
                                              "(upgrade.yml)."),
         "trust": ("fleet_trust:trust", "Record HOST's key in the known-hosts file when it matches --fingerprint "
                                        "(a changed key replaced)."),
+        "backup": ("fleet_backup:backup", "Back up the fleet's database once, through the first app host, and "
+                                          "verify it (backup.yml)."),
+        "restore": ("fleet_restore:restore", "Restore backup ID (default: the latest) to the fleet's database behind "
+                                             "HAProxy (restore.yml)."),
     },
     "runbook": {
         "list": ("runbook_list:list_", "List the runbooks (name, title, severity, alerts)."),

@@ -21,6 +21,8 @@ from ..evidence import EvidenceLog
 from ..installation import Installation
 
 RECAP = re.compile(r"^(?P<host>\S+)\s*:\s*(?P<counts>(?:\w+=\d+\s*)+)$")
+# What a play reports back to erpctl: a debug task's msg "ERPCTL_REPORT <json object>" (json result format).
+REPORT = re.compile(r'^\s*"msg": "ERPCTL_REPORT (?P<json>.*)",?$', re.M)
 HOST_KEY_FAILED = re.compile(r"fatal: \[(?P<host>[^\]]+)\]: UNREACHABLE!.*Host key verification failed")
 
 
@@ -49,7 +51,8 @@ def command(inst: Installation, playbook: str, *, check: bool, limit: str | None
     env = {**os.environ, "ANSIBLE_CONFIG": str(project / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
            "ANSIBLE_HOST_KEY_CHECKING": "True", "ANSIBLE_SSH_ARGS": ssh_args(inst.get("fleet_known_hosts")),
            "ANSIBLE_TIMEOUT": str(int(max(1, inst.get("fleet_connect_timeout")))),
-           "ANSIBLE_RETRY_FILES_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+           "ANSIBLE_RETRY_FILES_ENABLED": "False", "ANSIBLE_CALLBACK_RESULT_FORMAT": "json",
+           "PYTHONUNBUFFERED": "1"}
     if (identity := inst.get("fleet_identity_file")) is not None:
         env["ANSIBLE_PRIVATE_KEY_FILE"] = str(identity)
     return argv, env, project
@@ -66,6 +69,17 @@ def recap(output: str) -> dict[str, dict[str, int]]:
         if m:
             hosts[m["host"]] = {k: int(v) for k, v in (kv.split("=") for kv in m["counts"].split())}
     return hosts
+
+
+def reported(output: str) -> dict:
+    """What the play reported back (its ERPCTL_REPORT debug messages), merged in order."""
+    out = {}
+    for m in REPORT.finditer(output):
+        try:
+            out.update(json.loads(json.loads(f'"{m["json"]}"')))
+        except (ValueError, TypeError):
+            continue
+    return out
 
 
 def run(inst: Installation, playbook: str, *, check: bool = False, limit: str | None = None,
@@ -85,7 +99,7 @@ def run(inst: Installation, playbook: str, *, check: bool = False, limit: str | 
     refused = sorted({m["host"] for m in HOST_KEY_FAILED.finditer(output)})
     result = {"playbook": playbook, "check": check, "limit": limit, "returncode": proc.returncode,
               "extra_vars": extra_vars or {}, "seconds": round(time.monotonic() - t0, 2),
-              "hosts": recap(output), "host_key_refused": refused,
+              "hosts": recap(output), "host_key_refused": refused, "reported": reported(output),
               "output_sha256": hashlib.sha256(output.encode()).hexdigest()}
     result["changed"] = sum(h.get("changed", 0) for h in result["hosts"].values())
     result["rescued"] = sum(h.get("rescued", 0) for h in result["hosts"].values())
