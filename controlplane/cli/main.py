@@ -175,6 +175,8 @@ COMMANDS: dict[str, dict[str, tuple[str, str]]] = {
                                              "(upgrade.yml)."),
         "trust": ("fleet_trust:trust", "Record HOST's key in the known-hosts file when it matches --fingerprint "
                                        "(a changed key replaced)."),
+        "prometheus-config": ("fleet_prometheus_config:prometheus_config", "Prometheus scrape jobs from the inventory: "
+                              "each app host's ERP and erpctl /metrics, the load balancer's HAProxy exporter."),
     },
     "runbook": {
         "list": ("runbook_list:list_", "List the runbooks (name, title, severity, alerts)."),
