@@ -13,8 +13,9 @@ from .options import emit, json_option, target_options
 @click.command(name="prometheus-config")
 @target_options
 @json_option
-@click.option("--inventory", "inventory_file", metavar="FILE", help="Ansible YAML inventory. Default: fleet/inventory.yml in the data "
-                                                   "directory. [env ERPCTL_FLEET_INVENTORY]")
+@click.option("--inventory", "inventory_file", metavar="FILE",
+              help="Ansible YAML inventory. Default: fleet/inventory.yml in the data directory. "
+                   "[env ERPCTL_FLEET_INVENTORY]")
 @click.option("--playbooks-dir", metavar="DIR", help="The Ansible project whose role defaults give the ports the "
                                                      "inventory leaves out. [env ERPCTL_FLEET_PLAYBOOKS_DIR]")
 @click.option("--output", "-o", metavar="FILE", type=click.Path(dir_okay=False),
@@ -26,8 +27,11 @@ from .options import emit, json_option, target_options
                    "and erpctl's /metrics.")
 def prometheus_config(data_dir, database_url, inventory_file, playbooks_dir, output, alertmanager,
                       metrics_token_file):
-    """Prometheus scrape jobs from the inventory: each app host's ERP and erpctl /metrics, each load
-    balancer's HAProxy exporter, labelled instance=<host> and role; with the shipped rules and alerting."""
+    """Prometheus scrape jobs from the inventory: each app host's ERP and erpctl /metrics, the load
+    balancer's HAProxy exporter.
+
+    Each target is labelled instance=<inventory host> and role; the shipped rules and alerting come with them.
+    """
     inst = installation(data_dir, database_url, inventory=inventory_file,
                         playbooks_dir=playbooks_dir)
     hosts = inventory.load(inst.get("fleet_inventory"))

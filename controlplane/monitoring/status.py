@@ -340,7 +340,8 @@ def _loadbalancer_part(inst: Installation, timeout: float, attention: Attention)
 
         rows = loadbalancer.health(inst, timeout)
     except (SettingInvalid, ControlPlaneError) as exc:
-        attention.flag(WARNING, "load balancer unreadable", f"{exc.detail} ({exc.fix})", _runbook("LoadBalancerBackendDown"))
+        attention.flag(WARNING, "load balancer unreadable", f"{exc.detail} ({exc.fix})",
+                       _runbook("LoadBalancerBackendDown"))
         return None
     for lb in rows:
         where = f"{lb['host']} backend {lb['backend']}"
@@ -358,6 +359,7 @@ def _loadbalancer_part(inst: Installation, timeout: float, attention: Attention)
                 drained = {"DRAIN": "drained", "MAINT": "in maintenance", "DOWN": "down"}.get(s["state"], s["state"])
                 attention.flag(WARNING, f"load balancer server {s['server']} {drained}",
                                f"{where}: {s['server']} is {s['state']} ({s['status']}; check {s['check'] or '-'}"
-                               f"{' ' + s['check_detail'] if s.get('check_detail') else ''}) for {s['since_seconds']} s",
+                               f"{' ' + s['check_detail'] if s.get('check_detail') else ''}) "
+                               f"for {s['since_seconds']} s",
                                _runbook("LoadBalancerBackendDown"))
     return rows or None
