@@ -179,6 +179,8 @@ COMMANDS: dict[str, dict[str, tuple[str, str]]] = {
                                           "verify it (backup.yml)."),
         "restore": ("fleet_restore:restore", "Restore backup ID (default: the latest) to the fleet's database behind "
                                              "HAProxy (restore.yml)."),
+        "prometheus-config": ("fleet_prometheus_config:prometheus_config", "Prometheus scrape jobs from the inventory: "
+                              "each app host's ERP and erpctl /metrics, the load balancer's HAProxy exporter."),
     },
     "runbook": {
         "list": ("runbook_list:list_", "List the runbooks (name, title, severity, alerts)."),

@@ -88,7 +88,24 @@ def render(r: dict) -> str:
                  f"memory {_gib(h['memory_available_bytes'])} free of "
                  f"{_gib(h['memory_total_bytes'])}  data dir {_gib(h.get('data_dir_filesystem_free_bytes'))} free of "
                  f"{_gib(h.get('data_dir_filesystem_size_bytes'))}")
+    lines += _loadbalancer_lines(r.get("loadbalancer"))
     return "\n".join(lines)
+
+
+def _loadbalancer_lines(lbs) -> list[str]:
+    """Each load balancer's backend servers: state, HAProxy's status, last check (a fleet with one)."""
+    lines = []
+    for lb in lbs or []:
+        if lb.get("error"):
+            lines.append(f"balancer   {lb['host']} backend {lb['backend']}: UNREADABLE {lb['error']}")
+            continue
+        up = sum(s["state"] == "UP" for s in lb["servers"])
+        lines.append(f"balancer   {lb['host']} backend {lb['backend']}: {up} of {len(lb['servers'])} server(s) UP")
+        for s in lb["servers"]:
+            lines.append(f"  {'ok  ' if s['state'] == 'UP' else 'FAIL'} {s['server']:<16} {s['state']:<6} "
+                         f"check {s['check'] or '-':<8} {s.get('check_detail') or ''}  "
+                         f"(for {s['since_seconds']} s)")
+    return lines
 
 
 def _release(inst: Installation, up: dict) -> dict:
@@ -134,9 +151,10 @@ def status(data_dir, erp_url, prometheus_url, alertmanager_url, timeout, no_rech
     """Health of the installation: the ERP, firing alerts and failing probes with their runbooks,
     backups and verifications, the upgrade, the host's headroom.
 
-    Exit 0 when nothing needs attention, 16 when something does (warnings), 17 when something is
-    critical (the ERP down or not ready, a critical alert, a nearly full disk, invariant violations,
-    a Prometheus or Alertmanager that was configured but does not answer). A probe or monitoring job
+    Exit 0 when nothing needs attention, 16 when something does (warnings: a load balancer's server
+    down, drained or in maintenance among them), 17 when something is critical (the ERP down or not ready,
+    a critical alert, a nearly full disk, invariant violations, a Prometheus or Alertmanager that was
+    configured but does not answer, a load balancer with no server UP). A probe or monitoring job
     (the invariants check) whose latest run failed runs again first, so what is shown is true now.
     """
     inst = Installation.open(data_dir, strict=False, erp_url=erp_url)

@@ -78,6 +78,17 @@ def prometheus_config(files: list[str], targets: dict[str, str], am_port: int | 
                       token_file: Path | None = None) -> dict:
     """The shipped prometheus.yml scraping `targets` ({job: host:port}), alerting to `am_port` (None: to
     no Alertmanager), sending the metrics token in `token_file` when given."""
+    cfg = shipped_config(files, None if am_port is None else f"127.0.0.1:{am_port}", timings)
+    for sc in cfg["scrape_configs"]:
+        sc["static_configs"] = [{"targets": [targets[sc["job_name"]]]}]
+        if token_file is not None:
+            sc["authorization"] = {"credentials_file": str(token_file)}
+    return cfg
+
+
+def shipped_config(files: list[str], alertmanager: str | None, timings: Timings = SHIPPED) -> dict:
+    """The shipped prometheus.yml with the rule files at `files`, alerting to `alertmanager` (host:port; None:
+    to no Alertmanager), its timings changed as `timings` says; its scrape jobs as shipped."""
     cfg = load_yaml(PROMETHEUS_CONFIG)
     if timings.scrape:
         cfg["global"].update(scrape_interval=timings.scrape, scrape_timeout=timings.scrape)
@@ -86,12 +97,8 @@ def prometheus_config(files: list[str], targets: dict[str, str], am_port: int | 
     if {f.rsplit("/", 1)[-1] for f in files} != set(cfg["rule_files"]):
         raise ValueError(f"rule files {files} are not the shipped {cfg['rule_files']}")
     cfg["rule_files"] = files
-    if am_port is None:
+    if alertmanager is None:
         cfg.pop("alerting", None)
     else:
-        cfg["alerting"]["alertmanagers"] = [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]
-    for sc in cfg["scrape_configs"]:
-        sc["static_configs"] = [{"targets": [targets[sc["job_name"]]]}]
-        if token_file is not None:
-            sc["authorization"] = {"credentials_file": str(token_file)}
+        cfg["alerting"]["alertmanagers"] = [{"static_configs": [{"targets": [alertmanager]}]}]
     return cfg

@@ -20,6 +20,10 @@ What needs attention, and how much (the exit code: 0 nothing, 16 warnings only, 
               first served by erpctl up less than 8 days ago has them for its first, as the alert)
               an upgrade stage started more than UPGRADE_STUCK_SECONDS ago and is still in progress
               less than 5 % of the host's memory is available
+
+With a fleet inventory that has a loadbalancer group, HAProxy's view of the ERP's backend on each load balancer
+(controlplane/remote/loadbalancer.py): no server UP is critical (the site serves nobody); a server DOWN,
+drained (DRAIN), in maintenance (MAINT) or NOLB, or a load balancer whose state cannot be read, is a warning.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import time
 import psutil
 
 from .. import results, scheduler
-from ..errors import SettingInvalid
+from ..errors import ControlPlaneError, SettingInvalid
 from ..installation import BY_NAME, Installation, RuntimeRecord
 from . import alerts, jobs, pipeline, probes
 from ..upgrade.state import progress as upgrade_progress
@@ -135,11 +139,13 @@ def gather(target, erp_url: str | None = None, timeout: float = 3.0, alerting_ur
     upgrade = _upgrade_part(data_dir, now, attention)
     host = _host_part(data_dir, _setting(inst, "probe_disk_min_free_bytes", attention), attention)
     job_rows = _jobs_part(r, attention)
+    lb = _loadbalancer_part(inst, timeout, attention)
     state = attention.state()
     attention.sort(key=lambda a: (a["level"] != CRITICAL, a["what"]))
     return {"state": state, "attention": list(attention), "erp": erp, "alerts": firing, "alerting": watch,
             "probes": probe_rows,
             "backup": backup, "invariants": invariants, "upgrade": upgrade, "host": host, "jobs": job_rows,
+            "loadbalancer": lb,
             "data_dir": str(data_dir), "checked_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))}
 
 
@@ -325,3 +331,35 @@ def _epoch(value) -> float | None:
     return results.unix_seconds(value) or None
 
 
+
+
+def _loadbalancer_part(inst: Installation, timeout: float, attention: Attention) -> list | None:
+    """Each load balancer's backend servers (None without a fleet inventory naming one)."""
+    try:
+        from ..remote import loadbalancer
+
+        rows = loadbalancer.health(inst, timeout)
+    except (SettingInvalid, ControlPlaneError) as exc:
+        attention.flag(WARNING, "load balancer unreadable", f"{exc.detail} ({exc.fix})",
+                       _runbook("LoadBalancerBackendDown"))
+        return None
+    for lb in rows:
+        where = f"{lb['host']} backend {lb['backend']}"
+        if lb.get("error"):
+            attention.flag(WARNING, "load balancer unreadable", f"{where}: {lb['error']}",
+                           _runbook("LoadBalancerBackendDown"))
+            continue
+        up = [s["server"] for s in lb["servers"] if s["state"] == "UP"]
+        if not up:
+            attention.flag(CRITICAL, "site down", f"{where}: no server UP "
+                           f"({', '.join(s['server'] + ' ' + s['state'] for s in lb['servers']) or 'no server'})",
+                           _runbook("ErpSiteDown"))
+        for s in lb["servers"]:
+            if s["state"] != "UP":
+                drained = {"DRAIN": "drained", "MAINT": "in maintenance", "DOWN": "down"}.get(s["state"], s["state"])
+                attention.flag(WARNING, f"load balancer server {s['server']} {drained}",
+                               f"{where}: {s['server']} is {s['state']} ({s['status']}; check {s['check'] or '-'}"
+                               f"{' ' + s['check_detail'] if s.get('check_detail') else ''}) "
+                               f"for {s['since_seconds']} s",
+                               _runbook("LoadBalancerBackendDown"))
+    return rows or None

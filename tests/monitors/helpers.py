@@ -25,6 +25,8 @@ DASHBOARD = MONITORS / "grafana" / "erp-overview.json"
 RUNBOOK_BASE_URL = "https://erp-controlplane.dev/runbooks/"
 SEVERITIES = {"page", "ticket", "info"}
 JOBS = {"erp", "erpctl"}
+# The jobs of a fleet's Prometheus (`erpctl fleet prometheus-config`, controlplane/remote/scrape.py) beside them.
+FLEET_JOBS = {"erp_app", "erpctl", "haproxy"}
 
 # Debian's packages: prometheus (prometheus, promtool), prometheus-alertmanager
 # (prometheus-alertmanager, amtool).

@@ -15,6 +15,7 @@ from .helpers import (
     ALERTMANAGER_CONFIG,
     ALERTS,
     DASHBOARD,
+    FLEET_JOBS,
     JOBS,
     MONITORS,
     PROMETHEUS_CONFIG,
@@ -238,7 +239,7 @@ def test_queries_name_the_jobs_of_the_scrape_configuration():
         for s in selectors(expr):
             for m in s.matchers:
                 if m.label == "job" and m.op == "=":
-                    assert m.value in JOBS, f"{where}: job {m.value!r}"
+                    assert m.value in JOBS | FLEET_JOBS, f"{where}: job {m.value!r}"
 
 
 @pytest.mark.parametrize("expr, names", [
