@@ -163,6 +163,15 @@ def reset_password(target: Target, username: str, password: str | None) -> dict:
     return result
 
 
+def set_service_password(target: Target, username: str, password: str) -> dict:
+    """A service user's new password (a rotation: no change asked at its next login); its tokens revoked.
+    People get a temporary one instead ('passwd' without --service)."""
+    with open_database(target) as db, db.session(actor="erpctl") as s:
+        ops.set_password(s, username, password)
+    _user_evidence(target, "passwd", username, service=True, generated=False)
+    return {"username": username, "service": True, "rotated": True}
+
+
 def logout_user(target: Target, username: str) -> dict:
     with open_database(target) as db, db.session(actor="erpctl") as s:
         result = ops.logout_user(s, username)
