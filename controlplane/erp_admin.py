@@ -165,8 +165,9 @@ def reset_password(target: Target, username: str, password: str | None) -> dict:
 
 def set_service_password(target: Target, username: str, password: str) -> dict:
     """A service user's new password (a rotation: no change asked at its next login); its tokens revoked.
-    People get a temporary one instead ('passwd' without --service)."""
-    with open_database(target) as db, db.session(actor="erpctl") as s:
+    People get a temporary one instead ('passwd' without --service). Any migrated schema: a release serving
+    an older one (release 1.0, mid-way through a staged upgrade) keeps its probe's password rotated too."""
+    with open_database(target, any_migrated=True) as db, db.session(actor="erpctl") as s:
         ops.set_password(s, username, password)
     _user_evidence(target, "passwd", username, service=True, generated=False)
     return {"username": username, "service": True, "rotated": True}

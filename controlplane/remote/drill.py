@@ -32,6 +32,18 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def vouched(records: list[dict], drill_id: str) -> str | None:
+    """The record.json sha256 the host's newest evidence record of the drill holds (its end, a sign-off, a
+    finding; not a report's, which only repeats what it read)."""
+    latest = None
+    for rec in records:
+        data = rec.get("data") or {}
+        if drill_id in (data.get("id"), data.get("drill")) and data.get("record_sha256") and \
+                rec.get("kind") != "drill.report":
+            latest = data["record_sha256"]
+    return latest
+
+
 def check(directory: Path) -> dict:
     """What the fetched copy proves: the host's evidence chain, each report attested in it, the record."""
     log = EvidenceLog(directory / "evidence")
@@ -50,7 +62,7 @@ def check(directory: Path) -> dict:
               "evidence_problem": problems[0].detail if problems else None,
               "reports": reports, "record_sha256": record_sha,
               "report_record_matches": inner.get("record_sha256") == record_sha,
-              "record_vouched": (inner.get("record_evidence") or {}).get("state") == "matches"}
+              "record_vouched": vouched(records, directory.name) == record_sha}
     result["verified"] = bool(result["evidence_intact"] and reports and all(r["attested"] for r in reports)
                               and result["report_record_matches"] and result["record_vouched"])
     return result
@@ -60,7 +72,7 @@ def summary(directory: Path) -> dict:
     """The drill as fetched: host, id, scenario, state, the measured figures against their objectives."""
     record = json.loads((directory / layout.basename("drill_record")).read_text())
     measured = record.get("measured") or {}
-    return {"host": directory.parent.name, "drill": directory.name, "scenario": record.get("scenario"),
+    return {"host": directory.parent.name, "drill": directory.name, "scenario": (record.get("scenario") or {}).get("name"),
             "state": record.get("state"), "target": record.get("target"),
             "measured": {k: measured.get(k) for k in FIGURES}, "objectives": record.get("objectives"),
             "directory": str(directory)}
@@ -79,7 +91,7 @@ def run(inst: Installation, scenario: str, host: str | None, args: list[str], *,
     result = playbook.run(inst, "drill.yml", echo=echo, extra_vars=extra, kind="fleet_playbook")
     found = fetched_since(inst, t0)
     drill = {**summary(found[-1]), **check(found[-1])} if found else None
-    out = {**{k: result[k] for k in ("playbook", "returncode", "seconds", "hosts", "changed", "host_key_refused")},
+    out = {**{k: result[k] for k in ("playbook", "check", "returncode", "seconds", "hosts", "changed", "host_key_refused")},
            "scenario": scenario, "drill": drill, "output": result["output"]}
     failed = playbook.failure(result)
     if drill is not None and not drill["verified"]:

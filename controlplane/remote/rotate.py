@@ -90,7 +90,7 @@ def run(inst: Installation, names: list[str], *, echo: bool) -> tuple[dict, Exce
                                                     f"'erpctl fleet rotate-secrets' rotates: {', '.join(SUPPORTED)}.")
     if failed is None and path is not None:
         promote(inst, path)
-    out = {**{k: result[k] for k in ("playbook", "returncode", "seconds", "hosts", "changed", "host_key_refused")},
+    out = {**{k: result[k] for k in ("playbook", "check", "returncode", "seconds", "hosts", "changed", "host_key_refused")},
            "secrets": names, "rotated": [n for n in names if n in SUPPORTED] if failed is None else [],
            "refused": [n for n in names if n not in SUPPORTED], "resumed": resumed,
            "pending": failed is not None and path is not None and refused is None}
