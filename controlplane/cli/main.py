@@ -175,10 +175,9 @@ COMMANDS: dict[str, dict[str, tuple[str, str]]] = {
                                              "(upgrade.yml)."),
         "trust": ("fleet_trust:trust", "Record HOST's key in the known-hosts file when it matches --fingerprint "
                                        "(a changed key replaced)."),
-        "drill": ("fleet_drill:drill_", "Run a drill scenario on one app host in its sandbox (drill.yml); its signed "
-                                        "reports fetched back and checked."),
-        "rotate-secrets": ("fleet_rotate_secrets:rotate_secrets", "Rotate the fleet's secrets host by host without "
-                                                                  "downtime (rotate-secrets.yml); what cannot be is refused."),
+        "drill": ("fleet_drill:drill_", "Run drill SCENARIO on one app host (drill.yml) and fetch its reports back."),
+        "rotate-secrets": ("fleet_rotate_secrets:rotate_secrets", "Rotate the fleet's secrets, one app host at a time, "
+                                                                  "without downtime (rotate-secrets.yml)."),
     },
     "runbook": {
         "list": ("runbook_list:list_", "List the runbooks (name, title, severity, alerts)."),
