@@ -163,6 +163,16 @@ def reset_password(target: Target, username: str, password: str | None) -> dict:
     return result
 
 
+def set_service_password(target: Target, username: str, password: str) -> dict:
+    """A service user's new password (a rotation: no change asked at its next login); its tokens revoked.
+    People get a temporary one instead ('passwd' without --service). Any migrated schema: a release serving
+    an older one (release 1.0, mid-way through a staged upgrade) keeps its probe's password rotated too."""
+    with open_database(target, any_migrated=True) as db, db.session(actor="erpctl") as s:
+        ops.set_password(s, username, password)
+    _user_evidence(target, "passwd", username, service=True, generated=False)
+    return {"username": username, "service": True, "rotated": True}
+
+
 def logout_user(target: Target, username: str) -> dict:
     with open_database(target) as db, db.session(actor="erpctl") as s:
         result = ops.logout_user(s, username)

@@ -549,6 +549,18 @@ class FleetRestoreFailed(FleetError):
     status, exit_code, title = 500, 57, "Fleet restore failed"
 
 
+class FleetDrillFailed(FleetError):
+    """A drill run on a fleet host failed or was aborted, or its report fetched back does not verify."""
+
+    status, exit_code, title = 500, 58, "Fleet drill failed"
+
+
+class SecretRotationRefused(FleetError):
+    """A secret the fleet cannot rotate without downtime or risk was asked for: nothing was changed."""
+
+    status, exit_code, title = 409, 59, "Secret rotation refused"
+
+
 # ---- what a database error means -----------------------------------------------------------------
 
 # How the databases say that their disk is full: SQLite's SQLITE_FULL, PostgreSQL's SQLSTATE 53100.
@@ -645,6 +657,9 @@ EXIT_CODES = {
         "name",
     54: "console account already exists",
     55: "console account not found (erpctl console user list shows them)",
+    58: "erpctl fleet drill: the drill failed or was aborted on the host, or its fetched report does not verify",
+    59: "erpctl fleet rotate-secrets: a secret that cannot be rotated safely was asked for (the message says how "
+        "to rotate it by hand); nothing was changed",
     60: "erpctl runbook: a Recover step's command failed; the run stopped there (status failed)",
     61: "erpctl runbook: paused before a confirm block (no terminal, no --yes); resume RUN_ID --yes continues",
     62: "erpctl runbook: paused at a manual step; resume RUN_ID --done once it is done",

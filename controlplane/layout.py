@@ -157,6 +157,17 @@ LAYOUT: tuple[Entry, ...] = (
           "pgBackRest's stanza and directory ('erpctl pitr setup')"),
     Entry("failover", "fleet/failover.json", "controlplane/pitr/failover.py", "JSON record", "1",
           "the last replication check and the last failover: primary, standby, lag in bytes and transactions"),
+    Entry("fleet_drills", "fleet/drills/", "controlplane/remote/drill.py", "directory", "-",
+          "drills run on the fleet's hosts ('erpctl fleet drill'), their reports fetched back, one directory a host"),
+    Entry("fleet_drill", "fleet/drills/<host>/<id>/", "controlplane/remote/drill.py", "directory", "-",
+          "a drill run on <host>: its record.json and reports (report-en.json, report-en.html) and a copy of the "
+          "host's evidence log (evidence/) that attests them, as fetched"),
+    Entry("fleet_secrets", "fleet/secrets.yml", "controlplane/remote/rotate.py", "YAML variables, mode 0600", "-",
+          "secrets 'erpctl fleet rotate-secrets' rotated (erp_probe_password): passed to every play as extra "
+          "variables, over the inventory's values"),
+    Entry("fleet_secrets_pending", "fleet/secrets.pending.yml", "controlplane/remote/rotate.py",
+          "YAML variables, mode 0600", "-",
+          "the new secrets of a rotation not finished yet (the next 'erpctl fleet rotate-secrets' resumes with them)"),
 )
 FILES: dict[str, Entry] = {e.key: e for e in LAYOUT}
 

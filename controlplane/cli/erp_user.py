@@ -75,12 +75,22 @@ def list_(data_dir, database_url):
 @click.argument("username")
 @click.option("--password-stdin", is_flag=True,
               help="Read the temporary password from standard input (else one is generated and printed).")
+@click.option("--service", is_flag=True,
+              help="USERNAME is a service user (the business probe's, a drill's): set the password read with "
+                   "--password-stdin as its own (rotated: no change at its next login).")
 @target_options
 @json_option
-def passwd(username, password_stdin, data_dir, database_url):
+def passwd(username, password_stdin, service, data_dir, database_url):
     """Reset USERNAME's password: a temporary one, printed (or read with --password-stdin), that the user
     must change at the next login before anything else. Every session and API token of the user ends.
+    With --service, a service user's password is rotated to the one read from standard input.
     Recorded in the ERP's audit log and the evidence log (never the password)."""
+    if service:
+        if not password_stdin:
+            raise click.UsageError("--service needs --password-stdin: the new password, on standard input")
+        result = erp_admin.set_service_password(target(data_dir, database_url), username, read_password(True))
+        emit(result, f"rotated the password of service user {username}; its tokens are revoked")
+        return
     password = read_password(True) if password_stdin else None
     result = erp_admin.reset_password(target(data_dir, database_url), username, password)
     shown = result["temporary_password"] if password is None else "(the one given)"

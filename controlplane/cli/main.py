@@ -181,6 +181,9 @@ COMMANDS: dict[str, dict[str, tuple[str, str]]] = {
                                              "HAProxy (restore.yml)."),
         "prometheus-config": ("fleet_prometheus_config:prometheus_config", "Prometheus scrape jobs from the inventory: "
                               "each app host's ERP and erpctl /metrics, the load balancer's HAProxy exporter."),
+        "drill": ("fleet_drill:drill_", "Run drill SCENARIO on one app host (drill.yml) and fetch its reports back."),
+        "rotate-secrets": ("fleet_rotate_secrets:rotate_secrets", "Rotate the fleet's secrets, one app host at a time, "
+                                                                  "without downtime (rotate-secrets.yml)."),
     },
     "runbook": {
         "list": ("runbook_list:list_", "List the runbooks (name, title, severity, alerts)."),

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from .. import layout
 from ..errors import FleetError, HostKeyRefused, HostUnreachable, RemoteCommandFailed
 from ..evidence import EvidenceLog
 from ..installation import Installation
@@ -33,8 +34,15 @@ def ssh_args(known_hosts: Path) -> str:
                      "-o PasswordAuthentication=no", "-o BatchMode=yes"])
 
 
+def secret_vars(inst: Installation, also: Path | None = None) -> list[Path]:
+    """The files of rotated secrets every play gets as extra variables (over the inventory's values): the
+    fleet's rotated secrets (fleet/secrets.yml) when there are any, then `also` (a rotation's new ones)."""
+    rotated = layout.path(inst.data_dir, "fleet_secrets")
+    return [p for p in (rotated, also) if p is not None and p.is_file()]
+
+
 def command(inst: Installation, playbook: str, *, check: bool, limit: str | None,
-            extra_vars: dict | None = None) -> tuple[list[str], dict, Path]:
+            extra_vars: dict | None = None, secrets_file: Path | None = None) -> tuple[list[str], dict, Path]:
     """The ansible-playbook command line, its environment and its working directory."""
     binary = shutil.which("ansible-playbook")
     if binary is None:
@@ -48,6 +56,7 @@ def command(inst: Installation, playbook: str, *, check: bool, limit: str | None
     argv += ["--check", "--diff"] if check else []
     argv += ["--limit", limit] if limit else []
     argv += ["--extra-vars", json.dumps(extra_vars)] if extra_vars else []
+    argv += [f"--extra-vars=@{p}" for p in secret_vars(inst, secrets_file)]
     env = {**os.environ, "ANSIBLE_CONFIG": str(project / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
            "ANSIBLE_HOST_KEY_CHECKING": "True", "ANSIBLE_SSH_ARGS": ssh_args(inst.get("fleet_known_hosts")),
            "ANSIBLE_TIMEOUT": str(int(max(1, inst.get("fleet_connect_timeout")))),
@@ -83,10 +92,12 @@ def reported(output: str) -> dict:
 
 
 def run(inst: Installation, playbook: str, *, check: bool = False, limit: str | None = None,
-        echo: bool = True, extra_vars: dict | None = None, kind: str = "fleet_playbook") -> dict:
+        echo: bool = True, extra_vars: dict | None = None, kind: str = "fleet_playbook",
+        secrets_file: Path | None = None) -> dict:
     """Run `playbook` on the fleet; its output streamed to stderr (progress per host), its result, recorded
     in the evidence log as `kind` (with the extra variables: never secrets, those live in the inventory)."""
-    argv, env, project = command(inst, playbook, check=check, limit=limit, extra_vars=extra_vars)
+    argv, env, project = command(inst, playbook, check=check, limit=limit, extra_vars=extra_vars,
+                                 secrets_file=secrets_file)
     t0 = time.monotonic()
     lines = []
     with subprocess.Popen(argv, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
