@@ -8,6 +8,9 @@ as the first role allowed to see it, with the newest document of its kind where 
 The time is the server's: the app in this process, asked through Flask's test client (no network, no
 browser), from the request in to the last byte of the page out. Median and maximum per page, the page's
 size, and whether the median is within --target (300 ms).
+A PDF asked for again is served from the PDFs last made of the same HTML (erp_core/web/pdf_pages.py):
+its figures are those of repeats (the first request, which lays the document out, finds the role and is
+not timed).
 
     python bench/pages.py                          # SQLite, scale 50
     python bench/pages.py --backend postgres --scale 50 --repeat 7 --json

@@ -34,10 +34,12 @@ code,.hash{font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:12px;
 .warn{color:var(--warn);font-weight:600}.muted{color:var(--muted)}
 .verdict{font-size:18px;margin:10px 0}
 dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:3px 16px;margin:6px 0}
-dl.facts dt{color:var(--muted)}dl.facts dd{margin:0}
+dl.facts dt{color:var(--muted)}dl.facts dd{margin:0;overflow-wrap:anywhere}
+.scroll{overflow-x:auto}.scroll:focus-visible{outline:2px solid #0969da;outline-offset:2px}
+@media (max-width:600px){body{padding:12px}dl.facts{grid-template-columns:1fr;gap:0}dl.facts dd{margin-bottom:4px}}
 footer{margin-top:28px;color:var(--muted);font-size:12px;border-top:1px solid var(--line);padding-top:8px}
 @page{size:A4;margin:14mm 12mm}
-@media print{body{padding:0;max-width:none;font-size:11px}h2{break-after:avoid}
+@media print{body{padding:0;max-width:none;font-size:11px}.scroll{overflow:visible}h2{break-after:avoid}
  tr,dl.facts{break-inside:avoid}thead{display:table-header-group}
  .badge{-webkit-print-color-adjust:exact;print-color-adjust:exact}}
 """
@@ -71,7 +73,7 @@ def _table(head: list[str], rows: list[list[str]], t: dict, classes: list[str] |
     th = "".join(f"<th>{e(h)}</th>" for h in head)
     body = "".join("<tr>" + "".join(f'<td class="{c}">{cell}</td>' if c else f"<td>{cell}</td>"
                                     for c, cell in zip(classes, row)) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="scroll" tabindex="0"><table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def _facts(pairs: list[tuple[str, str]]) -> str:

@@ -7,6 +7,9 @@ nothing from outside the document: its URL fetcher refuses every URL."""
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from flask import current_app, render_template
@@ -25,6 +28,10 @@ from .framework import page
 from .terms import term
 
 SLIP_STATES = ("confirmed", "delivered", "invoiced", "paid")
+CACHED_DOCUMENTS = 64  # PDFs kept by the HTML they were made from (a document asked for again is not re-laid out)
+_fonts = threading.local()  # one FontConfiguration per server thread: Pango's font map is not thread-safe
+_made: OrderedDict[bytes, bytes] = OrderedDict()
+_made_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -51,13 +58,32 @@ def _refuse(url: str, *args, **kw):
     raise ValueError(f"a printed document loads nothing from outside ({url})")
 
 
+def _pdf_of(html: str) -> bytes:
+    """The PDF WeasyPrint makes of the HTML. The same HTML makes the same PDF, so one made lately for
+    the same HTML is given again; the font configuration (fontconfig's fonts, loaded once) is kept."""
+    key = hashlib.sha256(html.encode()).digest()
+    with _made_lock:
+        if (body := _made.get(key)) is not None:
+            _made.move_to_end(key)
+            return body
+    from weasyprint import HTML  # imported on first use: it takes a second to load
+    from weasyprint.text.fonts import FontConfiguration
+
+    if getattr(_fonts, "config", None) is None:
+        _fonts.config = FontConfiguration()
+    body = HTML(string=html, url_fetcher=_refuse).write_pdf(font_config=_fonts.config)
+    with _made_lock:
+        _made[key] = body
+        while len(_made) > CACHED_DOCUMENTS:
+            _made.popitem(last=False)
+    return body
+
+
 def render_pdf(filename: str, **context):
     """The template rendered to PDF bytes, sent inline with the document's file name."""
-    from weasyprint import HTML  # imported on first use: it takes a second to load
-
     html = render_template("document_pdf.html", words_of=lambda amount: words.in_words(amount, i18n.current()),
                            company_currency=COMPANY_CURRENCY, **context)
-    body = HTML(string=html, url_fetcher=_refuse).write_pdf()
+    body = _pdf_of(html)
     return body, 200, {"Content-Type": "application/pdf",
                        "Content-Disposition": f'inline; filename="{filename}"'}
 
