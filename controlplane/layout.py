@@ -127,6 +127,8 @@ LAYOUT: tuple[Entry, ...] = (
           "hosts and their roles (groups app, database, loadbalancer, backup); 'ansible-inventory -i' reads it"),
     Entry("fleet_known_hosts", "fleet/known_hosts", "controlplane/remote/hostkeys.py", "OpenSSH known_hosts", "-",
           "the fleet's trusted host keys ('erpctl fleet trust' adds one; ssh and Ansible check against it)"),
+    Entry("fleet_ssh_control", "fleet/ssh/", "controlplane/remote/playbook.py", "directory, mode 0700 (Unix sockets)",
+          "-", "ssh's master connections during a playbook run (ControlPath, one socket per host), closed at its end"),
     Entry("serving", "releases/serving.json", "controlplane/release/supervisor.py", "JSON record", "1",
           "the release the running 'erpctl up' serves"),
     Entry("drill_record_lock", "drills/<id>/.record.lock", "controlplane/drills/review.py", "flock", "-",

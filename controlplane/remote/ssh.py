@@ -114,7 +114,10 @@ def run(client: paramiko.SSHClient, command: str, timeout: float) -> Output:
             out.add(chan.recv(65536))
         while chan.recv_stderr_ready():
             err.add(chan.recv_stderr(65536))
-        if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+        # sshd sends the exit status as the command ends, maybe before the output still waiting for window
+        # space: done only at the end of the output (EOF) too
+        if (chan.exit_status_ready() and chan.eof_received and not chan.recv_ready()
+                and not chan.recv_stderr_ready()):
             break
         left = deadline - time.monotonic()
         if left <= 0:
