@@ -256,8 +256,11 @@ def list_returns(s: Session, kind: str | None, limit: int, offset: int):
     return list(rows), total
 
 
-def list_notes(s: Session, kind: str | None, limit: int, offset: int, partner_id: int | None = None):
+def list_notes(s: Session, kind: str | None, limit: int, offset: int, partner_id: int | None = None,
+               invoice_id: int | None = None):
     stmt = select(CreditNote)
+    if invoice_id is not None:
+        stmt = stmt.where(CreditNote.invoice_id == invoice_id)
     if kind:
         stmt = stmt.where(CreditNote.kind == kind)
     if partner_id is not None:

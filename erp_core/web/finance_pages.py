@@ -13,7 +13,7 @@ from sqlalchemy import func, or_, select
 from ..api import schemas as S
 from ..domain.money import COMPANY_CURRENCY
 from ..models import Invoice, Partner, PurchaseOrder, SalesOrder
-from ..services import billing, masterdata, reports
+from ..services import billing, masterdata, reports, returns
 from ..services.common import full, get_or_404
 from .framework import PAGE_SIZE, page, parse_form
 from .listing import all_rows, csv_response, in_range, page_of
@@ -77,6 +77,8 @@ def invoice_page(ctx, invoice_id):
     order = s.get(SalesOrder, inv.sales_order_id) if inv.sales_order_id else s.get(PurchaseOrder, inv.purchase_order_id)
     return render_template("invoice.html", inv=inv, partner=partner, order=order, methods=PAYMENT_METHODS,
                            company=COMPANY_CURRENCY, paid_currency=billing.paid_in_currency(s, inv),
+                           open_currency=billing.outstanding(s, inv),
+                           notes=returns.list_notes(s, None, 50, 0, invoice_id=inv.id)[0],
                            today=dt.date.today())
 
 
