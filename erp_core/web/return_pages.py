@@ -3,6 +3,8 @@ credit (debit) note."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from flask import redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -12,9 +14,10 @@ from ..api.returns import ReturnIn
 from ..domain.money import COMPANY_CURRENCY, ZERO
 from ..errors import ValidationFailed
 from ..models import Invoice, Partner, Product, Warehouse
-from ..services import purchasing, returns, sales
+from ..services import masterdata, purchasing, returns, sales
 from .framework import form_id, page, parse_form
 from .i18n import money
+from .pdf_pages import company, party, render_pdf
 
 KINDS = {"sales": ("customer", sales.get, "web.sales_order"), "purchases": ("supplier", purchasing.get, "web.purchases_order")}
 
@@ -102,3 +105,29 @@ def return_post(ctx, return_id):
     ctx.flash(_("Return %(number)s posted; note %(note)s issued: total %(total)s.", number=ret.number,
                 note=note.number, total=money(note.gross_total)))
     return redirect(url_for("web.return_page", return_id=ret.id), 303)
+
+
+@page("/app/returns/<int:return_id>/note.pdf", "finance.read", _l("see invoices and bills"))
+def note_pdf(ctx, return_id):
+    """The credit (debit) note as the invoice prints, titled as such and naming the invoice it reverses."""
+    s = ctx.s
+    ret = returns.get(s, return_id)
+    note = returns.note_of(s, ret)
+    if note is None:
+        raise ValidationFailed(_("Return %(number)s has no note yet.", number=ret.number), field="return_id",
+                               fix=_("Post the return first."))
+    key = "sales" if ret.kind == "customer" else "purchases"
+    order = KINDS[key][1](s, ret.sales_order_id or ret.purchase_order_id)
+    by_id = {l.id: l for l in order.lines}
+    products = {p.id: p for p in s.scalars(select(Product).where(Product.id.in_([l.product_id for l in ret.lines])))}
+    lines = [(SimpleNamespace(quantity=l.quantity, unit_price_currency=by_id[l.order_line_id].unit_price_currency,
+                              discount_percent=by_id[l.order_line_id].discount_percent,
+                              tax_rate_percent=by_id[l.order_line_id].tax_rate_percent,
+                              net_amount_currency=l.net_amount_currency, tax_amount_currency=l.tax_amount_currency),
+              products[l.product_id]) for l in ret.lines]
+    other = party(masterdata.partner_view(s.get(Partner, ret.partner_id), ctx.may("partners.sensitive")))
+    seller, buyer = (company(), other) if ret.kind == "customer" else (other, company())
+    title = _("Credit note") if note.kind == "credit" else _("Debit note")
+    return render_pdf(f"{note.number}.pdf", doc="invoice", title=title, number=note.number, date=note.issue_date,
+                      order=order, seller=seller, buyer=buyer, lines=lines, totals=note, gross_company=note.gross_total,
+                      reverses=s.get(Invoice, note.invoice_id).number)

@@ -4,9 +4,10 @@ the returnable quantities, the posted return with its credit note, in English an
 import re
 
 from .test_web import WebUser, _shop, text_of
+from .test_web_pdf import pdf_text
 
 
-def test_return_form_posts_the_return_and_shows_the_credit_note(sqlite_erp):
+def test_return_form_posts_the_return_and_shows_the_credit_note(sqlite_erp, tmp_path):
     erp = sqlite_erp
     shop = _shop(erp)
     so = erp.post("/sales-orders", {"partner_id": shop["cust"], "warehouse_id": shop["wh"], "lines": [
@@ -44,3 +45,5 @@ def test_return_form_posts_the_return_and_shows_the_credit_note(sqlite_erp):
     assert admin.post("/app/account/language", {"locale": "zh_Hans", "next": "/app/"}).status_code == 303
     page = text_of(admin.page("/app/returns/1"))
     assert "客户退货 RET000001" in page and "红字发票 CN000001" in page, page[:400]
+    pdf = pdf_text(admin.get("/app/returns/1/note.pdf").data, tmp_path)
+    assert "红字发票" in pdf and "CN000001" in pdf and "INV000001" in pdf and "107.35" in pdf, pdf[:600]
