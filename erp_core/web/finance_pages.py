@@ -27,7 +27,7 @@ PAYMENT_METHODS = ("bank", "cash", "card")
 
 INVOICE_COLUMNS = {"number": Invoice.number, "kind": Invoice.kind, "partner": Partner.name,
                    "issued": Invoice.issue_date, "due": Invoice.due_date, "total": Invoice.gross_total,
-                   "paid": Invoice.amount_paid, "outstanding": Invoice.gross_total - Invoice.amount_paid,
+                   "paid": Invoice.amount_paid, "outstanding": Invoice.gross_total - Invoice.amount_paid - Invoice.credited,
                    "state": Invoice.state}
 
 
@@ -61,7 +61,7 @@ def invoices_list(ctx):
         return csv_response("invoices", [_("Number"), _("Kind"), _("Partner code"), _("Partner"), _("Issued"),
                                          _("Due"), _("Total"), _("Paid"), _("Outstanding"), _("State")],
                             ([i.number, _("invoice") if i.kind == "customer" else _("bill"), code, name,
-                              i.issue_date, i.due_date, i.gross_total, i.amount_paid, i.gross_total - i.amount_paid,
+                              i.issue_date, i.due_date, i.gross_total, i.amount_paid, i.outstanding,
                               term(i.state)] for i, code, name in rows))
     total, rows = page_of(s, stmt, INVOICE_COLUMNS, listing, Invoice.id)
     return render_template("invoices.html", rows=rows, kind=kind, state=state, q=q, partner=partner, total=total,
@@ -96,7 +96,7 @@ def invoice_pay(ctx, invoice_id):
                                     "method": request.form.get("method", "").strip() or "bank"})
     pay = billing.register_payment(ctx.s, invoice_id, body.amount, body.paid_on, body.method)
     inv = ctx.s.get(Invoice, invoice_id)
-    left = inv.gross_total - inv.amount_paid
+    left = billing.company_outstanding(ctx.s, inv)
     if inv.state == "paid":
         ctx.flash(_("Payment %(number)s of %(amount)s registered on %(invoice)s; it is paid in full.",
                     number=pay.number, amount=money(pay.amount), invoice=inv.number))
