@@ -252,8 +252,10 @@ def _invoice_totals(s: Session) -> list[Violation]:
             problems.append(f"gross_total {gross} != net + tax {net + tax}")
         if amount_paid != payments:
             problems.append(f"amount_paid {amount_paid} != sum of payments {payments}")
-        if not _state_fits(r.state, from_cents(r.settled), gross):
-            problems.append(f"state {r.state!r} does not fit {from_cents(r.settled)} paid or credited of gross {gross}")
+        credited = from_cents(r.settled) - amount_paid
+        if not _state_fits(r.state, amount_paid + credited, gross):
+            settled = f"amount_paid {amount_paid}" + (f" + credited {credited}" if credited else "")
+            problems.append(f"state {r.state!r} does not fit {settled} of gross {gross}")
         what = "invoice" if r.kind == "customer" else "bill"
         return f"{what} {r.number}: " + "; ".join(problems), r.number
 
