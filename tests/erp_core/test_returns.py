@@ -170,3 +170,26 @@ def test_credit_amounts_of_a_line_add_up_to_it():
         rules.credit_amounts(line, before, D("1.5"))
     assert rules.settle(D("50"), D("50"), D("30"), D("30")) == (D("30"), D("30"))
     assert rules.settle(D("20"), D("20"), D("30"), D("30")) == (D("20"), D("20"))
+
+
+def test_a_credit_note_in_the_invoices_currency(sqlite_erp):
+    """A EUR invoice: the note reverses the returned line in EUR at the invoice's rate, and what is left is
+    paid off in EUR to the cent of both currencies."""
+    erp = sqlite_erp
+    wh, sup, cust = erp.warehouse(), erp.supplier(), erp.customer()
+    a = erp.product("A", "10.00")
+    erp.stock_in(sup, wh, [(a, 10, "40.00")])
+    so = erp.post("/sales-orders", {"partner_id": cust, "warehouse_id": wh, "currency": "EUR", "exchange_rate": "7.8",
+                                    "lines": [{"product_id": a, "quantity": "3", "unit_price": "10.00"}]})
+    for step in ("confirm", "deliver"):
+        erp.post(f"/sales-orders/{so['id']}/{step}", expect=200)
+    inv = erp.post(f"/sales-orders/{so['id']}/invoice")
+    assert (inv["gross_total_currency"], inv["gross_total"]) == ("33.90", "264.42")
+    ret = erp.post(f"/sales-orders/{so['id']}/returns", {"lines": [{"order_line_id": so["lines"][0]["id"], "quantity": "1"}]})
+    note = erp.post(f"/returns/{ret['id']}/post", {}, expect=200)["credit_note"]
+    assert (note["currency"], note["gross_total_currency"], note["gross_total"]) == ("EUR", "11.30", "88.14")
+    erp.post(f"/invoices/{inv['id']}/payments", {"amount": "22.60"})
+    got = erp.get(f"/invoices/{inv['id']}")
+    assert (got["state"], got["amount_paid"], got["credited"], got["outstanding"]) == ("paid", "176.28", "88.14", "0.00")
+    assert "1122" not in balances(erp)
+    assert_clean(erp)
