@@ -61,26 +61,22 @@ def _submit(ctx, key: str, order_id: int):
     return redirect(url_for("web.return_page", return_id=ret.id), 303)
 
 
-@page("/app/sales/<int:order_id>/return", "stock.write", _l("return goods"))
-def sales_return_form(ctx, order_id):
-    return _form(ctx, "sales", order_id)
+def _register(key: str) -> None:
+    """The return form of one kind of order: GET shows it, POST creates (and posts) the return."""
+    def form(ctx, order_id):
+        return _form(ctx, key, order_id)
+
+    def submit(ctx, order_id):
+        return _submit(ctx, key, order_id)
+
+    form.__name__, submit.__name__ = f"{key}_return_form", f"{key}_return_submit"
+    page(f"/app/{key}/<int:order_id>/return", "stock.write", _l("return goods"))(form)
+    page(f"/app/{key}/<int:order_id>/return", "stock.write", _l("return goods"), method="POST",
+         back=f"web.{key}_return_form")(submit)
 
 
-@page("/app/sales/<int:order_id>/return", "stock.write", _l("return goods"), method="POST",
-      endpoint="sales_return_submit", back="web.sales_return_form")
-def sales_return_submit(ctx, order_id):
-    return _submit(ctx, "sales", order_id)
-
-
-@page("/app/purchases/<int:order_id>/return", "stock.write", _l("return goods"))
-def purchases_return_form(ctx, order_id):
-    return _form(ctx, "purchases", order_id)
-
-
-@page("/app/purchases/<int:order_id>/return", "stock.write", _l("return goods"), method="POST",
-      endpoint="purchases_return_submit", back="web.purchases_return_form")
-def purchases_return_submit(ctx, order_id):
-    return _submit(ctx, "purchases", order_id)
+for _key in KINDS:
+    _register(_key)
 
 
 @page("/app/returns/<int:return_id>", "stock.read", _l("see returns"))
