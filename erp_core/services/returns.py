@@ -247,15 +247,6 @@ def _issue_note(s: Session, ret: Return, order, inv: Invoice, stock_value: Decim
     return note
 
 
-def list_returns(s: Session, kind: str | None, limit: int, offset: int):
-    stmt = select(Return)
-    if kind:
-        stmt = stmt.where(Return.kind == kind)
-    total = s.scalar(select(func.count()).select_from(stmt.subquery()))
-    rows = s.scalars(stmt.options(selectinload(Return.lines)).order_by(Return.id.desc()).limit(limit).offset(offset))
-    return list(rows), total
-
-
 def list_notes(s: Session, kind: str | None, limit: int, offset: int, partner_id: int | None = None,
                invoice_id: int | None = None):
     stmt = select(CreditNote)
