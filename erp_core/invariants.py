@@ -28,8 +28,8 @@ from sqlalchemy.orm import Session
 
 from .domain import journal
 from .domain.money import COMPANY_CURRENCY, round_money, round_qty, to_company
-from .models import (Base, Invoice, JournalEntry, JournalLine, Lot, Payment, Product, PurchaseOrder, PurchaseOrderLine,
-                     SalesOrder, SalesOrderLine, StockLevel, StockMove, Warehouse)
+from .models import (Base, CreditNote, Invoice, JournalEntry, JournalLine, Lot, Payment, Product, PurchaseOrder, PurchaseOrderLine,
+                     Return, ReturnLine, SalesOrder, SalesOrderLine, StockLevel, StockMove, Warehouse)
 
 # The migration that makes the release 1.1 columns required.
 CONTRACT_1_1 = "0004"
@@ -42,6 +42,19 @@ def release_1_1_schema(s: Session) -> str:
         return "absent"
     done = conn.execute(text("SELECT 1 FROM erp_schema_migrations WHERE revision = :r"), {"r": CONTRACT_1_1})
     return "contracted" if done.scalar() else "expanded"
+
+def has_returns(s: Session) -> bool:
+    """Whether the returns and credit notes of migration 0011 exist (an expand step of release 1.1)."""
+    return inspect(s.connection()).has_table("credit_notes")
+
+
+def _credited(s: Session, column=CreditNote.applied):
+    """(invoice_id, credited) of what credit and debit notes settled of each invoice, in cents; None before 0011."""
+    if not has_returns(s):
+        return None
+    return (select(CreditNote.invoice_id, func.sum(cents(column)).label("credited"))
+            .group_by(CreditNote.invoice_id).subquery())
+
 
 # Violations listed per query at most; past that one 'truncated' violation says the list is cut.
 MAX_REPORTED = 1000
@@ -218,14 +231,18 @@ def _invoice_totals(s: Session) -> list[Violation]:
             .subquery())
     net, tax, gross = cents(Invoice.net_total), cents(Invoice.tax_total), cents(Invoice.gross_total)
     amount_paid, payments = cents(Invoice.amount_paid), func.coalesce(paid.c.paid, 0)
-    state_ok = or_(and_(Invoice.state == "open", amount_paid == 0),
-                   and_(Invoice.state == "paid", amount_paid == gross),
-                   and_(Invoice.state == "partial", amount_paid > 0, amount_paid < gross))
+    credited = _credited(s)
+    settled = amount_paid + (func.coalesce(credited.c.credited, 0) if credited is not None else 0)
+    state_ok = or_(and_(Invoice.state == "open", settled == 0),
+                   and_(Invoice.state == "paid", settled == gross),
+                   and_(Invoice.state == "partial", settled > 0, settled < gross))
     stmt = (select(Invoice.number, Invoice.kind, Invoice.state, net.label("net"), tax.label("tax"),
-                   gross.label("gross"), amount_paid.label("amount_paid"), payments.label("payments"))
-            .outerjoin(paid, paid.c.invoice_id == Invoice.id)
-            .where(or_(gross != net + tax, amount_paid != payments, ~state_ok))
-            .order_by(Invoice.id))
+                   gross.label("gross"), amount_paid.label("amount_paid"), payments.label("payments"),
+                   settled.label("settled"))
+            .outerjoin(paid, paid.c.invoice_id == Invoice.id))
+    if credited is not None:
+        stmt = stmt.outerjoin(credited, credited.c.invoice_id == Invoice.id)
+    stmt = stmt.where(or_(gross != net + tax, amount_paid != payments, ~state_ok)).order_by(Invoice.id)
 
     def describe(r):
         net, tax, gross = from_cents(r.net), from_cents(r.tax), from_cents(r.gross)
@@ -235,8 +252,10 @@ def _invoice_totals(s: Session) -> list[Violation]:
             problems.append(f"gross_total {gross} != net + tax {net + tax}")
         if amount_paid != payments:
             problems.append(f"amount_paid {amount_paid} != sum of payments {payments}")
-        if not _state_fits(r.state, amount_paid, gross):
-            problems.append(f"state {r.state!r} does not fit amount_paid {amount_paid} of gross {gross}")
+        credited = from_cents(r.settled) - amount_paid
+        if not _state_fits(r.state, amount_paid + credited, gross):
+            settled = f"amount_paid {amount_paid}" + (f" + credited {credited}" if credited else "")
+            problems.append(f"state {r.state!r} does not fit {settled} of gross {gross}")
         what = "invoice" if r.kind == "customer" else "bill"
         return f"{what} {r.number}: " + "; ".join(problems), r.number
 
@@ -244,7 +263,8 @@ def _invoice_totals(s: Session) -> list[Violation]:
 
 
 def _state_fits(state: str, amount_paid: Decimal, gross: Decimal) -> bool:
-    """The Python twin of `state_ok` above, to say which rule an invoice row broke."""
+    """The Python twin of `state_ok` above (amount_paid: what payments and notes settled), to say which
+    rule an invoice row broke."""
     return ((state == "open" and amount_paid == 0) or (state == "paid" and amount_paid == gross)
             or (state == "partial" and 0 < amount_paid < gross))
 
@@ -359,13 +379,17 @@ def currency_totals_match_lines(s: Session) -> list[Violation]:
             r.number))
     paid = (select(Payment.invoice_id, func.sum(cents(Payment.amount_currency)).label("paid"))
             .group_by(Payment.invoice_id).subquery())
+    credited = _credited(s, CreditNote.applied_currency)
     doc_paid, gross = func.coalesce(paid.c.paid, 0), cents(Invoice.gross_total_currency)
+    if credited is not None:
+        doc_paid = doc_paid + func.coalesce(credited.c.credited, 0)
     stmt = (select(Invoice.number, Invoice.currency, Invoice.state, gross.label("gross"), doc_paid.label("paid"))
-            .outerjoin(paid, paid.c.invoice_id == Invoice.id)
-            .where(or_(doc_paid > gross, and_(Invoice.state == "paid", doc_paid != gross)))
-            .order_by(Invoice.id))
+            .outerjoin(paid, paid.c.invoice_id == Invoice.id))
+    if credited is not None:
+        stmt = stmt.outerjoin(credited, credited.c.invoice_id == Invoice.id)
+    stmt = stmt.where(or_(doc_paid > gross, and_(Invoice.state == "paid", doc_paid != gross))).order_by(Invoice.id)
     found += _violations(s, check, stmt, lambda r: (
-        f"invoice {r.number} ({r.state}): payments add up to {from_cents(r.paid)} {r.currency} of its "
+        f"invoice {r.number} ({r.state}): payments and notes add up to {from_cents(r.paid)} {r.currency} of its "
         f"{from_cents(r.gross)} {r.currency}", r.number))
     return found
 
@@ -446,6 +470,34 @@ def lots_consistent(s: Session) -> list[Violation]:
     return found
 
 
+def returns_consistent(s: Session) -> list[Violation]:
+    """Posted returns take back no more of an order line than it holds, and each credit (debit) note's
+    totals are the sums of its return's lines."""
+    if not has_returns(s):
+        return []
+    check, found = "returns_consistent", []
+    for order_line, link in ((SalesOrderLine, Return.sales_order_id), (PurchaseOrderLine, Return.purchase_order_id)):
+        taken = (select(ReturnLine.order_line_id, func.sum(thousandths(ReturnLine.quantity)).label("taken"))
+                 .join(Return, Return.id == ReturnLine.return_id).where(Return.state == "posted", link.is_not(None))
+                 .group_by(ReturnLine.order_line_id).subquery())
+        stmt = (select(order_line.id, thousandths(order_line.quantity).label("qty"), taken.c.taken)
+                .join(taken, taken.c.order_line_id == order_line.id)
+                .where(taken.c.taken > thousandths(order_line.quantity)).order_by(order_line.id))
+        found += _violations(s, check, stmt, lambda r, t=order_line.__tablename__: (
+            f"{t} {r.id}: posted returns take back {from_thousandths(r.taken)} of {from_thousandths(r.qty)}",
+            f"{t}:{r.id}"))
+    sums = (select(ReturnLine.return_id, func.sum(cents(ReturnLine.net_amount)).label("net"),
+                   func.sum(cents(ReturnLine.tax_amount)).label("tax")).group_by(ReturnLine.return_id).subquery())
+    stmt = (select(CreditNote.number, cents(CreditNote.net_total).label("net"), cents(CreditNote.tax_total).label("tax"),
+                   sums.c.net.label("line_net"), sums.c.tax.label("line_tax"))
+            .join(sums, sums.c.return_id == CreditNote.return_id)
+            .where(or_(cents(CreditNote.net_total) != sums.c.net, cents(CreditNote.tax_total) != sums.c.tax))
+            .order_by(CreditNote.id))
+    return found + _violations(s, check, stmt, lambda r: (
+        f"note {r.number}: net {from_cents(r.net)}, tax {from_cents(r.tax)}; its return's lines add up to net "
+        f"{from_cents(r.line_net)}, tax {from_cents(r.line_tax)}", r.number))
+
+
 # ---- the ledger against its subledgers ----------------------------------------------------------
 
 def stock_value_kept(s: Session) -> bool:
@@ -454,13 +506,24 @@ def stock_value_kept(s: Session) -> bool:
     return release_1_1_schema(s) == "contracted"
 
 
-def _subledgers(with_stock: bool) -> dict:
-    """SQL of what each control account must hold (debit - credit, in cents), by account code."""
+def _subledgers(with_stock: bool, with_notes: bool) -> dict:
+    """SQL of what each control account must hold (debit - credit, in cents), by account code:
+    receivable = what is open on invoices less the customers' credit notes (applied to an invoice or
+    left as the customer's credit); payable likewise with bills and debit notes."""
     customer, supplier = Invoice.kind == "customer", Invoice.kind == "supplier"
     outstanding = cents(Invoice.gross_total) - cents(Invoice.amount_paid)
+
+    def owed(kind_is, note_kind):
+        invoices = select(func.coalesce(func.sum(outstanding), 0)).where(kind_is).scalar_subquery()
+        if not with_notes:
+            return invoices
+        notes = (select(func.coalesce(func.sum(cents(CreditNote.gross_total)), 0))
+                 .where(CreditNote.kind == note_kind).scalar_subquery())
+        return invoices - notes
+
     sums = {
-        journal.RECEIVABLE: select(func.sum(outstanding)).where(customer),
-        journal.PAYABLE: select(-func.sum(outstanding)).where(supplier),
+        journal.RECEIVABLE: select(owed(customer, "credit")),
+        journal.PAYABLE: select(-owed(supplier, "debit")),
         journal.GOODS_RECEIVED_NOT_BILLED: select(-func.sum(cents(PurchaseOrder.net_total)))
         .where(PurchaseOrder.state == "received"),
     }
@@ -476,7 +539,7 @@ def ledger_matches_subledgers(s: Session) -> list[Violation]:
     the net of purchase orders received and not yet billed. And a product with nothing on hand is worth
     nothing (the moving average's rounding residue leaves with the last unit)."""
     check, with_stock = "ledger_matches_subledgers", stock_value_kept(s)
-    subledgers = _subledgers(with_stock)
+    subledgers = _subledgers(with_stock, has_returns(s))
     balance = func.sum(cents(JournalLine.debit) - cents(JournalLine.credit))
     ledger = dict(s.execute(select(JournalLine.account_code, balance).where(JournalLine.account_code.in_(subledgers))
                             .group_by(JournalLine.account_code)).all())
@@ -504,7 +567,7 @@ def ledger_matches_subledgers(s: Session) -> list[Violation]:
 
 CHECKS = (journal_entries_balance, trial_balance_zero, on_hand_matches_moves, document_totals_match_lines,
           no_orphans, currency_amounts_convert, currency_totals_match_lines, company_currency_documents_agree,
-          lots_consistent, ledger_matches_subledgers)
+          lots_consistent, returns_consistent, ledger_matches_subledgers)
 
 
 def check_all(s: Session) -> list[Violation]:

@@ -586,7 +586,8 @@ class InvoiceOut(Out):
     tax_total: Decimal
     gross_total: Decimal
     amount_paid: Decimal
-    outstanding: Decimal = Field(description="What is left to pay: gross_total - amount_paid")
+    credited: Decimal = Field(description="What credit (debit) notes of returns settled of it")
+    outstanding: Decimal = Field(description="What is left to pay: gross_total - amount_paid - credited")
     state: str
     currency: str
     exchange_rate: Decimal

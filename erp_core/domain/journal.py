@@ -23,12 +23,13 @@ VAT_OUTPUT = "2221.02"
 EQUITY = "4001"
 REVENUE = "6001"
 COGS = "6401"
+PRICE_DIFFERENCE = "6402"
 STOCK_ADJUSTMENT = "6711"
 
 # Accounts whose balance a subledger defines (erp_core.invariants reconciles them): only the documents
 # post to them, never a manual entry or a reversal.
-CONTROL_ACCOUNTS = {INVENTORY: "the products' stock values", RECEIVABLE: "the open customer invoices",
-                    PAYABLE: "the open supplier bills", GOODS_RECEIVED_NOT_BILLED: "the receipts not yet billed"}
+CONTROL_ACCOUNTS = {INVENTORY: "the products' stock values", RECEIVABLE: "the open customer invoices less credit notes",
+                    PAYABLE: "the open supplier bills less debit notes", GOODS_RECEIVED_NOT_BILLED: "the receipts not yet billed"}
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,29 @@ def goods_received(value: Decimal) -> list[Line]:
 
 def goods_delivered(cost: Decimal) -> list[Line]:
     return _clean([Line(COGS, debit=cost), Line(INVENTORY, credit=cost)])
+
+
+def goods_returned(cost: Decimal) -> list[Line]:
+    """A customer return: the goods back in stock at the cost they went out at (reverses cost of goods)."""
+    return reversal(goods_delivered(cost))
+
+
+def customer_credit_note(partner_id: int, net: Decimal, tax: Decimal, doc: DocumentAmounts | None = None) -> list[Line]:
+    """Reverses revenue and output VAT of the returned lines against receivable."""
+    return reversal(customer_invoice(partner_id, net, tax, doc))
+
+
+def supplier_debit_note(partner_id: int, net: Decimal, tax: Decimal, value_out: Decimal,
+                        doc: DocumentAmounts | None = None) -> list[Line]:
+    """A supplier return: payable and input VAT reduced at the billed prices, the goods leaving stock at
+    their average-cost value; what the two differ by is a purchase price difference."""
+    doc = doc or _company(net, tax)
+    return _clean([
+        Line(PAYABLE, debit=net + tax, partner_id=partner_id, currency=doc.currency, amount_currency=doc.gross),
+        Line(VAT_INPUT, credit=tax, currency=doc.currency, amount_currency=-doc.tax),
+        Line(INVENTORY, credit=value_out),
+        Line(PRICE_DIFFERENCE, credit=net - value_out),
+    ])
 
 
 def customer_payment(partner_id: int, amount: Decimal, currency: str = COMPANY_CURRENCY,

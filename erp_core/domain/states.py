@@ -67,3 +67,9 @@ STOCKTAKE = _m(
     post=({"draft"}, "posted"),
     cancel=({"draft"}, "cancelled"),
 )
+
+RETURN = _m(
+    "return", "draft",
+    post=({"draft"}, "posted"),
+    cancel=({"draft"}, "cancelled"),
+)

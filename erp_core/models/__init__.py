@@ -12,6 +12,7 @@ from .identity import (ApiToken, AuditLog, DocSequence, IdempotencyRecord, Login
 from .mfa import MfaChallenge, RecoveryCode, UserMfa
 from .orders import PurchaseOrder, PurchaseOrderLine, SalesOrder, SalesOrderLine
 from .partners import BankDetailChange, Partner
+from .returns import CreditNote, Return, ReturnLine
 from .stock import Lot, ReorderRule, StockLevel, StockMove, Stocktake, StocktakeLine, Warehouse
 
 SEARCHED = {Product: ("sku", "name"), Partner: ("code", "name")}

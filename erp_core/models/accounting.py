@@ -8,7 +8,7 @@ from decimal import Decimal
 from sqlalchemy import BigInteger, CheckConstraint, Date, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ..domain.money import COMPANY_CURRENCY
+from ..domain.money import COMPANY_CURRENCY, round_money
 from .base import Base, CurrencyCode, Money, Rate, UTCDateTime, added_in_1_1, same_as, utcnow
 
 
@@ -108,8 +108,9 @@ class Invoice(Base):
 
     @property
     def outstanding(self) -> Decimal:
-        """What is left to pay (company currency)."""
-        return self.gross_total - (self.amount_paid or Decimal("0"))
+        """What is left to pay (company currency): gross less payments and what credit or debit notes settled
+        (Invoice.credited, models.returns)."""
+        return self.gross_total - (self.amount_paid or Decimal("0")) - round_money(Decimal(str(self.credited or 0)))
 
 
 class Payment(Base):

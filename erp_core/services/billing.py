@@ -12,7 +12,7 @@ from ..domain.money import CENT, COMPANY_CURRENCY, D, round_money, to_company
 from ..domain.states import INVOICE, PURCHASE_ORDER, SALES_ORDER
 from ..errors import Conflict, ValidationFailed
 from ..invariants import cents, from_cents
-from ..models import Invoice, Partner, Payment, PurchaseOrder, SalesOrder
+from ..models import CreditNote, Invoice, Partner, Payment, PurchaseOrder, SalesOrder
 from . import ledger
 from .common import full, get_or_404, next_number, transition
 
@@ -50,9 +50,31 @@ def paid_in_currency(s: Session, inv: Invoice):
     return from_cents(s.scalar(select(func.sum(cents(Payment.amount_currency))).where(Payment.invoice_id == inv.id)))
 
 
+def credited(s: Session, inv: Invoice):
+    """What the invoice's credit (or debit) notes settled of it: (company currency, its own currency)."""
+    row = s.execute(select(func.sum(cents(CreditNote.applied)), func.sum(cents(CreditNote.applied_currency)))
+                    .where(CreditNote.invoice_id == inv.id)).one()
+    return from_cents(row[0]), from_cents(row[1])
+
+
 def outstanding(s: Session, inv: Invoice):
-    """What is still to pay on an invoice, in its own currency."""
-    return inv.gross_total_currency - paid_in_currency(s, inv)
+    """What is still to pay on an invoice, in its own currency (less what its notes settled)."""
+    return inv.gross_total_currency - paid_in_currency(s, inv) - credited(s, inv)[1]
+
+
+def company_outstanding(s: Session, inv: Invoice):
+    """What is still to pay on an invoice, in company currency (less what its notes settled)."""
+    return inv.gross_total - inv.amount_paid - credited(s, inv)[0]
+
+
+def settle_state(s: Session, inv: Invoice, settled_in_full: bool) -> None:
+    """An invoice part or wholly settled (by a payment or a note): its state, and its order paid with it."""
+    transition(INVOICE, inv, "pay" if settled_in_full else "pay_part")
+    if inv.state == "paid":
+        if inv.kind == "customer":
+            transition(SALES_ORDER, s.get(SalesOrder, inv.sales_order_id), "pay")
+        else:
+            transition(PURCHASE_ORDER, s.get(PurchaseOrder, inv.purchase_order_id), "pay")
 
 
 def register_payment(s: Session, invoice_id: int, amount, paid_on: dt.date | None = None,
@@ -73,7 +95,7 @@ def register_payment(s: Session, invoice_id: int, amount, paid_on: dt.date | Non
     if amount > left:
         raise ValidationFailed(f"payment {amount}{unit} exceeds the {left}{unit} outstanding on {inv.number}",
                                field="amount", fix=f"Pay at most {left}{unit}.")
-    company_left = inv.gross_total - inv.amount_paid
+    company_left = company_outstanding(s, inv)
     if amount == left:
         company = company_left
     else:
@@ -91,11 +113,6 @@ def register_payment(s: Session, invoice_id: int, amount, paid_on: dt.date | Non
                   amount_currency=amount)
     s.add(pay)
     inv.amount_paid = inv.amount_paid + company
-    transition(INVOICE, inv, "pay" if amount == left else "pay_part")
-    if inv.state == "paid":
-        if inv.kind == "customer":
-            transition(SALES_ORDER, s.get(SalesOrder, inv.sales_order_id), "pay")
-        else:
-            transition(PURCHASE_ORDER, s.get(PurchaseOrder, inv.purchase_order_id), "pay")
+    settle_state(s, inv, amount == left)
     s.flush()
     return pay

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, case, func, literal, select
 from sqlalchemy.orm import Session
 
 from ..domain.journal import PAYABLE, RECEIVABLE
@@ -17,9 +17,10 @@ from ..domain.money import ZERO, round_cost, round_money, round_qty
 from ..errors import ValidationFailed
 from . import periods
 from ..invariants import cents, from_cents
-from ..models import (Account, Invoice, JournalEntry, JournalLine, Partner, Payment, Product, ReorderRule,
+from ..models import (Account, CreditNote, Invoice, JournalEntry, JournalLine, Partner, Payment, Product, ReorderRule,
                       StockLevel, Warehouse)
 
+NOTE_KIND = {"customer": "credit", "supplier": "debit"}  # the notes that lower what an invoice kind leaves open
 AGING_BUCKETS = ("current", "days_1_30", "days_31_60", "days_61_90", "over_90")
 RETAINED_EARNINGS = "Retained earnings (profit to date)"
 
@@ -167,12 +168,20 @@ def aging(s: Session, kind: str, as_of: dt.date | None = None) -> dict:
     as_of = as_of or dt.date.today()
     stmt = (select(Partner.id.label("partner_id"), Partner.code, Partner.name, Invoice.id.label("invoice_id"),
                    Invoice.number, Invoice.issue_date,
-                   Invoice.due_date, Invoice.gross_total, Invoice.amount_paid)
+                   Invoice.due_date, Invoice.gross_total, (Invoice.amount_paid + Invoice.credited).label("amount_paid"))
             .join(Partner, Partner.id == Invoice.partner_id)
             .where(Invoice.kind == kind, Invoice.state.in_(("open", "partial")))
             .order_by(Partner.code, Invoice.due_date, Invoice.number))
+    notes = (select(Partner.id.label("partner_id"), Partner.code, Partner.name,
+                    CreditNote.invoice_id, CreditNote.number, CreditNote.issue_date,
+                    CreditNote.issue_date.label("due_date"), literal(0).label("gross_total"),
+                    (CreditNote.gross_total - CreditNote.applied).label("amount_paid"))
+             .join(Partner, Partner.id == CreditNote.partner_id)
+             .where(CreditNote.kind == NOTE_KIND[kind], CreditNote.gross_total > CreditNote.applied)
+             .order_by(Partner.code, CreditNote.number))
     partners: dict[int, dict] = {}
-    for r in s.execute(stmt):
+    # a note not (wholly) applied to its invoice is the partner's balance the other way: a negative row
+    for r in sorted([*s.execute(stmt), *s.execute(notes)], key=lambda r: r.code):
         partner = partners.setdefault(r.partner_id, {"partner_id": r.partner_id, "code": r.code, "name": r.name,
                                                      "invoices": [], "buckets": dict.fromkeys(AGING_BUCKETS, ZERO),
                                                      "total": ZERO})
@@ -196,10 +205,12 @@ def outstanding(s: Session, kind: str, as_of: dt.date | None = None) -> dict:
     as_of (today if None), and the part past its due date, summed in the database to the cent (what the
     dashboard shows; aging() lists each invoice)."""
     as_of = as_of or dt.date.today()
-    rest = cents(Invoice.gross_total) - cents(Invoice.amount_paid)
+    rest = cents(Invoice.gross_total) - cents(Invoice.amount_paid) - cents(Invoice.credited)
     total, overdue = s.execute(select(func.sum(rest), func.sum(case((Invoice.due_date < as_of, rest), else_=0)))
                                .where(Invoice.kind == kind, Invoice.state.in_(("open", "partial")))).one()
-    return {"total": from_cents(total), "overdue": from_cents(overdue)}
+    credit = s.scalar(select(func.sum(cents(CreditNote.gross_total) - cents(CreditNote.applied)))
+                      .where(CreditNote.kind == NOTE_KIND[kind]))
+    return {"total": from_cents(total) - from_cents(credit), "overdue": from_cents(overdue)}
 
 
 def low_stock(s: Session) -> list[dict]:
@@ -236,7 +247,9 @@ def documents_of_entries(s: Session, entry_ids) -> dict[int, dict]:
                     .where(Invoice.journal_entry_id.in_(ids))).all()
     paid = s.execute(select(Payment.journal_entry_id, Invoice.id, Invoice.number)
                      .join(Invoice, Invoice.id == Payment.invoice_id).where(Payment.journal_entry_id.in_(ids))).all()
-    return {e: {"invoice_id": i, "number": n} for e, i, n in [*own, *paid]}
+    notes = s.execute(select(CreditNote.journal_entry_id, CreditNote.invoice_id, CreditNote.number)
+                      .where(CreditNote.journal_entry_id.in_(ids))).all()
+    return {e: {"invoice_id": i, "number": n} for e, i, n in [*own, *paid, *notes]}
 
 
 def partner_ledger(s: Session, partner_id: int, limit: int = 5000) -> dict:

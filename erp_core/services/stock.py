@@ -9,7 +9,8 @@ Lock order (one rule for every service that changes stock: receipt, delivery, tr
 cancellation, and the stock-cache rebuild of stockcache.py, which locks the same tables in the same
 order):
 
-1. the document's own row (order, stocktake) FOR UPDATE, when there is one;
+1. the document's own row (order, stocktake) FOR UPDATE, when there is one (a return: its invoice's row,
+   its order's, then its own, see services.returns);
 2. the rows of every product the operation touches, all at once, sorted by id (lock_products:
    FOR NO KEY UPDATE, so order lines referencing the product can still be written);
 3. the stock_levels rows, by (warehouse, product), through the conditional UPDATEs of move();

@@ -13,7 +13,7 @@ from sqlalchemy import func, or_, select
 from ..api import schemas as S
 from ..domain.money import COMPANY_CURRENCY
 from ..models import Invoice, Partner, PurchaseOrder, SalesOrder
-from ..services import billing, masterdata, reports
+from ..services import billing, masterdata, reports, returns
 from ..services.common import full, get_or_404
 from .framework import PAGE_SIZE, page, parse_form
 from .listing import all_rows, csv_response, in_range, page_of
@@ -27,7 +27,7 @@ PAYMENT_METHODS = ("bank", "cash", "card")
 
 INVOICE_COLUMNS = {"number": Invoice.number, "kind": Invoice.kind, "partner": Partner.name,
                    "issued": Invoice.issue_date, "due": Invoice.due_date, "total": Invoice.gross_total,
-                   "paid": Invoice.amount_paid, "outstanding": Invoice.gross_total - Invoice.amount_paid,
+                   "paid": Invoice.amount_paid, "outstanding": Invoice.gross_total - Invoice.amount_paid - Invoice.credited,
                    "state": Invoice.state}
 
 
@@ -61,7 +61,7 @@ def invoices_list(ctx):
         return csv_response("invoices", [_("Number"), _("Kind"), _("Partner code"), _("Partner"), _("Issued"),
                                          _("Due"), _("Total"), _("Paid"), _("Outstanding"), _("State")],
                             ([i.number, _("invoice") if i.kind == "customer" else _("bill"), code, name,
-                              i.issue_date, i.due_date, i.gross_total, i.amount_paid, i.gross_total - i.amount_paid,
+                              i.issue_date, i.due_date, i.gross_total, i.amount_paid, i.outstanding,
                               term(i.state)] for i, code, name in rows))
     total, rows = page_of(s, stmt, INVOICE_COLUMNS, listing, Invoice.id)
     return render_template("invoices.html", rows=rows, kind=kind, state=state, q=q, partner=partner, total=total,
@@ -77,6 +77,8 @@ def invoice_page(ctx, invoice_id):
     order = s.get(SalesOrder, inv.sales_order_id) if inv.sales_order_id else s.get(PurchaseOrder, inv.purchase_order_id)
     return render_template("invoice.html", inv=inv, partner=partner, order=order, methods=PAYMENT_METHODS,
                            company=COMPANY_CURRENCY, paid_currency=billing.paid_in_currency(s, inv),
+                           open_currency=billing.outstanding(s, inv),
+                           notes=returns.list_notes(s, None, 50, 0, invoice_id=inv.id)[0],
                            today=dt.date.today())
 
 
@@ -94,7 +96,7 @@ def invoice_pay(ctx, invoice_id):
                                     "method": request.form.get("method", "").strip() or "bank"})
     pay = billing.register_payment(ctx.s, invoice_id, body.amount, body.paid_on, body.method)
     inv = ctx.s.get(Invoice, invoice_id)
-    left = inv.gross_total - inv.amount_paid
+    left = billing.company_outstanding(ctx.s, inv)
     if inv.state == "paid":
         ctx.flash(_("Payment %(number)s of %(amount)s registered on %(invoice)s; it is paid in full.",
                     number=pay.number, amount=money(pay.amount), invoice=inv.number))

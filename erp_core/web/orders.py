@@ -16,7 +16,7 @@ from ..domain import permissions, pricing
 from ..domain.money import COMPANY_CURRENCY, ISO_CURRENCIES
 from ..domain.states import StateMachine
 from ..errors import ErpError, ValidationFailed
-from ..models import Invoice, Partner, Product, Warehouse
+from ..models import CreditNote, Invoice, Partner, Product, Return, Warehouse
 from ..services import masterdata, stock
 from .framework import PAGE_SIZE, error_message, form_id, int_arg, page, parse_form
 from .listing import all_rows, csv_response, page_of
@@ -305,8 +305,11 @@ def order_page(ctx, kind: Kind, order, actions: dict[str, Action]):
     fk = Invoice.sales_order_id if kind.key == "sales" else Invoice.purchase_order_id
     invoice = s.scalar(select(Invoice).where(fk == order.id))
     warehouses = s.execute(select(Warehouse.id, Warehouse.code, Warehouse.name).order_by(Warehouse.code)).all()
+    link = Return.sales_order_id if kind.key == "sales" else Return.purchase_order_id
+    returned = s.execute(select(Return, CreditNote).outerjoin(CreditNote, CreditNote.return_id == Return.id)
+                         .where(link == order.id).order_by(Return.id)).all() if ctx.may("stock.read") else []
     return render_template(
-        "order.html", kind=kind, order=order, lines=order.lines, products=products, on_hand=on_hand,
+        "order.html", kind=kind, order=order, lines=order.lines, products=products, on_hand=on_hand, returns=returned,
         partner=masterdata.partner_view(partner, ctx.may("partners.sensitive")), warehouse=warehouse,
         warehouses=warehouses, invoice=invoice, company=COMPANY_CURRENCY,
         actions=allowed_actions(kind, actions, order.state, ctx.user.role))

@@ -31,6 +31,7 @@ TERMS = {
     "Goods received not billed": _l("Goods received not billed"), "Owner's capital": _l("Owner's capital"),
     "Sales revenue": _l("Sales revenue"), "Cost of goods sold": _l("Cost of goods sold"),
     "Stock adjustments (count gains and losses)": _l("Stock adjustments (count gains and losses)"),
+    "Purchase price differences": _l("Purchase price differences"),
     RETAINED_EARNINGS: _l("Retained earnings (profit to date)"),
     # titles of errors (erp_core.errors and HTTP)
     "Bad request": _l("Bad request"), "Invalid input": _l("Invalid input"),

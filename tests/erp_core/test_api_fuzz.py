@@ -75,6 +75,12 @@ def seed(erp: Erp) -> None:
     erp.req("PUT", "/stock/reorder-rules", json={"product_id": products[1], "warehouse_id": wh[0],
                                                 "min_quantity": "100", "reorder_quantity": "10"}, expect=200)
     erp.req("PUT", f"/partners/{c1}/prices", json={"product_id": products[0], "unit_price": "9.00"}, expect=200)
+    # return 1: posted against purchase order 1 (debit note 1); 2: a draft against sales order 1
+    ret = erp.post(f"/purchase-orders/{po1['id']}/returns", {"lines": [
+        {"order_line_id": po1["lines"][0]["id"], "quantity": "1"}]})
+    erp.post(f"/returns/{ret['id']}/post", {}, expect=200)
+    so1 = erp.get(f"/sales-orders/{sos[0]}")
+    erp.post(f"/sales-orders/{sos[0]}/returns", {"lines": [{"order_line_id": so1["lines"][0]["id"], "quantity": "1"}]})
 
 
 class Guard:

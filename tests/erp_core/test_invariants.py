@@ -287,10 +287,10 @@ def test_invoices_whose_payments_or_state_do_not_add_up_are_reported(database):
      [Violation("ledger_matches_subledgers", "account 1405 holds 33.75 but the products' stock values add up to 83.75 "
                 "(difference -50.00)", "account:1405")]),
     ("UPDATE invoices SET amount_paid = 0, state = 'open' WHERE number = 'INV-1'",
-     [Violation("ledger_matches_subledgers", "account 1122 holds 18.24 but the open customer invoices add up to "
+     [Violation("ledger_matches_subledgers", "account 1122 holds 18.24 but the open customer invoices less credit notes add up to "
                 "28.24 (difference -10.00)", "account:1122")]),
     ("UPDATE invoices SET amount_paid = 2.38, state = 'partial' WHERE number = 'BILL-1'",
-     [Violation("ledger_matches_subledgers", "account 2202 holds -42.38 but the open supplier bills add up to "
+     [Violation("ledger_matches_subledgers", "account 2202 holds -42.38 but the open supplier bills less debit notes add up to "
                 "-40.00 (difference -2.38)", "account:2202")]),
     ("UPDATE purchase_orders SET state = 'received' WHERE number = 'PO-1'",
      [Violation("ledger_matches_subledgers", "account 2241 holds 0.00 but the receipts not yet billed add up to "

@@ -1,7 +1,7 @@
 """backfill for release 1.1: fill the new columns of the rows written before the expand step
 
 Revision ID: 0003
-Revises: 0010 (release 1.1's last expand step)
+Revises: 0011 (release 1.1's last expand step)
 
 Data only. The backfills below are run in key-range batches by erp_core.backfill, each batch with
 its checkpoint in erp_backfill_progress; an operator's tool may run them batch by batch while release
@@ -14,7 +14,7 @@ from erp_core.backfill import Backfill, remaining, run_all
 from erp_core.db import migration_module
 
 revision = '0003'
-down_revision = '0010'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 
