@@ -74,15 +74,23 @@ def _objectives(record: dict, timeline: list[dict]) -> dict:
     return {**declared, "fault_at": fault and fault.get("at"), "lead_seconds": lead}
 
 
-def vouched(data_dir, drill_id: str, sha256: str) -> dict:
-    """Whether the evidence log's newest record naming this drill's record.json sha256 (a sign-off, a finding,
-    the engine's final record) holds this very record: matches, differs, or unrecorded."""
+def newest_vouching(records, drill_id: str) -> dict | None:
+    """The newest evidence record naming this drill's record.json sha256: the engine's final record (`drill`),
+    a sign-off or a finding (`id`); not a report's, which only repeats what it read."""
     latest = None
+    for rec in records:
+        data = rec.get("data") or {}
+        if drill_id in (data.get("id"), data.get("drill")) and data.get("record_sha256") \
+                and rec.get("kind") != "drill.report":
+            latest = rec
+    return latest
+
+
+def vouched(data_dir, drill_id: str, sha256: str) -> dict:
+    """Whether the evidence log's newest record vouching for this drill's record.json holds this very record:
+    matches, differs, or unrecorded."""
     try:
-        for rec in EvidenceLog(data_dir).records():
-            data = rec.get("data") or {}
-            if data.get("id") == drill_id and data.get("record_sha256") and rec.get("kind") != "drill.report":
-                latest = rec
+        latest = newest_vouching(EvidenceLog(data_dir).records(), drill_id)
     except ValueError:
         return {"state": "unreadable"}
     if latest is None:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from .. import layout
+from ..drills.report import newest_vouching
 from ..errors import FleetDrillFailed
 from ..evidence import EvidenceLog, attestations
 from ..installation import Installation
@@ -32,18 +33,6 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def vouched(records: list[dict], drill_id: str) -> str | None:
-    """The record.json sha256 the host's newest evidence record of the drill holds (its end, a sign-off, a
-    finding; not a report's, which only repeats what it read)."""
-    latest = None
-    for rec in records:
-        data = rec.get("data") or {}
-        if drill_id in (data.get("id"), data.get("drill")) and data.get("record_sha256") and \
-                rec.get("kind") != "drill.report":
-            latest = data["record_sha256"]
-    return latest
-
-
 def check(directory: Path) -> dict:
     """What the fetched copy proves: the host's evidence chain, each report attested in it, the record."""
     log = EvidenceLog(directory / "evidence")
@@ -62,7 +51,8 @@ def check(directory: Path) -> dict:
               "evidence_problem": problems[0].detail if problems else None,
               "reports": reports, "record_sha256": record_sha,
               "report_record_matches": inner.get("record_sha256") == record_sha,
-              "record_vouched": vouched(records, directory.name) == record_sha}
+              "record_vouched": ((newest_vouching(records, directory.name) or {}).get("data") or {})
+                                .get("record_sha256") == record_sha}
     result["verified"] = bool(result["evidence_intact"] and reports and all(r["attested"] for r in reports)
                               and result["report_record_matches"] and result["record_vouched"])
     return result

@@ -116,6 +116,8 @@ def test_every_scenario_s_chinese_report_leaves_no_english_sentence(drills, name
     from .test_report_events import english_left, report_cells
 
     ran = drills[name].result()
+    evidence = report.build(ran.data_dir, ran.record["id"]).evidence
+    assert evidence["state"] == "matches" and evidence["kind"] == "drill.end", "the engine's last record vouches for it"
     written = report.write(Installation.open(str(ran.data_dir), None), ran.record["id"], "html", "zh")
     events, checks = report_cells(open(written["path"], encoding="utf-8").read())
     assert len(events) == len(ran.record["timeline"]) and checks

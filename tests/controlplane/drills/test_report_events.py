@@ -98,7 +98,7 @@ def report_cells(page: str, lang: str = "zh") -> tuple[list[str], list[str]]:
     t = words(lang)
 
     def column(title: str, index: int) -> list[str]:
-        table = re.search(rf"<h2>{re.escape(html.escape(title))}</h2><table>(.*?)</table>", page, re.S)
+        table = re.search(rf"<h2>{re.escape(html.escape(title))}</h2>(?:<div[^>]*>)?<table>(.*?)</table>", page, re.S)
         assert table, f"no table {title!r} in the report"
         rows = re.findall(r"<tr>(.*?)</tr>", table.group(1), re.S)[1:]
         return [re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)[index] for row in rows]

@@ -140,7 +140,9 @@ def prepare(fleet, tmp_path_factory, request, pg_1_0_template):
                  "erp_release_trusted_keys": [f"{SIGNING_KEY}.pub"], "erp_database_url": url,
                  "erp_field_key": FIXTURE_KEY, "erp_backup_passphrase": "rolling upgrade test passphrase",
                  "erp_probe_password": "rolling upgrade probe password",
-                 "erp_ready_retries": 15, "erp_ready_delay": 1},
+                 "erp_ready_retries": 15, "erp_ready_delay": 1,
+                 # the business client logs in as the fixture database's one user, its admin, with a password
+                 "erp_mfa_roles": "none"},
         "children": {"app": {"hosts": {"app1": own["app1"], "app2": own["app2"]}},
                      "loadbalancer": {"hosts": {"lb1": own["lb1"]}}}}}, sort_keys=False))
     ctl = tmp / "ctl"
