@@ -1,7 +1,8 @@
 """The plan's estimate of the read-only stages (verify, switch, contract: the ERP refuses writes) against
 the time they really take, in a real upgrade of a served ERP: the whole read-only time is within 1.5x
-of the estimate either way, and no stage takes more than 1.5x its estimate (give or take SLACK: a
-stage of a fraction of a second varies with the machine's load). The figures are printed (pytest -s).
+of the estimate either way, and no stage takes more than 1.5x its estimate (give or take SLACK, a
+second: a stage of a fraction of a second, or a process start, varies with the machine). The figures
+are printed (pytest -s).
 The per-row costs were measured the same way on databases grown with bulk.grow_draft_orders."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from .test_upgrade import Up
 
 READ_ONLY = ("verify", "switch", "contract")
 FACTOR = 1.5
-SLACK = 0.5
+SLACK = 1.0  # the switch waits for the new release's processes to start: a second more now and then, load or not
 
 
 def test_the_plans_read_only_estimates_are_within_1_5x_of_the_measured_times(site, tmp_path):
